@@ -1,0 +1,54 @@
+# syntax=docker/dockerfile:1
+# One image for every tongke process: web (`tongke serve`), job worker (`tongke worker`),
+# SFU media worker (`tongke sfu`) and the one-shot migration step (`tongke db upgrade`).
+
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+# --- build: install the package and its dependencies into a self-contained venv ---
+FROM ${PYTHON_IMAGE} AS build
+
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+RUN python -m venv /opt/tongke
+ENV PATH="/opt/tongke/bin:${PATH}"
+
+WORKDIR /src
+COPY . .
+RUN pip install --upgrade pip \
+ && pip install .
+
+# --- runtime: slim image with ffmpeg (recording processing) and a non-root user ---
+FROM ${PYTHON_IMAGE} AS runtime
+
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ffmpeg \
+ && rm -rf /var/lib/apt/lists/*
+
+# A named volume mounted on the media root copies this ownership on first use.
+RUN groupadd --system --gid 10001 tongke \
+ && useradd --system --uid 10001 --gid tongke --home-dir /app --shell /usr/sbin/nologin tongke \
+ && mkdir -p /app /var/lib/tongke/media \
+ && chown -R tongke:tongke /app /var/lib/tongke
+
+COPY --from=build /opt/tongke /opt/tongke
+
+ENV PATH="/opt/tongke/bin:${PATH}" \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    TONGKE_ENVIRONMENT=production \
+    TONGKE_HOST=0.0.0.0 \
+    TONGKE_PORT=8000 \
+    TONGKE_MEDIA_ROOT=/var/lib/tongke/media \
+    TONGKE_LOG_JSON=true
+
+WORKDIR /app
+USER tongke
+
+EXPOSE 8000
+
+# Only meaningful for `tongke serve`; compose overrides it for the worker and SFU.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
+  CMD ["python", "-c", "import os, urllib.request as r; r.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('TONGKE_PORT', '8000'), timeout=4)"]
+
+CMD ["tongke", "serve"]

@@ -1,0 +1,701 @@
+"""The admin API's resources: how each table reaches its scope, and how rows are made and edited."""
+
+from __future__ import annotations
+
+from datetime import time
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from common.accounts import service as accounts
+from common.accounts.models import Account
+from common.accounts.permissions import GRANTABLE_ROLES, Kind, Principal, Scope
+from common.alliance import schemas as s
+from common.alliance.models import (
+    Alliance,
+    BellSchedule,
+    CalendarDay,
+    Campus,
+    ClassroomTerminal,
+    Grade,
+    Period,
+    Room,
+    School,
+    SchoolClass,
+    Student,
+    Subject,
+    Teacher,
+    Term,
+)
+from common.alliance.service import Resource, ScopePath, apply_fields, register, require_same
+from common.errors import PermissionDeniedError, ValidationFailedError
+
+GRADE_NAMES = "一二三四五六七八九"
+
+
+def grade_name(level: int) -> str:
+    return f"{GRADE_NAMES[level - 1]}年级" if 1 <= level <= 9 else f"{level}年级"
+
+
+def _school_of_campus(session: Session, campus_id: int, field_name: str = "campus_id") -> Campus:
+    campus: Campus = require_same(session, Campus, campus_id, field_name=field_name, label="校区")
+    return campus
+
+
+# --- alliance ---------------------------------------------------------------------------------
+def _create_alliance(session: Session, _p: Principal, payload: s.AllianceCreate) -> Alliance:
+    alliance = Alliance(name=payload.name, kind=payload.kind, county=payload.county)
+    session.add(alliance)
+    return alliance
+
+
+def _update_alliance(session: Session, row: Alliance, payload: s.AllianceUpdate) -> None:
+    apply_fields(row, payload, ("name", "kind", "county", "lead_school_id"))
+    require_same(
+        session,
+        School,
+        row.lead_school_id,
+        field_name="lead_school_id",
+        label="学校",
+        check=lambda school: school.alliance_id == row.id,
+        why="不属于本教联体",
+    )
+
+
+ALLIANCES = register(
+    Resource(
+        kind=Kind.ALLIANCE,
+        model=Alliance,
+        path="alliances",
+        create_schema=s.AllianceCreate,
+        update_schema=s.AllianceUpdate,
+        out_schema=s.AllianceOut,
+        scope_path=lambda: ScopePath(select(Alliance), alliance=Alliance.id),
+        create=_create_alliance,
+        update=_update_alliance,
+    )
+)
+
+
+# --- school -----------------------------------------------------------------------------------
+def _create_school(session: Session, _p: Principal, payload: s.SchoolCreate) -> School:
+    school = School(**payload.model_dump())
+    session.add(school)
+    return school
+
+
+SCHOOLS = register(
+    Resource(
+        kind=Kind.SCHOOL,
+        model=School,
+        path="schools",
+        create_schema=s.SchoolCreate,
+        update_schema=s.SchoolUpdate,
+        out_schema=s.SchoolOut,
+        scope_path=lambda: ScopePath(select(School), alliance=School.alliance_id, school=School.id),
+        create=_create_school,
+        update=lambda _s, row, p: apply_fields(row, p, ("name", "stage", "address")),
+        parent=("alliances", "alliance_id"),
+        filters={"alliance_id": lambda: School.alliance_id},
+    )
+)
+
+
+def _via_school(stmt: Any) -> ScopePath:
+    return ScopePath(stmt, alliance=School.alliance_id, school=School.id)
+
+
+# --- campus -----------------------------------------------------------------------------------
+def _create_campus(session: Session, _p: Principal, payload: s.CampusCreate) -> Campus:
+    campus = Campus(**payload.model_dump())
+    session.add(campus)
+    return campus
+
+
+CAMPUSES = register(
+    Resource(
+        kind=Kind.CAMPUS,
+        model=Campus,
+        path="campuses",
+        create_schema=s.CampusCreate,
+        update_schema=s.CampusUpdate,
+        out_schema=s.CampusOut,
+        scope_path=lambda: _via_school(select(Campus).join(School, Campus.school_id == School.id)),
+        create=_create_campus,
+        update=lambda _s, row, p: apply_fields(row, p, ("name", "address")),
+        parent=("schools", "school_id"),
+        filters={"school_id": lambda: Campus.school_id},
+    )
+)
+
+
+# --- bells ------------------------------------------------------------------------------------
+def _check_weekdays_free(
+    session: Session, campus_id: int, weekdays: list[str], own_id: int | None
+) -> None:
+    others = session.scalars(
+        select(BellSchedule).where(
+            BellSchedule.campus_id == campus_id, BellSchedule.id != (own_id or -1)
+        )
+    )
+    for other in others:
+        clash = sorted(set(other.weekdays) & set(weekdays))
+        if clash:
+            raise ValidationFailedError(
+                f"{'、'.join(clash)} 已由作息时间「{other.name}」使用", field="weekdays"
+            )
+
+
+def _periods(periods: list[s.PeriodIn]) -> list[Period]:
+    return [
+        Period(number=number, start_time=p.start, end_time=p.end)
+        for number, p in enumerate(periods, start=1)
+    ]
+
+
+def _create_bells(session: Session, _p: Principal, payload: s.BellScheduleCreate) -> BellSchedule:
+    _check_weekdays_free(session, payload.campus_id, list(payload.weekdays), None)
+    bells = BellSchedule(
+        campus_id=payload.campus_id,
+        name=payload.name,
+        weekdays=list(payload.weekdays),
+        periods=_periods(payload.periods),
+    )
+    session.add(bells)
+    return bells
+
+
+def _update_bells(session: Session, row: BellSchedule, payload: s.BellScheduleUpdate) -> None:
+    if payload.weekdays is not None:
+        _check_weekdays_free(session, row.campus_id, list(payload.weekdays), row.id)
+        row.weekdays = list(payload.weekdays)
+    if payload.name is not None:
+        row.name = payload.name
+    if payload.periods is not None:
+        row.periods.clear()
+        session.flush()
+        row.periods.extend(_periods(payload.periods))
+
+
+BELLS = register(
+    Resource(
+        kind=Kind.BELLS,
+        model=BellSchedule,
+        path="bell-schedules",
+        create_schema=s.BellScheduleCreate,
+        update_schema=s.BellScheduleUpdate,
+        out_schema=s.BellScheduleOut,
+        scope_path=lambda: _via_school(
+            select(BellSchedule)
+            .join(Campus, BellSchedule.campus_id == Campus.id)
+            .join(School, Campus.school_id == School.id)
+        ),
+        create=_create_bells,
+        update=_update_bells,
+        parent=("campuses", "campus_id"),
+        filters={"campus_id": lambda: BellSchedule.campus_id},
+    )
+)
+
+
+# --- term -------------------------------------------------------------------------------------
+def _calendar(days: list[s.CalendarDayIn]) -> list[CalendarDay]:
+    return [CalendarDay(**day.model_dump()) for day in days]
+
+
+def _only_current(session: Session, term: Term) -> None:
+    if term.is_current:
+        for other in session.scalars(
+            select(Term).where(Term.alliance_id == term.alliance_id, Term.id != (term.id or -1))
+        ):
+            other.is_current = False
+
+
+def _create_term(session: Session, _p: Principal, payload: s.TermCreate) -> Term:
+    term = Term(
+        alliance_id=payload.alliance_id,
+        name=payload.name,
+        start_date=payload.start_date,
+        end_date=payload.end_date,
+        is_current=payload.is_current,
+        calendar_days=_calendar(payload.calendar_days),
+    )
+    _only_current(session, term)
+    session.add(term)
+    return term
+
+
+def _update_term(session: Session, row: Term, payload: s.TermUpdate) -> None:
+    start = payload.start_date or row.start_date
+    end = payload.end_date or row.end_date
+    days = (
+        payload.calendar_days
+        if payload.calendar_days is not None
+        else [s.CalendarDayIn.model_validate(d, from_attributes=True) for d in row.calendar_days]
+    )
+    try:
+        s._check_term(start, end, days)
+    except ValueError as exc:
+        raise ValidationFailedError(str(exc), field="calendar_days") from exc
+    apply_fields(row, payload, ("name", "start_date", "end_date", "is_current"))
+    if payload.calendar_days is not None:
+        row.calendar_days.clear()
+        session.flush()
+        row.calendar_days.extend(_calendar(payload.calendar_days))
+    _only_current(session, row)
+
+
+TERMS = register(
+    Resource(
+        kind=Kind.TERM,
+        model=Term,
+        path="terms",
+        create_schema=s.TermCreate,
+        update_schema=s.TermUpdate,
+        out_schema=s.TermOut,
+        scope_path=lambda: ScopePath(select(Term), alliance=Term.alliance_id),
+        create=_create_term,
+        update=_update_term,
+        parent=("alliances", "alliance_id"),
+        filters={"alliance_id": lambda: Term.alliance_id},
+    )
+)
+
+
+# --- subject ----------------------------------------------------------------------------------
+def _create_subject(session: Session, _p: Principal, payload: s.SubjectCreate) -> Subject:
+    subject = Subject(**payload.model_dump())
+    session.add(subject)
+    return subject
+
+
+SUBJECTS = register(
+    Resource(
+        kind=Kind.SUBJECT,
+        model=Subject,
+        path="subjects",
+        create_schema=s.SubjectCreate,
+        update_schema=s.SubjectUpdate,
+        out_schema=s.SubjectOut,
+        scope_path=lambda: ScopePath(select(Subject), alliance=Subject.alliance_id),
+        create=_create_subject,
+        update=lambda _s, row, p: apply_fields(row, p, ("name", "is_main", "is_scarce")),
+        parent=("alliances", "alliance_id"),
+        filters={"alliance_id": lambda: Subject.alliance_id},
+    )
+)
+
+
+# --- room -------------------------------------------------------------------------------------
+def _create_room(session: Session, _p: Principal, payload: s.RoomCreate) -> Room:
+    room = Room(**payload.model_dump())
+    session.add(room)
+    return room
+
+
+def _room_path() -> ScopePath:
+    return _via_school(
+        select(Room)
+        .join(Campus, Room.campus_id == Campus.id)
+        .join(School, Campus.school_id == School.id)
+    )
+
+
+ROOMS = register(
+    Resource(
+        kind=Kind.ROOM,
+        model=Room,
+        path="rooms",
+        create_schema=s.RoomCreate,
+        update_schema=s.RoomUpdate,
+        out_schema=s.RoomOut,
+        scope_path=_room_path,
+        create=_create_room,
+        update=lambda _s, row, p: apply_fields(row, p, ("name", "capacity", "features")),
+        parent=("campuses", "campus_id"),
+        filters={"campus_id": lambda: Room.campus_id},
+    )
+)
+
+
+# --- terminal ---------------------------------------------------------------------------------
+def _create_terminal(
+    session: Session, _p: Principal, payload: s.TerminalCreate
+) -> ClassroomTerminal:
+    terminal = ClassroomTerminal(room_id=payload.room_id, name=payload.name)
+    session.add(terminal)
+    return terminal
+
+
+TERMINALS = register(
+    Resource(
+        kind=Kind.TERMINAL,
+        model=ClassroomTerminal,
+        path="terminals",
+        create_schema=s.TerminalCreate,
+        update_schema=s.TerminalUpdate,
+        out_schema=s.TerminalOut,
+        scope_path=lambda: ScopePath(
+            select(ClassroomTerminal)
+            .join(Room, ClassroomTerminal.room_id == Room.id)
+            .join(Campus, Room.campus_id == Campus.id)
+            .join(School, Campus.school_id == School.id),
+            alliance=School.alliance_id,
+            school=School.id,
+            terminal=ClassroomTerminal.id,
+        ),
+        create=_create_terminal,
+        update=lambda _s, row, p: apply_fields(row, p, ("name",)),
+        parent=("rooms", "room_id"),
+        to_out=lambda t: s.TerminalOut(
+            id=t.id, room_id=t.room_id, name=t.name, paired=t.paired_at is not None
+        ),
+    )
+)
+
+
+# --- class ------------------------------------------------------------------------------------
+def _grade(session: Session, school_id: int, level: int) -> Grade:
+    grade = session.scalar(select(Grade).where(Grade.school_id == school_id, Grade.level == level))
+    if grade is None:
+        grade = Grade(school_id=school_id, level=level, name=grade_name(level))
+        session.add(grade)
+        session.flush()
+    return grade
+
+
+def _check_class_links(session: Session, school_id: int, payload: BaseModel) -> None:
+    require_same(
+        session,
+        Room,
+        getattr(payload, "home_room_id", None),
+        field_name="home_room_id",
+        label="教室",
+        check=lambda room: room.campus.school_id == school_id,
+        why="不属于本校",
+    )
+    require_same(
+        session,
+        Teacher,
+        getattr(payload, "head_teacher_id", None),
+        field_name="head_teacher_id",
+        label="教师",
+        check=lambda teacher: teacher.school_id == school_id,
+        why="不属于本校",
+    )
+
+
+def _create_class(session: Session, _p: Principal, payload: s.ClassCreate) -> SchoolClass:
+    campus = _school_of_campus(session, payload.campus_id)
+    _check_class_links(session, campus.school_id, payload)
+    school_class = SchoolClass(
+        school_id=campus.school_id,
+        campus_id=campus.id,
+        grade_id=_grade(session, campus.school_id, payload.grade_level).id,
+        code=payload.code,
+        name=payload.name,
+        size=payload.size,
+        home_room_id=payload.home_room_id,
+        head_teacher_id=payload.head_teacher_id,
+    )
+    session.add(school_class)
+    return school_class
+
+
+def _update_class(session: Session, row: SchoolClass, payload: s.ClassUpdate) -> None:
+    _check_class_links(session, row.school_id, payload)
+    apply_fields(row, payload, ("name", "size", "home_room_id", "head_teacher_id"))
+
+
+def _class_out(row: SchoolClass) -> s.ClassOut:
+    return s.ClassOut(
+        id=row.id,
+        school_id=row.school_id,
+        campus_id=row.campus_id,
+        grade_level=row.grade.level,
+        code=row.code,
+        name=row.name,
+        size=row.size,
+        home_room_id=row.home_room_id,
+        head_teacher_id=row.head_teacher_id,
+    )
+
+
+CLASSES = register(
+    Resource(
+        kind=Kind.CLASS,
+        model=SchoolClass,
+        path="classes",
+        create_schema=s.ClassCreate,
+        update_schema=s.ClassUpdate,
+        out_schema=s.ClassOut,
+        scope_path=lambda: ScopePath(
+            select(SchoolClass).join(School, SchoolClass.school_id == School.id),
+            alliance=School.alliance_id,
+            school=School.id,
+            class_=SchoolClass.id,
+        ),
+        create=_create_class,
+        update=_update_class,
+        parent=("campuses", "campus_id"),
+        filters={
+            "school_id": lambda: SchoolClass.school_id,
+            "campus_id": lambda: SchoolClass.campus_id,
+        },
+        to_out=_class_out,
+    )
+)
+
+
+# --- teacher ----------------------------------------------------------------------------------
+def _teacher_links(
+    session: Session, school: School, payload: BaseModel
+) -> tuple[list[Subject], list[Campus]]:
+    require_same(
+        session,
+        Campus,
+        getattr(payload, "home_campus_id", None),
+        field_name="home_campus_id",
+        label="校区",
+        check=lambda campus: campus.school_id == school.id,
+        why="不属于本校",
+    )
+    subjects = [
+        require_same(
+            session,
+            Subject,
+            subject_id,
+            field_name="subject_ids",
+            label="学科",
+            check=lambda subject: subject.alliance_id == school.alliance_id,
+            why="不属于本教联体",
+        )
+        for subject_id in getattr(payload, "subject_ids", None) or []
+    ]
+    campuses = [
+        require_same(
+            session,
+            Campus,
+            campus_id,
+            field_name="campus_ids",
+            label="校区",
+            check=lambda campus: campus.school.alliance_id == school.alliance_id,
+            why="不属于本教联体",
+        )
+        for campus_id in getattr(payload, "campus_ids", None) or []
+    ]
+    return subjects, campuses
+
+
+def _create_teacher(session: Session, _p: Principal, payload: s.TeacherCreate) -> Teacher:
+    school = session.get_one(School, payload.school_id)
+    subjects, campuses = _teacher_links(session, school, payload)
+    teacher = Teacher(
+        **payload.model_dump(exclude={"subject_ids", "campus_ids"}),
+        subjects=subjects,
+        campuses=campuses,
+    )
+    session.add(teacher)
+    return teacher
+
+
+def _update_teacher(session: Session, row: Teacher, payload: s.TeacherUpdate) -> None:
+    school = session.get_one(School, row.school_id)
+    subjects, campuses = _teacher_links(session, school, payload)
+    apply_fields(
+        row,
+        payload,
+        (
+            "name",
+            "home_campus_id",
+            "phone",
+            "is_backbone",
+            "is_subject_leader",
+            "max_lessons_per_day",
+        ),
+    )
+    if payload.subject_ids is not None:
+        row.subjects = subjects
+    if payload.campus_ids is not None:
+        row.campuses = campuses
+
+
+def _teacher_out(row: Teacher) -> s.TeacherOut:
+    return s.TeacherOut(
+        id=row.id,
+        school_id=row.school_id,
+        code=row.code,
+        name=row.name,
+        home_campus_id=row.home_campus_id,
+        phone=row.phone,
+        is_backbone=row.is_backbone,
+        is_subject_leader=row.is_subject_leader,
+        max_lessons_per_day=row.max_lessons_per_day,
+        subject_ids=[subject.id for subject in row.subjects],
+        campus_ids=[campus.id for campus in row.campuses],
+    )
+
+
+TEACHERS = register(
+    Resource(
+        kind=Kind.TEACHER,
+        model=Teacher,
+        path="teachers",
+        create_schema=s.TeacherCreate,
+        update_schema=s.TeacherUpdate,
+        out_schema=s.TeacherOut,
+        scope_path=lambda: _via_school(
+            select(Teacher).join(School, Teacher.school_id == School.id)
+        ),
+        create=_create_teacher,
+        update=_update_teacher,
+        parent=("schools", "school_id"),
+        filters={"school_id": lambda: Teacher.school_id},
+        to_out=_teacher_out,
+    )
+)
+
+
+# --- student ----------------------------------------------------------------------------------
+def _create_student(session: Session, _p: Principal, payload: s.StudentCreate) -> Student:
+    student = Student(**payload.model_dump())
+    session.add(student)
+    return student
+
+
+STUDENTS = register(
+    Resource(
+        kind=Kind.STUDENT,
+        model=Student,
+        path="students",
+        create_schema=s.StudentCreate,
+        update_schema=s.StudentUpdate,
+        out_schema=s.StudentOut,
+        scope_path=lambda: ScopePath(
+            select(Student)
+            .join(SchoolClass, Student.class_id == SchoolClass.id)
+            .join(School, SchoolClass.school_id == School.id),
+            alliance=School.alliance_id,
+            school=School.id,
+            class_=SchoolClass.id,
+            student=Student.id,
+        ),
+        create=_create_student,
+        update=lambda _s, row, p: apply_fields(row, p, ("name",)),
+        parent=("classes", "class_id"),
+        filters={"class_id": lambda: Student.class_id},
+    )
+)
+
+
+# --- account ----------------------------------------------------------------------------------
+def account_scope_columns(session: Session, payload: s.AccountCreate) -> dict[str, int | None]:
+    """Derive an account's alliance/school/class from the one link its role needs."""
+    role = payload.role
+    scope: dict[str, int | None] = dict.fromkeys(
+        ("alliance_id", "school_id", "class_id", "teacher_id", "student_id", "terminal_id")
+    )
+    if role == "bureau":
+        return scope
+    if role == "alliance_admin":
+        alliance = require_same(
+            session, Alliance, payload.alliance_id, field_name="alliance_id", label="教联体"
+        )
+        if alliance is None:
+            raise ValidationFailedError("联盟管理员需要指定教联体", field="alliance_id")
+        scope["alliance_id"] = alliance.id
+        return scope
+    if role == "school_admin":
+        school = require_same(
+            session, School, payload.school_id, field_name="school_id", label="学校"
+        )
+        if school is None:
+            raise ValidationFailedError("学校管理员需要指定学校", field="school_id")
+        scope.update(alliance_id=school.alliance_id, school_id=school.id)
+        return scope
+    if role == "teacher":
+        teacher = require_same(
+            session, Teacher, payload.teacher_id, field_name="teacher_id", label="教师"
+        )
+        if teacher is None:
+            raise ValidationFailedError("教师账号需要关联教师", field="teacher_id")
+        school = session.get_one(School, teacher.school_id)
+        scope.update(alliance_id=school.alliance_id, school_id=school.id, teacher_id=teacher.id)
+        return scope
+    if role == "student":
+        student = require_same(
+            session, Student, payload.student_id, field_name="student_id", label="学生"
+        )
+        if student is None:
+            raise ValidationFailedError("学生账号需要关联学生", field="student_id")
+        school_class = session.get_one(SchoolClass, student.class_id)
+        school = session.get_one(School, school_class.school_id)
+        scope.update(
+            alliance_id=school.alliance_id,
+            school_id=school.id,
+            class_id=school_class.id,
+            student_id=student.id,
+        )
+        return scope
+    terminal = require_same(
+        session, ClassroomTerminal, payload.terminal_id, field_name="terminal_id", label="教室终端"
+    )
+    if terminal is None:
+        raise ValidationFailedError("终端账号需要关联教室终端", field="terminal_id")
+    campus = session.get_one(Campus, session.get_one(Room, terminal.room_id).campus_id)
+    school = session.get_one(School, campus.school_id)
+    scope.update(alliance_id=school.alliance_id, school_id=school.id, terminal_id=terminal.id)
+    return scope
+
+
+def account_create_scope(session: Session, principal: Principal, payload: s.AccountCreate) -> Scope:
+    if payload.role not in GRANTABLE_ROLES.get(principal.role, frozenset()):
+        raise PermissionDeniedError(f"没有权限创建角色为 {payload.role} 的账号")
+    columns = account_scope_columns(session, payload)
+    return Scope(alliance_id=columns["alliance_id"], school_id=columns["school_id"])
+
+
+def _create_account(session: Session, _p: Principal, payload: s.AccountCreate) -> Account:
+    return accounts.create_account(
+        session,
+        username=payload.username,
+        display_name=payload.display_name,
+        role=payload.role,
+        password=payload.password,
+        **account_scope_columns(session, payload),
+    )
+
+
+def _update_account(session: Session, row: Account, payload: s.AccountUpdate) -> None:
+    apply_fields(row, payload, ("display_name", "is_active"))
+    if payload.password is not None:
+        accounts.set_password(session, account=row, password=payload.password)
+
+
+ACCOUNTS = register(
+    Resource(
+        kind=Kind.ACCOUNT,
+        model=Account,
+        path="accounts",
+        create_schema=s.AccountCreate,
+        update_schema=s.AccountUpdate,
+        out_schema=s.AccountOut,
+        scope_path=lambda: ScopePath(
+            select(Account),
+            alliance=Account.alliance_id,
+            school=Account.school_id,
+            class_=Account.class_id,
+            student=Account.student_id,
+            account=Account.id,
+            terminal=Account.terminal_id,
+        ),
+        create=_create_account,
+        update=_update_account,
+        create_scope=account_create_scope,
+        filters={"school_id": lambda: Account.school_id, "role": lambda: Account.role},
+    )
+)
+
+__all__ = ["time"]

@@ -1,0 +1,202 @@
+"""The weekly timetable as people read it: wall-clock times from each campus's bells."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import time
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, joinedload
+
+from common.accounts.permissions import Action, Kind, Principal, Scope, authorize
+from common.alliance.models import (
+    WEEKDAYS,
+    BellSchedule,
+    Campus,
+    Lesson,
+    Room,
+    School,
+    SchoolClass,
+    SyncGroup,
+    SyncGroupMember,
+    Teacher,
+    Term,
+    TimetableEntry,
+)
+from common.errors import NotFoundError, ValidationFailedError
+
+
+@dataclass(frozen=True)
+class SyncInfo:
+    group_id: int
+    code: str
+    kind: str
+    role: str  # "lead" or "remote"
+    lead_class: str
+    lead_teacher: str
+    classes: list[str]
+
+
+@dataclass(frozen=True)
+class WeekEntry:
+    day: str
+    period: int
+    start: time | None
+    end: time | None
+    campus: str
+    class_id: int
+    class_name: str
+    subject: str
+    teacher_id: int
+    teacher: str
+    room_id: int | None
+    room: str | None
+    sync: SyncInfo | None = None
+
+
+@dataclass
+class Week:
+    term_id: int
+    title: str
+    entries: list[WeekEntry] = field(default_factory=list)
+
+
+def bells_for(session: Session, campus_id: int) -> dict[str, dict[int, tuple[time, time]]]:
+    """weekday -> period number -> (start, end) for one campus."""
+    table: dict[str, dict[int, tuple[time, time]]] = {}
+    schedules = session.scalars(
+        select(BellSchedule)
+        .where(BellSchedule.campus_id == campus_id)
+        .options(joinedload(BellSchedule.periods))
+    ).unique()
+    for schedule in schedules:
+        periods = {p.number: (p.start_time, p.end_time) for p in schedule.periods}
+        for day in schedule.weekdays:
+            table[day] = periods
+    return table
+
+
+def current_term_id(session: Session, alliance_id: int) -> int:
+    term_id = session.scalar(
+        select(Term.id)
+        .where(Term.alliance_id == alliance_id)
+        .order_by(Term.is_current.desc(), Term.start_date.desc())
+    )
+    if term_id is None:
+        raise NotFoundError("本教联体还没有学期")
+    return term_id
+
+
+def _sync_index(session: Session, term_id: int) -> dict[int, tuple[SyncGroup, str]]:
+    """lesson id -> (its sync group, "lead" | "remote")."""
+    index: dict[int, tuple[SyncGroup, str]] = {}
+    groups = session.scalars(
+        select(SyncGroup)
+        .where(SyncGroup.term_id == term_id)
+        .options(
+            joinedload(SyncGroup.members)
+            .joinedload(SyncGroupMember.lesson)
+            .joinedload(Lesson.school_class),
+            joinedload(SyncGroup.lead_lesson).joinedload(Lesson.school_class),
+            joinedload(SyncGroup.lead_lesson).joinedload(Lesson.teacher),
+        )
+    ).unique()
+    for group in groups:
+        index[group.lead_lesson_id] = (group, "lead")
+        for member in group.members:
+            index[member.lesson_id] = (group, "remote")
+    return index
+
+
+def _sync_info(group: SyncGroup, role: str) -> SyncInfo:
+    lead = group.lead_lesson
+    return SyncInfo(
+        group_id=group.id,
+        code=group.code,
+        kind=group.kind,
+        role=role,
+        lead_class=lead.school_class.name,
+        lead_teacher=lead.teacher.name,
+        classes=[lead.school_class.name] + [m.lesson.school_class.name for m in group.members],
+    )
+
+
+def week(
+    session: Session,
+    principal: Principal,
+    *,
+    class_id: int | None = None,
+    teacher_id: int | None = None,
+    room_id: int | None = None,
+    term_id: int | None = None,
+) -> Week:
+    """One class's, teacher's or room's week, after checking the principal may read it."""
+    chosen = [v for v in (class_id, teacher_id, room_id) if v is not None]
+    if len(chosen) != 1:
+        raise ValidationFailedError("请指定且只指定一个：class_id、teacher_id 或 room_id")
+    stmt = select(TimetableEntry).join(Lesson, TimetableEntry.lesson_id == Lesson.id)
+    if class_id is not None:
+        school_class = session.get(SchoolClass, class_id)
+        if school_class is None:
+            raise NotFoundError(f"班级 {class_id} 不存在")
+        school = session.get_one(School, school_class.school_id)
+        scope = Scope(alliance_id=school.alliance_id, school_id=school.id, class_id=class_id)
+        stmt = stmt.where(Lesson.class_id == class_id)
+        title = f"{school.name} {school_class.name}"
+    elif teacher_id is not None:
+        teacher = session.get(Teacher, teacher_id)
+        if teacher is None:
+            raise NotFoundError(f"教师 {teacher_id} 不存在")
+        school = session.get_one(School, teacher.school_id)
+        scope = Scope(alliance_id=school.alliance_id, school_id=school.id)
+        stmt = stmt.where(Lesson.teacher_id == teacher_id)
+        title = f"{teacher.name}老师"
+    else:
+        room = session.get(Room, room_id)
+        if room is None:
+            raise NotFoundError(f"教室 {room_id} 不存在")
+        school = session.get_one(School, session.get_one(Campus, room.campus_id).school_id)
+        scope = Scope(alliance_id=school.alliance_id, school_id=school.id)
+        stmt = stmt.where(TimetableEntry.room_id == room_id)
+        title = room.name
+    authorize(principal, Action.READ, Kind.TIMETABLE, scope)
+    term = term_id if term_id is not None else current_term_id(session, school.alliance_id)
+    rows = session.scalars(
+        stmt.where(TimetableEntry.term_id == term).options(
+            joinedload(TimetableEntry.lesson)
+            .joinedload(Lesson.school_class)
+            .joinedload(SchoolClass.campus),
+            joinedload(TimetableEntry.lesson).joinedload(Lesson.subject),
+            joinedload(TimetableEntry.lesson).joinedload(Lesson.teacher),
+            joinedload(TimetableEntry.room),
+        )
+    ).all()
+    sync = _sync_index(session, term)
+    bells: dict[int, dict[str, dict[int, tuple[time, time]]]] = {}
+    result = Week(term_id=term, title=title)
+    for entry in rows:
+        lesson = entry.lesson
+        campus = lesson.school_class.campus
+        if campus.id not in bells:
+            bells[campus.id] = bells_for(session, campus.id)
+        start_end = bells[campus.id].get(entry.day, {}).get(entry.period)
+        found = sync.get(lesson.id)
+        result.entries.append(
+            WeekEntry(
+                day=entry.day,
+                period=entry.period,
+                start=start_end[0] if start_end else None,
+                end=start_end[1] if start_end else None,
+                campus=campus.name,
+                class_id=lesson.class_id,
+                class_name=lesson.school_class.name,
+                subject=lesson.subject.name,
+                teacher_id=lesson.teacher_id,
+                teacher=lesson.teacher.name,
+                room_id=entry.room_id,
+                room=entry.room.name if entry.room else None,
+                sync=_sync_info(*found) if found else None,
+            )
+        )
+    result.entries.sort(key=lambda e: (WEEKDAYS.index(e.day), e.start or time(), e.period))
+    return result

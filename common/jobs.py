@@ -1,0 +1,616 @@
+"""Background jobs: enqueue by name, poll progress, cancel.
+
+A job is ``async def f(ctx: JobContext, **kwargs) -> result`` registered under a name. The
+web process enqueues it and polls ``status()``; ``InProcessJobQueue`` runs it as an asyncio
+task of the same process, ``ArqJobQueue`` hands it to arq workers through redis and keeps the
+status in the redis hash ``tongke:job:{id}`` so any process can read it. Results must be
+JSON-serialisable. Failures are retried ``max_retries`` times with exponential backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Concatenate, Literal, TypeVar, cast
+
+from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.jobs import Job
+from arq.worker import Function, Retry, func
+from pydantic import BaseModel, Field, JsonValue
+from redis.exceptions import WatchError
+
+from common.errors import NotFoundError
+from common.logging import get_logger
+from common.settings import Settings
+
+log = get_logger(__name__)
+
+_T = TypeVar("_T")
+
+JobState = Literal["queued", "running", "complete", "failed", "cancelled"]
+FINISHED_STATES: frozenset[JobState] = frozenset({"complete", "failed", "cancelled"})
+STATUS_KEY_PREFIX = "tongke:job:"
+MAX_BACKOFF_S = 300.0
+
+
+class JobStatus(BaseModel):
+    """What a poller sees of one job."""
+
+    id: str
+    name: str
+    state: JobState
+    progress: float = Field(default=0.0, ge=0.0, le=1.0)
+    message: str = ""
+    result: JsonValue = None
+    error: str | None = None
+    attempts: int = 0
+    enqueued_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    eta_seconds: float | None = None
+
+    @property
+    def finished(self) -> bool:
+        """Whether the job has reached a final state."""
+        return self.state in FINISHED_STATES
+
+
+def estimate_eta(*, progress: float, started_at: datetime | None, now: datetime) -> float | None:
+    """Seconds left at the progress rate observed since the current attempt started."""
+    if started_at is None or not 0.0 < progress < 1.0:
+        return None
+    elapsed = (now - started_at).total_seconds()
+    if elapsed <= 0:
+        return None
+    return elapsed * (1.0 - progress) / progress
+
+
+class JobContext(ABC):
+    """Handed to a running job: report progress, and check whether cancellation was asked for.
+
+    A cancelled job is also interrupted at its next ``await``; ``cancelled`` is for loops
+    that run long stretches without awaiting (or in a thread).
+    """
+
+    def __init__(self, *, job_id: str, attempt: int) -> None:
+        self.job_id = job_id
+        self.attempt = attempt
+
+    @property
+    @abstractmethod
+    def cancelled(self) -> bool:
+        """Whether someone has asked to cancel this job."""
+
+    @abstractmethod
+    async def report(self, progress: float, message: str = "") -> None:
+        """Record progress (0..1, clamped) and a short human-readable message."""
+
+
+JobFunc = Callable[Concatenate[JobContext, ...], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class _Registration:
+    func: JobFunc
+    max_retries: int
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _clamp(progress: float) -> float:
+    return min(max(progress, 0.0), 1.0)
+
+
+def _resolved(value: Awaitable[_T] | _T) -> Awaitable[_T]:
+    # redis-py types each command for its sync and async clients at once; ours is async.
+    return cast(Awaitable[_T], value)
+
+
+def _text(value: str | bytes) -> str:
+    # arq's pool returns bytes; redis-py's annotations assume decoded strings.
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, tz=UTC)
+
+
+class JobQueue(ABC):
+    """Register job functions by name, enqueue them, poll and cancel them."""
+
+    def __init__(
+        self, *, max_retries: int = 2, retry_backoff: float = 1.0, job_timeout: float = 3600.0
+    ) -> None:
+        self.max_retries = max_retries
+        self.retry_backoff = retry_backoff
+        self.job_timeout = job_timeout
+        self._registry: dict[str, _Registration] = {}
+
+    def register(self, name: str, func: JobFunc, *, max_retries: int | None = None) -> None:
+        """Make ``func`` runnable as job ``name``; ``max_retries`` overrides the queue default."""
+        if name in self._registry:
+            raise ValueError(f"job {name!r} is already registered")
+        retries = self.max_retries if max_retries is None else max_retries
+        self._registry[name] = _Registration(func=func, max_retries=retries)
+
+    def _registration(self, name: str) -> _Registration:
+        try:
+            return self._registry[name]
+        except KeyError:
+            raise ValueError(f"no job registered under {name!r}") from None
+
+    def _backoff(self, attempt: int) -> float:
+        return float(min(self.retry_backoff * 2 ** (attempt - 1), MAX_BACKOFF_S))
+
+    @abstractmethod
+    async def enqueue(self, name: str, *, job_id: str | None = None, **kwargs: Any) -> str:
+        """Queue job ``name`` with ``kwargs``; the same ``job_id`` twice runs only once."""
+
+    @abstractmethod
+    async def status(self, job_id: str) -> JobStatus:
+        """The job's current status; ``NotFoundError`` for an unknown id."""
+
+    @abstractmethod
+    async def cancel(self, job_id: str) -> bool:
+        """Ask the job to stop; False when it had already finished."""
+
+    async def wait(
+        self, job_id: str, *, timeout: float = 60.0, poll_interval: float = 0.05
+    ) -> JobStatus:
+        """Poll until the job finishes; ``TimeoutError`` after ``timeout`` seconds."""
+        async with asyncio.timeout(timeout):
+            while True:
+                status = await self.status(job_id)
+                if status.finished:
+                    return status
+                await asyncio.sleep(poll_interval)
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release connections and stop jobs this object runs itself."""
+
+
+def _job_not_found(job_id: str) -> NotFoundError:
+    return NotFoundError("任务不存在", detail={"job_id": job_id})
+
+
+def _as_json(result: Any) -> JsonValue:
+    # Round-trip so both queues hand back the same shapes (tuples become lists, and so on).
+    decoded: JsonValue = json.loads(json.dumps(result, ensure_ascii=False))
+    return decoded
+
+
+# --- in-process ----------------------------------------------------------------------------
+
+
+class _InProcessJob:
+    def __init__(self, status: JobStatus) -> None:
+        self.status = status
+        self.cancel_requested = False
+        self.task: asyncio.Task[None] | None = None
+
+
+class _InProcessContext(JobContext):
+    def __init__(self, job: _InProcessJob, *, attempt: int) -> None:
+        super().__init__(job_id=job.status.id, attempt=attempt)
+        self._job = job
+
+    @property
+    def cancelled(self) -> bool:
+        return self._job.cancel_requested
+
+    async def report(self, progress: float, message: str = "") -> None:
+        self._job.status.progress = _clamp(progress)
+        self._job.status.message = message
+
+
+class InProcessJobQueue(JobQueue):
+    """Jobs run as asyncio tasks of this process, at most ``max_jobs`` at a time."""
+
+    def __init__(
+        self,
+        *,
+        max_jobs: int = 4,
+        max_retries: int = 2,
+        retry_backoff: float = 1.0,
+        job_timeout: float = 3600.0,
+    ) -> None:
+        super().__init__(
+            max_retries=max_retries, retry_backoff=retry_backoff, job_timeout=job_timeout
+        )
+        self._slots = asyncio.Semaphore(max_jobs)
+        self._jobs: dict[str, _InProcessJob] = {}
+
+    async def enqueue(self, name: str, *, job_id: str | None = None, **kwargs: Any) -> str:
+        """Start job ``name`` in a task of this process; a known ``job_id`` is not run again."""
+        registration = self._registration(name)
+        job_id = job_id or uuid.uuid4().hex
+        if job_id in self._jobs:
+            return job_id
+        job = _InProcessJob(
+            JobStatus(id=job_id, name=name, state="queued", enqueued_at=datetime.now(UTC))
+        )
+        self._jobs[job_id] = job
+        job.task = asyncio.create_task(self._run(job, registration, kwargs), name=f"job:{job_id}")
+        job.task.add_done_callback(lambda task: self._on_task_done(job, task))
+        log.info("job.enqueued", job_id=job_id, job=name)
+        return job_id
+
+    async def _run(
+        self, job: _InProcessJob, registration: _Registration, kwargs: dict[str, Any]
+    ) -> None:
+        status = job.status
+        attempt = 0
+        while True:
+            attempt += 1
+            async with self._slots:
+                status.state = "running"
+                status.attempts = attempt
+                status.started_at = datetime.now(UTC)
+                status.progress = 0.0
+                status.message = ""
+                context = _InProcessContext(job, attempt=attempt)
+                try:
+                    async with asyncio.timeout(self.job_timeout):
+                        result = await registration.func(context, **kwargs)
+                except Exception as exc:
+                    status.error = _describe(exc)
+                    if attempt > registration.max_retries:
+                        log.exception("job.failed", job_id=status.id, job=status.name)
+                        self._finish(status, "failed")
+                        return
+                    status.state = "queued"
+                    log.warning(
+                        "job.retrying", job_id=status.id, job=status.name, error=status.error
+                    )
+                else:
+                    self._complete(status, result)
+                    return
+            await asyncio.sleep(self._backoff(attempt))
+
+    def _complete(self, status: JobStatus, result: Any) -> None:
+        try:
+            status.result = _as_json(result)
+        except (TypeError, ValueError) as exc:
+            status.error = f"result is not JSON-serialisable: {exc}"
+            log.error("job.failed", job_id=status.id, job=status.name, error=status.error)
+            self._finish(status, "failed")
+            return
+        status.error = None
+        status.progress = 1.0
+        self._finish(status, "complete")
+        log.info("job.complete", job_id=status.id, job=status.name)
+
+    @staticmethod
+    def _finish(status: JobStatus, state: JobState) -> None:
+        status.state = state
+        status.finished_at = datetime.now(UTC)
+
+    def _on_task_done(self, job: _InProcessJob, task: asyncio.Task[None]) -> None:
+        # Also covers a task cancelled before its first step, when `_run` never executes.
+        if job.status.finished:
+            return
+        if task.cancelled():
+            self._finish(job.status, "cancelled")
+            log.info("job.cancelled", job_id=job.status.id, job=job.status.name)
+            return
+        exc = task.exception()
+        job.status.error = _describe(exc) if exc is not None else "job stopped unexpectedly"
+        self._finish(job.status, "failed")
+        log.error("job.crashed", job_id=job.status.id, job=job.status.name, error=job.status.error)
+
+    def _get(self, job_id: str) -> _InProcessJob:
+        try:
+            return self._jobs[job_id]
+        except KeyError:
+            raise _job_not_found(job_id) from None
+
+    async def status(self, job_id: str) -> JobStatus:
+        """A snapshot of the job's status."""
+        status = self._get(job_id).status
+        eta = estimate_eta(
+            progress=status.progress, started_at=status.started_at, now=datetime.now(UTC)
+        )
+        return status.model_copy(update={"eta_seconds": eta}, deep=True)
+
+    async def cancel(self, job_id: str) -> bool:
+        """Cancel the job's task and wait briefly for it to stop."""
+        job = self._get(job_id)
+        if job.status.finished or job.task is None:
+            return False
+        job.cancel_requested = True
+        job.task.cancel()
+        # `asyncio.wait` rather than `await task`: it never raises the task's CancelledError.
+        await asyncio.wait({job.task}, timeout=5.0)
+        return True
+
+    async def close(self) -> None:
+        """Cancel every unfinished job."""
+        tasks = [job.task for job in self._jobs.values() if job.task and not job.task.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+
+
+# --- arq / redis ---------------------------------------------------------------------------
+
+
+def _status_key(job_id: str) -> str:
+    return STATUS_KEY_PREFIX + job_id
+
+
+class _ArqContext(JobContext):
+    def __init__(self, redis: ArqRedis, *, job_id: str, attempt: int) -> None:
+        super().__init__(job_id=job_id, attempt=attempt)
+        self._redis = redis
+        self._cancelled = False
+
+    @property
+    def cancelled(self) -> bool:
+        # Refreshed by every `report()`: one round trip serves both.
+        return self._cancelled
+
+    async def report(self, progress: float, message: str = "") -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(
+                _status_key(self.job_id), mapping={"progress": _clamp(progress), "message": message}
+            )
+            pipe.hget(_status_key(self.job_id), "cancel_requested")
+            _, cancel_requested = await pipe.execute()
+        self._cancelled = bool(cancel_requested)
+
+
+class ArqJobQueue(JobQueue):
+    """Jobs run by arq workers (see ``arq_worker_settings``); status lives in redis.
+
+    Register the same functions in the web process and in the worker: the web process
+    needs the names to validate ``enqueue``, the worker needs the functions to run them.
+    """
+
+    def __init__(
+        self,
+        redis_url: str,
+        *,
+        queue_name: str = "tongke:queue",
+        max_retries: int = 2,
+        retry_backoff: float = 1.0,
+        job_timeout: float = 3600.0,
+        status_ttl: int = 7 * 24 * 3600,
+    ) -> None:
+        super().__init__(
+            max_retries=max_retries, retry_backoff=retry_backoff, job_timeout=job_timeout
+        )
+        self.redis_settings = RedisSettings.from_dsn(redis_url)
+        self.queue_name = queue_name
+        self.status_ttl = status_ttl
+        self._pool: ArqRedis | None = None
+        self._pool_lock = asyncio.Lock()
+
+    async def _redis(self) -> ArqRedis:
+        async with self._pool_lock:
+            if self._pool is None:
+                self._pool = await create_pool(
+                    self.redis_settings, default_queue_name=self.queue_name
+                )
+            return self._pool
+
+    async def enqueue(self, name: str, *, job_id: str | None = None, **kwargs: Any) -> str:
+        """Hand job ``name`` to the arq workers; a known ``job_id`` is not queued again."""
+        self._registration(name)
+        job_id = job_id or uuid.uuid4().hex
+        redis = await self._redis()
+        if not await self._claim(redis, job_id=job_id, name=name):
+            return job_id
+        try:
+            await redis.enqueue_job(name, _job_id=job_id, _queue_name=self.queue_name, **kwargs)
+        except BaseException:
+            # Leave no status behind that claims a job is queued when it is not.
+            await redis.delete(_status_key(job_id))
+            raise
+        log.info("job.enqueued", job_id=job_id, job=name)
+        return job_id
+
+    async def _claim(self, redis: ArqRedis, *, job_id: str, name: str) -> bool:
+        key = _status_key(job_id)
+        async with redis.pipeline(transaction=True) as pipe:
+            await pipe.watch(key)
+            if await pipe.exists(key):
+                return False
+            pipe.multi()  # type: ignore[no-untyped-call]
+            pipe.hset(
+                key,
+                mapping={
+                    "name": name,
+                    "state": "queued",
+                    "progress": 0.0,
+                    "attempts": 0,
+                    "enqueued_at": time.time(),
+                },
+            )
+            pipe.expire(key, self.status_ttl)
+            try:
+                await pipe.execute()
+            except WatchError:
+                return False
+        return True
+
+    async def status(self, job_id: str) -> JobStatus:
+        """The job's status as last written by the worker."""
+        redis = await self._redis()
+        raw = await _resolved(redis.hgetall(_status_key(job_id)))
+        if not raw:
+            raise _job_not_found(job_id)
+        fields = {_text(k): _text(v) for k, v in raw.items()}
+        status = JobStatus.model_validate(
+            {
+                "id": job_id,
+                "name": fields.get("name", ""),
+                "state": fields.get("state", "queued"),
+                "progress": float(fields.get("progress", 0.0)),
+                "message": fields.get("message", ""),
+                "result": json.loads(fields["result"]) if "result" in fields else None,
+                "error": fields.get("error") or None,
+                "attempts": int(fields.get("attempts", 0)),
+                "enqueued_at": _utc(float(fields.get("enqueued_at", 0.0))),
+                "started_at": _utc(float(fields["started_at"])) if "started_at" in fields else None,
+                "finished_at": (
+                    _utc(float(fields["finished_at"])) if "finished_at" in fields else None
+                ),
+            }
+        )
+        status.eta_seconds = estimate_eta(
+            progress=status.progress, started_at=status.started_at, now=datetime.now(UTC)
+        )
+        return status
+
+    async def cancel(self, job_id: str) -> bool:
+        """Flag the job cancelled and abort it through arq; a queued job never starts."""
+        redis = await self._redis()
+        key = _status_key(job_id)
+        state = await _resolved(redis.hget(key, "state"))
+        if state is None:
+            raise _job_not_found(job_id)
+        if _text(state) in FINISHED_STATES:
+            return False
+        # The worker sets "running" and reads this flag in one transaction, so either it sees
+        # the flag and stops, or we see "running" and leave the final state to the worker.
+        async with redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, "cancel_requested", "1")
+            pipe.hget(key, "state")
+            _, state = await pipe.execute()
+        if _text(state) == "queued":
+            await self._write_final(redis, key, "cancelled")
+        try:
+            await Job(job_id, redis, _queue_name=self.queue_name).abort(timeout=0, poll_delay=0.05)
+        except TimeoutError:
+            pass  # the worker cancels the task on its next poll
+        except Exception as exc:  # abort re-raises the job's own error if it just finished
+            log.info("job.abort_raced_finish", job_id=job_id, error=_describe(exc))
+        log.info("job.cancel_requested", job_id=job_id)
+        return True
+
+    async def close(self) -> None:
+        """Close the redis connection pool."""
+        if self._pool is not None:
+            await self._pool.aclose()
+            self._pool = None
+
+    async def _write_final(
+        self, redis: ArqRedis, key: str, state: JobState, **fields: str | float
+    ) -> None:
+        async with redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping={"state": state, "finished_at": time.time(), **fields})
+            pipe.expire(key, self.status_ttl)
+            await pipe.execute()
+
+    async def _run_in_worker(self, ctx: dict[Any, Any], name: str, kwargs: dict[str, Any]) -> Any:
+        registration = self._registration(name)
+        redis: ArqRedis = ctx["redis"]
+        job_id: str = ctx["job_id"]
+        attempt: int = ctx["job_try"]
+        key = _status_key(job_id)
+        async with redis.pipeline(transaction=True) as pipe:
+            pipe.hset(
+                key,
+                mapping={
+                    "name": name,
+                    "state": "running",
+                    "attempts": attempt,
+                    "started_at": time.time(),
+                    "progress": 0.0,
+                    "message": "",
+                },
+            )
+            pipe.hsetnx(key, "enqueued_at", ctx["enqueue_time"].timestamp())
+            pipe.expire(key, self.status_ttl)
+            pipe.hget(key, "cancel_requested")
+            *_, cancel_requested = await pipe.execute()
+        if cancel_requested:
+            await self._write_final(redis, key, "cancelled")
+            return None
+
+        context = _ArqContext(redis, job_id=job_id, attempt=attempt)
+        try:
+            async with asyncio.timeout(self.job_timeout):
+                result = await registration.func(context, **kwargs)
+        except asyncio.CancelledError:
+            if await _resolved(redis.hget(key, "cancel_requested")):
+                await self._write_final(redis, key, "cancelled")
+                log.info("job.cancelled", job_id=job_id, job=name)
+            else:
+                # The worker is shutting down; arq runs the job again on the next worker.
+                await _resolved(redis.hset(key, mapping={"state": "queued", "message": ""}))
+            raise
+        except Exception as exc:
+            error = _describe(exc)
+            if attempt <= registration.max_retries:
+                await _resolved(redis.hset(key, mapping={"state": "queued", "error": error}))
+                log.warning("job.retrying", job_id=job_id, job=name, error=error)
+                raise Retry(defer=self._backoff(attempt)) from exc
+            await self._write_final(redis, key, "failed", error=error)
+            log.error("job.failed", job_id=job_id, job=name, error=error)
+            raise
+
+        try:
+            encoded = json.dumps(result, ensure_ascii=False)
+        except (TypeError, ValueError) as exc:
+            error = f"result is not JSON-serialisable: {exc}"
+            await self._write_final(redis, key, "failed", error=error)
+            log.error("job.failed", job_id=job_id, job=name, error=error)
+            raise
+        await self._write_final(redis, key, "complete", result=encoded, progress=1.0, error="")
+        log.info("job.complete", job_id=job_id, job=name)
+        return result
+
+    def worker_functions(self) -> list[Function]:
+        """One arq function per registered job, each running through the queue."""
+        return [self._worker_function(name) for name in self._registry]
+
+    def _worker_function(self, name: str) -> Function:
+        async def run(ctx: dict[Any, Any], **kwargs: Any) -> Any:
+            return await self._run_in_worker(ctx, name, kwargs)
+
+        registration = self._registry[name]
+        return func(
+            run,
+            name=name,
+            # Slack beyond our own retries: arq also re-runs jobs interrupted by a worker
+            # shutdown, and past max_tries it fails them without calling `run` at all.
+            max_tries=registration.max_retries + 4,
+            # Our own timeout inside `_run_in_worker` fires first and records the failure.
+            timeout=self.job_timeout + 60,
+        )
+
+
+def arq_worker_settings(queue: ArqJobQueue, **overrides: Any) -> dict[str, Any]:
+    """Keyword arguments for ``arq.worker.Worker`` running ``queue``'s registered jobs.
+
+    In a worker module: ``WorkerSettings = arq_worker_settings(queue)``, then
+    ``arq module.WorkerSettings``. Register every job before calling this.
+    """
+    settings: dict[str, Any] = {
+        "functions": queue.worker_functions(),
+        "queue_name": queue.queue_name,
+        "redis_settings": queue.redis_settings,
+        "allow_abort_jobs": True,
+        "job_timeout": queue.job_timeout + 60,
+    }
+    settings.update(overrides)
+    return settings
+
+
+def make_job_queue(settings: Settings) -> JobQueue:
+    """The queue for this deployment: arq when ``redis_url`` is configured, else in-process."""
+    if settings.redis_url:
+        return ArqJobQueue(settings.redis_url)
+    return InProcessJobQueue()

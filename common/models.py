@@ -1,0 +1,50 @@
+"""Imports every table so that metadata (Alembic, tests) sees the whole schema."""
+
+from common.accounts.models import Account, AuthToken
+from common.alliance.models import (
+    Alliance,
+    BellSchedule,
+    CalendarDay,
+    Campus,
+    ClassroomTerminal,
+    Grade,
+    Lesson,
+    Period,
+    Room,
+    School,
+    SchoolClass,
+    Student,
+    Subject,
+    SyncGroup,
+    SyncGroupMember,
+    Teacher,
+    Term,
+    TimetableEntry,
+    TravelTime,
+)
+from common.db import Base
+
+__all__ = [
+    "Account",
+    "Alliance",
+    "AuthToken",
+    "Base",
+    "BellSchedule",
+    "CalendarDay",
+    "Campus",
+    "ClassroomTerminal",
+    "Grade",
+    "Lesson",
+    "Period",
+    "Room",
+    "School",
+    "SchoolClass",
+    "Student",
+    "Subject",
+    "SyncGroup",
+    "SyncGroupMember",
+    "Teacher",
+    "Term",
+    "TimetableEntry",
+    "TravelTime",
+]

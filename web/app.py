@@ -1,0 +1,72 @@
+"""The FastAPI application: one app for every role's browser pages and the JSON API."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import text
+
+from common.db import get_engine, session_factory
+from common.logging import configure_logging, get_logger
+from common.ratelimit import make_failure_limiter
+from common.settings import Settings, get_settings
+from web.errors import error_body, install_error_handlers
+from web.metrics import install_metrics
+from web.routers import admin, auth, pages, roster, timetable
+
+STATIC_DIR = Path(__file__).parent / "static"
+log = get_logger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app for `settings` (default: from the environment)."""
+    settings = settings or get_settings()
+    configure_logging(level=settings.log_level, json=settings.log_json)
+    engine = get_engine(settings.database_url)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        log.info("tongke web started", database=engine.url.render_as_string(hide_password=True))
+        yield
+        log.info("tongke web stopping")
+
+    app = FastAPI(
+        title="同课 tongke",
+        description="教联体同步课堂、课表对齐、录播资源与网络教研平台 API",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessions = session_factory(engine)
+    app.state.login_limiter = make_failure_limiter(
+        settings.redis_url,
+        max_failures=settings.login_max_failures,
+        window_seconds=settings.login_window_seconds,
+    )
+    install_error_handlers(app)
+    install_metrics(app)
+
+    @app.get("/healthz", include_in_schema=False, response_model=None)
+    def healthz() -> dict[str, Any] | JSONResponse:
+        try:
+            with engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except Exception as exc:  # the probe must answer, whatever the database says
+            log.warning("health check failed", error=str(exc))
+            return JSONResponse(error_body("unhealthy", "数据库不可用"), status_code=503)
+        return {"status": "ok"}
+
+    app.include_router(auth.router)
+    app.include_router(admin.router)
+    app.include_router(timetable.router)
+    app.include_router(roster.router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app

@@ -1,0 +1,205 @@
+"""The `tongke` command."""
+
+from __future__ import annotations
+
+import getpass
+import sys
+from typing import Annotated
+
+import typer
+
+from common.settings import get_settings
+
+app = typer.Typer(help="同课 tongke — 教联体平台命令行", no_args_is_help=True, add_completion=False)
+db_app = typer.Typer(help="数据库：迁移与状态", no_args_is_help=True)
+user_app = typer.Typer(help="账号管理", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(user_app, name="user")
+
+
+def _fail(message: str, code: int = 1) -> None:
+    typer.secho(message, fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Migrate the database to the newest schema (safe to run repeatedly)."""
+    from common.migrate import upgrade
+
+    settings = get_settings()
+    upgrade(settings.database_url, revision)
+    typer.echo(f"数据库已迁移到 {revision}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Print the database's schema revision."""
+    from common.db import get_engine
+    from common.migrate import current_revision
+
+    typer.echo(current_revision(get_engine(get_settings().database_url)) or "(空数据库)")
+
+
+def _ensure_migrated() -> None:
+    from alembic.script import ScriptDirectory
+
+    from common.db import get_engine
+    from common.migrate import alembic_config, current_revision
+
+    settings = get_settings()
+    head = ScriptDirectory.from_config(alembic_config(settings.database_url)).get_current_head()
+    current = current_revision(get_engine(settings.database_url))
+    if current != head:
+        _fail(
+            f"数据库结构不是最新（当前 {current or '空'}，需要 {head}）："
+            "请先运行 `tongke db upgrade`"
+        )
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="监听地址")] = None,
+    port: Annotated[int | None, typer.Option(help="端口")] = None,
+    workers: Annotated[int, typer.Option(help="Web 进程数")] = 1,
+) -> None:
+    """Run the web app (the database must be migrated)."""
+    import uvicorn
+
+    settings = get_settings()
+    _ensure_migrated()
+    uvicorn.run(
+        "web.main:app",
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+        proxy_headers=True,
+        log_config=None,
+    )
+
+
+@app.command()
+def demo(
+    serve_after: Annotated[bool, typer.Option("--serve/--no-serve", help="填充后启动 Web")] = True,
+    reset: Annotated[bool, typer.Option(help="删除并重建演示数据库（仅 SQLite）")] = False,
+    password: Annotated[str, typer.Option(help="演示账号的密码")] = "tongke-demo",
+) -> None:
+    """Migrate, seed the demo alliance (once), print the demo logins, then serve."""
+    from pathlib import Path
+
+    from common.alliance.demo import seed_demo
+    from common.db import get_engine, session_scope
+    from common.errors import ConflictError
+    from common.migrate import upgrade
+
+    settings = get_settings()
+    if reset:
+        if not settings.is_sqlite:
+            _fail("--reset 只用于 SQLite 演示数据库")
+        path = Path(settings.database_url.split(":///", 1)[-1])
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(path) + suffix).unlink(missing_ok=True)
+    upgrade(settings.database_url)
+    try:
+        with session_scope(get_engine(settings.database_url)) as session:
+            summary = seed_demo(session, password=password)
+        typer.echo("已填充演示数据：" + summary.describe())
+    except ConflictError:
+        typer.echo("演示数据已存在，直接使用（重新生成请加 --reset）")
+        from common.alliance.demo import demo_logins
+
+        summary = None
+        logins = demo_logins()
+    else:
+        logins = summary.logins
+    typer.echo("")
+    typer.echo(f"演示账号（密码均为 {password}）：")
+    for login in logins:
+        typer.echo(
+            f"  {login.role_label:<8} {login.username:<22} {login.display_name}  {login.shows}"
+        )
+    typer.echo("")
+    url = f"http://{settings.host}:{settings.port}"
+    if serve_after:
+        typer.echo(f"打开 {url} 登录。按 Ctrl+C 停止。")
+        sys.stdout.flush()
+        serve(host=None, port=None, workers=1)
+
+
+@user_app.command("add")
+def user_add(
+    username: str,
+    role: Annotated[
+        str, typer.Option(help="bureau / alliance_admin / school_admin / teacher / student")
+    ],
+    name: Annotated[str | None, typer.Option(help="显示名称")] = None,
+    password: Annotated[str | None, typer.Option(help="密码（不填则交互输入）")] = None,
+    alliance_id: int | None = None,
+    school_id: int | None = None,
+    teacher_id: int | None = None,
+    student_id: int | None = None,
+) -> None:
+    """Create an account (the first bureau or alliance admin of a new installation)."""
+    from pydantic import ValidationError
+
+    from common.accounts import service as accounts
+    from common.alliance.resources import account_scope_columns
+    from common.alliance.schemas import AccountCreate
+    from common.db import get_engine, session_scope
+    from common.errors import AppError
+
+    if role == "terminal":
+        _fail("教室终端通过配对码接入，不能用命令行创建")
+    if password is None:
+        password = getpass.getpass("密码：")
+        if password != getpass.getpass("再次输入密码："):
+            _fail("两次输入的密码不一致")
+    settings = get_settings()
+    # The command line is the installation's operator: it may create any role.
+    try:
+        payload = AccountCreate(
+            username=username,
+            display_name=name or username,
+            role=role,
+            password=password,
+            alliance_id=alliance_id,
+            school_id=school_id,
+            teacher_id=teacher_id,
+            student_id=student_id,
+        )
+        with session_scope(get_engine(settings.database_url)) as session:
+            account = accounts.create_account(
+                session,
+                username=payload.username,
+                display_name=payload.display_name,
+                role=payload.role,
+                password=payload.password,
+                **account_scope_columns(session, payload),
+            )
+            typer.echo(f"已创建账号 {account.username}（{account.role}，id {account.id}）")
+    except AppError as exc:
+        _fail(exc.message)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        _fail(f"参数无效：{problems}")
+
+
+@app.command()
+def worker(check: Annotated[bool, typer.Option(help="只检查能否连接 Redis")] = False) -> None:
+    """Run the background job worker (arq on Redis)."""
+    from common.worker import run_worker
+
+    settings = get_settings()
+    if not settings.redis_url:
+        _fail("后台任务进程需要 Redis：设置 TONGKE_REDIS_URL（未设置时任务在 Web 进程内执行）")
+    sys.exit(run_worker(settings, check=check))
+
+
+@app.command()
+def sfu(check: Annotated[bool, typer.Option(help="只检查配置")] = False) -> None:
+    """Run the SFU media worker (arrives with the streaming issue)."""
+    _fail("SFU 媒体进程尚未实现（见 issue 5：直播课堂）", code=2)
+
+
+if __name__ == "__main__":
+    app()
