@@ -25,7 +25,7 @@ DEMO_PASSWORD = "tongke-demo"
 
 
 @dataclass
-class TestDatabase:
+class DemoDatabase:
     url: str
     sessions: sessionmaker[Session]
 
@@ -56,30 +56,30 @@ def postgres_demo_engine(postgres_server: str) -> Iterator[Engine]:
     engine.dispose()
 
 
-def _sqlite_database(template: Path, tmp_path: Path) -> Iterator[TestDatabase]:
+def _sqlite_database(template: Path, tmp_path: Path) -> Iterator[DemoDatabase]:
     path = tmp_path / "tongke.db"
     shutil.copy(template, path)
     url = f"sqlite:///{path}"
     engine = make_engine(url)
-    yield TestDatabase(url, sessionmaker(bind=engine, expire_on_commit=False))
+    yield DemoDatabase(url, sessionmaker(bind=engine, expire_on_commit=False))
     engine.dispose()
 
 
-def _postgres_database(engine: Engine) -> Iterator[TestDatabase]:
+def _postgres_database(engine: Engine) -> Iterator[DemoDatabase]:
     connection = engine.connect()
     transaction = connection.begin()
     sessions = sessionmaker(
         bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
     )
     try:
-        yield TestDatabase(engine.url.render_as_string(hide_password=False), sessions)
+        yield DemoDatabase(engine.url.render_as_string(hide_password=False), sessions)
     finally:
         transaction.rollback()
         connection.close()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestDatabase]:
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DemoDatabase]:
     """The demo alliance in SQLite and in PostgreSQL: each test runs against both."""
     if request.param == "sqlite":
         yield from _sqlite_database(request.getfixturevalue("sqlite_demo_template"), tmp_path)
@@ -88,12 +88,12 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestDatabase]
 
 
 @pytest.fixture
-def sqlite_db(sqlite_demo_template: Path, tmp_path: Path) -> Iterator[TestDatabase]:
+def sqlite_db(sqlite_demo_template: Path, tmp_path: Path) -> Iterator[DemoDatabase]:
     """The demo alliance in SQLite only, for tests whose subject is not the database."""
     yield from _sqlite_database(sqlite_demo_template, tmp_path)
 
 
-def make_test_app(database: TestDatabase, tmp_path: Path, **overrides: object) -> FastAPI:
+def make_test_app(database: DemoDatabase, tmp_path: Path, **overrides: object) -> FastAPI:
     settings = Settings(
         environment="test",
         database_url=database.url,
@@ -106,7 +106,7 @@ def make_test_app(database: TestDatabase, tmp_path: Path, **overrides: object) -
 
 
 @pytest.fixture
-def app(db: TestDatabase, tmp_path: Path) -> FastAPI:
+def app(db: DemoDatabase, tmp_path: Path) -> FastAPI:
     return make_test_app(db, tmp_path)
 
 

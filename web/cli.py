@@ -87,10 +87,14 @@ def demo(
     """Migrate, seed the demo alliance (once), print the demo logins, then serve."""
     from pathlib import Path
 
+    from sqlalchemy import select
+
+    from common.accounts.models import Account
     from common.alliance.demo import seed_demo
     from common.db import get_engine, session_scope
     from common.errors import ConflictError
     from common.migrate import upgrade
+    from web.routers.pages import ROLE_LABELS
 
     settings = get_settings()
     if reset:
@@ -100,24 +104,24 @@ def demo(
         for suffix in ("", "-wal", "-shm"):
             Path(str(path) + suffix).unlink(missing_ok=True)
     upgrade(settings.database_url)
+    engine = get_engine(settings.database_url)
     try:
-        with session_scope(get_engine(settings.database_url)) as session:
+        with session_scope(engine) as session:
             summary = seed_demo(session, password=password)
-        typer.echo("已填充演示数据：" + summary.describe())
     except ConflictError:
         typer.echo("演示数据已存在，直接使用（重新生成请加 --reset）")
-        from common.alliance.demo import demo_logins
-
-        summary = None
-        logins = demo_logins()
     else:
-        logins = summary.logins
-    typer.echo("")
-    typer.echo(f"演示账号（密码均为 {password}）：")
-    for login in logins:
         typer.echo(
-            f"  {login.role_label:<8} {login.username:<22} {login.display_name}  {login.shows}"
+            f"已填充演示数据：{'、'.join(summary.alliances)}；{summary.schools} 所学校，"
+            f"{summary.campuses} 个校区，{summary.classes} 个班，{summary.teachers} 位教师，"
+            f"{summary.students} 名学生，{summary.sync_groups} 组同步/专递课堂"
         )
+    typer.echo("")
+    typer.echo(f"演示账号（密码均为 {password}；教室终端用配对码接入，无密码）：")
+    with session_scope(engine) as session:
+        for account in session.scalars(select(Account).order_by(Account.id).limit(60)):
+            label = ROLE_LABELS.get(account.role, account.role)
+            typer.echo(f"  {label:<8} {account.username:<20} {account.display_name}")
     typer.echo("")
     url = f"http://{settings.host}:{settings.port}"
     if serve_after:

@@ -86,6 +86,8 @@ _STRUCTURE = (
     Kind.TIMETABLE,
 )
 
+_PERSONAL = frozenset({Kind.ACCOUNT, Kind.STUDENT, Kind.TERMINAL})
+
 # role -> kind -> (read level, manage level)
 _Rule = tuple[Level | None, Level | None]
 POLICY: dict[str, dict[Kind, _Rule]] = {
@@ -152,7 +154,7 @@ def rule(principal: Principal, kind: Kind, action: Action) -> Level | None:
     return read if action is Action.READ else manage
 
 
-def _within(principal: Principal, level: Level, scope: Scope, action: Action) -> bool:
+def _within(principal: Principal, level: Level, kind: Kind, scope: Scope, action: Action) -> bool:
     if level == "all":
         return True
     if level == "self":
@@ -162,8 +164,9 @@ def _within(principal: Principal, level: Level, scope: Scope, action: Action) ->
     if level == "alliance":
         return True
     if scope.school_id is None:
-        # Alliance-wide things (subjects, terms) are readable by every member of the alliance.
-        return action is Action.READ
+        # Alliance-wide things (subjects, terms) are readable by every member of the alliance;
+        # people and devices above school level (alliance admins) are not.
+        return action is Action.READ and kind not in _PERSONAL
     if scope.school_id != principal.school_id:
         return False
     if level == "school":
@@ -174,7 +177,7 @@ def _within(principal: Principal, level: Level, scope: Scope, action: Action) ->
 
 def can(principal: Principal, action: Action, kind: Kind, scope: Scope) -> bool:
     level = rule(principal, kind, action)
-    return level is not None and _within(principal, level, scope, action)
+    return level is not None and _within(principal, level, kind, scope, action)
 
 
 def authorize(principal: Principal, action: Action, kind: Kind, scope: Scope) -> None:

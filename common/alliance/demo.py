@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, time, timedelta
 from itertools import pairwise
+from typing import TypedDict
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -428,7 +429,7 @@ class _SyncSpec:
     member_classes: tuple[str, ...]
 
 
-def per_week(subject: str, level: int) -> int:
+def _per_week(subject: str, level: int) -> int:
     return CURRICULUM[subject][level - 1]
 
 
@@ -437,7 +438,7 @@ def _pooled(home: str, classes: Sequence[_ClassInfo], subject: str, cap: int) ->
     posts: list[_Post] = []
     load = cap
     for info in sorted(classes, key=lambda c: (c.level, c.number)):
-        weekly = per_week(subject, info.level)
+        weekly = _per_week(subject, info.level)
         if weekly == 0:
             continue
         if load + weekly > cap:
@@ -451,7 +452,7 @@ def _pooled(home: str, classes: Sequence[_ClassInfo], subject: str, cap: int) ->
 def _class_teacher(info: _ClassInfo, subjects: Iterable[str]) -> _Post:
     return _Post(
         info.campus,
-        [(info.code, s) for s in subjects if per_week(s, info.level) > 0],
+        [(info.code, s) for s in subjects if _per_week(s, info.level) > 0],
     )
 
 
@@ -497,7 +498,7 @@ def _rural_posts(classes: Sequence[_ClassInfo]) -> list[_Post]:
                         for c in mine
                         if c.level in pair
                         for s in subjects
-                        if per_week(s, c.level) > 0
+                        if _per_week(s, c.level) > 0
                     ],
                 )
             )
@@ -507,7 +508,7 @@ def _rural_posts(classes: Sequence[_ClassInfo]) -> list[_Post]:
     posts.append(
         _Post(
             "wck",
-            [(c.code, s) for c in wck for s in ("美术", "信息科技") if per_week(s, c.level) > 0],
+            [(c.code, s) for c in wck for s in ("美术", "信息科技") if _per_week(s, c.level) > 0],
         )
     )
     # The music teacher teaches all of 王村口 and walks to 蔡源/龙洋 for grades 1–2 (走教);
@@ -910,7 +911,7 @@ def _hhmm(text: str) -> time:
     return time(int(hours), int(minutes))
 
 
-def class_name(level: int, number: int) -> str:
+def _class_name(level: int, number: int) -> str:
     return f"{_GRADE_DIGITS[level]}({number})班"
 
 
@@ -932,6 +933,7 @@ def seed_demo(session: Session, *, password: str = "tongke-demo") -> DemoSummary
 
     Raises ConflictError("演示数据已存在") when the demo alliances are already there.
     """
+    check_password_strength(password)
     _check_empty(session)
     rng = random.Random(SEED)
     names = _Names(rng)
@@ -940,7 +942,6 @@ def seed_demo(session: Session, *, password: str = "tongke-demo") -> DemoSummary
     alliances: dict[str, Alliance] = {}
     schools: dict[str, School] = {}  # by name
     campuses: dict[str, Campus] = {}  # by code
-    campus_spec: dict[str, _CampusSpec] = {}
     school_of_campus: dict[str, School] = {}
     alliance_of_campus: dict[str, Alliance] = {}
     rooms: dict[str, Room] = {}  # by code
@@ -969,7 +970,6 @@ def seed_demo(session: Session, *, password: str = "tongke-demo") -> DemoSummary
                     )
                 session.add(campus)
                 campuses[c_spec.code] = campus
-                campus_spec[c_spec.code] = c_spec
                 school_of_campus[c_spec.code] = school
                 alliance_of_campus[c_spec.code] = alliance
                 for r_spec in c_spec.rooms:
@@ -1034,7 +1034,7 @@ def seed_demo(session: Session, *, password: str = "tongke-demo") -> DemoSummary
                     for _ in range(c_spec.classes_per_grade):
                         number += 1
                         code = f"{c_spec.code}-{level}-{number}"
-                        label = class_name(level, number)
+                        label = _class_name(level, number)
                         home = Room(
                             campus=campus,
                             code=f"{c_spec.code}-{level}{number:02d}",
@@ -1075,7 +1075,7 @@ def seed_demo(session: Session, *, password: str = "tongke-demo") -> DemoSummary
             (info.code, subject)
             for info in infos[alliance_name]
             for subject in CURRICULUM
-            if per_week(subject, info.level) > 0
+            if _per_week(subject, info.level) > 0
         }
         if set(covered) != expected or any(n != 1 for n in covered.values()):
             raise RuntimeError(f"{alliance_name} 的任课安排不完整")
@@ -1137,7 +1137,7 @@ def seed_demo(session: Session, *, password: str = "tongke-demo") -> DemoSummary
         campus_code = school_class.campus.code
         alliance = alliance_of_campus[campus_code]
         level = int(code.split("-")[1])
-        weekly = per_week(subject_name, level)
+        weekly = _per_week(subject_name, level)
         features: list[str] = []
         if (code, subject_name) in in_sync:
             features = ["sync"]
@@ -1259,6 +1259,14 @@ def seed_demo(session: Session, *, password: str = "tongke-demo") -> DemoSummary
     return summary
 
 
+class _Scope(TypedDict, total=False):
+    alliance_id: int
+    school_id: int
+    class_id: int
+    teacher_id: int
+    student_id: int
+
+
 def _create_logins(
     session: Session,
     *,
@@ -1273,7 +1281,8 @@ def _create_logins(
 ) -> list[DemoLogin]:
     group, rural = alliances[GROUP_NAME], alliances[RURAL_NAME]
     town, cy = schools["遂昌县实验小学"], schools["蔡源小学"]
-    people: list[tuple[DemoLogin, dict[str, int]]] = [
+    alliance_of_school = {school.id: school.alliance_id for school in schools.values()}
+    people: list[tuple[DemoLogin, _Scope]] = [
         (
             DemoLogin("bureau", "bureau", "教育局 周建国", "全县两个教联体的总览、线上巡课"),
             {},
@@ -1313,13 +1322,12 @@ def _create_logins(
         ),
     ]
     for post, teacher in login_teachers:
-        alliance = alliances[GROUP_NAME] if post.home in ("dj", "hj") else alliances[RURAL_NAME]
         assert post.username is not None
         people.append(
             (
                 DemoLogin(post.username, "teacher", teacher.name, post.shows),
                 {
-                    "alliance_id": alliance.id,
+                    "alliance_id": alliance_of_school[teacher.school_id],
                     "school_id": teacher.school_id,
                     "teacher_id": teacher.id,
                 },
@@ -1345,7 +1353,6 @@ def _create_logins(
             )
         )
     # One argon2 hash (~0.1 s each) for every demo person: they share the password anyway.
-    check_password_strength(password)
     password_hash = hash_password(password)
     logins: list[DemoLogin] = []
     for login, scope in people:

@@ -9,7 +9,7 @@ from common.settings import DEFAULT_SECRET_KEY, Settings
 def test_defaults_are_an_embedded_sqlite_development_setup(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("TONGKE_DATABASE_URL", "TONGKE_REDIS_URL", "TONGKE_ENVIRONMENT"):
         monkeypatch.delenv(name, raising=False)
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None)
     assert settings.environment == "development"
     assert settings.is_sqlite
     assert settings.redis_url is None
@@ -17,22 +17,22 @@ def test_defaults_are_an_embedded_sqlite_development_setup(monkeypatch: pytest.M
 
 def test_production_refuses_the_default_secret() -> None:
     with pytest.raises(ValidationError, match="TONGKE_SECRET_KEY"):
-        Settings(environment="production", secret_key=DEFAULT_SECRET_KEY, _env_file=None)  # type: ignore[call-arg]
+        Settings(environment="production", secret_key=DEFAULT_SECRET_KEY, _env_file=None)
 
 
 def test_production_refuses_a_short_secret() -> None:
     with pytest.raises(ValidationError, match="32"):
-        Settings(environment="production", secret_key="short", _env_file=None)  # type: ignore[call-arg]
+        Settings(environment="production", secret_key="short", _env_file=None)
 
 
 def test_production_accepts_a_long_random_secret() -> None:
-    settings = Settings(environment="production", secret_key="x" * 48, _env_file=None)  # type: ignore[call-arg]
+    settings = Settings(environment="production", secret_key="x" * 48, _env_file=None)
     assert settings.environment == "production"
 
 
 def test_settings_come_from_prefixed_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TONGKE_REDIS_URL", "redis://127.0.0.1:6399/0")
     monkeypatch.setenv("TONGKE_SESSION_HOURS", "8")
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None)
     assert settings.redis_url == "redis://127.0.0.1:6399/0"
     assert settings.session_hours == 8

@@ -1,0 +1,311 @@
+"""Every route, every role: the server refuses what a role may not see or change.
+
+Expectations here are written from the roles' descriptions (who sees what in an alliance),
+not read from the policy table, so a wrong table entry or a route that skips its check fails.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+import common.alliance.resources  # noqa: F401
+from common.accounts.models import Account
+from common.accounts.permissions import Kind
+from common.alliance.models import Alliance, ClassroomTerminal
+from common.alliance.service import REGISTRY, load_scoped
+from tests.conftest import DemoDatabase, bearer
+
+PUBLIC = {
+    ("POST", "/api/auth/login"),
+    ("POST", "/api/auth/token"),
+    ("POST", "/api/devices/pair"),
+    ("GET", "/healthz"),
+    ("GET", "/metrics"),
+}
+STRUCTURE = {
+    Kind.ALLIANCE,
+    Kind.SCHOOL,
+    Kind.CAMPUS,
+    Kind.BELLS,
+    Kind.TERM,
+    Kind.SUBJECT,
+    Kind.ROOM,
+    Kind.CLASS,
+    Kind.TEACHER,
+}
+SCHOOL_RUN = {
+    Kind.SCHOOL,
+    Kind.CAMPUS,
+    Kind.BELLS,
+    Kind.ROOM,
+    Kind.TERMINAL,
+    Kind.CLASS,
+    Kind.TEACHER,
+    Kind.STUDENT,
+    Kind.ACCOUNT,
+}
+
+
+@dataclass(frozen=True)
+class Who:
+    role: str
+    account_id: int
+    alliance_id: int | None
+    school_id: int | None
+    class_id: int | None
+    student_id: int | None
+    terminal_id: int | None
+
+
+@dataclass(frozen=True)
+class Target:
+    path: str
+    kind: Kind
+    row_id: int
+    alliance_id: int | None
+    school_id: int | None
+    class_id: int | None
+    student_id: int | None
+    account_id: int | None
+    terminal_id: int | None
+
+
+def where(who: Who, target: Target) -> str:
+    if target.alliance_id != who.alliance_id or who.alliance_id is None:
+        return "other"
+    if target.school_id is None:
+        return "alliance"
+    return "own" if target.school_id == who.school_id else "sister"
+
+
+def personal(who: Who, target: Target) -> bool:
+    return (
+        (target.account_id is not None and target.account_id == who.account_id)
+        or (target.student_id is not None and target.student_id == who.student_id)
+        or (target.terminal_id is not None and target.terminal_id == who.terminal_id)
+    )
+
+
+def may_read(who: Who, target: Target) -> bool:
+    place, kind = where(who, target), target.kind
+    if who.role == "bureau":
+        return True
+    if place == "other":
+        return False
+    if who.role == "alliance_admin":
+        return True
+    if who.role == "school_admin":
+        return kind in STRUCTURE or place == "own"
+    if who.role == "teacher":
+        return (
+            kind in STRUCTURE or (kind is Kind.STUDENT and place == "own") or personal(who, target)
+        )
+    if who.role == "terminal":
+        return kind in STRUCTURE or personal(who, target)
+    if who.role == "student":
+        if kind in (Kind.ALLIANCE, Kind.TERM, Kind.SUBJECT):
+            return True
+        if kind in (Kind.SCHOOL, Kind.CAMPUS, Kind.BELLS, Kind.ROOM, Kind.TEACHER):
+            return place == "own"
+        if kind is Kind.CLASS:
+            return target.class_id == who.class_id
+        return personal(who, target)
+    return False
+
+
+def may_manage(who: Who, target: Target) -> bool:
+    place, kind = where(who, target), target.kind
+    if who.role == "bureau":
+        return kind in (Kind.ALLIANCE, Kind.SCHOOL, Kind.ACCOUNT)
+    if who.role == "alliance_admin":
+        return place != "other"
+    if who.role == "school_admin":
+        return place == "own" and kind in SCHOOL_RUN
+    return False
+
+
+def _who(db: DemoDatabase, username: str) -> Who:
+    with db.sessions() as session:
+        a = session.scalars(select(Account).where(Account.username == username)).one()
+        return Who(
+            a.role, a.id, a.alliance_id, a.school_id, a.class_id, a.student_id, a.terminal_id
+        )
+
+
+def _targets(db: DemoDatabase) -> list[Target]:
+    """A few rows of every resource, spread over both alliances and all schools."""
+    targets: list[Target] = []
+    with db.sessions() as session:
+        for path, resource in REGISTRY.items():
+            ids = session.scalars(
+                select(resource.model.__table__.c.id).order_by(resource.model.__table__.c.id)
+            ).all()
+            seen: set[tuple[Any, ...]] = set()
+            for row_id in ids:
+                _, scope = load_scoped(session, resource, row_id)
+                place = (scope.alliance_id, scope.school_id, scope.class_id is not None)
+                if place in seen and resource.kind not in (
+                    Kind.STUDENT,
+                    Kind.ACCOUNT,
+                    Kind.TERMINAL,
+                ):
+                    continue
+                if place in seen and len([t for t in targets if t.path == path]) > 40:
+                    continue
+                seen.add(place)
+                targets.append(
+                    Target(
+                        path,
+                        resource.kind,
+                        row_id,
+                        scope.alliance_id,
+                        scope.school_id,
+                        scope.class_id,
+                        scope.student_id,
+                        scope.account_id,
+                        scope.terminal_id,
+                    )
+                )
+    return targets
+
+
+@pytest.fixture
+def people(client: TestClient, db: DemoDatabase) -> dict[str, tuple[Who, dict[str, str]]]:
+    """One signed-in person per role, the classroom screen paired the way a school pairs it."""
+    with db.sessions() as session:
+        wck = session.scalars(select(Alliance).where(Alliance.name == "王村口老区教育联盟")).one()
+        teacher = session.scalars(
+            select(Account.username)
+            .where(Account.role == "teacher", Account.alliance_id == wck.id)
+            .order_by(Account.id)
+        ).first()
+        terminal_id = next(
+            t.id
+            for t in session.scalars(select(ClassroomTerminal).order_by(ClassroomTerminal.id))
+            if t.room.campus.school.alliance_id == wck.id
+        )
+    assert teacher is not None
+    found = {
+        name: (_who(db, name), bearer(client, name))
+        for name in ("bureau", "admin-wck", "principal-cy", teacher, "student-cy-4-1")
+    }
+    admin = found["admin-wck"][1]
+    code = client.post(f"/api/terminals/{terminal_id}/pairing-code", headers=admin).json()["code"]
+    token = client.post("/api/devices/pair", json={"code": code}).json()["access_token"]
+    device = {"Authorization": f"Bearer {token}"}
+    device_username = client.get("/api/auth/me", headers=device).json()["account"]["username"]
+    found["terminal"] = (_who(db, device_username), device)
+    return found
+
+
+def _api_operations(app: FastAPI) -> list[tuple[str, str]]:
+    """(method, path) of every API operation, from the OpenAPI schema the app publishes."""
+    return [
+        (method.upper(), path)
+        for path, operations in app.openapi()["paths"].items()
+        for method in operations
+    ]
+
+
+def test_every_route_but_the_public_ones_demands_a_login(app: FastAPI, client: TestClient) -> None:
+    checked = 0
+    for method, template in _api_operations(app):
+        if (method, template) in PUBLIC:
+            continue
+        path = template
+        for name in ("{row_id}", "{terminal_id}", "{school_id}"):
+            path = path.replace(name, "1")
+        assert "{" not in path, template
+        response = client.request(method, path)
+        assert response.status_code == 401, (method, path, response.status_code, response.text)
+        assert response.json()["error"]["code"] == "unauthenticated"
+        checked += 1
+    assert checked >= 60
+
+
+def test_each_role_reads_and_changes_exactly_its_share(
+    client: TestClient, db: DemoDatabase, people: dict[str, tuple[Who, dict[str, str]]]
+) -> None:
+    targets = _targets(db)
+    assert {t.kind for t in targets} == set(Kind) - {Kind.TIMETABLE}
+    wrong: list[str] = []
+    for name, (who, headers) in people.items():
+        for target in targets:
+            url = f"/api/{target.path}/{target.row_id}"
+            expected = 200 if may_read(who, target) else 403
+            got = client.get(url, headers=headers).status_code
+            if got != expected:
+                wrong.append(f"{name} GET {url}: {got}, expected {expected}")
+            expected = 200 if may_manage(who, target) else 403
+            got = client.patch(url, json={}, headers=headers).status_code
+            if got != expected:
+                wrong.append(f"{name} PATCH {url}: {got}, expected {expected}")
+            if expected == 403:
+                got = client.delete(url, headers=headers).status_code
+                if got != 403:
+                    wrong.append(f"{name} DELETE {url}: {got}, expected 403")
+    assert not wrong, "\n".join(wrong[:40])
+
+
+def test_lists_never_include_a_row_the_role_may_not_read(
+    client: TestClient, db: DemoDatabase, people: dict[str, tuple[Who, dict[str, str]]]
+) -> None:
+    by_id = {(t.path, t.row_id): t for t in _targets(db)}
+    for name, (who, headers) in people.items():
+        for path in REGISTRY:
+            response = client.get(f"/api/{path}?limit=1000", headers=headers)
+            if response.status_code == 403:
+                continue
+            assert response.status_code == 200, (name, path, response.text)
+            for row in response.json():
+                target = by_id.get((path, row["id"]))
+                if target is not None:
+                    assert may_read(who, target), (name, path, row["id"])
+
+
+def test_timetables_follow_the_same_rules(
+    client: TestClient, db: DemoDatabase, people: dict[str, tuple[Who, dict[str, str]]]
+) -> None:
+    classes = [t for t in _targets(db) if t.kind is Kind.CLASS]
+    for name, (who, headers) in people.items():
+        for target in classes:
+            response = client.get(f"/api/timetable/week?class_id={target.row_id}", headers=headers)
+            if who.role == "bureau":
+                expected = 200
+            elif where(who, target) == "other":
+                expected = 403
+            elif who.role == "student":
+                expected = 200 if target.class_id == who.class_id else 403
+            else:
+                expected = 200
+            assert response.status_code == expected, (name, target, response.text)
+
+
+def test_roster_upload_is_for_the_schools_own_admins(
+    client: TestClient, db: DemoDatabase, people: dict[str, tuple[Who, dict[str, str]]]
+) -> None:
+    schools = [t for t in _targets(db) if t.kind is Kind.SCHOOL]
+    for name, (who, headers) in people.items():
+        template = client.get("/api/roster/template", headers=headers)
+        assert template.status_code == (
+            200 if who.role in ("bureau", "alliance_admin", "school_admin") else 403
+        ), name
+        for target in schools:
+            response = client.post(
+                f"/api/schools/{target.row_id}/roster",
+                files={"file": ("r.xlsx", b"not really a workbook", "application/octet-stream")},
+                headers=headers,
+            )
+            allowed = may_manage(who, target) and who.role != "bureau"
+            # An allowed upload of garbage is a clear 422; a forbidden one never reaches the file.
+            assert response.status_code == (422 if allowed else 403), (
+                name,
+                target.row_id,
+                response.text,
+            )
