@@ -32,6 +32,18 @@ def db_upgrade(revision: str = "head") -> None:
     typer.echo(f"数据库已迁移到 {revision}")
 
 
+@db_app.command("revision")
+def db_revision(message: str) -> None:
+    """Write a new migration from the difference between the models and the database."""
+    from alembic import command
+
+    from common.migrate import alembic_config
+
+    command.revision(
+        alembic_config(get_settings().database_url), message=message, autogenerate=True
+    )
+
+
 @db_app.command("current")
 def db_current() -> None:
     """Print the database's schema revision."""

@@ -105,6 +105,8 @@ def _run_config(
             str(COMPOSE_FILE),
             "--env-file",
             str(env_file),
+            "--profile",
+            "streaming",
             "config",
             *extra_args,
         ],
