@@ -12,10 +12,13 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 
+from common.bus import make_bus
 from common.db import get_engine, session_factory
+from common.jobs import make_job_queue
 from common.logging import configure_logging, get_logger
 from common.ratelimit import make_failure_limiter
 from common.settings import Settings, get_settings
+from common.worker import register_jobs
 from web.errors import error_body, install_error_handlers
 from web.metrics import install_metrics
 from web.routers import admin, auth, pages, roster, timetable
@@ -32,9 +35,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        log.info("tongke web started", database=engine.url.render_as_string(hide_password=True))
-        yield
-        log.info("tongke web stopping")
+        # Embedded: in-process bus and job queue; with TONGKE_REDIS_URL: Redis and arq.
+        app.state.bus = make_bus(settings)
+        app.state.jobs = make_job_queue(settings)
+        register_jobs(app.state.jobs, settings)
+        log.info(
+            "tongke web started",
+            database=engine.url.render_as_string(hide_password=True),
+            redis=bool(settings.redis_url),
+        )
+        try:
+            yield
+        finally:
+            log.info("tongke web stopping")
+            await app.state.jobs.close()
+            await app.state.bus.close()
 
     app = FastAPI(
         title="同课 tongke",

@@ -39,7 +39,8 @@ def get_db(request: Request) -> Iterator[Session]:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-DbSession = Annotated[Session, Depends(get_db)]
+# scope="function": commit before the response is sent, so the next request sees the data.
+DbSession = Annotated[Session, Depends(get_db, scope="function")]
 
 
 class Authenticated:
