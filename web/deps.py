@@ -84,6 +84,9 @@ def optional_auth(request: Request, session: DbSession) -> Authenticated | None:
             return None
         raise AuthenticationError("登录已失效，请重新登录")
     account, token = found
+    if token.kind == "calendar":
+        # A calendar feed URL only ever reads its own timetable (see routers/timetable.py).
+        raise AuthenticationError("此令牌只能用于课表订阅")
     if via_cookie and token.kind != "session":
         return None
     if via_cookie and request.method not in SAFE_METHODS:

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from common.db import Base, TimestampMixin, utcnow
 
 ROLES = ("bureau", "alliance_admin", "school_admin", "teacher", "terminal", "student")
-TOKEN_KINDS = ("session", "api", "device")
+TOKEN_KINDS = ("session", "api", "device", "calendar")
 
 
 class Account(TimestampMixin, Base):
