@@ -34,7 +34,8 @@ class Kind(StrEnum):
     CLASS = "class"
     TEACHER = "teacher"
     STUDENT = "student"
-    TIMETABLE = "timetable"
+    TIMETABLE = "timetable"  # the week, and the sync groups that tie schools together
+    LESSON = "lesson"  # 教学任务: class × subject × teacher × periods per week
     ACCOUNT = "account"
 
 
@@ -84,6 +85,7 @@ _STRUCTURE = (
     Kind.CLASS,
     Kind.TEACHER,
     Kind.TIMETABLE,
+    Kind.LESSON,
 )
 
 _PERSONAL = frozenset({Kind.ACCOUNT, Kind.STUDENT, Kind.TERMINAL})
@@ -109,6 +111,7 @@ POLICY: dict[str, dict[Kind, _Rule]] = {
         Kind.CLASS: ("alliance", "school"),
         Kind.TEACHER: ("alliance", "school"),
         Kind.STUDENT: ("school", "school"),
+        Kind.LESSON: ("alliance", "school"),
         Kind.ACCOUNT: ("school", "school"),
     },
     # Teachers see the alliance's structure (sync lessons cross schools), pupils of their school.
@@ -134,6 +137,7 @@ POLICY: dict[str, dict[Kind, _Rule]] = {
         Kind.CLASS: ("class", None),
         Kind.TEACHER: ("school", None),
         Kind.TIMETABLE: ("class", None),
+        Kind.LESSON: ("class", None),
         Kind.STUDENT: ("self", None),
         Kind.ACCOUNT: ("self", None),
     },
@@ -208,5 +212,6 @@ KIND_LABELS: dict[Kind, str] = {
     Kind.TEACHER: "教师",
     Kind.STUDENT: "学生",
     Kind.TIMETABLE: "课表",
+    Kind.LESSON: "教学任务",
     Kind.ACCOUNT: "账号",
 }

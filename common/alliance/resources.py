@@ -20,12 +20,15 @@ from common.alliance.models import (
     Campus,
     ClassroomTerminal,
     Grade,
+    Lesson,
     Period,
     Room,
     School,
     SchoolClass,
     Student,
     Subject,
+    SyncGroup,
+    SyncGroupMember,
     Teacher,
     Term,
 )
@@ -586,6 +589,175 @@ STUDENTS = register(
         update=lambda _s, row, p: apply_fields(row, p, ("name",)),
         parent=("classes", "class_id"),
         filters={"class_id": lambda: Student.class_id},
+    )
+)
+
+
+# --- lesson (教学任务) -------------------------------------------------------------------------
+def _check_lesson_links(session: Session, school_class: SchoolClass, payload: BaseModel) -> None:
+    school = session.get_one(School, school_class.school_id)
+    term_id = getattr(payload, "term_id", None)
+    require_same(
+        session,
+        Term,
+        term_id,
+        field_name="term_id",
+        label="学期",
+        check=lambda term: term.alliance_id == school.alliance_id,
+        why="不属于本教联体",
+    )
+    require_same(
+        session,
+        Subject,
+        getattr(payload, "subject_id", None),
+        field_name="subject_id",
+        label="学科",
+        check=lambda subject: subject.alliance_id == school.alliance_id,
+        why="不属于本教联体",
+    )
+    # 走教: a teacher of any school in the alliance may teach the class.
+    require_same(
+        session,
+        Teacher,
+        getattr(payload, "teacher_id", None),
+        field_name="teacher_id",
+        label="教师",
+        check=lambda teacher: (
+            session.get_one(School, teacher.school_id).alliance_id == school.alliance_id
+        ),
+        why="不属于本教联体",
+    )
+
+
+def _create_lesson(session: Session, _p: Principal, payload: s.LessonCreate) -> Lesson:
+    school_class = session.get_one(SchoolClass, payload.class_id)
+    _check_lesson_links(session, school_class, payload)
+    lesson = Lesson(**payload.model_dump())
+    session.add(lesson)
+    return lesson
+
+
+def _update_lesson(session: Session, row: Lesson, payload: s.LessonUpdate) -> None:
+    _check_lesson_links(session, session.get_one(SchoolClass, row.class_id), payload)
+    apply_fields(
+        row, payload, ("teacher_id", "per_week", "max_per_day", "prefer_morning", "room_features")
+    )
+
+
+LESSONS = register(
+    Resource(
+        kind=Kind.LESSON,
+        model=Lesson,
+        path="lessons",
+        create_schema=s.LessonCreate,
+        update_schema=s.LessonUpdate,
+        out_schema=s.LessonOut,
+        scope_path=lambda: ScopePath(
+            select(Lesson)
+            .join(SchoolClass, Lesson.class_id == SchoolClass.id)
+            .join(School, SchoolClass.school_id == School.id),
+            alliance=School.alliance_id,
+            school=School.id,
+            class_=SchoolClass.id,
+        ),
+        create=_create_lesson,
+        update=_update_lesson,
+        parent=("classes", "class_id"),
+        filters={
+            "term_id": lambda: Lesson.term_id,
+            "class_id": lambda: Lesson.class_id,
+            "teacher_id": lambda: Lesson.teacher_id,
+        },
+    )
+)
+
+
+# --- sync group (同步课堂 / 专递课堂) ------------------------------------------------------------
+def _sync_lessons(
+    session: Session, term: Term, lead_id: int, member_ids: list[int]
+) -> tuple[Lesson, list[Lesson]]:
+    if lead_id in member_ids or len(set(member_ids)) != len(member_ids):
+        raise ValidationFailedError("主讲课程与远端课程不能重复", field="member_lesson_ids")
+    found: list[Lesson] = []
+    for field_name, lesson_id in [("lead_lesson_id", lead_id)] + [
+        ("member_lesson_ids", i) for i in member_ids
+    ]:
+        lesson = require_same(
+            session,
+            Lesson,
+            lesson_id,
+            field_name=field_name,
+            label="教学任务",
+            check=lambda row: row.term_id == term.id,
+            why="不属于该学期",
+        )
+        found.append(lesson)
+    lead, members = found[0], found[1:]
+    for member in members:
+        if member.per_week != lead.per_week:
+            raise ValidationFailedError(
+                f"同步课堂各班每周节数必须相同：主讲 {lead.per_week} 节，"
+                f"教学任务 {member.id} 为 {member.per_week} 节",
+                field="member_lesson_ids",
+            )
+        if member.subject_id != lead.subject_id:
+            raise ValidationFailedError("同步课堂各班必须是同一学科", field="member_lesson_ids")
+    if len({lead.class_id, *(m.class_id for m in members)}) != len(found):
+        raise ValidationFailedError("同一个班不能在同步课堂中出现两次", field="member_lesson_ids")
+    return lead, members
+
+
+def _create_sync_group(session: Session, _p: Principal, payload: s.SyncGroupCreate) -> SyncGroup:
+    term = session.get_one(Term, payload.term_id)
+    lead, members = _sync_lessons(session, term, payload.lead_lesson_id, payload.member_lesson_ids)
+    group = SyncGroup(
+        term_id=term.id,
+        code=payload.code,
+        kind=payload.kind,
+        lead_lesson_id=lead.id,
+        members=[SyncGroupMember(lesson_id=m.id) for m in members],
+    )
+    session.add(group)
+    return group
+
+
+def _update_sync_group(session: Session, row: SyncGroup, payload: s.SyncGroupUpdate) -> None:
+    if payload.kind is not None:
+        row.kind = payload.kind
+    if payload.lead_lesson_id is not None or payload.member_lesson_ids is not None:
+        term = session.get_one(Term, row.term_id)
+        lead_id = payload.lead_lesson_id or row.lead_lesson_id
+        member_ids = payload.member_lesson_ids or [m.lesson_id for m in row.members]
+        lead, members = _sync_lessons(session, term, lead_id, member_ids)
+        row.lead_lesson_id = lead.id
+        row.members.clear()
+        session.flush()
+        row.members.extend(SyncGroupMember(lesson_id=m.id) for m in members)
+
+
+SYNC_GROUPS = register(
+    Resource(
+        kind=Kind.TIMETABLE,
+        model=SyncGroup,
+        path="sync-groups",
+        create_schema=s.SyncGroupCreate,
+        update_schema=s.SyncGroupUpdate,
+        out_schema=s.SyncGroupOut,
+        scope_path=lambda: ScopePath(
+            select(SyncGroup).join(Term, SyncGroup.term_id == Term.id), alliance=Term.alliance_id
+        ),
+        create=_create_sync_group,
+        update=_update_sync_group,
+        parent=("terms", "term_id"),
+        filters={"term_id": lambda: SyncGroup.term_id},
+        to_out=lambda g: s.SyncGroupOut(
+            id=g.id,
+            term_id=g.term_id,
+            code=g.code,
+            kind=g.kind,
+            lead_lesson_id=g.lead_lesson_id,
+            member_lesson_ids=[m.lesson_id for m in g.members],
+        ),
     )
 )
 

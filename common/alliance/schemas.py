@@ -432,3 +432,58 @@ class AccountOut(Out):
     teacher_id: int | None
     student_id: int | None
     terminal_id: int | None
+
+
+# --- lessons (教学任务) and sync groups --------------------------------------------------------
+class LessonCreate(Shape):
+    term_id: int
+    class_id: int
+    subject_id: int
+    teacher_id: int
+    per_week: int = Field(ge=1, le=20)
+    max_per_day: int | None = Field(default=None, ge=1, le=8)
+    prefer_morning: bool = False
+    room_features: list[Feature] = Field(default_factory=list)
+
+
+class LessonUpdate(Shape):
+    teacher_id: int | None = None
+    per_week: int | None = Field(default=None, ge=1, le=20)
+    max_per_day: int | None = Field(default=None, ge=1, le=8)
+    prefer_morning: bool | None = None
+    room_features: list[Feature] | None = None
+
+
+class LessonOut(Out):
+    id: int
+    term_id: int
+    class_id: int
+    subject_id: int
+    teacher_id: int
+    per_week: int
+    max_per_day: int | None
+    prefer_morning: bool
+    room_features: list[str]
+
+
+class SyncGroupCreate(Shape):
+    term_id: int
+    code: Code
+    kind: Literal["sync", "delivered", "master"] = "sync"
+    lead_lesson_id: int
+    member_lesson_ids: list[int] = Field(min_length=1, max_length=8)
+
+
+class SyncGroupUpdate(Shape):
+    kind: Literal["sync", "delivered", "master"] | None = None
+    lead_lesson_id: int | None = None
+    member_lesson_ids: list[int] | None = Field(default=None, min_length=1, max_length=8)
+
+
+class SyncGroupOut(Out):
+    id: int
+    term_id: int
+    code: str
+    kind: str
+    lead_lesson_id: int
+    member_lesson_ids: list[int]

@@ -340,3 +340,99 @@ def test_a_school_admin_cannot_create_a_teacher_account_in_another_school(
         headers=principal,
     )
     assert response.status_code == 403
+
+
+def test_an_alliance_admin_sets_up_a_delivered_lesson(client: TestClient) -> None:
+    admin = bearer(client, "admin-wck")
+    alliance_id = _me(client, admin)["alliance_id"]
+    term = client.get(f"/api/terms?alliance_id={alliance_id}", headers=admin).json()[0]
+    subjects = {s["name"]: s["id"] for s in client.get("/api/subjects", headers=admin).json()}
+    schools = {s["name"]: s["id"] for s in client.get("/api/schools", headers=admin).json()}
+    classes = client.get("/api/classes", headers=admin).json()
+    lead_class = next(
+        c for c in classes if c["school_id"] == schools["王村口小学"] and c["grade_level"] == 2
+    )
+    remote_class = next(
+        c for c in classes if c["school_id"] == schools["蔡源小学"] and c["grade_level"] == 2
+    )
+    teachers = client.get(f"/api/teachers?school_id={schools['王村口小学']}", headers=admin).json()
+    lead_teacher, assistant = (
+        teachers[0],
+        client.get(f"/api/teachers?school_id={schools['蔡源小学']}", headers=admin).json()[0],
+    )
+    lead = _post(
+        client,
+        "/api/lessons",
+        {
+            "term_id": term["id"],
+            "class_id": lead_class["id"],
+            "subject_id": subjects["科学"],
+            "teacher_id": lead_teacher["id"],
+            "per_week": 2,
+        },
+        admin,
+    )
+    remote = _post(
+        client,
+        "/api/lessons",
+        {
+            "term_id": term["id"],
+            "class_id": remote_class["id"],
+            "subject_id": subjects["科学"],
+            "teacher_id": assistant["id"],
+            "per_week": 1,
+        },
+        admin,
+    )
+    mismatch = client.post(
+        "/api/sync-groups",
+        json={
+            "term_id": term["id"],
+            "code": "wck-sci-2",
+            "kind": "delivered",
+            "lead_lesson_id": lead["id"],
+            "member_lesson_ids": [remote["id"]],
+        },
+        headers=admin,
+    )
+    assert mismatch.status_code == 422 and "每周节数必须相同" in mismatch.json()["error"]["message"]
+    fixed = client.patch(f"/api/lessons/{remote['id']}", json={"per_week": 2}, headers=admin)
+    assert fixed.status_code == 200
+    group = _post(
+        client,
+        "/api/sync-groups",
+        {
+            "term_id": term["id"],
+            "code": "wck-sci-2",
+            "kind": "delivered",
+            "lead_lesson_id": lead["id"],
+            "member_lesson_ids": [remote["id"]],
+        },
+        admin,
+    )
+    assert group["member_lesson_ids"] == [remote["id"]]
+    twice = client.post(
+        "/api/sync-groups",
+        json={
+            "term_id": term["id"],
+            "code": "x",
+            "lead_lesson_id": lead["id"],
+            "member_lesson_ids": [lead["id"]],
+        },
+        headers=admin,
+    )
+    assert twice.status_code == 422
+    # A school admin runs lessons at the own school, but not the alliance's sync groups.
+    principal = bearer(client, "principal-cy")
+    assert (
+        client.patch(
+            f"/api/lessons/{remote['id']}", json={"prefer_morning": True}, headers=principal
+        ).status_code
+        == 200
+    )
+    assert (
+        client.patch(
+            f"/api/sync-groups/{group['id']}", json={"kind": "sync"}, headers=principal
+        ).status_code
+        == 403
+    )
