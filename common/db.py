@@ -72,9 +72,9 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 
 
 @contextmanager
-def session_scope(engine: Engine) -> Iterator[Session]:
+def transaction(sessions: sessionmaker[Session]) -> Iterator[Session]:
     """A session that commits on success and rolls back on any error."""
-    session = session_factory(engine)()
+    session = sessions()
     try:
         yield session
         session.commit()
@@ -83,3 +83,10 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+@contextmanager
+def session_scope(engine: Engine) -> Iterator[Session]:
+    """A transaction on `engine` (see `transaction`)."""
+    with transaction(session_factory(engine)) as session:
+        yield session

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from common.accounts.models import Account, AuthToken
 from common.accounts.permissions import Principal
 from common.accounts.service import resolve_token
+from common.db import transaction
 from common.errors import AuthenticationError, PermissionDeniedError
 from common.settings import Settings
 
@@ -27,15 +28,8 @@ def get_settings(request: Request) -> Settings:
 
 def get_db(request: Request) -> Iterator[Session]:
     """One session per request: committed when the route returns, rolled back on error."""
-    session: Session = request.app.state.sessions()
-    try:
+    with transaction(request.app.state.sessions) as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

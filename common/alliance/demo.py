@@ -43,6 +43,7 @@ from common.alliance.models import (
     Term,
     TimetableEntry,
     TravelTime,
+    grade_name,
 )
 from common.errors import ConflictError
 
@@ -58,7 +59,6 @@ SYNC_TOLERANCE_MINUTES = 5
 SEED = 2026
 _PLACEMENT_ATTEMPTS = 40
 
-GRADE_NAMES = {1: "一年级", 2: "二年级", 3: "三年级", 4: "四年级", 5: "五年级", 6: "六年级"}
 _GRADE_DIGITS = {1: "一", 2: "二", 3: "三", 4: "四", 5: "五", 6: "六"}
 
 # (name, is_main, is_scarce)
@@ -1026,7 +1026,7 @@ def seed_demo(session: Session, *, password: str = "tongke-demo") -> DemoSummary
         for s_spec in a_spec.schools:
             school = schools[s_spec.name]
             for level in range(1, 7):
-                grade = Grade(school_id=school.id, level=level, name=GRADE_NAMES[level])
+                grade = Grade(school_id=school.id, level=level, name=grade_name(level))
                 session.add(grade)
                 number = 0
                 for c_spec in s_spec.campuses:

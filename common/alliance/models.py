@@ -23,6 +23,13 @@ WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 ALLIANCE_KINDS = ("group", "alliance")  # 教育集团 / 教联体·教育联盟
 SYNC_KINDS = ("sync", "delivered", "master")  # 同步课堂 / 专递课堂 / 名师课堂
 CALENDAR_KINDS = ("holiday", "makeup")
+_GRADE_NUMERALS = "一二三四五六七八九"
+
+
+def grade_name(level: int) -> str:
+    """3 -> 三年级."""
+    return f"{_GRADE_NUMERALS[level - 1]}年级" if 1 <= level <= 9 else f"{level}年级"
+
 
 teacher_subjects = Table(
     "teacher_subjects",

@@ -31,15 +31,10 @@ from common.alliance.models import (
     SyncGroupMember,
     Teacher,
     Term,
+    grade_name,
 )
 from common.alliance.service import Resource, ScopePath, apply_fields, register, require_same
 from common.errors import PermissionDeniedError, ValidationFailedError
-
-GRADE_NAMES = "一二三四五六七八九"
-
-
-def grade_name(level: int) -> str:
-    return f"{GRADE_NAMES[level - 1]}年级" if 1 <= level <= 9 else f"{level}年级"
 
 
 def _school_of_campus(session: Session, campus_id: int, field_name: str = "campus_id") -> Campus:

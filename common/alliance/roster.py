@@ -36,6 +36,7 @@ from common.alliance.models import (
     Student,
     Subject,
     Teacher,
+    grade_name,
 )
 from common.errors import ImportRowError, NotFoundError, ValidationFailedError
 from common.logging import get_logger
@@ -46,7 +47,6 @@ MAX_FILE_BYTES = 5 * 1024 * 1024
 MAX_ROWS = 20_000
 # Styled but empty rows are streamed too; stop reading a sheet padded with millions of them.
 MAX_SCANNED_ROWS = 5 * MAX_ROWS
-GRADE_NAMES = tuple(f"{numeral}年级" for numeral in "一二三四五六七八九")
 FEATURE_CODES = {"录播": "sync", "录播教室": "sync", "sync": "sync"}
 YES = frozenset({"是", "y", "yes", "true", "1", "√", "✓"})
 NO = frozenset({"否", "n", "no", "false", "0", "×", "✗"})
@@ -901,7 +901,7 @@ class RosterImportResult:
 def _save_grades(session: Session, roster: _Roster, existing: _Existing) -> int:
     missing = sorted({item.grade_level for item in roster.classes} - existing.grades.keys())
     for level in missing:
-        grade = Grade(school_id=existing.school.id, level=level, name=GRADE_NAMES[level - 1])
+        grade = Grade(school_id=existing.school.id, level=level, name=grade_name(level))
         session.add(grade)
         existing.grades[level] = grade
     session.flush()
