@@ -9,12 +9,14 @@ from typing import Annotated
 import typer
 
 from common.settings import get_settings
+from scheduler import cli as timetable_cli
 
 app = typer.Typer(help="同课 tongke — 教联体平台命令行", no_args_is_help=True, add_completion=False)
 db_app = typer.Typer(help="数据库：迁移与状态", no_args_is_help=True)
 user_app = typer.Typer(help="账号管理", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(user_app, name="user")
+app.add_typer(timetable_cli.app, name="timetable")
 
 
 def _fail(message: str, code: int = 1) -> None:

@@ -98,3 +98,21 @@ def test_worker_needs_redis_and_checks_it(env: dict[str, str], redis_server: str
 def test_sfu_says_plainly_that_it_is_not_there_yet(env: dict[str, str]) -> None:
     result = tongke("sfu", env=env)
     assert result.returncode == 2 and "尚未实现" in result.stderr
+
+
+EXAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "timetable"
+
+
+def test_timetable_check_exit_codes(env: dict[str, str], tmp_path: Path) -> None:
+    problem = EXAMPLES / "example-small.json"
+    good = tongke(
+        "timetable", "check", str(problem), str(EXAMPLES / "example-small.solution.json"), env=env
+    )
+    assert good.returncode == 0, good.stderr
+    assert "idle_minutes" in good.stdout and "late_main" in good.stdout
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"format": "tongke-timetable/1"')
+    malformed = tongke(
+        "timetable", "check", str(broken), str(EXAMPLES / "example-small.solution.json"), env=env
+    )
+    assert malformed.returncode == 2
