@@ -24,3 +24,20 @@ def check(
     from scheduler.checker import run_check
 
     raise typer.Exit(run_check(problem, solution))
+
+
+@app.command()
+def solve(
+    problem: Annotated[Path, typer.Argument(help="问题文件 PROBLEM.json")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="写出课表 SOLUTION.json")],
+    time_limit: Annotated[float, typer.Option("--time-limit", min=0.1, help="秒")] = 10.0,
+    seed: Annotated[int, typer.Option(help="随机种子（同一种子结果可复现）")] = 0,
+) -> None:
+    """Build every campus's timetable at once, sync lessons aligned by wall-clock time.
+
+    Prints progress as it improves, writes the best solution, ends with the hard count and
+    each soft term. Exit 0 feasible, 1 infeasible (with the reasons), 2 malformed input.
+    """
+    from scheduler.solver import run_solve
+
+    raise typer.Exit(run_solve(problem, output, time_limit, seed))
