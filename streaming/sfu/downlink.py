@@ -1,0 +1,248 @@
+"""One receive slot of a subscriber: a stream rewritten from whichever track feeds the slot."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+from aiortc import RTCRtpSender
+from aiortc.rtp import (
+    RTCP_PSFB_FIR,
+    RTCP_PSFB_PLI,
+    RTCP_RTPFB_NACK,
+    AnyRtcpPacket,
+    RtcpPsfbPacket,
+    RtcpRrPacket,
+    RtcpRtpfbPacket,
+    RtcpSrPacket,
+    RtpPacket,
+)
+
+from streaming.sfu.aiortc_hooks import RtpSink, attach_subscriber_rtcp, update_sender_report
+from streaming.sfu.layout import MediaKind
+from streaming.sfu.packets import (
+    HALF_SEQ,
+    RTP_HEADER,
+    RTP_VERSION_BYTE,
+    SEQ_MASK,
+    TS_MASK,
+    ntp_from_ms,
+)
+from streaming.sfu.track import PublishedTrack
+
+ReportSink = Callable[["Downlink", int], None]
+MIN_LOSS_SAMPLE_PACKETS = 50
+
+
+class Downlink:
+    """Forwards a published track's packets to one subscriber sender.
+
+    Keeps the subscriber's view continuous: its own SSRC, and sequence numbers and timestamps
+    that carry on across a change of source (a reconnecting publisher, another speaker), a
+    pause, or the start. Video waits for a keyframe after each such change and asks the
+    publisher for one.
+    """
+
+    __slots__ = (
+        "_last_arrival_ms",
+        "_on_report",
+        "_rebase",
+        "_rebase_seq",
+        "_sampled_nacks",
+        "_sampled_packets",
+        "_seq_offset",
+        "_sink",
+        "_ts_offset",
+        "forwarded_keyframe_at",
+        "keyframe_requests",
+        "kind",
+        "last_seq",
+        "last_ts",
+        "nacks_answered",
+        "nacks_missed",
+        "octets",
+        "packets",
+        "paused",
+        "payload_type",
+        "sender",
+        "slot",
+        "source",
+        "ssrc",
+        "started",
+    )
+
+    def __init__(
+        self, *, kind: MediaKind, slot: str, sender: RTCRtpSender, on_report: ReportSink
+    ) -> None:
+        self.kind: MediaKind = kind
+        self.slot = slot
+        self.sender = sender
+        self.ssrc: int = sender._ssrc
+        self.payload_type: int | None = None
+        self.source: PublishedTrack | None = None
+        self.paused = False
+        self.started = False
+        self.last_seq = 0
+        self.last_ts = 0
+        self.packets = 0
+        self.octets = 0
+        self.nacks_answered = 0
+        self.nacks_missed = 0
+        self._sampled_nacks = 0
+        self._sampled_packets = 0
+        self.keyframe_requests = 0
+        self.forwarded_keyframe_at: int | None = None
+        self._sink: RtpSink | None = None
+        self._on_report = on_report
+        self._rebase = True
+        self._rebase_seq = 0
+        self._seq_offset = 0
+        self._ts_offset = 0
+        self._last_arrival_ms = 0
+        attach_subscriber_rtcp(sender, self._on_rtcp)
+
+    def connect(self, *, sink: RtpSink, payload_type: int) -> None:
+        """Called once negotiation has fixed the transport and payload type."""
+        self._sink = sink
+        self.payload_type = payload_type
+        if self.source is not None:
+            self.source.request_keyframe()
+
+    def assign(self, track: PublishedTrack | None) -> None:
+        if track is self.source:
+            return
+        if self.source is not None:
+            self.source.downlinks.remove(self)
+        self.source = track
+        self._rebase = True
+        if track is not None:
+            track.downlinks.append(self)
+            if self._sink is not None and not self.paused:
+                track.request_keyframe()
+
+    def set_paused(self, paused: bool) -> None:
+        if paused == self.paused:
+            return
+        self.paused = paused
+        if not paused:
+            self._rebase = True
+            if self.source is not None:
+                self.source.request_keyframe()
+
+    def forward(self, packet: RtpPacket, keyframe: bool, arrival_ms: int) -> None:
+        """Hot path: rewrite the header and send. No decode, two small allocations."""
+        sink = self._sink
+        if sink is None or self.paused:
+            return
+        if self._rebase:
+            if not keyframe:
+                return
+            self._rebase_on(packet, arrival_ms)
+        seq = (packet.sequence_number + self._seq_offset) & SEQ_MASK
+        ts = (packet.timestamp + self._ts_offset) & TS_MASK
+        payload = packet.payload
+        sink.send(
+            RTP_HEADER.pack(
+                RTP_VERSION_BYTE,
+                (packet.marker << 7) | self.payload_type,  # type: ignore[operator]
+                seq,
+                ts,
+                self.ssrc,
+            )
+            + payload
+        )
+        if ((seq - self.last_seq) & SEQ_MASK) < HALF_SEQ:
+            self.last_seq = seq
+            self.last_ts = ts
+            self._last_arrival_ms = arrival_ms
+        self.packets += 1
+        self.octets += len(payload)
+
+    def _rebase_on(self, packet: RtpPacket, arrival_ms: int) -> None:
+        if self.started:
+            next_seq = (self.last_seq + 1) & SEQ_MASK
+            clock_rate = 90000 if self.kind == "video" else 48000
+            elapsed_ms = max(arrival_ms - self._last_arrival_ms, 1)
+            next_ts = (self.last_ts + elapsed_ms * clock_rate // 1000) & TS_MASK
+        else:
+            # low half of the range, as aiortc does, to keep SRTP's rollover counter simple
+            next_seq = random.randrange(0x8000)
+            next_ts = random.getrandbits(32)
+            self.started = True
+        self._seq_offset = (next_seq - packet.sequence_number) & SEQ_MASK
+        self._ts_offset = (next_ts - packet.timestamp) & TS_MASK
+        self.last_seq = (next_seq - 1) & SEQ_MASK
+        self.last_ts = next_ts
+        self._last_arrival_ms = arrival_ms
+        self._rebase_seq = next_seq
+        self._rebase = False
+        if self.kind == "video":
+            self.forwarded_keyframe_at = arrival_ms
+
+    def _resend(self, sequence_number: int) -> bool:
+        source, sink = self.source, self._sink
+        if source is None or source.cache is None or sink is None or self._rebase:
+            return False
+        if ((sequence_number - self._rebase_seq) & SEQ_MASK) >= HALF_SEQ:
+            return False  # sent before the last change of source
+        original = source.cache.get((sequence_number - self._seq_offset) & SEQ_MASK)
+        if original is None:
+            return False
+        sink.send(
+            RTP_HEADER.pack(
+                RTP_VERSION_BYTE,
+                (original.marker << 7) | self.payload_type,  # type: ignore[operator]
+                sequence_number,
+                (original.timestamp + self._ts_offset) & TS_MASK,
+                self.ssrc,
+            )
+            + original.payload
+        )
+        return True
+
+    async def _on_rtcp(self, packet: AnyRtcpPacket) -> None:
+        if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
+            for sequence_number in packet.lost:
+                if self._resend(sequence_number):
+                    self.nacks_answered += 1
+                else:
+                    self.nacks_missed += 1
+        elif isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
+            self.keyframe_requests += 1
+            if self.source is not None:
+                self.source.request_keyframe()
+        elif isinstance(packet, RtcpRrPacket | RtcpSrPacket):
+            for report in packet.reports:
+                if report.ssrc == self.ssrc:
+                    self._on_report(self, report.fraction_lost)
+
+    def nack_loss_sample(self) -> int | None:
+        """NACKed over sent packets since the last sample, as an 8-bit fraction like RTCP's.
+
+        Receiver reports understate loss here: our retransmissions share the media SSRC, so a
+        repaired packet counts as received. What the subscriber NACKs is the raw loss."""
+        nacks = self.nacks_answered + self.nacks_missed
+        sent = self.packets - self._sampled_packets
+        if sent < MIN_LOSS_SAMPLE_PACKETS:
+            return None  # keep accumulating: one lost packet of five is noise, not 20 % loss
+        lost = nacks - self._sampled_nacks
+        self._sampled_nacks, self._sampled_packets = nacks, self.packets
+        return min(lost * 256 // sent, 255)
+
+    def update_sender_report(self, now_ms: int) -> None:
+        """Refresh what aiortc's sender reports: an NTP/RTP time pair and counters."""
+        if not self.started:
+            return
+        clock_rate = 90000 if self.kind == "video" else 48000
+        elapsed_ms = max(now_ms - self._last_arrival_ms, 0)
+        update_sender_report(
+            self.sender,
+            ntp_timestamp=ntp_from_ms(now_ms),
+            rtp_timestamp=(self.last_ts + elapsed_ms * clock_rate // 1000) & TS_MASK,
+            packets=self.packets & 0xFFFFFFFF,
+            octets=self.octets & 0xFFFFFFFF,
+        )
+
+    def close(self) -> None:
+        self.assign(None)
+        self._sink = None

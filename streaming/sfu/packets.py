@@ -1,0 +1,51 @@
+"""Byte-level RTP helpers for the forwarding hot path: no parsing beyond what is needed."""
+
+from __future__ import annotations
+
+import struct
+
+# V=2, no padding, no extension, no CSRC; then M|PT, sequence, timestamp, SSRC.
+RTP_HEADER = struct.Struct("!BBHII")
+RTP_VERSION_BYTE = 0x80
+
+SEQ_MASK = 0xFFFF
+TS_MASK = 0xFFFFFFFF
+HALF_SEQ = 0x8000
+
+
+def seq_newer(a: int, b: int) -> bool:
+    """Whether sequence number ``a`` comes after ``b`` (RFC 3550 wrap-around)."""
+    return a != b and ((a - b) & SEQ_MASK) < HALF_SEQ
+
+
+def vp8_keyframe_start(payload: bytes) -> bool:
+    """Whether an RTP VP8 payload (RFC 7741) starts a keyframe.
+
+    True for the first packet of partition 0 of a frame whose VP8 header has P=0.
+    """
+    size = len(payload)
+    if size < 2:
+        return False
+    first = payload[0]
+    # S bit set and partition index 0
+    if not first & 0x10 or first & 0x07:
+        return False
+    offset = 1
+    if first & 0x80:
+        extension = payload[1]
+        offset = 2
+        if extension & 0x80:  # I: picture id, 7 or 15 bits
+            if size <= offset:
+                return False
+            offset += 2 if payload[offset] & 0x80 else 1
+        if extension & 0x40:  # L: TL0PICIDX
+            offset += 1
+        if extension & 0x30:  # T or K: TID/Y/KEYIDX
+            offset += 1
+    return size > offset and not payload[offset] & 0x01
+
+
+def ntp_from_ms(ms_since_1900: int) -> int:
+    """64-bit NTP timestamp from milliseconds since the NTP epoch (as aiortc's clock gives)."""
+    seconds, millis = divmod(ms_since_1900, 1000)
+    return (seconds << 32) | ((millis << 32) // 1000)

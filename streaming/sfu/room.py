@@ -1,0 +1,394 @@
+"""A room: one synchronized lesson (or research meeting) and who receives what in it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from aiortc import RTCConfiguration
+from aiortc.clock import current_ms
+
+from common.logging import get_logger
+from streaming.sfu.downlink import Downlink
+from streaming.sfu.errors import NegotiationError, RoomError
+from streaming.sfu.events import EventHub, RoomEvent, RoomEventKind
+from streaming.sfu.identity import ROLES_BY_ROOM_KIND, ParticipantIdentity, RoomKind
+from streaming.sfu.layout import RoomLimits, media_layout, primary_video_slot
+from streaming.sfu.participant import Participant
+from streaming.sfu.routing import Assignment, ParticipantView, RoomView, assign_slots
+from streaming.sfu.speakers import SpeakerDetector
+from streaming.sfu.track import PacketTap, PublishedTrack
+
+log = get_logger(__name__)
+
+Notify = Callable[[dict[str, Any]], None]
+
+SPEAKER_WINDOW_S = 0.5
+SENDER_REPORT_INTERVAL_S = 1.0
+
+
+class Room:
+    """Participants by role, raised hands, active speakers, and the slot routing between them.
+
+    The room owns one housekeeping task (speaker detection, sender-report counters), started
+    with the first participant and cancelled by ``close()``.
+    """
+
+    def __init__(
+        self,
+        room_id: str,
+        kind: RoomKind,
+        *,
+        configuration: RTCConfiguration | None = None,
+        limits: RoomLimits = RoomLimits(),
+    ) -> None:
+        self.room_id = room_id
+        self.kind: RoomKind = kind
+        self.limits = limits
+        self.events = EventHub()
+        self.participants: dict[str, Participant] = {}
+        self.accepted_hands: list[str] = []
+        self.inspect_requests: dict[str, str] = {}
+        self.speakers = SpeakerDetector()
+        self.closed = False
+        self._configuration = configuration or RTCConfiguration(iceServers=[])
+        self._assignments: dict[str, Assignment] = {}
+        self._packet_taps: list[PacketTap] = []
+        self._lesson_started = False
+        self._task: asyncio.Task[None] | None = None
+
+    # -- membership -------------------------------------------------------------------
+
+    async def join(
+        self, identity: ParticipantIdentity, *, notify: Notify, board: bool = False
+    ) -> Participant:
+        if self.closed:
+            raise RoomError("课堂已结束", code="room_closed")
+        if identity.room_id != self.room_id:
+            raise RoomError("无权加入该课堂", code="forbidden")
+        if identity.role not in ROLES_BY_ROOM_KIND[self.kind]:
+            raise RoomError("该角色不能加入此类房间", code="role_not_allowed")
+        existing = self.participants.get(identity.participant_id)
+        if existing is not None:
+            # the same classroom reconnecting: the new connection replaces the old one
+            await self._remove(existing, reason="replaced")
+        elif identity.role == "lead" and any(p.role == "lead" for p in self.participants.values()):
+            raise RoomError("本课堂已有主讲教室", code="lead_taken")
+        participant = self._new_participant(identity, notify, board=board)
+        self.participants[identity.participant_id] = participant
+        self.speakers.add_participant(identity.participant_id)
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._housekeeping())
+        self._emit("participant_joined", identity.participant_id, role=identity.role)
+        self._broadcast_participants()
+        return participant
+
+    def _new_participant(
+        self, identity: ParticipantIdentity, notify: Notify, *, board: bool
+    ) -> Participant:
+        layout = media_layout(identity.role, room_kind=self.kind, board=board, limits=self.limits)
+        return Participant(
+            identity,
+            layout,
+            configuration=self._configuration,
+            notify=notify,
+            on_audio_level=self.speakers.add_level,
+            on_report=self._on_receiver_report,
+        )
+
+    async def negotiate(self, participant: Participant, offer_sdp: str) -> str:
+        self._check_member(participant)
+        try:
+            answer = await participant.negotiate(offer_sdp)
+        except NegotiationError:
+            if not participant.negotiated:
+                await self._reset(participant)
+            raise
+        for track in participant.published.values():
+            track.taps.extend(self._packet_taps)
+            self._emit(
+                "publisher_joined",
+                participant.participant_id,
+                source=track.source,
+                media=track.kind,
+            )
+        if participant.role == "lead" and not self._lesson_started:
+            self._lesson_started = True
+            self._emit("lesson_started", participant.participant_id)
+        self._reassign()
+        return answer
+
+    async def _reset(self, participant: Participant) -> None:
+        """A failed offer leaves aiortc's state unclear: start the connection afresh."""
+        board = "board" in participant.published
+        fresh = self._new_participant(participant.identity, participant.notify, board=board)
+        fresh.hand = participant.hand
+        if self.participants.get(participant.participant_id) is participant:
+            self.participants[participant.participant_id] = fresh
+        await participant.close()
+        participant.replacement = fresh
+
+    async def leave(self, participant: Participant) -> None:
+        current = self.participants.get(participant.participant_id)
+        if current is not participant:
+            participant = getattr(participant, "replacement", None) or participant
+            if self.participants.get(participant.participant_id) is not participant:
+                await participant.close()
+                return
+        await self._remove(participant, reason="left")
+
+    async def _remove(self, participant: Participant, *, reason: str) -> None:
+        pid = participant.participant_id
+        self.participants.pop(pid, None)
+        if reason != "replaced":
+            self.speakers.remove_participant(pid)
+            if pid in self.accepted_hands:
+                self.accepted_hands.remove(pid)
+            self.inspect_requests.pop(pid, None)
+            for inspector, target in list(self.inspect_requests.items()):
+                if target == pid:
+                    del self.inspect_requests[inspector]
+        for track in participant.published.values():
+            if participant.negotiated:
+                self._emit("publisher_left", pid, source=track.source, reason=reason)
+        self._emit("participant_left", pid, role=participant.role, reason=reason)
+        if reason == "replaced":
+            participant.notify(
+                {"v": 1, "type": "closed", "code": "replaced", "message": "该教室已在别处重新连接"}
+            )
+        await participant.close()
+        if reason != "replaced":
+            self._reassign()
+            self._broadcast_participants()
+
+    def _check_member(self, participant: Participant) -> None:
+        if self.participants.get(participant.participant_id) is not participant:
+            raise RoomError("您已不在该课堂中", code="not_in_room")
+
+    # -- hands and inspection ---------------------------------------------------------
+
+    def raise_hand(self, participant: Participant) -> None:
+        self._check_member(participant)
+        if participant.role != "remote":
+            raise RoomError("只有远端教室可以举手", code="not_allowed")
+        if participant.hand == "none":
+            participant.hand = "raised"
+            self._emit("hand_raised", participant.participant_id)
+            self._broadcast_participants()
+
+    def lower_hand(self, participant: Participant) -> None:
+        self._check_member(participant)
+        self._set_hand_none(participant, "hand_lowered", by=participant.participant_id)
+
+    def accept_hand(self, lead: Participant, target_id: str) -> None:
+        target = self._hand_target(lead, target_id)
+        if target.hand == "accepted":
+            return
+        if len(self.accepted_hands) >= self.limits.hand_audio_slots:
+            raise RoomError("同时发言的教室已满，请先结束一个发言", code="hands_full")
+        target.hand = "accepted"
+        self.accepted_hands.append(target_id)
+        self._emit("hand_accepted", target_id, by=lead.participant_id)
+        self._reassign()
+        self._broadcast_participants()
+
+    def revoke_hand(self, lead: Participant, target_id: str) -> None:
+        target = self._hand_target(lead, target_id)
+        self._set_hand_none(target, "hand_revoked", by=lead.participant_id)
+
+    def _hand_target(self, lead: Participant, target_id: str) -> Participant:
+        self._check_member(lead)
+        if lead.role != "lead":
+            raise RoomError("只有主讲教室可以管理发言", code="not_allowed")
+        target = self.participants.get(target_id)
+        if target is None or target.role != "remote":
+            raise RoomError("找不到该远端教室", code="unknown_participant")
+        return target
+
+    def _set_hand_none(self, participant: Participant, kind: RoomEventKind, *, by: str) -> None:
+        if participant.hand == "none":
+            return
+        was_accepted = participant.hand == "accepted"
+        participant.hand = "none"
+        if was_accepted:
+            self.accepted_hands.remove(participant.participant_id)
+        self._emit(kind, participant.participant_id, by=by)
+        if was_accepted:
+            self._reassign()
+        self._broadcast_participants()
+
+    def inspect(self, inspector: Participant, target_id: str | None) -> None:
+        self._check_member(inspector)
+        if inspector.role != "inspector":
+            raise RoomError("只有巡课人员可以查看远端教室", code="not_allowed")
+        if target_id is None:
+            self.inspect_requests.pop(inspector.participant_id, None)
+        else:
+            target = self.participants.get(target_id)
+            if target is None or target.role == "inspector":
+                raise RoomError("找不到该教室", code="unknown_participant")
+            self.inspect_requests[inspector.participant_id] = target_id
+        self._reassign()
+
+    # -- recording hooks --------------------------------------------------------------
+
+    def add_packet_tap(self, tap: PacketTap) -> Callable[[], None]:
+        """Call ``tap(track, packet)`` for every RTP packet of every published track, now and
+        later. Runs on the forwarding path: it must only copy or enqueue."""
+        self._packet_taps.append(tap)
+        for participant in self.participants.values():
+            if participant.negotiated:
+                for track in participant.published.values():
+                    track.taps.append(tap)
+
+        def remove() -> None:
+            if tap in self._packet_taps:
+                self._packet_taps.remove(tap)
+            for participant in self.participants.values():
+                for track in participant.published.values():
+                    if tap in track.taps:
+                        track.taps.remove(tap)
+
+        return remove
+
+    def published_tracks(self) -> list[PublishedTrack]:
+        return [
+            track
+            for participant in self.participants.values()
+            if participant.negotiated
+            for track in participant.published.values()
+        ]
+
+    # -- routing ----------------------------------------------------------------------
+
+    def _reassign(self) -> None:
+        view = RoomView(
+            participants=[
+                ParticipantView(
+                    participant_id=p.participant_id,
+                    role=p.identity.role,
+                    sources=p.published_sources(),
+                    receive_slots=tuple(p.downlinks),
+                )
+                for p in self.participants.values()
+            ],
+            accepted_hands=list(self.accepted_hands),
+            speaker_order=list(self.speakers.order),
+            inspect_requests=dict(self.inspect_requests),
+        )
+        wanted = assign_slots(view, self._assignments)
+        for pid, assignment in wanted.items():
+            participant = self.participants[pid]
+            for slot, key in assignment.items():
+                track = None
+                if key is not None:
+                    publisher = self.participants.get(key[0])
+                    track = publisher.published.get(key[1]) if publisher else None
+                participant.downlinks[slot].assign(track)
+            if assignment != self._assignments.get(pid):
+                participant.notify(self._slots_message(participant, assignment))
+        self._assignments = wanted
+
+    def _slots_message(self, participant: Participant, assignment: Assignment) -> dict[str, Any]:
+        slots = []
+        for index, line in enumerate(participant.layout):
+            if line.direction != "recv":
+                continue
+            key = assignment.get(line.name)
+            publisher = self.participants.get(key[0]) if key else None
+            slots.append(
+                {
+                    "index": index,
+                    "slot": line.name,
+                    "participant": key[0] if key else None,
+                    "name": publisher.identity.display_name if publisher else None,
+                    "source": key[1] if key else None,
+                }
+            )
+        return {"v": 1, "type": "slots", "slots": slots}
+
+    def visible_participants(self) -> list[dict[str, Any]]:
+        """The participant list as the class sees it: inspectors are never in it."""
+        return [
+            {
+                "id": p.participant_id,
+                "name": p.identity.display_name,
+                "role": p.identity.role,
+                "campus": p.identity.campus,
+                "hand": p.hand,
+            }
+            for p in self.participants.values()
+            if p.identity.role != "inspector"
+        ]
+
+    def _broadcast_participants(self) -> None:
+        message = {"v": 1, "type": "participants", "participants": self.visible_participants()}
+        for participant in self.participants.values():
+            participant.notify(message)
+
+    def _on_receiver_report(self, downlink: Downlink, fraction_lost: int) -> None:
+        for participant in self.participants.values():
+            if downlink.slot in participant.downlinks and (
+                participant.downlinks[downlink.slot] is downlink
+            ):
+                level = participant.protection.on_report(fraction_lost, downlink.kind)
+                if level is not None:
+                    log.info(
+                        "loss_protection",
+                        room=self.room_id,
+                        participant=participant.participant_id,
+                        level=level,
+                        loss=round(participant.protection.loss, 3),
+                    )
+                    participant.apply_protection_level(
+                        level, primary_video_slot(participant.layout)
+                    )
+                return
+
+    # -- housekeeping -----------------------------------------------------------------
+
+    async def _housekeeping(self) -> None:
+        ticks_per_report = max(int(SENDER_REPORT_INTERVAL_S / SPEAKER_WINDOW_S), 1)
+        tick = 0
+        while True:
+            await asyncio.sleep(SPEAKER_WINDOW_S)
+            tick += 1
+            speaker = self.speakers.evaluate()
+            if speaker is not None and speaker in self.participants:
+                self._emit("speaker_changed", speaker)
+                if self.kind == "meeting":
+                    self._reassign()
+                    message = {"v": 1, "type": "speaker", "participant": speaker}
+                    for participant in self.participants.values():
+                        participant.notify(message)
+            if tick % ticks_per_report == 0:
+                now_ms = current_ms()
+                for participant in list(self.participants.values()):
+                    for downlink in participant.downlinks.values():
+                        downlink.update_sender_report(now_ms)
+                        if downlink.kind == "video" and not downlink.paused:
+                            sample = downlink.nack_loss_sample()
+                            if sample is not None:
+                                self._on_receiver_report(downlink, sample)
+
+    def _emit(self, kind: RoomEventKind, participant_id: str | None, **detail: Any) -> None:
+        self.events.emit(
+            RoomEvent(kind=kind, room_id=self.room_id, participant_id=participant_id, detail=detail)
+        )
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        for participant in list(self.participants.values()):
+            participant.notify({"v": 1, "type": "closed"})
+            await participant.close()
+        self.participants.clear()
+        if self._lesson_started:
+            self._emit("lesson_ended", None)
+        await self.events.close()

@@ -1,0 +1,128 @@
+"""One published track (a participant's mic, camera or board) fanned out without decoding."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from aiortc import RTCRtpReceiver
+from aiortc.rtcrtpreceiver import NackGenerator, StreamStatistics
+from aiortc.rtp import RtpPacket
+
+from common.logging import get_logger
+from streaming.sfu.aiortc_hooks import PublisherReceiver
+from streaming.sfu.cache import PacketCache
+from streaming.sfu.keyframes import KeyframeRequester
+from streaming.sfu.layout import MediaKind
+from streaming.sfu.packets import vp8_keyframe_start
+from streaming.sfu.speakers import level_from_opus_size
+
+if TYPE_CHECKING:
+    from streaming.sfu.downlink import Downlink
+
+log = get_logger(__name__)
+
+PacketTap = Callable[["PublishedTrack", RtpPacket], None]
+AudioLevelSink = Callable[[str, int], None]
+
+
+class PublishedTrack:
+    """Receives a publisher's RTP, keeps a cache for NACKs, and hands each packet to the
+    downlinks currently assigned to it and to raw-packet taps (the recorder)."""
+
+    def __init__(
+        self,
+        *,
+        participant_id: str,
+        source: str,
+        kind: MediaKind,
+        receiver: RTCRtpReceiver,
+        on_audio_level: AudioLevelSink | None = None,
+    ) -> None:
+        self.participant_id = participant_id
+        self.source = source
+        self.kind: MediaKind = kind
+        self.clock_rate = 90000 if kind == "video" else 48000
+        self.downlinks: list[Downlink] = []
+        self.taps: list[PacketTap] = []
+        self.cache = PacketCache() if kind == "video" else None
+        self.keyframes = KeyframeRequester(self._send_keyframe_request)
+        self.ssrc: int | None = None
+        self.last_arrival_ms = 0
+        self.packets = 0
+        self.rejected = 0
+        self._rtp_receiver = receiver
+        self._receiver = PublisherReceiver(receiver, self._on_rtp)
+        self._statistics: StreamStatistics | None = None
+        self._nack = NackGenerator() if kind == "video" else None
+        self._on_audio_level = on_audio_level
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    @property
+    def rtp_receiver(self) -> RTCRtpReceiver:
+        return self._rtp_receiver
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.participant_id, self.source)
+
+    @property
+    def codec_name(self) -> str | None:
+        codec = next(iter(self._receiver.codecs.values()), None)
+        return codec.name if codec is not None else None
+
+    async def _on_rtp(self, packet: RtpPacket, arrival_time_ms: int) -> None:
+        codec = self._receiver.codecs.get(packet.payload_type)
+        if codec is None or self._closed:
+            self.rejected += 1
+            return
+        if packet.ssrc != self.ssrc:
+            self.ssrc = packet.ssrc
+            self._statistics = self._receiver.statistics_for(packet.ssrc, self.clock_rate)
+            self._nack = NackGenerator() if self.kind == "video" else None
+        self._statistics.add(packet)  # type: ignore[union-attr]
+        self.last_arrival_ms = arrival_time_ms
+        self.packets += 1
+        payload = packet.payload
+        if self.cache is not None:
+            self.cache.put(packet)
+            keyframe = vp8_keyframe_start(payload)
+            if self._nack is not None and self._nack.add(packet):
+                await self._receiver.send_nack(packet.ssrc, sorted(self._nack.missing))
+        else:
+            keyframe = True
+            if self._on_audio_level is not None:
+                level = packet.extensions.audio_level
+                self._on_audio_level(
+                    self.participant_id,
+                    level[1] if level is not None else level_from_opus_size(len(payload)),
+                )
+        if not payload:  # padding-only probe
+            return
+        for downlink in self.downlinks:
+            downlink.forward(packet, keyframe, arrival_time_ms)
+        for tap in self.taps:
+            try:
+                tap(self, packet)
+            except Exception:
+                log.exception("packet_tap_failed", participant=self.participant_id)
+
+    def request_keyframe(self) -> None:
+        if self.kind == "video" and not self._closed:
+            self.keyframes.request()
+
+    def _send_keyframe_request(self) -> None:
+        if self.ssrc is None:
+            return
+        task = asyncio.ensure_future(self._receiver.send_pli(self.ssrc))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def close(self) -> None:
+        self._closed = True
+        self.keyframes.cancel()
+        for downlink in list(self.downlinks):
+            downlink.assign(None)
+        self.taps.clear()
