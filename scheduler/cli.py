@@ -41,3 +41,19 @@ def solve(
     from scheduler.solver import run_solve
 
     raise typer.Exit(run_solve(problem, output, time_limit, seed))
+
+
+@app.command()
+def itc2007(
+    instance: Annotated[Path, typer.Argument(help="ITC-2007 第 3 赛道实例 INSTANCE.ctt")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="写出 SOLUTION.sol")],
+    time_limit: Annotated[float, typer.Option("--time-limit", min=0.1, help="秒")] = 300.0,
+    seed: Annotated[int, typer.Option(help="随机种子")] = 0,
+) -> None:
+    """Solve an ITC-2007 track 3 (curriculum-based course timetabling) instance.
+
+    Exit 0 hard-feasible, 1 not, 2 malformed input.
+    """
+    from scheduler.itc2007.solver import run_itc2007
+
+    raise typer.Exit(run_itc2007(instance, output, time_limit, seed))

@@ -130,17 +130,14 @@ def parse_instance(text: str, *, source: str = "<ctt>") -> Instance:
     """Parse the text of a `.ctt` instance; raise `CttFormatError` with the line at fault."""
     lines = _Lines(text, source)
     header: dict[str, str] = {}
-    header_lines: dict[str, int] = {}
+    counts: dict[str, int] = {}
     for field in HEADER_FIELDS:
         number, tokens = lines.take(f"'{field}:'")
         if len(tokens) != 2 or tokens[0] != f"{field}:":
             raise lines.error(f"expected '{field}: <value>', got {' '.join(tokens)!r}", number)
         header[field] = tokens[1]
-        header_lines[field] = number
-    counts = {
-        field: _integer(lines, header_lines[field], header[field], field)
-        for field in HEADER_FIELDS[1:]
-    }
+        if field != "Name":
+            counts[field] = _integer(lines, number, tokens[1], field)
     days, periods_per_day = counts["Days"], counts["Periods_per_day"]
 
     def section(name: str) -> None:

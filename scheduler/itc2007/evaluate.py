@@ -109,11 +109,14 @@ def evaluate(instance: Instance, placements: Iterable[Placement]) -> Evaluation:
             1 for present in courses_at.values() if first in present and second in present
         )
 
-    availability = sum(1 for course, slot in per_course_period if (course, *divmod(slot, ppd)) in unavailable)
+    availability = sum(
+        1 for course, slot in per_course_period if (course, *divmod(slot, ppd)) in unavailable
+    )
 
-    room_capacity = sum(
-        max(0, courses[p.course].students - capacity[p.room]) for p in valid
-    ) * ROOM_CAPACITY_WEIGHT
+    room_capacity = (
+        sum(max(0, courses[p.course].students - capacity[p.room]) for p in valid)
+        * ROOM_CAPACITY_WEIGHT
+    )
 
     days_of: dict[str, set[int]] = defaultdict(set)
     rooms_of: dict[str, set[str]] = defaultdict(set)
@@ -123,18 +126,14 @@ def evaluate(instance: Instance, placements: Iterable[Placement]) -> Evaluation:
     min_working_days = MIN_WORKING_DAYS_WEIGHT * sum(
         max(0, c.min_working_days - len(days_of[c.name])) for c in instance.courses
     )
-    room_stability = ROOM_STABILITY_WEIGHT * sum(
-        len(rooms) - 1 for rooms in rooms_of.values()
-    )
+    room_stability = ROOM_STABILITY_WEIGHT * sum(len(rooms) - 1 for rooms in rooms_of.values())
 
     isolated = 0
     for curriculum in instance.curricula:
         members = set(curriculum.courses)
-        load = Counter(
-            slot for (course, slot), _ in per_course_period.items() if course in members
-        )
+        load = Counter(slot for (course, slot), _ in per_course_period.items() if course in members)
         for slot, count in load.items():
-            day, period = divmod(slot, ppd)
+            period = slot % ppd
             before = period > 0 and load.get(slot - 1, 0) > 0
             after = period < ppd - 1 and load.get(slot + 1, 0) > 0
             if not before and not after:

@@ -116,3 +116,12 @@ def test_timetable_check_exit_codes(env: dict[str, str], tmp_path: Path) -> None
         "timetable", "check", str(broken), str(EXAMPLES / "example-small.solution.json"), env=env
     )
     assert malformed.returncode == 2
+
+
+def test_itc2007_solves_the_toy_instance(env: dict[str, str], tmp_path: Path) -> None:
+    toy = EXAMPLES.parent / "itc2007" / "toy.ctt"
+    out = tmp_path / "toy.sol"
+    result = tongke("timetable", "itc2007", str(toy), "-o", str(out), "--time-limit", "3", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "hard 0" in result.stdout
+    assert len(out.read_text().splitlines()) == 16  # one line per lecture: 3 + 3 + 5 + 5

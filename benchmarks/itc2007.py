@@ -1,0 +1,104 @@
+"""ITC-2007 track 3 (UD2): solve comp01–comp14 and compare with the best known costs.
+
+Run: .venv/bin/python benchmarks/itc2007.py [--time-limit 300] [--instances comp01,comp05]
+     [--data /work/shared/data/itc2007] [--seed 0] [--workers 2] [--json results.json]
+Prints per instance the hard violations and soft cost (both from the evaluator), the best
+known cost and (cost+1)/(best+1), then the mean ratio. Target from the issue: every instance
+hard-feasible and a mean ratio of at most 1.5 at 300 s on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from scheduler.itc2007.ctt import read_instance
+from scheduler.itc2007.evaluate import evaluate
+from scheduler.itc2007.solver import solve
+
+DEFAULT_DATA = Path("/work/shared/data/itc2007")
+INSTANCES = [f"comp{i:02d}" for i in range(1, 15)]
+TARGET_RATIO = 1.5
+
+
+def best_known(data: Path) -> dict[str, int]:
+    """The `| compNN | cost |` rows of BEST_KNOWN.md."""
+    text = (data / "BEST_KNOWN.md").read_text(encoding="utf-8")
+    return {name: int(cost) for name, cost in re.findall(r"\|\s*(comp\d+)\s*\|\s*(\d+)\s*\|", text)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--time-limit", type=float, default=300.0)
+    parser.add_argument("--instances", default=",".join(INSTANCES))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+
+    best = best_known(args.data)
+    names = [name.strip() for name in args.instances.split(",") if name.strip()]
+    rows: list[dict[str, Any]] = []
+    print(f"{'instance':8} {'hard':>4} {'cost':>5} {'best':>5} {'ratio':>6} {'seconds':>7}")
+    for name in names:
+        instance = read_instance(args.data / f"{name}.ctt")
+        started = time.monotonic()
+        placements, solver_cost, _ = solve(
+            instance, time_limit=args.time_limit, seed=args.seed, workers=args.workers
+        )
+        seconds = time.monotonic() - started
+        scored = evaluate(instance, placements)
+        known = best.get(name)
+        ratio = (scored.cost + 1) / (known + 1) if known is not None else None
+        rows.append(
+            {
+                "instance": name,
+                "hard": scored.hard,
+                "cost": scored.cost,
+                "solver_cost": solver_cost,
+                "best_known": known,
+                "ratio": ratio,
+                "seconds": round(seconds, 1),
+            }
+        )
+        ratio_text = f"{ratio:6.2f}" if ratio is not None else "     -"
+        known_text = f"{known:5d}" if known is not None else "    -"
+        print(
+            f"{name:8} {scored.hard:4d} {scored.cost:5d} {known_text} {ratio_text} {seconds:7.1f}",
+            flush=True,
+        )
+    ratios = [row["ratio"] for row in rows if row["ratio"] is not None]
+    mean_ratio = sum(ratios) / len(ratios) if ratios else None
+    feasible = all(row["hard"] == 0 for row in rows)
+    if mean_ratio is not None:
+        verdict = "meets" if feasible and mean_ratio <= TARGET_RATIO else "misses"
+        print(
+            f"mean (cost+1)/(best+1) = {mean_ratio:.3f}; all feasible: {feasible}; "
+            f"{verdict} the target (<= {TARGET_RATIO}, all feasible)"
+        )
+    if args.json is not None:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "time_limit": args.time_limit,
+                    "seed": args.seed,
+                    "workers": args.workers,
+                    "instances": rows,
+                    "mean_ratio": mean_ratio,
+                    "all_feasible": feasible,
+                },
+                indent=2,
+            ),
+            encoding="utf-8",
+        )
+    return 0 if feasible else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,397 @@
+"""Simulated annealing kernel over array state with incremental (delta) cost updates.
+
+Compiled with numba when it is installed (about 50x faster); otherwise the same functions run
+as plain Python on the numpy arrays, which is correct but only good for small instances.
+
+Rooms are exchanged slot for slot and unavailable periods are never used. Conflicts (two
+lectures of one curriculum, one teacher or one course in a period) are either forbidden
+(`hard_weight` 0: the state stays hard-feasible) or allowed at `hard_weight` per conflicting
+pair, counted per curriculum, teacher and course; the best state kept is always conflict-free.
+A move is applied as remove/insert steps that each return their exact soft-cost change (and
+update the conflict count), and is undone the same way.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+try:
+    _numba: Any = importlib.import_module("numba")
+except ImportError:
+    _numba = None
+
+COMPILED = _numba is not None
+
+CAPACITY_WEIGHT = 1
+MIN_DAYS_WEIGHT = 5
+COMPACTNESS_WEIGHT = 2
+STABILITY_WEIGHT = 1
+
+
+def _jit(function: Callable[..., Any]) -> Callable[..., Any]:
+    if _numba is None:
+        return function
+    compiled: Callable[..., Any] = _numba.njit(cache=True, nogil=True)(function)
+    return compiled
+
+
+# problem = (lec_course, course_teacher, curr_ptr, curr_idx, course_in_curr, available,
+#            capacity_penalty, min_days, periods_per_day)
+# state   = (lec_period, lec_room, grid, course_period, teacher_period, curr_period,
+#            course_day, course_days, course_room, course_rooms, violations)
+# violations = [conflicting pairs, estimate mismatches (always 0 unless there is a bug)]
+
+
+@_jit
+def _isolated_near(curr_period: Any, q: int, p: int, ppd: int) -> int:
+    """Isolated lectures of curriculum q in periods p-1..p+1 of p's day."""
+    first = p - p % ppd
+    last = first + ppd - 1
+    lo = p - 1 if p > first else p
+    hi = p + 1 if p < last else p
+    total = 0
+    for s in range(lo, hi + 1):
+        n = curr_period[q, s]
+        if (
+            n > 0
+            and (s == first or curr_period[q, s - 1] == 0)
+            and (s == last or curr_period[q, s + 1] == 0)
+        ):
+            total += n
+    return total
+
+
+@_jit
+def _remove(problem: Any, state: Any, lecture: int) -> int:
+    lec_course, course_teacher, curr_ptr, curr_idx, _, _, capacity_penalty, min_days, ppd = problem
+    (
+        lec_period,
+        lec_room,
+        grid,
+        course_period,
+        teacher_period,
+        curr_period,
+        course_day,
+        course_days,
+        course_room,
+        course_rooms,
+        violations,
+    ) = state
+    c = lec_course[lecture]
+    p = lec_period[lecture]
+    r = lec_room[lecture]
+    d = p // ppd
+    delta = -CAPACITY_WEIGHT * capacity_penalty[c, r]
+    grid[r, p] = -1
+    t = course_teacher[c]
+    course_period[c, p] -= 1
+    teacher_period[t, p] -= 1
+    clashes = course_period[c, p] + teacher_period[t, p]
+    course_room[c, r] -= 1
+    if course_room[c, r] == 0:
+        if course_rooms[c] > 1:
+            delta -= STABILITY_WEIGHT
+        course_rooms[c] -= 1
+    course_day[c, d] -= 1
+    if course_day[c, d] == 0:
+        if course_days[c] <= min_days[c]:
+            delta += MIN_DAYS_WEIGHT
+        course_days[c] -= 1
+    for k in range(curr_ptr[c], curr_ptr[c + 1]):
+        q = curr_idx[k]
+        before = _isolated_near(curr_period, q, p, ppd)
+        curr_period[q, p] -= 1
+        clashes += curr_period[q, p]
+        delta += COMPACTNESS_WEIGHT * (_isolated_near(curr_period, q, p, ppd) - before)
+    violations[0] -= clashes
+    lec_period[lecture] = -1
+    lec_room[lecture] = -1
+    return int(delta)
+
+
+@_jit
+def _insert(problem: Any, state: Any, lecture: int, p: int, r: int) -> int:
+    lec_course, course_teacher, curr_ptr, curr_idx, _, _, capacity_penalty, min_days, ppd = problem
+    (
+        lec_period,
+        lec_room,
+        grid,
+        course_period,
+        teacher_period,
+        curr_period,
+        course_day,
+        course_days,
+        course_room,
+        course_rooms,
+        violations,
+    ) = state
+    c = lec_course[lecture]
+    d = p // ppd
+    delta = CAPACITY_WEIGHT * capacity_penalty[c, r]
+    grid[r, p] = lecture
+    t = course_teacher[c]
+    clashes = course_period[c, p] + teacher_period[t, p]
+    course_period[c, p] += 1
+    teacher_period[t, p] += 1
+    if course_room[c, r] == 0:
+        if course_rooms[c] > 0:
+            delta += STABILITY_WEIGHT
+        course_rooms[c] += 1
+    course_room[c, r] += 1
+    if course_day[c, d] == 0:
+        if course_days[c] < min_days[c]:
+            delta -= MIN_DAYS_WEIGHT
+        course_days[c] += 1
+    course_day[c, d] += 1
+    for k in range(curr_ptr[c], curr_ptr[c + 1]):
+        q = curr_idx[k]
+        before = _isolated_near(curr_period, q, p, ppd)
+        clashes += curr_period[q, p]
+        curr_period[q, p] += 1
+        delta += COMPACTNESS_WEIGHT * (_isolated_near(curr_period, q, p, ppd) - before)
+    violations[0] += clashes
+    lec_period[lecture] = p
+    lec_room[lecture] = r
+    return int(delta)
+
+
+@_jit
+def _fits(problem: Any, state: Any, c: int, p: int, leaving: int) -> bool:
+    """Whether course c can take period p once course `leaving` (or -1) has left it."""
+    _, course_teacher, curr_ptr, curr_idx, course_in_curr, available, _, _, _ = problem
+    _, _, _, course_period, teacher_period, curr_period, _, _, _, _, _ = state
+    if not available[c, p] or course_period[c, p] > 0:
+        return False
+    t = course_teacher[c]
+    n = teacher_period[t, p]
+    if leaving >= 0 and course_teacher[leaving] == t:
+        n -= 1
+    if n > 0:
+        return False
+    for k in range(curr_ptr[c], curr_ptr[c + 1]):
+        q = curr_idx[k]
+        n = curr_period[q, p]
+        if leaving >= 0 and course_in_curr[leaving, q]:
+            n -= 1
+        if n > 0:
+            return False
+    return True
+
+
+@_jit
+def _count(curr_period: Any, q: int, s: int, pa: int, da: int, pb: int, db: int) -> int:
+    n = curr_period[q, s]
+    if s == pa:
+        n += da
+    if s == pb:
+        n += db
+    return int(n)
+
+
+@_jit
+def _isolated_after(
+    curr_period: Any, q: int, s: int, ppd: int, pa: int, da: int, pb: int, db: int
+) -> int:
+    """Whether s is isolated for curriculum q (times its lectures) once pa, pb change."""
+    n = _count(curr_period, q, s, pa, da, pb, db)
+    if n <= 0:
+        return 0
+    first = s - s % ppd
+    if s > first and _count(curr_period, q, s - 1, pa, da, pb, db) > 0:
+        return 0
+    if s < first + ppd - 1 and _count(curr_period, q, s + 1, pa, da, pb, db) > 0:
+        return 0
+    return int(n)
+
+
+@_jit
+def _compactness_change(curr_period: Any, q: int, ppd: int, pa: int, pb: int) -> int:
+    """Change in isolated lectures of q when one of its lectures moves from pa to pb."""
+    total = 0
+    for side in range(2):
+        centre = pa if side == 0 else pb
+        first = centre - centre % ppd
+        lo = centre - 1 if centre > first else centre
+        hi = centre + 1 if centre < first + ppd - 1 else centre
+        for s in range(lo, hi + 1):
+            # Periods near both ends are counted once, with pa's neighbourhood.
+            if side == 1 and s // ppd == pa // ppd and abs(s - pa) <= 1:
+                continue
+            total += _isolated_after(curr_period, q, s, ppd, pa, -1, pb, 1)
+            total -= _isolated_after(curr_period, q, s, ppd, pa, 0, pb, 0)
+    return total
+
+
+@_jit
+def _course_change(problem: Any, state: Any, c: int, p1: int, r1: int, p2: int, r2: int) -> int:
+    """Room capacity, room stability and working-days change of course c moving p1,r1->p2,r2."""
+    capacity_penalty = problem[6]
+    min_days = problem[7]
+    ppd = problem[8]
+    course_day = state[6]
+    course_days = state[7]
+    course_room = state[8]
+    course_rooms = state[9]
+    delta = CAPACITY_WEIGHT * (capacity_penalty[c, r2] - capacity_penalty[c, r1])
+    if r1 != r2:
+        n = course_rooms[c]
+        m = n
+        if course_room[c, r1] == 1:
+            m -= 1
+        if course_room[c, r2] == 0:
+            m += 1
+        delta += STABILITY_WEIGHT * (max(0, m - 1) - max(0, n - 1))
+    d1 = p1 // ppd
+    d2 = p2 // ppd
+    if d1 != d2:
+        n = course_days[c]
+        m = n
+        if course_day[c, d1] == 1:
+            m -= 1
+        if course_day[c, d2] == 0:
+            m += 1
+        delta += MIN_DAYS_WEIGHT * (max(0, min_days[c] - m) - max(0, min_days[c] - n))
+    return int(delta)
+
+
+@_jit
+def _estimate(
+    problem: Any, state: Any, c1: int, p1: int, r1: int, c2: int, p2: int, r2: int, strict: bool
+) -> tuple[int, int]:
+    """(soft change, conflict change) of c1: p1,r1 -> p2,r2 and c2 (or -1) the other way."""
+    course_teacher = problem[1]
+    curr_ptr = problem[2]
+    curr_idx = problem[3]
+    course_in_curr = problem[4]
+    ppd = problem[8]
+    teacher_period = state[4]
+    curr_period = state[5]
+    soft = _course_change(problem, state, c1, p1, r1, p2, r2)
+    if c2 >= 0:
+        soft += _course_change(problem, state, c2, p2, r2, p1, r1)
+    hard = 0
+    if p1 == p2:
+        return soft, hard
+    t1 = course_teacher[c1]
+    for k in range(curr_ptr[c1], curr_ptr[c1 + 1]):
+        q = curr_idx[k]
+        if c2 < 0 or not course_in_curr[c2, q]:
+            soft += COMPACTNESS_WEIGHT * _compactness_change(curr_period, q, ppd, p1, p2)
+    if c2 >= 0:
+        for k in range(curr_ptr[c2], curr_ptr[c2 + 1]):
+            q = curr_idx[k]
+            if not course_in_curr[c1, q]:
+                soft += COMPACTNESS_WEIGHT * _compactness_change(curr_period, q, ppd, p2, p1)
+    if strict:
+        return soft, hard
+    hard -= teacher_period[t1, p1] - 1
+    added = teacher_period[t1, p2]
+    for k in range(curr_ptr[c1], curr_ptr[c1 + 1]):
+        q = curr_idx[k]
+        hard -= curr_period[q, p1] - 1
+        added += curr_period[q, p2]
+        if c2 >= 0 and course_in_curr[c2, q]:
+            added -= 1
+    if c2 >= 0:
+        t2 = course_teacher[c2]
+        if t2 == t1:
+            added -= 2
+        hard -= teacher_period[t2, p2] - 1
+        added += teacher_period[t2, p1]
+        for k in range(curr_ptr[c2], curr_ptr[c2 + 1]):
+            q = curr_idx[k]
+            hard -= curr_period[q, p2] - 1
+            added += curr_period[q, p1]
+            if course_in_curr[c1, q]:
+                added -= 1
+    return soft, hard + added
+
+
+@_jit
+def seed(value: int) -> None:
+    np.random.seed(value)
+
+
+@_jit
+def anneal(
+    problem: Any,
+    state: Any,
+    best_period: Any,
+    best_room: Any,
+    cost: int,
+    best_cost: int,
+    iterations: int,
+    t_start: float,
+    t_end: float,
+    room_move_rate: float,
+    hard_weight: float,
+) -> tuple[int, int]:
+    """Run `iterations` move/swap trials cooling from t_start to t_end.
+
+    `cost` is the soft cost of `state`; the best conflict-free state is copied into
+    best_period/best_room. Returns the final soft cost and the best cost.
+    """
+    lec_course = problem[0]
+    available = problem[5]
+    lec_period = state[0]
+    lec_room = state[1]
+    grid = state[2]
+    course_period = state[3]
+    violations = state[10]
+    lectures = lec_course.shape[0]
+    rooms = grid.shape[0]
+    periods = grid.shape[1]
+    strict = hard_weight <= 0.0
+    log_ratio = math.log(t_end / t_start)
+    for it in range(iterations):
+        l1 = np.random.randint(0, lectures)
+        p1 = lec_period[l1]
+        r1 = lec_room[l1]
+        c1 = lec_course[l1]
+        p2 = p1 if np.random.random() < room_move_rate else np.random.randint(0, periods)
+        r2 = np.random.randint(0, rooms)
+        if p2 == p1 and r2 == r1:
+            continue
+        l2 = grid[r2, p2]
+        c2 = -1
+        if l2 >= 0:
+            c2 = lec_course[l2]
+            if c2 == c1:
+                continue
+        if p2 != p1:
+            if strict:
+                if not _fits(problem, state, c1, p2, c2):
+                    continue
+                if c2 >= 0 and not _fits(problem, state, c2, p1, c1):
+                    continue
+            else:
+                if not available[c1, p2] or course_period[c1, p2] > 0:
+                    continue
+                if c2 >= 0 and (not available[c2, p1] or course_period[c2, p1] > 0):
+                    continue
+        soft, hard = _estimate(problem, state, c1, p1, r1, c2, p2, r2, strict)
+        energy = soft + hard_weight * hard
+        if energy > 0 and np.random.random() >= math.exp(
+            -energy / (t_start * math.exp(log_ratio * it / iterations))
+        ):
+            continue
+        clashes = violations[0]
+        delta = _remove(problem, state, l1)
+        if l2 >= 0:
+            delta += _remove(problem, state, l2)
+        delta += _insert(problem, state, l1, p2, r2)
+        if l2 >= 0:
+            delta += _insert(problem, state, l2, p1, r1)
+        if delta != soft or violations[0] - clashes != hard:
+            violations[1] += 1  # the estimate disagrees with the exact update: a bug
+        cost += delta
+        if cost < best_cost and violations[0] == 0:
+            best_cost = cost
+            best_period[:] = lec_period
+            best_room[:] = lec_room
+    return cost, best_cost
