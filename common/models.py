@@ -23,10 +23,12 @@ from common.alliance.models import (
     TravelTime,
 )
 from common.db import Base
+from research.models import Attendance, ResearchGroup, ResearchSession, Visit
 
 __all__ = [
     "Account",
     "Alliance",
+    "Attendance",
     "AuthToken",
     "Base",
     "BellSchedule",
@@ -36,6 +38,8 @@ __all__ = [
     "Grade",
     "Lesson",
     "Period",
+    "ResearchGroup",
+    "ResearchSession",
     "Room",
     "School",
     "SchoolClass",
@@ -47,4 +51,5 @@ __all__ = [
     "Term",
     "TimetableEntry",
     "TravelTime",
+    "Visit",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import timedelta
 from functools import partial
 
@@ -48,8 +49,13 @@ def register_jobs(queue: JobQueue, settings: Settings) -> None:
     queue.register("purge_tokens", purge_tokens_job)
 
 
-def run_worker(settings: Settings, *, check: bool = False) -> int:
-    """Run an arq worker for the registered jobs until stopped; `check` only pings Redis."""
+def run_worker(
+    settings: Settings,
+    *,
+    register: Callable[[JobQueue, Settings], None] = register_jobs,
+    check: bool = False,
+) -> int:
+    """Run an arq worker for the jobs `register` adds, until stopped; `check` only pings Redis."""
     assert settings.redis_url, "the worker needs TONGKE_REDIS_URL"
     configure_logging(level=settings.log_level, json=settings.log_json)
     if check:
@@ -60,7 +66,7 @@ def run_worker(settings: Settings, *, check: bool = False) -> int:
             return 1
         return 0
     queue = ArqJobQueue(settings.redis_url)
-    register_jobs(queue, settings)
+    register(queue, settings)
     log.info("worker starting", queue=queue.queue_name)
     Worker(**arq_worker_settings(queue)).run()
     return 0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -57,3 +57,30 @@ def itc2007(
     from scheduler.itc2007.solver import run_itc2007
 
     raise typer.Exit(run_itc2007(instance, output, time_limit, seed))
+
+
+@app.command()
+def repair(
+    problem: Annotated[Path, typer.Argument(help="问题文件 PROBLEM.json")],
+    solution: Annotated[Path, typer.Argument(help="现行课表 SOLUTION.json")],
+    absent: Annotated[str, typer.Option("--absent", help="请假教师 id")],
+    day: Annotated[str, typer.Option("--day", help="请假日（如 tue）")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="写出调整后的课表 NEW.json")],
+    substitute: Annotated[
+        str, typer.Option("--substitute", help="auto：优先安排同学科教师代课；none：只调课")
+    ] = "none",
+    time_limit: Annotated[float, typer.Option("--time-limit", min=0.1, help="秒")] = 5.0,
+) -> None:
+    """调课: a teacher is absent for a day; move (or cover) their lessons, changing as few
+    other lessons as possible, and list every change.
+
+    Exit 0 repaired, 1 no feasible repair (with the reason), 2 bad input or unknown
+    teacher/day.
+    """
+    from scheduler.repair import run_repair
+
+    if substitute not in ("auto", "none"):
+        typer.echo(f"--substitute must be auto or none, not {substitute!r}")
+        raise typer.Exit(2)
+    mode: Literal["auto", "none"] = "auto" if substitute == "auto" else "none"
+    raise typer.Exit(run_repair(problem, solution, output, absent, day, mode, time_limit))

@@ -3,16 +3,18 @@ search (LNS) on the soft terms.
 
 Phase 1 solves the lessons without objective (presolve off, both workers racing), then
 places the research sessions against those lessons in a small model; only if that fails
-is the joint model solved. Phase 2 repeatedly frees a neighbourhood (a few classes, a
-teacher's classes, one or two days of a campus, the research sessions), fixes every other
-lesson by its variable domains in a private copy of the full model, and re-solves it with
-a small deterministic-time budget; with two workers two neighbourhoods run side by side
-and the better result is kept.
+is the joint model solved. Phase 2 repeatedly frees a neighbourhood — the classes with
+main-subject lessons after noon, the classes of a teacher on the days they idle most, a
+campus over two days, a few random classes — and builds a small model of just that part
+(`constraints.Background`: the rest of the timetable enters as constants), so a round
+costs tens of milliseconds rather than a re-read of the full model. Neighbourhood sizes
+adapt to whether sub-solves finish within their budget. With two workers two lanes search
+side by side; a lane's result is merged when nothing it relied on changed meanwhile.
 
 Determinism: each sub-solve is single-threaded with a fixed seed and a deterministic-time
-limit, and neighbourhoods come from a seeded generator, so a run is reproducible for a
-seed as long as phase 1 is (workers=1) and the same number of LNS rounds completes; the
-wall-clock limit can cut a run after a different round on a busier machine.
+limit, and neighbourhoods come from a seeded generator, so with workers=1 a run is
+reproducible for a seed as long as the same number of LNS rounds completes; the wall-clock
+limit can cut a run after a different round on a busier machine.
 """
 
 from __future__ import annotations
@@ -23,24 +25,18 @@ import random
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ortools.sat.python import cp_model
 
 from scheduler.constraints import (
+    HARD_FAMILIES,
+    LESSON_FAMILIES,
+    Background,
     Guard,
     ModelContext,
-    PenaltyTerm,
-    add_class_clash,
-    add_max_lessons_per_day,
-    add_occurrences,
-    add_research_sessions,
-    add_rooms,
-    add_sync_groups,
-    add_teacher_clash,
-    add_unavailability,
     build_model,
     counted_teacher,
     research_starts,
@@ -50,8 +46,13 @@ from scheduler.domain import NOON, Interval, Placement, Problem, ResearchPlaceme
 
 log = logging.getLogger(__name__)
 
-LATE_WEIGHT = 120  # one main-subject lesson after noon weighs as much as 120 idle minutes
+LATE_WEIGHT = 300  # one main-subject lesson after noon weighs as much as 300 idle minutes
 IDLE_WEIGHT = 1
+PROGRESS_EVERY = 1.0  # seconds between progress lines when nothing improves
+SUB_DTIME = 0.03  # deterministic-time budget of one neighbourhood's sub-solve
+
+LessonDay = tuple[str, int]
+Occurrence = tuple[str, int, int]  # (lesson, day index, period)
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ class Progress:
 @dataclass
 class SolveResult:
     solution: Solution | None
-    status: str  # "feasible", "optimal", "infeasible" or "unknown"
+    status: str  # "feasible", "optimal", "infeasible", "unknown" or "stopped"
     feasible: bool
     objective: dict[str, int] = field(default_factory=dict)
     wall_time: float = 0.0
@@ -79,79 +80,75 @@ class SolveResult:
 # --- scoring (the spec's soft terms, computed on a solution) --------------------------------
 
 
-def soft_terms(problem: Problem, solution: Solution) -> dict[str, int]:
-    """The spec's idle minutes and late main-subject lessons of a solution."""
-    late = 0
-    by_teacher_day: dict[tuple[str, str], list[tuple[Interval, str]]] = defaultdict(list)
-    for placement in solution.lessons:
-        interval = problem.slot(placement.lesson, placement.period)
-        if problem.lessons[placement.lesson].prefer_morning and interval.start >= NOON:
-            late += 1
-        teacher = counted_teacher(problem, placement.lesson)
-        if teacher is not None:
-            campus = problem.campus_of(placement.lesson).id
-            by_teacher_day[teacher, placement.day].append((interval, campus))
+def _day_idle(problem: Problem, lessons: list[tuple[Interval, str]]) -> int:
+    if len(lessons) < 2:
+        return 0
+    lessons.sort(key=lambda item: item[0].start)
     idle = 0
-    for lessons in by_teacher_day.values():
-        if len(lessons) < 2:
-            continue
-        lessons.sort(key=lambda item: item[0].start)
-        busy = sum(i.length for i, _ in lessons[1:-1])
-        for (a, ca), (b, cb) in itertools.pairwise(lessons):
-            busy += min(problem.travel_minutes(ca, cb) or 0, max(0, b.start - a.end))
-        idle += max(0, lessons[-1][0].start - lessons[0][0].end - busy)
-    return {"idle_minutes": idle, "late_main": late, "score": LATE_WEIGHT * late + idle}
+    for (a, ca), (b, cb) in itertools.pairwise(lessons):
+        idle += max(0, b.start - a.end - (problem.travel_minutes(ca, cb) or 0))
+    return idle
 
 
-# --- the full model and its variable layout -------------------------------------------------
+def _teacher_days(
+    problem: Problem, occurrences: Iterable[Occurrence]
+) -> dict[tuple[str, int], list[tuple[Interval, str]]]:
+    by_teacher_day: dict[tuple[str, int], list[tuple[Interval, str]]] = defaultdict(list)
+    for lesson_id, day, period in occurrences:
+        teacher = counted_teacher(problem, lesson_id)
+        if teacher is not None:
+            campus = problem.campus_of(lesson_id)
+            by_teacher_day[teacher, day].append((campus.interval(period), campus.id))
+    return by_teacher_day
 
 
-@dataclass
-class _Model:
-    ctx: ModelContext
-    x_keys: list[tuple[str, int, int]]
-    x_index: list[int]
-    w_keys: list[tuple[str, int, int]]
-    w_index: list[int]
-    objective_terms: list[PenaltyTerm]
-
-
-def _full_model(problem: Problem) -> _Model:
-    ctx, late, idle = build_model(problem, late_weight=LATE_WEIGHT, idle_weight=IDLE_WEIGHT)
-    terms = late + idle
-    ctx.model.minimize(sum(t.weight * t.expression for t in terms))
-    x_keys = list(ctx.x)
-    w_keys = list(ctx.w)
-    return _Model(
-        ctx,
-        x_keys,
-        [ctx.x[k].index for k in x_keys],
-        w_keys,
-        [ctx.w[k].index for k in w_keys],
-        terms,
+def _late(problem: Problem, lesson_id: str, period: int) -> bool:
+    return (
+        problem.lessons[lesson_id].prefer_morning and problem.slot(lesson_id, period).start >= NOON
     )
 
 
-def _lesson_model(problem: Problem) -> ModelContext:
-    ctx = ModelContext(problem)
-    for family in (
-        add_occurrences,
-        add_class_clash,
-        add_teacher_clash,
-        add_rooms,
-        add_unavailability,
-        add_max_lessons_per_day,
-        add_sync_groups,
-    ):
-        family(ctx)
-    return ctx
+def _score(problem: Problem, occurrences: Iterable[Occurrence]) -> dict[str, int]:
+    occurrences = list(occurrences)
+    late = sum(1 for lesson_id, _, period in occurrences if _late(problem, lesson_id, period))
+    idle = sum(_day_idle(problem, v) for v in _teacher_days(problem, occurrences).values())
+    return {
+        "idle_minutes": idle,
+        "late_main": late,
+        "score": LATE_WEIGHT * late + IDLE_WEIGHT * idle,
+    }
+
+
+def soft_terms(problem: Problem, solution: Solution) -> dict[str, int]:
+    """The spec's idle minutes and late main-subject lessons of a solution."""
+    return _score(
+        problem, ((p.lesson, problem.days.index(p.day), p.period) for p in solution.lessons)
+    )
+
+
+# --- the incumbent --------------------------------------------------------------------------
+
+
+@dataclass
+class _Incumbent:
+    x_on: set[Occurrence]
+    w_on: set[tuple[str, int, int]]
+    rooms: dict[Occurrence, str]
+    objective: int = 10**9
+    version: int = 0
+
+    def placed(self) -> dict[LessonDay, tuple[int, ...]]:
+        by_pair: dict[LessonDay, list[int]] = defaultdict(list)
+        for lesson_id, day, period in self.x_on:
+            by_pair[lesson_id, day].append(period)
+        return {key: tuple(sorted(periods)) for key, periods in by_pair.items()}
 
 
 def _extract(
     problem: Problem,
-    x_on: set[tuple[str, int, int]],
+    x_on: set[Occurrence],
     w_on: set[tuple[str, int, int]],
-    rooms: dict[tuple[str, int, int], str],
+    rooms: dict[Occurrence, str],
 ) -> Solution:
     lessons = []
     for lesson_id, day, period in sorted(x_on):
@@ -165,7 +162,7 @@ def _extract(
     return Solution(lessons, research)
 
 
-def _rooms_from(solver: cp_model.CpSolver, ctx: ModelContext) -> dict[tuple[str, int, int], str]:
+def _rooms_from(solver: cp_model.CpSolver, ctx: ModelContext) -> dict[Occurrence, str]:
     return {
         (lesson_id, day, period): room_id
         for (lesson_id, day, period, room_id), var in ctx.room.items()
@@ -173,13 +170,45 @@ def _rooms_from(solver: cp_model.CpSolver, ctx: ModelContext) -> dict[tuple[str,
     }
 
 
+def background_of(
+    problem: Problem,
+    x_on: Iterable[Occurrence],
+    w_on: Iterable[tuple[str, int, int]],
+    rooms: dict[Occurrence, str],
+    *,
+    free: Iterable[LessonDay],
+    free_sessions: Iterable[str] = (),
+) -> Background:
+    """The fixed rest of a timetable around the free (lesson, day) pairs and sessions."""
+    by_pair: dict[LessonDay, list[int]] = defaultdict(list)
+    for lesson_id, day, period in x_on:
+        by_pair[lesson_id, day].append(period)
+    released = set(free_sessions)
+    return Background(
+        free=frozenset(free),
+        placed={key: tuple(periods) for key, periods in by_pair.items()},
+        rooms=rooms,
+        sessions={sid: (day, start) for sid, day, start in w_on if sid not in released},
+    )
+
+
+def close_under_sync(problem: Problem, pairs: set[LessonDay]) -> set[LessonDay]:
+    """Add the sync partners of every freed (lesson, day): a group moves together."""
+    for lesson_id, day in list(pairs):
+        group = problem.sync_group_of.get(lesson_id)
+        if group is not None:
+            pairs.update((other, day) for other in group.lessons)
+    return pairs
+
+
 # --- phase 1 ---------------------------------------------------------------------------------
 
 
 class _FirstSolution(cp_model.CpSolverSolutionCallback):
-    def __init__(self) -> None:
+    def __init__(self, should_stop: Callable[[], bool] | None) -> None:
         super().__init__()
         self.found = False
+        self.should_stop = should_stop
 
     def on_solution_callback(self) -> None:
         self.found = True
@@ -187,7 +216,7 @@ class _FirstSolution(cp_model.CpSolverSolutionCallback):
 
 
 def _place_research(
-    problem: Problem, x_on: set[tuple[str, int, int]], seed: int, limit: float
+    problem: Problem, x_on: set[Occurrence], seed: int, limit: float
 ) -> set[tuple[str, int, int]] | None:
     """Research sessions against fixed lessons: a small model over the w variables only."""
     if not problem.research_sessions:
@@ -210,8 +239,6 @@ def _place_research(
                 w[session.id, day, start] = model.new_bool_var(f"w[{session.id},{day},{start}]")
     for session in problem.research_sessions:
         model.add_exactly_one(v for (sid, _, _), v in w.items() if sid == session.id)
-    # Unavailability and session-session overlaps: reuse the full model's rules by checking
-    # the candidate pairs directly (tiny).
     by_session: dict[str, list[tuple[int, int, cp_model.IntVar]]] = defaultdict(list)
     for (sid, day, start), var in w.items():
         by_session[sid].append((day, start, var))
@@ -249,10 +276,12 @@ def _phase_one(
     seed: int,
     workers: int,
     hint: Solution | None,
-    rooms: dict[tuple[str, int, int], str],
-) -> tuple[str, set[tuple[str, int, int]], set[tuple[str, int, int]]]:
+    rooms: dict[Occurrence, str],
+) -> tuple[str, set[Occurrence], set[tuple[str, int, int]]]:
     """('found' | 'infeasible' | 'unknown', lessons on, research on); fills `rooms`."""
-    lessons = _lesson_model(problem)
+    lessons = ModelContext(problem)
+    for family in LESSON_FAMILIES:
+        family(lessons)
     if hint is not None:
         _add_hint(problem, lessons, hint)
     solver = cp_model.CpSolver()
@@ -261,6 +290,7 @@ def _phase_one(
     params.random_seed = seed
     params.cp_model_presolve = False
     params.linearization_level = 0
+    params.symmetry_level = 0  # symmetry detection costs more than it saves on a first solution
     params.max_time_in_seconds = max(0.05, deadline - time.perf_counter())
     if workers <= 1:
         # One thread has no feasibility-jump worker: a seeded greedy branching instead.
@@ -271,7 +301,7 @@ def _phase_one(
             [v for _, v in order], cp_model.CHOOSE_FIRST, cp_model.SELECT_MAX_VALUE
         )
         params.search_branching = cp_model.FIXED_SEARCH
-    callback = _FirstSolution()
+    callback = _FirstSolution(None)
     status = solver.solve(lessons.model, callback)
     if status == cp_model.INFEASIBLE:
         return "infeasible", set(), set()
@@ -285,7 +315,7 @@ def _phase_one(
         return "found", x_on, w_on
     # The sessions do not fit around these lessons: solve lessons and sessions together.
     joint = ModelContext(problem)
-    for family in (*_lesson_families(), add_research_sessions):
+    for family in HARD_FAMILIES:
         family(joint)
     for key, var in joint.x.items():
         joint.model.add_hint(var, key in x_on)
@@ -293,7 +323,7 @@ def _phase_one(
     solver.parameters.num_workers = max(1, workers)
     solver.parameters.random_seed = seed
     solver.parameters.max_time_in_seconds = max(0.05, deadline - time.perf_counter())
-    callback = _FirstSolution()
+    callback = _FirstSolution(None)
     status = solver.solve(joint.model, callback)
     if status == cp_model.INFEASIBLE:
         return "infeasible", set(), set()
@@ -305,18 +335,6 @@ def _phase_one(
         "found",
         {key for key, var in joint.x.items() if solver.boolean_value(var)},
         {key for key, var in joint.w.items() if solver.boolean_value(var)},
-    )
-
-
-def _lesson_families() -> tuple[Callable[[ModelContext], None], ...]:
-    return (
-        add_occurrences,
-        add_class_clash,
-        add_teacher_clash,
-        add_rooms,
-        add_unavailability,
-        add_max_lessons_per_day,
-        add_sync_groups,
     )
 
 
@@ -335,98 +353,176 @@ def _add_hint(problem: Problem, ctx: ModelContext, hint: Solution) -> None:
 # --- phase 2: large-neighbourhood search ----------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Pick:
+    kind: str
+    freed: frozenset[LessonDay]
+    sessions: frozenset[str]
+
+
 class _Neighbourhoods:
-    """Seeded choice of which (lesson, day) pairs to free in one LNS step."""
+    """Seeded choice of which (lesson, day) pairs to free in one LNS step, aimed at where the
+    incumbent loses score; each kind's size adapts to whether its sub-solves finish."""
+
+    KINDS = ("late", "idle", "campus_days", "classes", "teacher")
 
     def __init__(self, problem: Problem, seed: int) -> None:
         self.problem = problem
         self.rng = random.Random(seed)
-        self.days = range(len(problem.days))
+        self.day_count = len(problem.days)
         self.class_lessons: dict[str, list[str]] = defaultdict(list)
         self.teacher_classes: dict[str, set[str]] = defaultdict(set)
         self.campus_classes: dict[str, list[str]] = defaultdict(list)
         for lesson_id, lesson in problem.lessons.items():
             self.class_lessons[lesson.class_id].append(lesson_id)
             self.teacher_classes[lesson.teacher].add(lesson.class_id)
-        for class_id, school_class in problem.classes.items():
-            self.campus_classes[school_class.campus].append(class_id)
+        for class_id in sorted(self.class_lessons):
+            self.campus_classes[problem.classes[class_id].campus].append(class_id)
         self.classes = sorted(self.class_lessons)
         self.teachers = sorted(self.teacher_classes)
-        self.size = 4.0  # classes freed, adapted to how often sub-solves finish
+        self.campuses = sorted(self.campus_classes)
+        cap = float(len(self.classes))
+        self.size = {
+            "late": min(3.0, cap),
+            "idle": 2.0,
+            "campus_days": min(6.0, cap),
+            "classes": min(3.0, cap),
+            "teacher": 1.0,
+        }
+        self.limit = {
+            "late": cap,
+            "idle": float(self.day_count),
+            "campus_days": cap,
+            "classes": cap,
+            "teacher": float(len(self.teachers)),
+        }
+        self.late_classes: list[tuple[str, int]] = []
+        self.late_teachers: dict[str, set[str]] = defaultdict(set)
+        self.idle_days: list[tuple[tuple[str, int], int]] = []
 
-    def adapt(self, finished: bool) -> None:
-        factor = 1.15 if finished else 0.87
-        self.size = min(max(self.size * factor, 1.0), float(len(self.classes)))
+    def observe(self, x_on: set[Occurrence]) -> None:
+        """Where the incumbent loses score: classes with late main lessons, idle teacher-days."""
+        late: dict[str, int] = defaultdict(int)
+        self.late_teachers = defaultdict(set)
+        for lesson_id, _, period in x_on:
+            if _late(self.problem, lesson_id, period):
+                lesson = self.problem.lessons[lesson_id]
+                late[lesson.class_id] += 1
+                self.late_teachers[lesson.class_id].add(lesson.teacher)
+        self.late_classes = sorted(late.items())
+        self.idle_days = sorted(
+            (key, idle)
+            for key, lessons in _teacher_days(self.problem, x_on).items()
+            if (idle := _day_idle(self.problem, lessons)) > 0
+        )
 
-    def pick(self) -> tuple[str, set[tuple[str, int]], bool]:
-        """(kind, freed (lesson, day) pairs, whether research sessions are freed)."""
-        kind = self.rng.choice(["classes", "teacher", "days", "classes", "teacher"])
-        count = max(1, round(self.size))
+    def adapt(self, kind: str, finished: bool) -> None:
+        factor = 1.08 if finished else 0.85
+        self.size[kind] = min(max(self.size[kind] * factor, 1.0), self.limit[kind])
+
+    def pick(self) -> _Pick:
+        weights = {
+            "late": 4 if self.late_classes else 0,
+            "idle": 4 if self.idle_days else 0,
+            "campus_days": 1,
+            "classes": 1,
+            "teacher": 1,
+        }
+        kind = self.rng.choices(self.KINDS, weights=[weights[k] for k in self.KINDS])[0]
+        count = max(1, round(self.size[kind]))
+        days = list(range(self.day_count))
         classes: set[str] = set()
-        days: list[int] = list(self.days)
-        if kind == "classes":
-            classes = set(self.rng.sample(self.classes, min(count, len(self.classes))))
-        elif kind == "teacher":
-            while len(classes) < count:
-                teacher = self.rng.choice(self.teachers)
-                classes |= self.teacher_classes[teacher]
-        else:
-            days = self.rng.sample(list(self.days), min(2, len(self.days)))
-            campus = self.rng.choice(sorted(self.campus_classes))
+        if kind == "late":
+            first = self.rng.choices(
+                [c for c, _ in self.late_classes], weights=[w for _, w in self.late_classes]
+            )[0]
+            classes = {first}
+            pool = sorted(
+                {c for t in self.late_teachers[first] for c in self.teacher_classes[t]} - classes
+            )
+            classes |= set(self.rng.sample(pool, min(len(pool), count - 1)))
+        elif kind == "idle":
+            keys = [k for k, _ in self.idle_days]
+            index = self.rng.choices(range(len(keys)), weights=[w for _, w in self.idle_days])[0]
+            teacher, day = keys[index]
+            classes = set(self.teacher_classes[teacher])
+            others = [d for d in days if d != day]
+            days = [day, *self.rng.sample(others, min(len(others), count - 1))]
+        elif kind == "campus_days":
+            campus = self.rng.choice(self.campuses)
+            days = self.rng.sample(days, min(2, len(days)))
             pool = self.campus_classes[campus]
-            classes = set(self.rng.sample(pool, min(len(pool), count * 3)))
-        freed = {(lid, d) for c in classes for lid in self.class_lessons[c] for d in days}
-        # Sync partners move together.
-        for lesson_id, day in list(freed):
-            group = self.problem.sync_group_of.get(lesson_id)
-            if group is not None:
-                freed |= {(other, day) for other in group.lessons}
-        return kind, freed, self.rng.random() < 0.15
+            classes = set(self.rng.sample(pool, min(len(pool), count)))
+        elif kind == "classes":
+            classes = set(self.rng.sample(self.classes, min(count, len(self.classes))))
+        else:
+            for teacher in self.rng.sample(self.teachers, min(count, len(self.teachers))):
+                classes |= self.teacher_classes[teacher]
+        freed = {(lid, d) for c in sorted(classes) for lid in self.class_lessons[c] for d in days}
+        close_under_sync(self.problem, freed)
+        sessions: frozenset[str] = frozenset()
+        if self.problem.research_sessions and self.rng.random() < 0.1:
+            teachers = {self.problem.lessons[lid].teacher for lid, _ in freed}
+            touched = [s.id for s in self.problem.research_sessions if teachers & set(s.members)]
+            sessions = frozenset(self.rng.sample(touched, min(3, len(touched))))
+        return _Pick(kind, frozenset(freed), sessions)
+
+
+def _touches(problem: Problem, pick: _Pick) -> set[tuple[str, str, int]]:
+    """What a neighbourhood's sub-model relies on: classes, teachers and rooms per day, lessons."""
+    keys: set[tuple[str, str, int]] = set()
+    for lesson_id, day in pick.freed:
+        lesson = problem.lessons[lesson_id]
+        keys.add(("lesson", lesson_id, -1))
+        keys.add(("class", lesson.class_id, day))
+        keys.add(("teacher", lesson.teacher, day))
+        for room_id in problem.room_candidates(lesson_id):
+            keys.add(("room", room_id, day))
+    sessions = {s.id: s for s in problem.research_sessions}
+    for session_id in pick.sessions:
+        keys.add(("session", session_id, -1))
+        for member in sessions[session_id].members:
+            keys.update(("teacher", member, day) for day in range(len(problem.days)))
+    return keys
 
 
 @dataclass
-class _Incumbent:
-    x_on: set[tuple[str, int, int]]
-    w_on: set[tuple[str, int, int]]
-    rooms: dict[tuple[str, int, int], str]
-    objective: int
+class _SubResult:
+    finished: bool
+    x_new: set[Occurrence]
+    rooms_new: dict[Occurrence, str]
+    w_new: set[tuple[str, int, int]]
 
 
 def _sub_solve(
     problem: Problem,
-    model: _Model,
     incumbent: _Incumbent,
-    freed: set[tuple[str, int]],
-    free_research: bool,
+    pick: _Pick,
     *,
     seed: int,
     dtime: float,
     wall: float,
-) -> tuple[bool, _Incumbent | None]:
-    """(finished within budget, the sub-solve's solution scored by `soft_terms`, or None)."""
-    proto = model.ctx.model.proto
-    variables = proto.variables
-    for key, index in zip(model.x_keys, model.x_index, strict=True):
-        domain = variables[index].domain
-        if (key[0], key[1]) in freed:
-            domain[0], domain[1] = 0, 1
-        else:
-            value = 1 if key in incumbent.x_on else 0
-            domain[0], domain[1] = value, value
-    for key, index in zip(model.w_keys, model.w_index, strict=True):
-        domain = variables[index].domain
-        if free_research:
-            domain[0], domain[1] = 0, 1
-        else:
-            value = 1 if key in incumbent.w_on else 0
-            domain[0], domain[1] = value, value
-    model.ctx.model.clear_hints()  # type: ignore[no-untyped-call]
-    for key in model.x_keys:
-        if (key[0], key[1]) in freed:
-            model.ctx.model.add_hint(model.ctx.x[key], key in incumbent.x_on)
-    if free_research:
-        for key in model.w_keys:
-            model.ctx.model.add_hint(model.ctx.w[key], key in incumbent.w_on)
+) -> _SubResult | None:
+    """Re-place the neighbourhood's lessons (and sessions) against the fixed rest."""
+    background = background_of(
+        problem,
+        incumbent.x_on,
+        incumbent.w_on,
+        incumbent.rooms,
+        free=pick.freed,
+        free_sessions=pick.sessions,
+    )
+    ctx, late, idle = build_model(
+        problem, late_weight=LATE_WEIGHT, idle_weight=IDLE_WEIGHT, background=background
+    )
+    model = ctx.model
+    model.minimize(sum(t.weight * t.expression for t in (*late, *idle)))
+    for key, var in ctx.x.items():
+        model.add_hint(var, key in incumbent.x_on)
+    for (lesson_id, day, period, room_id), var in ctx.room.items():
+        model.add_hint(var, incumbent.rooms.get((lesson_id, day, period)) == room_id)
+    for key, var in ctx.w.items():
+        model.add_hint(var, key in incumbent.w_on)
     solver = cp_model.CpSolver()
     params = solver.parameters
     params.num_workers = 1
@@ -434,14 +530,120 @@ def _sub_solve(
     params.max_deterministic_time = dtime
     params.max_time_in_seconds = max(0.01, wall)
     params.linearization_level = 2  # the idle model is LP-tight; the LP bound pays off
-    status = solver.solve(model.ctx.model)
+    status = solver.solve(model)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        return status == cp_model.OPTIMAL, None
-    x_on = {key for key, var in model.ctx.x.items() if solver.boolean_value(var)}
-    w_on = {key for key, var in model.ctx.w.items() if solver.boolean_value(var)}
-    rooms = _rooms_from(solver, model.ctx)
-    score = soft_terms(problem, _extract(problem, x_on, w_on, rooms))["score"]
-    return status == cp_model.OPTIMAL, _Incumbent(x_on, w_on, rooms, score)
+        return None
+    return _SubResult(
+        status == cp_model.OPTIMAL,
+        {key for key, var in ctx.x.items() if solver.boolean_value(var)},
+        _rooms_from(solver, ctx),
+        {key for key, var in ctx.w.items() if solver.boolean_value(var)},
+    )
+
+
+class _Search:
+    """The LNS state shared by the lanes: the incumbent, its change log, progress reports."""
+
+    def __init__(
+        self,
+        problem: Problem,
+        best: _Incumbent,
+        *,
+        deadline: float,
+        started: float,
+        report: Callable[[str], object],
+        should_stop: Callable[[], bool] | None,
+    ) -> None:
+        self.problem = problem
+        self.best = best
+        self.deadline = deadline
+        self.started = started
+        self.report = report
+        self.should_stop = should_stop
+        self.lock = threading.Lock()
+        self.changes: list[tuple[int, set[tuple[str, str, int]]]] = []
+        self.rounds = 0
+        self.last_report = time.perf_counter()
+        self.stopped = False
+        self.trimmed = 0  # changes up to this version are no longer in the log
+        self.optimal = False
+        self.all_pairs = len(problem.lessons) * len(problem.days)
+
+    def running(self) -> bool:
+        if self.stopped or self.optimal or self.best.objective == 0:
+            return False
+        if self.should_stop is not None and self.should_stop():
+            self.stopped = True
+            return False
+        return time.perf_counter() < self.deadline - 0.02
+
+    def lane(self, seed: int) -> None:
+        problem = self.problem
+        neighbourhoods = _Neighbourhoods(problem, seed)
+        with self.lock:
+            neighbourhoods.observe(self.best.x_on)
+            seen = self.best.version
+        round_no = 0
+        while self.running():
+            with self.lock:
+                snapshot = _Incumbent(
+                    self.best.x_on,
+                    self.best.w_on,
+                    self.best.rooms,
+                    self.best.objective,
+                    self.best.version,
+                )
+                if snapshot.version != seen:
+                    neighbourhoods.observe(snapshot.x_on)
+                    seen = snapshot.version
+            pick = neighbourhoods.pick()
+            result = _sub_solve(
+                problem,
+                snapshot,
+                pick,
+                seed=seed * 1_000_003 + round_no,
+                dtime=SUB_DTIME,
+                wall=self.deadline - time.perf_counter(),
+            )
+            round_no += 1
+            neighbourhoods.adapt(pick.kind, result is not None and result.finished)
+            if result is not None and result.finished and len(pick.freed) == self.all_pairs:
+                self.optimal = True  # the whole week was solved to optimality
+            with self.lock:
+                self.rounds += 1
+                improved = result is not None and self._merge(snapshot, pick, result)
+                now = time.perf_counter()
+                if improved or now - self.last_report >= PROGRESS_EVERY:
+                    self.last_report = now
+                    self.report("lns")
+
+    def _merge(self, snapshot: _Incumbent, pick: _Pick, result: _SubResult) -> bool:
+        """Apply a sub-solve to the current incumbent when nothing it relied on changed;
+        True when the score improved."""
+        problem, best = self.problem, self.best
+        keys = _touches(problem, pick)
+        if best.version != snapshot.version and (
+            snapshot.version < self.trimmed
+            or any(v > snapshot.version and keys & k for v, k in self.changes)
+        ):
+            return False
+        x_on = {o for o in best.x_on if (o[0], o[1]) not in pick.freed} | result.x_new
+        if x_on == best.x_on and not pick.sessions:
+            return False
+        score = _score(problem, x_on)["score"]
+        if score > best.objective:
+            return False
+        rooms = {k: r for k, r in best.rooms.items() if (k[0], k[1]) not in pick.freed}
+        rooms.update(result.rooms_new)
+        w_on = {w for w in best.w_on if w[0] not in pick.sessions} | result.w_new
+        improved = score < best.objective
+        best.x_on, best.w_on, best.rooms, best.objective = x_on, w_on, rooms, score
+        best.version += 1
+        self.changes.append((best.version, keys))
+        if len(self.changes) > 256:
+            self.trimmed = self.changes[127][0]
+            del self.changes[:128]
+        return improved
 
 
 # --- the entry point ----------------------------------------------------------------------
@@ -455,14 +657,18 @@ def solve(
     workers: int = 2,
     progress: Callable[[Progress], None] | None = None,
     hint: Solution | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> SolveResult:
-    """Best timetable found within `time_limit` seconds (see the module docstring)."""
+    """Best timetable found within `time_limit` seconds (see the module docstring).
+
+    `progress` is called on every improvement and at least once a second; `should_stop`
+    is polled between search rounds and ends the search early with the best timetable."""
     started = time.perf_counter()
     deadline = started + time_limit
     problems = _precheck(problem)
     if problems:
         return SolveResult(None, "infeasible", False, wall_time=0.0, explanation=problems)
-    rooms: dict[tuple[str, int, int], str] = {}
+    rooms: dict[Occurrence, str] = {}
     status, x_on, w_on = _phase_one(
         problem, deadline=deadline, seed=seed, workers=workers, hint=hint, rooms=rooms
     )
@@ -484,39 +690,42 @@ def solve(
             explanation=[f"no feasible timetable found within {time_limit:g} s"],
         )
     first_feasible = time.perf_counter() - started
-    best = _Incumbent(x_on, w_on, rooms, 10**9)
+    best = _Incumbent(x_on, w_on, rooms)
+    best.objective = _score(problem, x_on)["score"]
 
-    def report(phase: str) -> dict[str, int]:
-        terms = soft_terms(problem, _extract(problem, best.x_on, best.w_on, best.rooms))
-        if progress is not None:
-            progress(
-                Progress(
-                    elapsed=time.perf_counter() - started,
-                    hard_violations=0,
-                    soft_score=terms["score"],
-                    idle_minutes=terms["idle_minutes"],
-                    late_main=terms["late_main"],
-                    phase=phase,
-                )
+    def report(phase: str) -> None:
+        if progress is None:
+            return
+        terms = _score(problem, best.x_on)
+        progress(
+            Progress(
+                elapsed=time.perf_counter() - started,
+                hard_violations=0,
+                soft_score=terms["score"],
+                idle_minutes=terms["idle_minutes"],
+                late_main=terms["late_main"],
+                phase=phase,
             )
-        return terms
-
-    best.objective = report("first")["score"]
-    rounds = 0
-    # Building the full model costs about as much as phase 1; skip it when time is short.
-    if deadline - time.perf_counter() > 2 * first_feasible + 0.3:
-        full = _full_model(problem)
-        rounds = _lns(
-            problem,
-            full,
-            best,
-            deadline=deadline,
-            seed=seed,
-            workers=workers,
-            on_improve=lambda: report("lns"),
         )
+
+    report("first")
+    search = _Search(
+        problem, best, deadline=deadline, started=started, report=report, should_stop=should_stop
+    )
+    if best.objective > 0:
+        lanes = [
+            threading.Thread(target=search.lane, args=(seed * 7 + i,), daemon=True)
+            for i in range(1, max(1, workers))
+        ]
+        for lane in lanes:
+            lane.start()
+        search.lane(seed * 7)
+        for lane in lanes:
+            lane.join()
     solution = _extract(problem, best.x_on, best.w_on, best.rooms)
     terms = soft_terms(problem, solution)
+    if search.stopped:
+        log.info("solve stopped on request", extra={"rounds": search.rounds})
     return SolveResult(
         solution,
         "optimal" if best.objective == 0 else "feasible",
@@ -524,103 +733,8 @@ def solve(
         objective=terms,
         wall_time=time.perf_counter() - started,
         first_feasible_seconds=first_feasible,
-        lns_rounds=rounds,
+        lns_rounds=search.rounds,
     )
-
-
-def _lns(
-    problem: Problem,
-    full: _Model,
-    best: _Incumbent,
-    *,
-    deadline: float,
-    seed: int,
-    workers: int,
-    on_improve: Callable[[], object],
-) -> int:
-    if best.objective == 0:
-        return 0
-    models = [full] + [
-        _Model(
-            ModelContext(
-                problem,
-                model=full.ctx.model.clone(),
-                x=full.ctx.x,
-                w=full.ctx.w,
-                room=full.ctx.room,
-            ),
-            full.x_keys,
-            full.x_index,
-            full.w_keys,
-            full.w_index,
-            full.objective_terms,
-        )
-        for _ in range(max(1, workers) - 1)
-    ]
-    _rebind(models[1:], full)
-    neighbourhoods = _Neighbourhoods(problem, seed)
-    rounds = 0
-    dtime = 0.5
-    while time.perf_counter() < deadline - 0.02 and best.objective > 0:
-        picks = [neighbourhoods.pick() for _ in models]
-        results: list[tuple[bool, _Incumbent | None]] = [(False, None)] * len(models)
-
-        round_seed = seed * 1_000_003 + rounds * len(models)
-
-        def run(
-            i: int,
-            picks: Sequence[tuple[str, set[tuple[str, int]], bool]],
-            results: list[tuple[bool, _Incumbent | None]],
-            round_seed: int,
-        ) -> None:
-            _, freed, free_research = picks[i]
-            results[i] = _sub_solve(
-                problem,
-                models[i],
-                best,
-                freed,
-                free_research,
-                seed=round_seed + i,
-                dtime=dtime,
-                wall=deadline - time.perf_counter(),
-            )
-
-        threads = [
-            threading.Thread(target=run, args=(i, picks, results, round_seed))
-            for i in range(1, len(models))
-        ]
-        for thread in threads:
-            thread.start()
-        run(0, picks, results, round_seed)
-        for thread in threads:
-            thread.join()
-        rounds += 1
-        improved = False
-        for finished, candidate in results:
-            neighbourhoods.adapt(finished)
-            if candidate is not None and candidate.objective <= best.objective:
-                if candidate.objective < best.objective:
-                    improved = True
-                best.x_on, best.w_on, best.rooms = candidate.x_on, candidate.w_on, candidate.rooms
-                best.objective = candidate.objective
-        if improved:
-            on_improve()
-    return rounds
-
-
-def _rebind(copies: Sequence[_Model], full: _Model) -> None:
-    """Variable handles of a cloned model (same indices, different proto)."""
-    for copy in copies:
-        model = copy.ctx.model
-        copy.ctx.x = {
-            k: model.get_bool_var_from_proto_index(v.index) for k, v in full.ctx.x.items()
-        }
-        copy.ctx.w = {
-            k: model.get_bool_var_from_proto_index(v.index) for k, v in full.ctx.w.items()
-        }
-        copy.ctx.room = {
-            k: model.get_bool_var_from_proto_index(v.index) for k, v in full.ctx.room.items()
-        }
 
 
 # --- infeasibility ----------------------------------------------------------------------------
@@ -660,7 +774,7 @@ def _precheck(problem: Problem) -> list[str]:
 def explain_infeasibility(problem: Problem, *, time_limit: float = 10.0) -> list[str]:
     """Name the sync groups, teachers, classes, rooms, … whose rules cannot all hold."""
     ctx = ModelContext(problem, explain=True)
-    for family in (*_lesson_families(), add_research_sessions):
+    for family in HARD_FAMILIES:
         family(ctx)
     guards = sorted(ctx.guards.items(), key=lambda item: (item[0].family, item[0].item))
     literal_of = {var.index: key for key, var in guards}

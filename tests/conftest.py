@@ -17,6 +17,7 @@ from common.alliance.demo import seed_demo
 from common.db import make_engine, session_scope
 from common.migrate import upgrade_engine
 from common.settings import Settings
+from research.demo import seed_research
 from web.app import create_app
 
 pytest_plugins = ["tests.fixtures.servers"]
@@ -38,6 +39,7 @@ def sqlite_demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     upgrade_engine(engine)
     with session_scope(engine) as session:
         seed_demo(session, password=DEMO_PASSWORD)
+        seed_research(session)
     engine.dispose()
     return path
 
@@ -52,6 +54,7 @@ def postgres_demo_engine(postgres_server: str) -> Iterator[Engine]:
     upgrade_engine(engine)
     with session_scope(engine) as session:
         seed_demo(session, password=DEMO_PASSWORD)
+        seed_research(session)
     yield engine
     engine.dispose()
 

@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from aiortc import RTCConfiguration, RTCIceServer
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -18,10 +19,11 @@ from common.jobs import make_job_queue
 from common.logging import configure_logging, get_logger
 from common.ratelimit import make_failure_limiter
 from common.settings import Settings, get_settings
-from common.worker import register_jobs
+from streaming.sfu.registry import InProcessRoomRegistry
 from web.errors import error_body, install_error_handlers
+from web.jobs import register_all
 from web.metrics import install_metrics
-from web.routers import admin, auth, pages, roster, timetable
+from web.routers import admin, auth, lessons, pages, research, roster, timetable
 
 STATIC_DIR = Path(__file__).parent / "static"
 log = get_logger(__name__)
@@ -38,7 +40,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Embedded: in-process bus and job queue; with TONGKE_REDIS_URL: Redis and arq.
         app.state.bus = make_bus(settings)
         app.state.jobs = make_job_queue(settings)
-        register_jobs(app.state.jobs, settings)
+        app.state.rooms = InProcessRoomRegistry(
+            configuration=RTCConfiguration(
+                iceServers=[RTCIceServer(**server) for server in settings.ice_servers]
+            )
+        )
+        register_all(app.state.jobs, settings)
         log.info(
             "tongke web started",
             database=engine.url.render_as_string(hide_password=True),
@@ -48,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             log.info("tongke web stopping")
+            await app.state.rooms.close_all()
             await app.state.jobs.close()
             await app.state.bus.close()
 
@@ -82,6 +90,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(timetable.router)
     app.include_router(roster.router)
+    app.include_router(lessons.router)
+    app.include_router(research.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

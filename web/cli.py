@@ -108,6 +108,7 @@ def demo(
     from common.db import get_engine, session_scope
     from common.errors import ConflictError
     from common.migrate import upgrade
+    from research.demo import seed_research
     from web.routers.pages import ROLE_LABELS
 
     settings = get_settings()
@@ -122,6 +123,7 @@ def demo(
     try:
         with session_scope(engine) as session:
             summary = seed_demo(session, password=password)
+            seed_research(session)
     except ConflictError:
         typer.echo("演示数据已存在，直接使用（重新生成请加 --reset）")
     else:
@@ -206,11 +208,12 @@ def user_add(
 def worker(check: Annotated[bool, typer.Option(help="只检查能否连接 Redis")] = False) -> None:
     """Run the background job worker (arq on Redis)."""
     from common.worker import run_worker
+    from web.jobs import register_all
 
     settings = get_settings()
     if not settings.redis_url:
         _fail("后台任务进程需要 Redis：设置 TONGKE_REDIS_URL（未设置时任务在 Web 进程内执行）")
-    sys.exit(run_worker(settings, check=check))
+    sys.exit(run_worker(settings, register=register_all, check=check))
 
 
 @app.command()

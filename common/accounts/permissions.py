@@ -37,6 +37,8 @@ class Kind(StrEnum):
     TIMETABLE = "timetable"  # the week, and the sync groups that tie schools together
     LESSON = "lesson"  # 教学任务: class × subject × teacher × periods per week
     ACCOUNT = "account"
+    RESEARCH = "research"  # 教研: groups, sessions, attendance
+    VISIT = "visit"  # 跟班听课 and 指导 visits
 
 
 @dataclass(frozen=True)
@@ -113,12 +115,18 @@ POLICY: dict[str, dict[Kind, _Rule]] = {
         Kind.STUDENT: ("school", "school"),
         Kind.LESSON: ("alliance", "school"),
         Kind.ACCOUNT: ("school", "school"),
+        # Research is alliance-wide; a school records its own teachers' visits.
+        Kind.RESEARCH: ("alliance", None),
+        Kind.VISIT: ("alliance", "school"),
     },
     # Teachers see the alliance's structure (sync lessons cross schools), pupils of their school.
     "teacher": {
         **{kind: ("alliance", None) for kind in _STRUCTURE},
         Kind.STUDENT: ("school", None),
         Kind.ACCOUNT: ("self", None),
+        # Leaders and hosts manage their own sessions: a row-level rule in research/service.py.
+        Kind.RESEARCH: ("alliance", None),
+        Kind.VISIT: ("alliance", None),
     },
     "terminal": {
         **{kind: ("alliance", None) for kind in _STRUCTURE},
@@ -214,4 +222,6 @@ KIND_LABELS: dict[Kind, str] = {
     Kind.TIMETABLE: "课表",
     Kind.LESSON: "教学任务",
     Kind.ACCOUNT: "账号",
+    Kind.RESEARCH: "教研活动",
+    Kind.VISIT: "听课指导记录",
 }

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 
 import common.alliance.resources  # noqa: F401  (fills the registry)
+import research.resources  # noqa: F401
 from common.alliance import service
 from common.alliance.service import REGISTRY, Resource
 from common.errors import ValidationFailedError

@@ -1,9 +1,15 @@
-"""Server-rendered pages: login and each role's home (the full UI grows with later issues)."""
+"""Server-rendered pages: login, each role's home, admin pages, password change, the kiosk.
+
+Pages read through the same permission-filtered service as the JSON API; every change a page
+makes goes through the API from a small ES module (session cookie + X-CSRF-Token).
+"""
 
 from __future__ import annotations
 
 import secrets
-from datetime import timedelta
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,24 +17,41 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from common.accounts import service as accounts
 from common.accounts.models import Account
+from common.accounts.permissions import GRANTABLE_ROLES, Action, Kind, Principal, Scope, can
+from common.alliance import service as registry
 from common.alliance import timetable
 from common.alliance.models import (
     WEEKDAYS,
     Alliance,
+    Campus,
     ClassroomTerminal,
+    Lesson,
     Room,
     School,
     SchoolClass,
     Student,
+    SyncGroup,
+    SyncGroupMember,
     Teacher,
 )
+from common.alliance.resources import (
+    ACCOUNTS,
+    BELLS,
+    CAMPUSES,
+    CLASSES,
+    ROOMS,
+    SCHOOLS,
+    TEACHERS,
+    TERMINALS,
+    TERMS,
+)
 from common.errors import AppError
-from web.deps import SESSION_COOKIE, DbSession, MaybeAuth, SettingsDep
-from web.routers.auth import LoginIn, _login, set_session_cookie
+from web.deps import SESSION_COOKIE, Authenticated, DbSession, MaybeAuth, SettingsDep
+from web.routers.auth import PAIRING_MINUTES, LoginIn, _login, set_session_cookie
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent.parent / "templates")
@@ -44,8 +67,92 @@ ROLE_LABELS = {
 DAY_LABELS = dict(
     zip(WEEKDAYS, ["周一", "周二", "周三", "周四", "周五", "周六", "周日"], strict=True)
 )
+STAGE_LABELS = {"primary": "小学", "junior": "初中", "senior": "高中", "nine_year": "九年一贯制"}
+FEATURE_LABELS = {
+    "sync": "录播",
+    "music": "音乐",
+    "computer": "计算机",
+    "art": "美术",
+    "lab": "实验",
+}
+SYNC_KIND_LABELS = {"sync": "同步课堂", "delivered": "专递课堂", "master": "名师课堂"}
+ADMIN_ROLES = frozenset({"bureau", "alliance_admin", "school_admin"})
+PASSWORD_ROLES = frozenset(ROLE_LABELS) - {"terminal"}
+# Roles an admin page offers to create; the API decides in the end (GRANTABLE_ROLES).
+CREATABLE_ROLES = ("teacher", "student")
 
 
+@dataclass(frozen=True)
+class NavItem:
+    href: str
+    label: str
+    roles: frozenset[str]
+
+
+NAV = (
+    NavItem("/", "我的课表", frozenset({"teacher", "student", "terminal"})),
+    NavItem("/", "概况", ADMIN_ROLES),
+    NavItem("/admin/schools", "学校与校区", ADMIN_ROLES),
+    NavItem("/admin/rooms", "教室与终端", ADMIN_ROLES),
+    NavItem("/admin/bells", "作息时间", ADMIN_ROLES),
+    NavItem("/admin/accounts", "账号", ADMIN_ROLES),
+    NavItem("/admin/solve", "课表求解", frozenset({"alliance_admin"})),
+    NavItem("/password", "修改密码", PASSWORD_ROLES),
+)
+
+
+def _scope_names(session: Session, account: Account) -> list[str]:
+    names = (
+        session.get_one(Alliance, account.alliance_id).name if account.alliance_id else None,
+        session.get_one(School, account.school_id).name if account.school_id else None,
+        session.get_one(SchoolClass, account.class_id).name if account.class_id else None,
+    )
+    return [name for name in names if name]
+
+
+def _render(
+    request: Request,
+    session: Session,
+    auth: Authenticated,
+    template: str,
+    context: dict[str, Any],
+    *,
+    status_code: int = 200,
+) -> Response:
+    role = auth.account.role
+    path = request.url.path
+    nav = [
+        {"href": item.href, "label": item.label, "current": item.href == path}
+        for item in NAV
+        if role in item.roles
+    ]
+    return templates.TemplateResponse(
+        request,
+        template,
+        {
+            "account": auth.account,
+            "role_label": ROLE_LABELS.get(role, role),
+            "scope_names": _scope_names(session, auth.account),
+            "nav": nav,
+            "csrf_token": auth.token.csrf_token or "",
+            **context,
+        },
+        status_code=status_code,
+    )
+
+
+def _denied(request: Request, session: Session, auth: Authenticated, message: str) -> Response:
+    return _render(
+        request,
+        session,
+        auth,
+        "denied.html",
+        {"title": "没有权限", "message": message},
+        status_code=403,
+    )
+
+
+# --- login / logout -----------------------------------------------------------------------------
 @router.get("/login", response_class=HTMLResponse)
 def login_page(request: Request, auth: MaybeAuth) -> Response:
     if auth is not None:
@@ -98,6 +205,7 @@ def logout_submit(
     return response
 
 
+# --- home ---------------------------------------------------------------------------------------
 def _count(session: Session, stmt: Any) -> int:
     return int(session.scalar(select(func.count()).select_from(stmt.subquery())) or 0)
 
@@ -135,7 +243,7 @@ def _overview(session: Session, account: Account) -> list[dict[str, Any]]:
     return rows
 
 
-def _my_week(session: Session, account: Account, principal: Any) -> timetable.Week | None:
+def _my_week(session: Session, account: Account, principal: Principal) -> timetable.Week | None:
     if account.role == "teacher" and account.teacher_id:
         return timetable.week(session, principal, teacher_id=account.teacher_id)
     if account.role == "student" and account.class_id:
@@ -146,42 +254,294 @@ def _my_week(session: Session, account: Account, principal: Any) -> timetable.We
     return None
 
 
+def _classroom_label(lesson: Lesson) -> str:
+    school_class = lesson.school_class
+    return f"{school_class.campus.name} {school_class.name}"
+
+
+def _sync_partners(session: Session, group_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+    """group id -> the lead classroom and the remote classrooms, named with their campus."""
+    ids = sorted(set(group_ids))
+    if not ids:
+        return {}
+    groups = session.scalars(
+        select(SyncGroup)
+        .where(SyncGroup.id.in_(ids))
+        .options(
+            joinedload(SyncGroup.lead_lesson)
+            .joinedload(Lesson.school_class)
+            .joinedload(SchoolClass.campus),
+            joinedload(SyncGroup.members)
+            .joinedload(SyncGroupMember.lesson)
+            .joinedload(Lesson.school_class)
+            .joinedload(SchoolClass.campus),
+        )
+    ).unique()
+    return {
+        group.id: {
+            "kind": SYNC_KIND_LABELS.get(group.kind, group.kind),
+            "lead": _classroom_label(group.lead_lesson),
+            "remotes": [_classroom_label(member.lesson) for member in group.members],
+        }
+        for group in groups
+    }
+
+
+def _export_subject(session: Session, account: Account) -> tuple[str, str] | None:
+    """(kind, code) of the timetable a teacher or student may export as their own."""
+    if account.role == "teacher" and account.teacher_id:
+        return "teacher", session.get_one(Teacher, account.teacher_id).code
+    if account.role == "student" and account.class_id:
+        return "class", session.get_one(SchoolClass, account.class_id).code
+    return None
+
+
 @router.get("/", response_class=HTMLResponse)
 def home(request: Request, auth: MaybeAuth, session: DbSession) -> Response:
     if auth is None:
         return RedirectResponse("/login", status_code=303)
     account = auth.account
-    scope_names = [
-        name
-        for name in (
-            session.get_one(Alliance, account.alliance_id).name if account.alliance_id else None,
-            session.get_one(School, account.school_id).name if account.school_id else None,
-            session.get_one(SchoolClass, account.class_id).name if account.class_id else None,
-        )
-        if name
-    ]
     week = _my_week(session, account, auth.principal)
     grid: dict[str, list[Any]] = {}
+    partners: dict[int, dict[str, Any]] = {}
     if week is not None:
         for entry in week.entries:
             grid.setdefault(entry.day, []).append(entry)
-    overview = (
-        _overview(session, account)
-        if account.role in ("bureau", "alliance_admin", "school_admin")
-        else []
-    )
-    return templates.TemplateResponse(
+        partners = _sync_partners(session, (e.sync.group_id for e in week.entries if e.sync))
+    overview = _overview(session, account) if account.role in ADMIN_ROLES else []
+    return _render(
         request,
+        session,
+        auth,
         "home.html",
         {
-            "account": account,
-            "role_label": ROLE_LABELS.get(account.role, account.role),
-            "scope_names": scope_names,
             "week": week,
             "grid": grid,
-            "days": [d for d in WEEKDAYS[:5]],
+            "partners": partners,
+            "days": list(WEEKDAYS[:5]),
+            "today": WEEKDAYS[date.today().weekday()],
             "day_labels": DAY_LABELS,
             "overview": overview,
-            "csrf_token": auth.token.csrf_token or "",
+            "export": _export_subject(session, account),
+            "can_subscribe": account.role in ("teacher", "student"),
         },
     )
+
+
+# --- password -------------------------------------------------------------------------------------
+@router.get("/password", response_class=HTMLResponse)
+def password_page(request: Request, auth: MaybeAuth, session: DbSession) -> Response:
+    if auth is None:
+        return RedirectResponse("/login", status_code=303)
+    if auth.account.role not in PASSWORD_ROLES:
+        return _denied(request, session, auth, "教室终端没有密码，需要时请重新配对。")
+    return _render(request, session, auth, "password.html", {})
+
+
+# --- admin pages ----------------------------------------------------------------------------------
+def _admin(auth: Authenticated | None) -> Authenticated | Response:
+    if auth is None:
+        return RedirectResponse("/login", status_code=303)
+    return auth
+
+
+def _school_scopes(session: Session) -> dict[int, Scope]:
+    return {
+        school.id: Scope(alliance_id=school.alliance_id, school_id=school.id)
+        for school in session.scalars(select(School))
+    }
+
+
+@router.get("/admin/schools", response_class=HTMLResponse)
+def schools_page(request: Request, auth: MaybeAuth, session: DbSession) -> Response:
+    found = _admin(auth)
+    if isinstance(found, Response):
+        return found
+    if found.account.role not in ADMIN_ROLES:
+        return _denied(request, session, found, "只有管理员和教育局可以查看学校管理页面。")
+    principal = found.principal
+    schools = registry.list_rows(session, principal, SCHOOLS, limit=1000)
+    campuses = registry.list_rows(session, principal, CAMPUSES, limit=1000)
+    by_school: dict[int, list[Campus]] = {}
+    for campus in campuses:
+        by_school.setdefault(campus.school_id, []).append(campus)
+    alliances = {a.id: a for a in session.scalars(select(Alliance))}
+    rows = [
+        {
+            "school": school,
+            "alliance": alliances[school.alliance_id].name,
+            "is_lead": alliances[school.alliance_id].lead_school_id == school.id,
+            "stage": STAGE_LABELS.get(school.stage, school.stage),
+            "campuses": by_school.get(school.id, []),
+        }
+        for school in schools
+    ]
+    return _render(request, session, found, "admin_schools.html", {"rows": rows})
+
+
+@router.get("/admin/rooms", response_class=HTMLResponse)
+def rooms_page(request: Request, auth: MaybeAuth, session: DbSession) -> Response:
+    found = _admin(auth)
+    if isinstance(found, Response):
+        return found
+    if found.account.role not in ADMIN_ROLES:
+        return _denied(request, session, found, "只有管理员和教育局可以查看教室与终端。")
+    principal = found.principal
+    rooms = registry.list_rows(session, principal, ROOMS, limit=1000)
+    terminals = {
+        t.room_id: t for t in registry.list_rows(session, principal, TERMINALS, limit=1000)
+    }
+    campuses = {c.id: c for c in session.scalars(select(Campus).options(joinedload(Campus.school)))}
+    groups: dict[int, dict[str, Any]] = {}
+    for room in rooms:
+        campus = campuses[room.campus_id]
+        group = groups.setdefault(
+            campus.id, {"campus": campus, "school": campus.school.name, "rooms": []}
+        )
+        terminal = terminals.get(room.id)
+        scope = Scope(alliance_id=campus.school.alliance_id, school_id=campus.school_id)
+        group["rooms"].append(
+            {
+                "room": room,
+                "is_sync": "sync" in room.features,
+                "terminal": terminal,
+                "can_pair": terminal is not None
+                and can(principal, Action.MANAGE, Kind.TERMINAL, scope),
+            }
+        )
+    # Rooms with a terminal first: those are what an admin comes here for.
+    for group in groups.values():
+        group["rooms"].sort(key=lambda r: (r["terminal"] is None, r["room"].id))
+    return _render(
+        request,
+        session,
+        found,
+        "admin_rooms.html",
+        {
+            "groups": list(groups.values()),
+            "pairing_minutes": PAIRING_MINUTES,
+            "feature_labels": FEATURE_LABELS,
+        },
+    )
+
+
+@router.get("/admin/bells", response_class=HTMLResponse)
+def bells_page(request: Request, auth: MaybeAuth, session: DbSession) -> Response:
+    found = _admin(auth)
+    if isinstance(found, Response):
+        return found
+    if found.account.role not in ADMIN_ROLES:
+        return _denied(request, session, found, "只有管理员和教育局可以查看作息时间。")
+    principal = found.principal
+    schedules = registry.list_rows(session, principal, BELLS, limit=1000)
+    campuses = {c.id: c for c in session.scalars(select(Campus).options(joinedload(Campus.school)))}
+    groups: dict[int, dict[str, Any]] = {}
+    for schedule in schedules:
+        campus = campuses[schedule.campus_id]
+        group = groups.setdefault(campus.id, {"campus": campus, "schedules": []})
+        group["schedules"].append(
+            {
+                "name": schedule.name,
+                "days": "、".join(DAY_LABELS.get(d, d) for d in schedule.weekdays),
+                "periods": sorted(schedule.periods, key=lambda p: p.number),
+            }
+        )
+    return _render(request, session, found, "admin_bells.html", {"groups": list(groups.values())})
+
+
+@router.get("/admin/accounts", response_class=HTMLResponse)
+def accounts_page(request: Request, auth: MaybeAuth, session: DbSession) -> Response:
+    found = _admin(auth)
+    if isinstance(found, Response):
+        return found
+    if found.account.role not in ADMIN_ROLES:
+        return _denied(request, session, found, "只有管理员和教育局可以管理账号。")
+    principal = found.principal
+    rows = registry.list_rows(session, principal, ACCOUNTS, limit=1000)
+    schools = {s.id: s.name for s in session.scalars(select(School))}
+    grantable = [
+        role for role in CREATABLE_ROLES if role in GRANTABLE_ROLES.get(principal.role, frozenset())
+    ]
+    scopes = _school_scopes(session)
+    linked_teachers = {a.teacher_id for a in session.scalars(select(Account)) if a.teacher_id}
+    teachers = [
+        t
+        for t in registry.list_rows(session, principal, TEACHERS, limit=1000)
+        if t.id not in linked_teachers
+        and can(principal, Action.MANAGE, Kind.ACCOUNT, scopes[t.school_id])
+    ]
+    classes = [
+        c
+        for c in registry.list_rows(session, principal, CLASSES, limit=1000)
+        if can(principal, Action.MANAGE, Kind.STUDENT, scopes[c.school_id])
+    ]
+    return _render(
+        request,
+        session,
+        found,
+        "admin_accounts.html",
+        {
+            "rows": [
+                {
+                    "account": a,
+                    "role": ROLE_LABELS.get(a.role, a.role),
+                    "school": schools.get(a.school_id, "") if a.school_id else "",
+                }
+                for a in rows
+            ],
+            "grantable": [(role, ROLE_LABELS[role]) for role in grantable],
+            "teachers": teachers,
+            "classes": classes,
+            "school_names": schools,
+        },
+    )
+
+
+@router.get("/admin/solve", response_class=HTMLResponse)
+def solve_page(request: Request, auth: MaybeAuth, session: DbSession) -> Response:
+    found = _admin(auth)
+    if isinstance(found, Response):
+        return found
+    principal = found.principal
+    terms = [
+        term
+        for term in registry.list_rows(session, principal, TERMS, limit=1000)
+        if can(principal, Action.MANAGE, Kind.TIMETABLE, Scope(alliance_id=term.alliance_id))
+    ]
+    if not terms:
+        return _denied(request, session, found, "只有教联体管理员可以求解本教联体的课表。")
+    terms.sort(key=lambda t: (not t.is_current, -t.start_date.toordinal()))
+    alliance_ids = {t.alliance_id for t in terms}
+    campuses = session.scalars(
+        select(Campus)
+        .join(School, Campus.school_id == School.id)
+        .where(School.alliance_id.in_(alliance_ids))
+        .options(joinedload(Campus.school))
+        .order_by(School.id, Campus.id)
+    ).all()
+    return _render(
+        request,
+        session,
+        found,
+        "admin_solve.html",
+        {
+            "terms": terms,
+            "campuses": [
+                {
+                    "code": c.code,
+                    "name": c.name,
+                    "school": c.school.name,
+                    "alliance_id": c.school.alliance_id,
+                }
+                for c in campuses
+            ],
+            "term_alliance": {t.id: t.alliance_id for t in terms},
+        },
+    )
+
+
+# --- classroom terminal kiosk ---------------------------------------------------------------------
+@router.get("/terminal", response_class=HTMLResponse)
+def terminal_page(request: Request) -> Response:
+    """The classroom screen: paired once by code, then it reads its room's timetable by itself."""
+    return templates.TemplateResponse(request, "terminal.html", {})

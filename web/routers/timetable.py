@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import asdict
 from datetime import timedelta
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -25,8 +27,10 @@ from common.alliance.models import (
     Term,
 )
 from common.errors import AuthenticationError, NotFoundError, ValidationFailedError
+from common.jobs import JobQueue
 from scheduler.alliance_bridge import current_solution, problem_from_alliance
 from scheduler.io.exports import TermCalendar, to_html, to_ics, to_xlsx
+from scheduler.service import SOLVE_JOB, solve_job_id, term_of_job
 from web.deps import Auth, CurrentPrincipal, DbSession, principal_of
 
 router = APIRouter(tags=["timetable"])
@@ -185,3 +189,60 @@ def calendar_feed(token: str, session: DbSession) -> Response:
     account = found[0]
     kind, key = _feed_subject(session, account)
     return _export(session, principal_of(account), kind=kind, key=key, fmt="ics", term_id=None)
+
+
+class SolveIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    time_limit: float = Field(default=30.0, ge=1.0, le=600.0)
+    seed: int = Field(default=0, ge=0)
+
+
+def _term_scope(session: Session, term_id: int) -> Scope:
+    term = session.get(Term, term_id)
+    if term is None:
+        raise NotFoundError(f"学期 {term_id} 不存在")
+    return Scope(alliance_id=term.alliance_id)
+
+
+@router.post("/api/terms/{term_id}/timetable/solve", status_code=202)
+async def start_solve(
+    request: Request, term_id: int, body: SolveIn, principal: CurrentPrincipal, session: DbSession
+) -> dict[str, Any]:
+    """Start solving the term's timetable in the background; poll the job for progress."""
+    authorize(principal, Action.MANAGE, Kind.TIMETABLE, _term_scope(session, term_id))
+    queue: JobQueue = request.app.state.jobs
+    job_id = await queue.enqueue(
+        SOLVE_JOB,
+        job_id=solve_job_id(term_id, secrets.token_hex(6)),
+        term_id=term_id,
+        time_limit=body.time_limit,
+        seed=body.seed,
+    )
+    return {"job_id": job_id, "status_url": f"/api/jobs/{job_id}"}
+
+
+def _job_scope(session: Session, job_id: str) -> Scope:
+    term_id = term_of_job(job_id)
+    if term_id is None:
+        raise NotFoundError("任务不存在")
+    return _term_scope(session, term_id)
+
+
+@router.get("/api/jobs/{job_id}")
+async def job_status(
+    request: Request, job_id: str, principal: CurrentPrincipal, session: DbSession
+) -> dict[str, Any]:
+    """A background job's state, progress (0..1), message, ETA and result."""
+    authorize(principal, Action.READ, Kind.TIMETABLE, _job_scope(session, job_id))
+    queue: JobQueue = request.app.state.jobs
+    status = await queue.status(job_id)
+    return status.model_dump(mode="json")
+
+
+@router.post("/api/jobs/{job_id}/cancel")
+async def cancel_job(
+    request: Request, job_id: str, principal: CurrentPrincipal, session: DbSession
+) -> dict[str, Any]:
+    authorize(principal, Action.MANAGE, Kind.TIMETABLE, _job_scope(session, job_id))
+    queue: JobQueue = request.app.state.jobs
+    return {"cancelled": await queue.cancel(job_id)}

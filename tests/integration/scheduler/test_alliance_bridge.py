@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from common.alliance.models import Alliance, Term, TimetableEntry
 from scheduler.alliance_bridge import current_solution, problem_from_alliance, store_solution
@@ -11,7 +12,7 @@ from scheduler.io.timetable_json import dump_problem, load_problem
 from tests.conftest import DemoDatabase
 
 
-def _term(session, name: str) -> Term:  # type: ignore[no-untyped-def]
+def _term(session: Session, name: str) -> Term:
     alliance = session.scalars(select(Alliance).where(Alliance.name == name)).one()
     return session.scalars(select(Term).where(Term.alliance_id == alliance.id)).one()
 

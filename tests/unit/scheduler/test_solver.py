@@ -313,3 +313,22 @@ def test_solutions_always_pass_the_checker(doc: dict[str, Any]) -> None:
         assert isinstance(result.solution, Solution)
         report = check(problem, result.solution)
         assert report.feasible, [str(v) for v in report.violations]
+
+
+def test_should_stop_ends_the_search_with_the_best_timetable() -> None:
+    doc = problem_doc(
+        days=["mon", "tue", "wed"],
+        campuses={"a": bell("08:00", "08:50", "10:00", "10:50", "13:40")},
+        classes={"a1": "a", "a2": "a"},
+        lessons=[
+            lesson(f"L{c}{k}", f"a{c}", f"t{k}", per_week=2, prefer_morning=k < 2)
+            for c in range(1, 3)
+            for k in range(4)
+        ],
+    )
+    problem = load_problem(doc)
+    result = solve(problem, time_limit=30.0, workers=1, should_stop=lambda: True)
+    assert result.feasible
+    assert result.wall_time < 10.0
+    assert result.solution is not None
+    assert check(problem, result.solution).feasible

@@ -1,0 +1,13 @@
+"""Every background job of the platform, registered in one place for the web app and workers."""
+
+from __future__ import annotations
+
+from common.jobs import JobQueue
+from common.settings import Settings
+from common.worker import register_jobs as register_common_jobs
+from scheduler.service import register_jobs as register_timetable_jobs
+
+
+def register_all(queue: JobQueue, settings: Settings) -> None:
+    register_common_jobs(queue, settings)
+    register_timetable_jobs(queue, settings)
