@@ -1,7 +1,7 @@
 """ITC-2007 track 3 (UD2): solve comp01–comp14 and compare with the best known costs.
 
 Run: .venv/bin/python benchmarks/itc2007.py [--time-limit 300] [--instances comp01,comp05]
-     [--data /work/shared/data/itc2007] [--seed 0] [--workers 2] [--json results.json]
+     [--data ../shared/data/itc2007] [--seed 0] [--workers 2] [--json results.json]
 Prints per instance the hard violations and soft cost (both from the evaluator), the best
 known cost and (cost+1)/(best+1), then the mean ratio. Target from the issue: every instance
 hard-feasible and a mean ratio of at most 1.5 at 300 s on 2 cores.
@@ -21,7 +21,7 @@ from scheduler.itc2007.ctt import read_instance
 from scheduler.itc2007.evaluate import evaluate
 from scheduler.itc2007.solver import solve
 
-DEFAULT_DATA = Path("/work/shared/data/itc2007")
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "itc2007"
 INSTANCES = [f"comp{i:02d}" for i in range(1, 15)]
 TARGET_RATIO = 1.5
 

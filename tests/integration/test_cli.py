@@ -11,6 +11,7 @@ import pytest
 from alembic.script import ScriptDirectory
 
 from common.migrate import alembic_config
+from tests.shared_data import TIMETABLE_DATA
 
 
 def tongke(
@@ -104,7 +105,7 @@ def test_sfu_says_plainly_that_it_is_not_there_yet(env: dict[str, str]) -> None:
     assert result.returncode == 2 and "尚未实现" in result.stderr
 
 
-EXAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "timetable"
+EXAMPLES = TIMETABLE_DATA
 
 
 def test_timetable_check_exit_codes(env: dict[str, str], tmp_path: Path) -> None:

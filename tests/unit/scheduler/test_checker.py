@@ -12,8 +12,9 @@ import pytest
 from scheduler.checker import CheckReport, check, format_report, pair_starts, run_check
 from scheduler.domain import Problem
 from scheduler.io.timetable_json import dump_solution, load_problem, load_solution
+from tests.shared_data import TIMETABLE_DATA
 
-EXAMPLES = Path("/work/shared/data/timetable")
+EXAMPLES = TIMETABLE_DATA
 
 
 def tiny_problem() -> dict[str, Any]:

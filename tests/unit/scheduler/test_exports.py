@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 from datetime import date
 from itertools import pairwise
-from pathlib import Path
 
 import pytest
 from icalendar import Calendar
@@ -15,8 +14,9 @@ from scheduler.domain import Problem, Solution
 from scheduler.io.exports import TermCalendar, to_html, to_ics, to_xlsx
 from scheduler.io.timetable_json import load_problem, load_solution
 from scheduler.views import entries
+from tests.shared_data import TIMETABLE_DATA
 
-EXAMPLES = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "timetable"
+EXAMPLES = TIMETABLE_DATA
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,9 @@ from scheduler.itc2007.ctt import (
 )
 from scheduler.itc2007.evaluate import evaluate
 from scheduler.itc2007.solver import Arrays, feasible_start, run_itc2007, solve
+from tests.shared_data import ITC2007_DATA
 
-DATA = Path("/work/shared/data/itc2007")
+DATA = ITC2007_DATA
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason="ITC-2007 instances not present")
 
 # A zero-cost timetable of toy.ctt worked out by hand: every day TecCos sits next to a Geotec

@@ -12,8 +12,9 @@ from scheduler.checker import check
 from scheduler.domain import Problem, Solution
 from scheduler.io.timetable_json import load_problem, load_solution
 from scheduler.repair import RepairError, RepairResult, repair, run_repair
+from tests.shared_data import TIMETABLE_DATA
 
-DATA = Path(__file__).resolve().parents[4] / "shared" / "data" / "timetable"
+DATA = TIMETABLE_DATA
 BELL = [
     {"start": "08:00", "end": "08:40"},
     {"start": "08:50", "end": "09:30"},

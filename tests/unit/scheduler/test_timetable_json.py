@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,8 +23,9 @@ from scheduler.io.timetable_json import (
     validate_problem,
     validate_solution,
 )
+from tests.shared_data import TIMETABLE_DATA
 
-EXAMPLES = Path("/work/shared/data/timetable")
+EXAMPLES = TIMETABLE_DATA
 NAMES = ["example-small", "example-shifted-small", "example-medium"]
 
 
