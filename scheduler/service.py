@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from common.db import get_engine, session_scope
 from common.errors import ValidationFailedError
@@ -13,7 +13,9 @@ from common.logging import get_logger
 from common.settings import Settings
 from scheduler.alliance_bridge import problem_from_alliance, store_solution
 from scheduler.checker import check
-from scheduler.solver import Progress, solve
+
+if TYPE_CHECKING:
+    from scheduler.solver import Progress
 
 log = get_logger(__name__)
 
@@ -39,6 +41,8 @@ def register_jobs(queue: JobQueue, settings: Settings) -> None:
     async def solve_term(
         ctx: JobContext, *, term_id: int, time_limit: float, seed: int = 0
     ) -> dict[str, Any]:
+        from scheduler.solver import solve  # OR-Tools loads only where a solve runs
+
         engine = get_engine(settings.database_url)
         with session_scope(engine) as session:
             conversion = problem_from_alliance(session, term_id=term_id)

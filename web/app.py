@@ -7,7 +7,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from aiortc import RTCConfiguration, RTCIceServer
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -19,9 +18,9 @@ from common.jobs import make_job_queue
 from common.logging import configure_logging, get_logger
 from common.ratelimit import make_failure_limiter
 from common.settings import Settings, get_settings
-from streaming.sfu.registry import InProcessRoomRegistry
 from web.errors import error_body, install_error_handlers
 from web.jobs import register_all
+from web.lesson_rooms import LessonRooms
 from web.metrics import install_metrics
 from web.routers import admin, auth, lessons, pages, research, roster, timetable
 
@@ -40,11 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Embedded: in-process bus and job queue; with TONGKE_REDIS_URL: Redis and arq.
         app.state.bus = make_bus(settings)
         app.state.jobs = make_job_queue(settings)
-        app.state.rooms = InProcessRoomRegistry(
-            configuration=RTCConfiguration(
-                iceServers=[RTCIceServer(**server) for server in settings.ice_servers]
-            )
-        )
+        app.state.rooms = LessonRooms(settings.ice_servers)
         register_all(app.state.jobs, settings)
         log.info(
             "tongke web started",

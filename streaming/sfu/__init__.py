@@ -1,10 +1,33 @@
-"""A selective forwarding unit on aiortc: raw RTP in, rewritten RTP out, nothing decoded."""
+"""A selective forwarding unit on aiortc: raw RTP in, rewritten RTP out, nothing decoded.
 
-from streaming.sfu.events import RoomEvent
-from streaming.sfu.identity import ParticipantIdentity, Role, RoomKind
-from streaming.sfu.layout import MediaLine, RoomLimits, media_layout
-from streaming.sfu.registry import InProcessRoomRegistry, RoomRegistry
-from streaming.sfu.room import Room
+Names are imported lazily: the web process imports `streaming.sfu.identity` for access
+checks without loading aiortc and PyAV until a lesson room is actually opened.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from streaming.sfu.events import RoomEvent
+    from streaming.sfu.identity import ParticipantIdentity, Role, RoomKind
+    from streaming.sfu.layout import MediaLine, RoomLimits, media_layout
+    from streaming.sfu.registry import InProcessRoomRegistry, RoomRegistry
+    from streaming.sfu.room import Room
+
+_HOMES = {
+    "RoomEvent": "streaming.sfu.events",
+    "ParticipantIdentity": "streaming.sfu.identity",
+    "Role": "streaming.sfu.identity",
+    "RoomKind": "streaming.sfu.identity",
+    "MediaLine": "streaming.sfu.layout",
+    "RoomLimits": "streaming.sfu.layout",
+    "media_layout": "streaming.sfu.layout",
+    "InProcessRoomRegistry": "streaming.sfu.registry",
+    "RoomRegistry": "streaming.sfu.registry",
+    "Room": "streaming.sfu.room",
+}
 
 __all__ = [
     "InProcessRoomRegistry",
@@ -18,3 +41,9 @@ __all__ = [
     "RoomRegistry",
     "media_layout",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(name)
+    return getattr(importlib.import_module(_HOMES[name]), name)

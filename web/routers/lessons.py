@@ -15,9 +15,8 @@ from common.db import transaction
 from common.errors import AppError, AuthenticationError, PermissionDeniedError
 from streaming.access import lesson_identity
 from streaming.sfu.identity import ParticipantIdentity
-from streaming.sfu.registry import RoomRegistry
-from streaming.signaling import PROTOCOL_VERSION, serve_participant
 from web.deps import SESSION_COOKIE, CurrentPrincipal, DbSession, principal_of
+from web.lesson_rooms import LessonRooms
 
 router = APIRouter(tags=["lessons"])
 
@@ -59,13 +58,15 @@ async def lesson_socket(websocket: WebSocket, group_id: int) -> None:
     except AppError as exc:
         await websocket.accept()
         await websocket.send_json(
-            {"v": PROTOCOL_VERSION, "type": "error", "code": exc.code, "message": exc.message}
+            {"v": 1, "type": "error", "code": exc.code, "message": exc.message}
         )
         await websocket.close(code=4000 + exc.status_code)
         return
+    from streaming.signaling import serve_participant  # aiortc loads with the first lesson
+
     await websocket.accept()
     await serve_participant(
-        websocket.send_json, websocket.receive_text, identity, websocket.app.state.rooms
+        websocket.send_json, websocket.receive_text, identity, websocket.app.state.rooms.registry()
     )
     if websocket.client_state is WebSocketState.CONNECTED:
         await websocket.close()
@@ -76,7 +77,10 @@ async def live_lessons(
     principal: CurrentPrincipal, session: DbSession, request: Request
 ) -> list[dict[str, Any]]:
     """巡课: the synchronized lessons live right now that the caller may look in on."""
-    rooms: RoomRegistry = request.app.state.rooms
+    lesson_rooms: LessonRooms = request.app.state.rooms
+    if not lesson_rooms.started:
+        return []
+    rooms = lesson_rooms.registry()
     live = []
     for room_id in await rooms.room_ids():
         if not room_id.startswith("sync-") or not room_id[5:].isdigit():
