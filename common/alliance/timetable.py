@@ -35,6 +35,8 @@ class SyncInfo:
     lead_class: str
     lead_teacher: str
     classes: list[str]
+    # Each classroom of the lesson with its school's campus, lead first.
+    classrooms: list[dict[str, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -96,8 +98,11 @@ def _sync_index(session: Session, term_id: int) -> dict[int, tuple[SyncGroup, st
         .options(
             joinedload(SyncGroup.members)
             .joinedload(SyncGroupMember.lesson)
-            .joinedload(Lesson.school_class),
-            joinedload(SyncGroup.lead_lesson).joinedload(Lesson.school_class),
+            .joinedload(Lesson.school_class)
+            .joinedload(SchoolClass.campus),
+            joinedload(SyncGroup.lead_lesson)
+            .joinedload(Lesson.school_class)
+            .joinedload(SchoolClass.campus),
             joinedload(SyncGroup.lead_lesson).joinedload(Lesson.teacher),
         )
     ).unique()
@@ -118,6 +123,21 @@ def _sync_info(group: SyncGroup, role: str) -> SyncInfo:
         lead_class=lead.school_class.name,
         lead_teacher=lead.teacher.name,
         classes=[lead.school_class.name] + [m.lesson.school_class.name for m in group.members],
+        classrooms=[
+            {
+                "campus": lead.school_class.campus.name,
+                "class_name": lead.school_class.name,
+                "role": "lead",
+            }
+        ]
+        + [
+            {
+                "campus": m.lesson.school_class.campus.name,
+                "class_name": m.lesson.school_class.name,
+                "role": "remote",
+            }
+            for m in group.members
+        ],
     )
 
 

@@ -73,3 +73,14 @@ def test_a_teacher_subscribes_on_a_phone(client: TestClient) -> None:
 def test_admins_have_no_personal_feed(client: TestClient) -> None:
     admin = bearer(client, "admin-wck")
     assert client.post("/api/calendar/feed", headers=admin).status_code == 422
+
+
+def test_sync_lessons_name_every_classroom_with_its_school(client: TestClient) -> None:
+    student = bearer(client, "student-cy-4-1")
+    class_id = _me(client, student)["class_id"]
+    week = client.get(f"/api/timetable/week?class_id={class_id}", headers=student).json()
+    synced = [e for e in week["entries"] if e["sync"]]
+    assert synced
+    classrooms = synced[0]["sync"]["classrooms"]
+    assert classrooms[0]["role"] == "lead" and classrooms[0]["campus"] == "王村口小学"
+    assert {c["campus"] for c in classrooms[1:]} >= {"蔡源小学"}
