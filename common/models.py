@@ -23,6 +23,7 @@ from common.alliance.models import (
     TravelTime,
 )
 from common.db import Base
+from recordings.models import Recording, RecordingView
 from research.models import Attendance, ResearchGroup, ResearchSession, Visit
 
 __all__ = [
@@ -38,6 +39,8 @@ __all__ = [
     "Grade",
     "Lesson",
     "Period",
+    "Recording",
+    "RecordingView",
     "ResearchGroup",
     "ResearchSession",
     "Room",

@@ -23,6 +23,7 @@ from web.jobs import register_all
 from web.lesson_rooms import LessonRooms
 from web.metrics import install_metrics
 from web.routers import admin, auth, lessons, pages, research, roster, timetable
+from web.routers import recordings as recordings_router
 
 STATIC_DIR = Path(__file__).parent / "static"
 log = get_logger(__name__)
@@ -87,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(roster.router)
     app.include_router(lessons.router)
     app.include_router(research.router)
+    app.include_router(recordings_router.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

@@ -39,6 +39,7 @@ class Kind(StrEnum):
     ACCOUNT = "account"
     RESEARCH = "research"  # 教研: groups, sessions, attendance
     VISIT = "visit"  # 跟班听课 and 指导 visits
+    RECORDING = "recording"  # recorded lessons; pupils: only those shown to their class
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,8 @@ POLICY: dict[str, dict[Kind, _Rule]] = {
         # Research is alliance-wide; a school records its own teachers' visits.
         Kind.RESEARCH: ("alliance", None),
         Kind.VISIT: ("alliance", "school"),
+        # Their school's recordings and those shown to its classes (recordings/service.py).
+        Kind.RECORDING: ("school", "school"),
     },
     # Teachers see the alliance's structure (sync lessons cross schools), pupils of their school.
     "teacher": {
@@ -127,6 +130,8 @@ POLICY: dict[str, dict[Kind, _Rule]] = {
         # Leaders and hosts manage their own sessions: a row-level rule in research/service.py.
         Kind.RESEARCH: ("alliance", None),
         Kind.VISIT: ("alliance", None),
+        # The lead teacher starts and stops their own lesson's recording (recordings/service.py).
+        Kind.RECORDING: ("alliance", None),
     },
     "terminal": {
         **{kind: ("alliance", None) for kind in _STRUCTURE},
@@ -148,6 +153,8 @@ POLICY: dict[str, dict[Kind, _Rule]] = {
         Kind.LESSON: ("class", None),
         Kind.STUDENT: ("self", None),
         Kind.ACCOUNT: ("self", None),
+        # Recordings of minors are never public: "class" means shown to the pupil's class.
+        Kind.RECORDING: ("class", None),
     },
 }
 
@@ -224,4 +231,5 @@ KIND_LABELS: dict[Kind, str] = {
     Kind.ACCOUNT: "账号",
     Kind.RESEARCH: "教研活动",
     Kind.VISIT: "听课指导记录",
+    Kind.RECORDING: "录像",
 }

@@ -1,0 +1,236 @@
+"""RTP payloads back into encoded frames, without decoding: VP8 (RFC 7741) and Opus (RFC 7587).
+
+Pure and synchronous: the recorder feeds packets in arrival order and gets whole frames out in
+presentation order. Sequence numbers and timestamps are unwrapped to 64-bit counters, so a
+wrap (every ~22 min of video at 50 packets/s, or of 32-bit timestamps every ~13 h) is just
+another increment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+class Unwrapper:
+    """Extends a wrapping ``bits``-bit counter (RTP sequence numbers, timestamps) to an int
+    that keeps counting, judging each value against the highest seen so far."""
+
+    __slots__ = ("_half", "_highest", "_modulus")
+
+    def __init__(self, bits: int) -> None:
+        self._modulus = 1 << bits
+        self._half = 1 << (bits - 1)
+        self._highest: int | None = None
+
+    def __call__(self, value: int) -> int:
+        highest = self._highest
+        if highest is None:
+            self._highest = value
+            return value
+        delta = (value - highest) % self._modulus
+        if delta >= self._half:
+            delta -= self._modulus  # older than the highest: reordered or late
+        extended = highest + delta
+        if extended > highest:
+            self._highest = extended
+        return extended
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedFrame:
+    """One frame as the encoder produced it; ``timestamp`` is the unwrapped RTP timestamp."""
+
+    timestamp: int
+    data: bytes
+    keyframe: bool
+
+
+def vp8_payload_start(payload: bytes) -> tuple[int, bool] | None:
+    """Where the VP8 bitstream starts in an RTP payload, and whether the packet begins a frame
+    (S=1 and partition index 0); None for a malformed descriptor."""
+    size = len(payload)
+    if size < 1:
+        return None
+    first = payload[0]
+    offset = 1
+    if first & 0x80:  # X: extension byte follows
+        if size < 2:
+            return None
+        extension = payload[1]
+        offset = 2
+        if extension & 0x80:  # I: picture id, 7 or 15 bits
+            if size <= offset:
+                return None
+            offset += 2 if payload[offset] & 0x80 else 1
+        if extension & 0x40:  # L: TL0PICIDX
+            offset += 1
+        if extension & 0x30:  # T or K: TID/Y/KEYIDX
+            offset += 1
+    if offset > size:
+        return None
+    return offset, bool(first & 0x10) and not first & 0x07
+
+
+def vp8_frame_size(frame: bytes) -> tuple[int, int] | None:
+    """Width and height from a VP8 keyframe header (RFC 6386 §9.1), None for other frames."""
+    if len(frame) < 10 or frame[0] & 0x01 or frame[3:6] != b"\x9d\x01\x2a":
+        return None
+    width = int.from_bytes(frame[6:8], "little") & 0x3FFF
+    height = int.from_bytes(frame[8:10], "little") & 0x3FFF
+    return width, height
+
+
+@dataclass(slots=True)
+class _PartialFrame:
+    first_arrival: float
+    parts: dict[int, bytes] = field(default_factory=dict)
+    start_seq: int | None = None
+    end_seq: int | None = None
+    keyframe: bool = False
+
+    def complete(self) -> bool:
+        if self.start_seq is None or self.end_seq is None or self.end_seq < self.start_seq:
+            return False
+        return len(self.parts) == self.end_seq - self.start_seq + 1
+
+    def assemble(self) -> bytes:
+        assert self.start_seq is not None and self.end_seq is not None
+        return b"".join(self.parts[seq] for seq in range(self.start_seq, self.end_seq + 1))
+
+
+@dataclass
+class DepacketizerStats:
+    packets: int = 0
+    frames: int = 0
+    keyframes: int = 0
+    frames_lost: int = 0  # incomplete when given up on
+    frames_skipped: int = 0  # complete, but waiting for a keyframe after a loss
+    late_packets: int = 0  # for a frame already written or given up on
+    duplicates: int = 0
+    malformed: int = 0
+
+
+class Vp8Depacketizer:
+    """Collects a frame's packets (same timestamp, from the S bit to the marker bit) and emits
+    complete frames in timestamp order.
+
+    A frame still incomplete ``reorder_window_s`` after its first packet, with a newer frame
+    waiting behind it, is lost: it is dropped, and so is every frame until the next keyframe
+    (``needs_keyframe`` tells the owner to ask the publisher for one).
+    """
+
+    def __init__(self, *, reorder_window_s: float = 0.15, max_pending: int = 60) -> None:
+        self.reorder_window_s = reorder_window_s
+        self.max_pending = max_pending
+        self.stats = DepacketizerStats()
+        self.needs_keyframe = True
+        self._seq = Unwrapper(16)
+        self._ts = Unwrapper(32)
+        self._pending: dict[int, _PartialFrame] = {}
+        self._seen: set[int] = set()
+        self._done_before = -1  # timestamps at or below this are written or given up on
+
+    def push(
+        self, *, sequence_number: int, timestamp: int, marker: bool, payload: bytes, arrival: float
+    ) -> list[EncodedFrame]:
+        self.stats.packets += 1
+        seq = self._seq(sequence_number)
+        ts = self._ts(timestamp)
+        if ts <= self._done_before:
+            self.stats.late_packets += 1
+            return []
+        if seq in self._seen:
+            self.stats.duplicates += 1
+            return []
+        located = vp8_payload_start(payload)
+        if located is None:
+            self.stats.malformed += 1
+            return []
+        offset, starts = located
+        frame = self._pending.get(ts)
+        if frame is None:
+            frame = self._pending[ts] = _PartialFrame(first_arrival=arrival)
+        self._seen.add(seq)
+        frame.parts[seq] = payload[offset:]
+        if starts:
+            frame.start_seq = seq
+            frame.keyframe = len(payload) > offset and not payload[offset] & 0x01
+        if marker:
+            frame.end_seq = seq
+        return self._drain(arrival, final=False)
+
+    def flush(self) -> list[EncodedFrame]:
+        """Every complete frame still held; incomplete ones are lost (end of the stream)."""
+        return self._drain(float("inf"), final=True)
+
+    def _drain(self, now: float, *, final: bool) -> list[EncodedFrame]:
+        out: list[EncodedFrame] = []
+        while self._pending:
+            ts = min(self._pending)
+            frame = self._pending[ts]
+            if not frame.complete():
+                newer_waiting = len(self._pending) > 1
+                expired = now - frame.first_arrival > self.reorder_window_s
+                if not (
+                    final or len(self._pending) > self.max_pending or (newer_waiting and expired)
+                ):
+                    break
+                self.stats.frames_lost += 1
+                self.needs_keyframe = True
+                self._finish(ts, frame)
+                continue
+            self._finish(ts, frame)
+            if self.needs_keyframe and not frame.keyframe:
+                self.stats.frames_skipped += 1
+                continue
+            self.needs_keyframe = False
+            self.stats.frames += 1
+            self.stats.keyframes += frame.keyframe
+            out.append(EncodedFrame(ts, frame.assemble(), frame.keyframe))
+        return out
+
+    def _finish(self, ts: int, frame: _PartialFrame) -> None:
+        del self._pending[ts]
+        self._done_before = ts
+        self._seen.difference_update(frame.parts)
+
+
+class OpusDepacketizer:
+    """One RTP packet is one Opus frame: reorder a few packets, drop duplicates and late ones."""
+
+    def __init__(self, *, reorder_packets: int = 4) -> None:
+        self.reorder_packets = reorder_packets
+        self.stats = DepacketizerStats()
+        self.needs_keyframe = False
+        self._ts = Unwrapper(32)
+        self._held: dict[int, bytes] = {}
+        self._done_before = -1
+
+    def push(
+        self, *, sequence_number: int, timestamp: int, marker: bool, payload: bytes, arrival: float
+    ) -> list[EncodedFrame]:
+        self.stats.packets += 1
+        ts = self._ts(timestamp)
+        if ts <= self._done_before:
+            self.stats.late_packets += 1
+            return []
+        if ts in self._held:
+            self.stats.duplicates += 1
+            return []
+        if not payload:
+            self.stats.malformed += 1
+            return []
+        self._held[ts] = payload
+        return self._drain(keep=self.reorder_packets)
+
+    def flush(self) -> list[EncodedFrame]:
+        return self._drain(keep=0)
+
+    def _drain(self, *, keep: int) -> list[EncodedFrame]:
+        out: list[EncodedFrame] = []
+        while len(self._held) > keep:
+            ts = min(self._held)
+            out.append(EncodedFrame(ts, self._held.pop(ts), True))
+            self._done_before = ts
+            self.stats.frames += 1
+        return out

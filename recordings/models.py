@@ -1,0 +1,99 @@
+"""Tables of the resource library: recorded lessons, who may see them, and where viewers stopped."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    Column,
+    Date,
+    ForeignKey,
+    String,
+    Table,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from common.alliance.models import SchoolClass
+from common.db import Base, TimestampMixin, utcnow
+
+RECORDING_STATUSES = ("recording", "processing", "ready", "failed")
+
+# Recordings of minors are never public: these classes (the lead class and the member classes
+# of its sync group) may watch; staff see by their role's scope.
+recording_classes = Table(
+    "recording_classes",
+    Base.metadata,
+    Column("recording_id", ForeignKey("recordings.id", ondelete="CASCADE"), primary_key=True),
+    Column("class_id", ForeignKey("classes.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
+class Recording(TimestampMixin, Base):
+    """One recorded lesson or meeting, with the timetable metadata it was recorded under."""
+
+    __tablename__ = "recordings"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('recording', 'processing', 'ready', 'failed')", name="known_status"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    alliance_id: Mapped[int] = mapped_column(
+        ForeignKey("alliances.id", ondelete="CASCADE"), index=True
+    )
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
+    campus_id: Mapped[int | None] = mapped_column(
+        ForeignKey("campuses.id", ondelete="SET NULL"), default=None
+    )
+    class_id: Mapped[int | None] = mapped_column(
+        ForeignKey("classes.id", ondelete="SET NULL"), default=None
+    )
+    grade_level: Mapped[int | None] = mapped_column(default=None)
+    sync_group_id: Mapped[int | None] = mapped_column(
+        ForeignKey("sync_groups.id", ondelete="SET NULL"), default=None
+    )
+    research_session_id: Mapped[int | None] = mapped_column(
+        ForeignKey("research_sessions.id", ondelete="SET NULL"), default=None
+    )
+    subject_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subjects.id", ondelete="SET NULL"), default=None
+    )
+    teacher_id: Mapped[int | None] = mapped_column(
+        ForeignKey("teachers.id", ondelete="SET NULL"), default=None
+    )
+    date: Mapped[date] = mapped_column(Date, index=True)
+    period: Mapped[int | None] = mapped_column(default=None)
+    topic: Mapped[str] = mapped_column(String(200), default="")
+    title: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20), default="recording")
+    status_message: Mapped[str] = mapped_column(String(500), default="")
+    # Relative to Settings.media_root; never served by a public URL.
+    raw_path: Mapped[str] = mapped_column(String(500), default="")
+    # {"mp4", "poster", "hls", "duration_s", "chapters": [...], "size_bytes"}: paths relative too.
+    outputs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    job_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    processed_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    visible_classes: Mapped[list[SchoolClass]] = relationship(secondary=recording_classes)
+
+
+class RecordingView(Base):
+    """Where one account stopped in one recording (resume), and how often it came back."""
+
+    __tablename__ = "recording_views"
+    __table_args__ = (UniqueConstraint("account_id", "recording_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    recording_id: Mapped[int] = mapped_column(
+        ForeignKey("recordings.id", ondelete="CASCADE"), index=True
+    )
+    position_s: Mapped[float] = mapped_column(default=0.0)
+    replays: Mapped[int] = mapped_column(default=1)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

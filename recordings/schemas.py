@@ -1,0 +1,75 @@
+"""What the library API takes and returns."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+Rendition = Literal["mp4", "raw", "poster"]
+
+
+class RecordingMedia(BaseModel):
+    """Authenticated URLs of the files (None until they exist)."""
+
+    mp4: str | None = None
+    raw: str | None = None
+    poster: str | None = None
+
+
+class RecordingOut(BaseModel):
+    id: int
+    title: str
+    topic: str
+    status: str
+    status_message: str
+    date: date
+    period: int | None
+    alliance_id: int
+    school_id: int
+    campus_id: int | None
+    class_id: int | None
+    grade_level: int | None
+    sync_group_id: int | None
+    research_session_id: int | None
+    subject_id: int | None
+    teacher_id: int | None
+    visible_class_ids: list[int]
+    duration_s: float | None
+    chapters: list[dict[str, Any]]
+    media: RecordingMedia
+    job_id: str | None
+    created_at: datetime
+    processed_at: datetime | None
+    replays: int = 0
+    my_position_s: float | None = None
+
+
+class RecordingFilters(BaseModel):
+    school_id: int | None = None
+    grade: int | None = Field(default=None, ge=1, le=12)
+    subject_id: int | None = None
+    teacher_id: int | None = None
+    sync_group_id: int | None = None
+    status: str | None = None
+    date_from: date | None = None
+    date_to: date | None = None
+    q: str | None = Field(default=None, max_length=100)
+    limit: int = Field(default=50, ge=1, le=500)
+    offset: int = Field(default=0, ge=0)
+
+
+class StartRecording(BaseModel):
+    sync_group_id: int
+    topic: str = Field(default="", max_length=200)
+
+
+class PositionIn(BaseModel):
+    position_s: float = Field(ge=0, le=24 * 3600)
+
+
+class PositionOut(BaseModel):
+    recording_id: int
+    position_s: float
+    replays: int

@@ -1,0 +1,410 @@
+"""The resource library: who sees which recording, search, resume points, starting recorders.
+
+Visibility follows ``common.accounts.permissions`` (``Kind.RECORDING``) with one row-level
+twist the scope model cannot express: a recording belongs to the lead school, but is shown to
+every class of its sync group, so for pupils (level "class") and school admins (level
+"school") access is decided through ``recording_classes``. One SQL filter
+(``visible_filter``) serves lists and single reads, so the two can never disagree.
+
+Not here yet: Chinese full-text search (``q`` is a LIKE on title and topic), HLS renditions,
+collections, retention, S3 storage, timetable-driven start/stop (the SFU side calls
+``attach_recorder`` when a lesson room opens; wiring it to the timetable is the next slice).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import ColumnElement, false, func, or_, select, true
+from sqlalchemy.orm import Session, sessionmaker
+
+from common.accounts.permissions import Action, Kind, Principal, Scope, can, visibility
+from common.alliance.models import (
+    WEEKDAYS,
+    Grade,
+    Lesson,
+    SchoolClass,
+    Subject,
+    SyncGroup,
+    Teacher,
+    Term,
+    TimetableEntry,
+    grade_name,
+)
+from common.db import transaction
+from common.errors import ConflictError, NotFoundError, PermissionDeniedError
+from common.jobs import JobQueue
+from common.logging import get_logger
+from recordings.models import Recording, RecordingView, recording_classes
+from recordings.processing import PROCESS_JOB
+from recordings.schemas import RecordingFilters
+
+if TYPE_CHECKING:
+    # PyAV and aiortc load only where a recorder runs (the web process starts without them).
+    from recordings.capture import LessonRecorder
+    from streaming.sfu.room import Room
+
+log = get_logger(__name__)
+
+TIMEZONE = ZoneInfo("Asia/Shanghai")
+RAW_NAME = "raw.webm"
+# A position reported after this long a pause starts a new viewing (one more replay).
+NEW_VIEWING_AFTER = timedelta(minutes=30)
+
+
+# -- visibility -------------------------------------------------------------------------
+
+
+def _shown_to_classes(condition: ColumnElement[bool]) -> ColumnElement[bool]:
+    shown = (
+        select(recording_classes.c.recording_id)
+        .join(SchoolClass, SchoolClass.id == recording_classes.c.class_id)
+        .where(condition)
+    )
+    return Recording.id.in_(shown)
+
+
+def visible_filter(principal: Principal) -> ColumnElement[bool]:
+    """The recordings ``principal`` may see, as a WHERE clause."""
+    level = visibility(principal, Kind.RECORDING)
+    if level is None or level == "self":
+        return false()
+    if level == "all":
+        return true()
+    if principal.alliance_id is None:
+        return false()
+    in_alliance = Recording.alliance_id == principal.alliance_id
+    if level == "alliance":
+        return in_alliance
+    if level == "school":
+        return in_alliance & or_(
+            Recording.school_id == principal.school_id,
+            _shown_to_classes(SchoolClass.school_id == principal.school_id),
+        )
+    if principal.class_id is None:
+        return false()
+    return in_alliance & _shown_to_classes(recording_classes.c.class_id == principal.class_id)
+
+
+def get_visible(session: Session, principal: Principal, recording_id: int) -> Recording:
+    """The recording, or 404 when there is none and 403 when the caller may not see it."""
+    recording = session.get(Recording, recording_id)
+    if recording is None:
+        raise NotFoundError(f"录像 {recording_id} 不存在")
+    allowed = session.scalar(
+        select(func.count())
+        .select_from(Recording)
+        .where(Recording.id == recording_id, visible_filter(principal))
+    )
+    if not allowed:
+        raise PermissionDeniedError(
+            "没有权限查看此录像", detail={"role": principal.role, "kind": "recording"}
+        )
+    return recording
+
+
+def may_manage(
+    principal: Principal, *, alliance_id: int, school_id: int, teacher_id: int | None
+) -> bool:
+    """Admins within their scope; the lead teacher for their own lessons."""
+    if principal.role == "teacher":
+        return teacher_id is not None and principal.teacher_id == teacher_id
+    return can(
+        principal,
+        Action.MANAGE,
+        Kind.RECORDING,
+        Scope(alliance_id=alliance_id, school_id=school_id),
+    )
+
+
+def authorize_manage(principal: Principal, recording: Recording) -> None:
+    if not may_manage(
+        principal,
+        alliance_id=recording.alliance_id,
+        school_id=recording.school_id,
+        teacher_id=recording.teacher_id,
+    ):
+        raise PermissionDeniedError("没有权限管理此录像", detail={"role": principal.role})
+
+
+# -- the library ------------------------------------------------------------------------
+
+
+def search(session: Session, principal: Principal, filters: RecordingFilters) -> list[Recording]:
+    """Recordings the caller may see, newest first, narrowed by ``filters``."""
+    stmt = select(Recording).where(visible_filter(principal))
+    if filters.school_id is not None:
+        stmt = stmt.where(Recording.school_id == filters.school_id)
+    if filters.grade is not None:
+        stmt = stmt.where(Recording.grade_level == filters.grade)
+    if filters.subject_id is not None:
+        stmt = stmt.where(Recording.subject_id == filters.subject_id)
+    if filters.teacher_id is not None:
+        stmt = stmt.where(Recording.teacher_id == filters.teacher_id)
+    if filters.sync_group_id is not None:
+        stmt = stmt.where(Recording.sync_group_id == filters.sync_group_id)
+    if filters.status is not None:
+        stmt = stmt.where(Recording.status == filters.status)
+    if filters.date_from is not None:
+        stmt = stmt.where(Recording.date >= filters.date_from)
+    if filters.date_to is not None:
+        stmt = stmt.where(Recording.date <= filters.date_to)
+    if filters.q:
+        pattern = (
+            "%" + filters.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        )
+        stmt = stmt.where(
+            or_(
+                Recording.title.like(pattern, escape="\\"),
+                Recording.topic.like(pattern, escape="\\"),
+            )
+        )
+    stmt = stmt.order_by(Recording.date.desc(), Recording.id.desc())
+    return list(session.scalars(stmt.limit(filters.limit).offset(filters.offset)))
+
+
+def replays_of(session: Session, recording_ids: list[int]) -> dict[int, int]:
+    if not recording_ids:
+        return {}
+    rows = session.execute(
+        select(RecordingView.recording_id, func.sum(RecordingView.replays))
+        .where(RecordingView.recording_id.in_(recording_ids))
+        .group_by(RecordingView.recording_id)
+    ).all()
+    return {recording_id: int(total or 0) for recording_id, total in rows}
+
+
+def position_of(session: Session, principal: Principal, recording_id: int) -> float | None:
+    return session.scalar(
+        select(RecordingView.position_s).where(
+            RecordingView.account_id == principal.account_id,
+            RecordingView.recording_id == recording_id,
+        )
+    )
+
+
+def record_position(
+    session: Session, principal: Principal, recording: Recording, *, position_s: float
+) -> RecordingView:
+    """Remember where the viewer is; the first report, or one after a long pause, is a replay."""
+    view = session.scalars(
+        select(RecordingView).where(
+            RecordingView.account_id == principal.account_id,
+            RecordingView.recording_id == recording.id,
+        )
+    ).one_or_none()
+    now = datetime.now(UTC)
+    if view is None:
+        view = RecordingView(
+            account_id=principal.account_id,
+            recording_id=recording.id,
+            position_s=position_s,
+            replays=1,
+        )
+        session.add(view)
+    else:
+        last = view.updated_at if view.updated_at.tzinfo else view.updated_at.replace(tzinfo=UTC)
+        if now - last > NEW_VIEWING_AFTER:
+            view.replays += 1
+        view.position_s = position_s
+        view.updated_at = now
+    session.flush()
+    return view
+
+
+def media_path(media_root: Path, recording: Recording, rendition: str) -> Path:
+    """The file behind a rendition; NotFoundError until it exists."""
+    outputs = recording.outputs or {}
+    relative: str | None
+    if rendition == "raw":
+        relative = recording.raw_path or None
+    elif rendition == "mp4" and outputs.get("mp4"):
+        relative = str(Path(recording.raw_path).parent / outputs["mp4"])
+    elif rendition == "poster" and outputs.get("poster"):
+        relative = str(Path(recording.raw_path).parent / outputs["poster"])
+    else:
+        relative = None
+    path = (media_root / relative).resolve() if relative else None
+    if path is None or not path.is_file() or media_root.resolve() not in path.parents:
+        raise NotFoundError("录像文件尚未生成" if rendition != "raw" else "原始录像不存在")
+    return path
+
+
+# -- starting and stopping --------------------------------------------------------------
+
+
+def new_recording_for_sync_group(
+    session: Session, *, sync_group_id: int, topic: str = "", principal: Principal | None = None
+) -> Recording:
+    """A ``recording`` row carrying the sync group's timetable metadata; with a principal, only
+    if they may start it (admins in scope, the lead teacher)."""
+    group = session.get(SyncGroup, sync_group_id)
+    if group is None:
+        raise NotFoundError(f"同步课堂 {sync_group_id} 不存在")
+    lead = session.get_one(Lesson, group.lead_lesson_id)
+    lead_class = session.get_one(SchoolClass, lead.class_id)
+    alliance_id = session.get_one(Term, group.term_id).alliance_id
+    if principal is not None and not may_manage(
+        principal,
+        alliance_id=alliance_id,
+        school_id=lead_class.school_id,
+        teacher_id=lead.teacher_id,
+    ):
+        raise PermissionDeniedError("没有权限录制这节同步课堂", detail={"role": principal.role})
+    level = session.get_one(Grade, lead_class.grade_id).level
+    subject = session.get_one(Subject, lead.subject_id)
+    teacher = session.get_one(Teacher, lead.teacher_id)
+    today = datetime.now(TIMEZONE).date()
+    member_classes = [
+        session.get_one(SchoolClass, session.get_one(Lesson, m.lesson_id).class_id)
+        for m in group.members
+    ]
+    recording = Recording(
+        alliance_id=alliance_id,
+        school_id=lead_class.school_id,
+        campus_id=lead_class.campus_id,
+        class_id=lead_class.id,
+        grade_level=level,
+        sync_group_id=group.id,
+        subject_id=subject.id,
+        teacher_id=teacher.id,
+        date=today,
+        period=_period_today(session, lead.id, today),
+        topic=topic,
+        title=f"{grade_name(level)}{subject.name} · {teacher.name} · {today:%m月%d日}",
+        status="recording",
+        visible_classes=[lead_class, *(c for c in member_classes if c.id != lead_class.id)],
+    )
+    session.add(recording)
+    session.flush()
+    recording.raw_path = f"recordings/{recording.id}/{RAW_NAME}"
+    session.flush()
+    return recording
+
+
+def _period_today(session: Session, lesson_id: int, today: date) -> int | None:
+    periods = session.scalars(
+        select(TimetableEntry.period).where(
+            TimetableEntry.lesson_id == lesson_id, TimetableEntry.day == WEEKDAYS[today.weekday()]
+        )
+    ).all()
+    return periods[0] if len(periods) == 1 else None
+
+
+@dataclass
+class ActiveRecordings:
+    """The recorders running in this process, by recording id (one per sync group at a time)."""
+
+    by_id: dict[int, LessonRecorder] = field(default_factory=dict)
+    sync_groups: dict[int, int] = field(default_factory=dict)  # sync group id → recording id
+
+    def recording_of(self, sync_group_id: int) -> int | None:
+        return self.sync_groups.get(sync_group_id)
+
+    def forget(self, recording_id: int) -> None:
+        self.by_id.pop(recording_id, None)
+        for group, active in list(self.sync_groups.items()):
+            if active == recording_id:
+                del self.sync_groups[group]
+
+
+async def attach_recorder(
+    room: Room,
+    *,
+    sync_group_id: int,
+    sessions: sessionmaker[Session],
+    media_root: Path,
+    jobs: JobQueue,
+    active: ActiveRecordings,
+    principal: Principal | None = None,
+    topic: str = "",
+) -> tuple[int, LessonRecorder]:
+    """Record a sync group's lesson room from now until ``stop_recording`` or the lesson ends;
+    processing is queued as soon as it stops. Called by the start route, and by the SFU side
+    when a timetabled lesson room opens (``principal=None``: the system records)."""
+    from recordings.capture import LessonRecorder
+
+    if (running := active.recording_of(sync_group_id)) is not None:
+        raise ConflictError("这节同步课堂正在录制", detail={"recording_id": running})
+    with transaction(sessions) as session:
+        recording = new_recording_for_sync_group(
+            session, sync_group_id=sync_group_id, topic=topic, principal=principal
+        )
+        recording_id, raw_path, title = recording.id, recording.raw_path, recording.title
+    recorder = LessonRecorder(
+        room,
+        media_root / raw_path,
+        metadata={"title": title, "comment": f"tongke recording {recording_id}"},
+    )
+
+    async def queue_processing(stopped: LessonRecorder) -> None:
+        active.forget(recording_id)
+        await finish_recording(sessions, jobs=jobs, recording_id=recording_id, stopped=stopped)
+
+    recorder.on_stopped.append(queue_processing)
+    active.by_id[recording_id] = recorder
+    active.sync_groups[sync_group_id] = recording_id
+    recorder.start()
+    return recording_id, recorder
+
+
+async def finish_recording(
+    sessions: sessionmaker[Session], *, jobs: JobQueue, recording_id: int, stopped: LessonRecorder
+) -> str | None:
+    """After the recorder closed its file: queue processing, or fail an empty recording."""
+    summary = stopped.summary
+    with transaction(sessions) as session:
+        recording = session.get_one(Recording, recording_id)
+        if summary is None or summary.bytes == 0:
+            recording.status = "failed"
+            recording.status_message = "没有收到主讲教室的音视频，未生成录像"
+            return None
+        recording.status = "processing"
+        recording.status_message = "等待处理"
+        recording.outputs = {**(recording.outputs or {}), "raw_duration_s": summary.duration_s}
+    job_id = await jobs.enqueue(
+        PROCESS_JOB, job_id=f"recording-{recording_id}-{summary.bytes}", recording_id=recording_id
+    )
+    with transaction(sessions) as session:
+        session.get_one(Recording, recording_id).job_id = job_id
+    return job_id
+
+
+async def stop_recording(active: ActiveRecordings, recording_id: int) -> None:
+    recorder = active.by_id.get(recording_id)
+    if recorder is None:
+        raise ConflictError("这段录像没有在录制")
+    await recorder.stop()
+
+
+def out_fields(recording: Recording) -> dict[str, Any]:
+    """The row's fields for ``RecordingOut`` (media URLs are the router's business)."""
+    outputs = recording.outputs or {}
+    return {
+        "id": recording.id,
+        "title": recording.title,
+        "topic": recording.topic,
+        "status": recording.status,
+        "status_message": recording.status_message,
+        "date": recording.date,
+        "period": recording.period,
+        "alliance_id": recording.alliance_id,
+        "school_id": recording.school_id,
+        "campus_id": recording.campus_id,
+        "class_id": recording.class_id,
+        "grade_level": recording.grade_level,
+        "sync_group_id": recording.sync_group_id,
+        "research_session_id": recording.research_session_id,
+        "subject_id": recording.subject_id,
+        "teacher_id": recording.teacher_id,
+        "visible_class_ids": sorted(c.id for c in recording.visible_classes),
+        "duration_s": outputs.get("duration_s", outputs.get("raw_duration_s")),
+        "chapters": outputs.get("chapters", []),
+        "job_id": recording.job_id,
+        "created_at": recording.created_at,
+        "processed_at": recording.processed_at,
+    }

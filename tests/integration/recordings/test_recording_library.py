@@ -1,0 +1,210 @@
+"""The library API: who sees which recording, streaming with Range, resume points, start/stop."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from recordings import service
+from tests.conftest import DemoDatabase, bearer
+
+pytestmark = pytest.mark.timeout(120)
+
+WCK_EN_4 = 4  # 王村口 4-1 English, delivered to 蔡源 4-1 and 龙洋 4-1
+WCK_EN_3 = 2  # 王村口 3-1 English, delivered to 蔡源 3-1 and 龙洋 3-1
+
+
+@pytest.fixture(scope="module")
+def sample_webm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two seconds of VP8 + Opus, shaped like what the recorder writes."""
+    path = tmp_path_factory.mktemp("media") / "sample.webm"
+    subprocess.run(
+        [
+            "ffmpeg", "-v", "error", "-y",
+            "-f", "lavfi", "-i", "testsrc=size=320x180:rate=15",
+            "-f", "lavfi", "-i", "sine=f=440:r=48000",
+            "-t", "2", "-c:v", "libvpx", "-b:v", "200k", "-c:a", "libopus", str(path),
+        ],
+        check=True,
+    )  # fmt: skip
+    return path
+
+
+def _recording(db: DemoDatabase, media_root: Path, sample: Path, sync_group_id: int) -> int:
+    with db.sessions() as session:
+        recording = service.new_recording_for_sync_group(session, sync_group_id=sync_group_id)
+        recording.topic = "Unit 3 My friends"
+        recording.status = "processing"
+        session.commit()
+        target = media_root / recording.raw_path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(sample.read_bytes())
+    return recording.id
+
+
+@pytest.fixture
+def recordings(db: DemoDatabase, app: FastAPI, sample_webm: Path) -> dict[str, int]:
+    media_root = app.state.settings.media_root
+    return {
+        "cy_4_1": _recording(db, media_root, sample_webm, WCK_EN_4),
+        "cy_3_1": _recording(db, media_root, sample_webm, WCK_EN_3),
+    }
+
+
+def test_a_student_sees_and_streams_only_recordings_shown_to_their_class(
+    client: TestClient, recordings: dict[str, int], sample_webm: Path
+) -> None:
+    student = bearer(client, "student-cy-4-1")
+    mine, other = recordings["cy_4_1"], recordings["cy_3_1"]
+
+    listed = client.get("/api/recordings", headers=student)
+    assert listed.status_code == 200
+    assert [r["id"] for r in listed.json()] == [mine]
+    assert client.get(f"/api/recordings/{mine}", headers=student).status_code == 200
+
+    size = sample_webm.stat().st_size
+    ranged = client.get(
+        f"/api/recordings/{mine}/media?rendition=raw",
+        headers={**student, "Range": "bytes=100-1099"},
+    )
+    assert ranged.status_code == 206, ranged.text
+    assert ranged.headers["content-range"] == f"bytes 100-1099/{size}"
+    assert ranged.content == sample_webm.read_bytes()[100:1100]
+    assert ranged.headers["content-type"] == "video/webm"
+
+    # another class of the same alliance: neither listed nor readable nor streamable
+    assert client.get(f"/api/recordings/{other}", headers=student).status_code == 403
+    streamed = client.get(f"/api/recordings/{other}/media?rendition=raw", headers=student)
+    assert streamed.status_code == 403
+    assert streamed.json()["error"]["code"] == "forbidden"
+
+
+def test_other_alliances_terminals_and_strangers_see_nothing(
+    client: TestClient, recordings: dict[str, int]
+) -> None:
+    mine = recordings["cy_4_1"]
+    for username in ("student-dj-4-1", "teacher-ye"):
+        headers = bearer(client, username)
+        assert client.get(f"/api/recordings/{mine}", headers=headers).status_code == 403
+        assert client.get("/api/recordings", headers=headers).json() == []
+    anonymous = client.get(f"/api/recordings/{mine}/media?rendition=raw")
+    assert anonymous.status_code == 401
+    assert client.get("/api/recordings").status_code == 401
+    # staff of the alliance and the bureau see both
+    for username in ("teacher-wang", "admin-wck", "bureau"):
+        listed = client.get("/api/recordings", headers=bearer(client, username)).json()
+        assert {r["id"] for r in listed} >= set(recordings.values()), username
+    # a school admin sees what is shown to their school's classes, by school filter too
+    principal = bearer(client, "principal-cy")
+    assert {r["id"] for r in client.get("/api/recordings", headers=principal).json()} == set(
+        recordings.values()
+    )
+
+
+def test_search_filters(client: TestClient, recordings: dict[str, int]) -> None:
+    admin = bearer(client, "admin-wck")
+
+    def ids(query: str) -> set[int]:
+        response = client.get(f"/api/recordings?{query}", headers=admin)
+        assert response.status_code == 200, response.text
+        return {r["id"] for r in response.json()}
+
+    assert ids("grade=4") == {recordings["cy_4_1"]}
+    assert ids("q=friends") == set(recordings.values())
+    assert ids("q=四年级") == {recordings["cy_4_1"]}
+    assert ids("q=nothing-like-this") == set()
+    assert ids("teacher_id=76") == set(recordings.values())
+    assert ids("date_from=2000-01-01&date_to=2000-12-31") == set()
+    assert client.get("/api/recordings?grade=99", headers=admin).status_code == 422
+
+
+def test_bad_ranges_unknown_ids_and_missing_renditions(
+    client: TestClient, recordings: dict[str, int], sample_webm: Path
+) -> None:
+    student = bearer(client, "student-cy-4-1")
+    mine = recordings["cy_4_1"]
+    size = sample_webm.stat().st_size
+    beyond = client.get(
+        f"/api/recordings/{mine}/media?rendition=raw",
+        headers={**student, "Range": f"bytes={size + 10}-"},
+    )
+    assert beyond.status_code == 416
+    assert beyond.headers["content-range"] == f"bytes */{size}"
+    assert client.get("/api/recordings/999999", headers=student).status_code == 404
+    assert client.get("/api/recordings/999999/media", headers=student).status_code == 404
+    # not processed yet: no MP4 to stream
+    assert (
+        client.get(f"/api/recordings/{mine}/media?rendition=mp4", headers=student).status_code
+        == 404
+    )
+    assert (
+        client.get(f"/api/recordings/{mine}/media?rendition=x", headers=student).status_code == 422
+    )
+
+
+def test_resume_position_counts_one_replay_per_viewing(
+    client: TestClient, recordings: dict[str, int]
+) -> None:
+    student = bearer(client, "student-cy-4-1")
+    mine = recordings["cy_4_1"]
+    first = client.post(
+        f"/api/recordings/{mine}/position", json={"position_s": 12.5}, headers=student
+    )
+    assert first.status_code == 200
+    assert first.json() == {"recording_id": mine, "position_s": 12.5, "replays": 1}
+    again = client.post(
+        f"/api/recordings/{mine}/position", json={"position_s": 30}, headers=student
+    )
+    assert again.json()["replays"] == 1  # the same viewing
+    got = client.get(f"/api/recordings/{mine}", headers=student).json()
+    assert got["my_position_s"] == 30 and got["replays"] == 1
+    bad = client.post(f"/api/recordings/{mine}/position", json={"position_s": -1}, headers=student)
+    assert bad.status_code == 422
+    other = client.post(
+        f"/api/recordings/{recordings['cy_3_1']}/position", json={"position_s": 1}, headers=student
+    )
+    assert other.status_code == 403
+
+
+def test_start_and_stop_by_hand(client: TestClient) -> None:
+    for username in ("student-cy-4-1", "teacher-lei", "principal-cy", "teacher-ye"):
+        refused = client.post(
+            "/api/recordings/start",
+            json={"sync_group_id": WCK_EN_4},
+            headers=bearer(client, username),
+        )
+        assert refused.status_code == 403, (username, refused.text)
+    lead_teacher = bearer(client, "teacher-wang")
+    started = client.post(
+        "/api/recordings/start",
+        json={"sync_group_id": WCK_EN_4, "topic": "Unit 4"},
+        headers=lead_teacher,
+    )
+    assert started.status_code == 201, started.text
+    body = started.json()
+    assert body["status"] == "recording" and body["topic"] == "Unit 4"
+    assert body["title"].startswith("四年级英语")
+    assert body["visible_class_ids"] == [22, 28, 34]
+    twice = client.post(
+        "/api/recordings/start", json={"sync_group_id": WCK_EN_4}, headers=lead_teacher
+    )
+    assert twice.status_code == 409
+    assert (
+        client.post(
+            "/api/recordings/start", json={"sync_group_id": 999}, headers=lead_teacher
+        ).status_code
+        == 404
+    )
+
+    stopped = client.post(f"/api/recordings/{body['id']}/stop", headers=lead_teacher)
+    assert stopped.status_code == 200, stopped.text
+    # nobody published: nothing to process, and the reason says so
+    assert stopped.json()["status"] == "failed"
+    assert "没有收到" in stopped.json()["status_message"]
+    assert (
+        client.post(f"/api/recordings/{body['id']}/stop", headers=lead_teacher).status_code == 409
+    )
