@@ -5,6 +5,11 @@ sync room (录播教室) per campus and special rooms in town, subject teachers 
 on one campus and a few who travel (走教), sync groups from a town lead class to rural
 member classes whose bells agree within the tolerance, research sessions per subject,
 a few fixed lessons and teacher unavailability.
+
+Instances are feasible by construction in the ways that matter: every rural bell meets the
+town bell at four or more starts, a class takes part in at most one sync group, no sync
+room is asked for more than half of the slots where the group's bells meet, and fixed
+lessons are home-room lessons outside sync groups, one per class and teacher.
 """
 
 from __future__ import annotations
@@ -30,8 +35,10 @@ RURAL_BELLS = (
     ("08:00", "08:50", "09:55", "10:45", "13:40", "14:30"),
     ("07:55", "08:45", "09:50", "10:40", "13:40", "14:30"),
     ("08:05", "08:55", "10:00", "10:50", "13:30", "14:20"),
-    ("08:45", "09:35", "10:35", "13:30", "14:20", "15:10"),  # shifted: its 2nd ≈ town's 3rd
+    ("08:45", "09:35", "10:35", "13:40", "14:30", "15:20"),  # shifted: its 4th = town's 5th
 )
+SYNC_TOLERANCE = 5
+DAYS = ("mon", "tue", "wed", "thu", "fri")
 
 
 def _bell(starts: tuple[str, ...]) -> list[dict[str, str]]:
@@ -146,36 +153,14 @@ def generate_problem(
                 load[tid] += lesson["per_week"]
                 lesson["teacher"] = tid
     # Sync groups: a town 英语/道德与法治 lesson leads its grade's lesson at 1–2 rural campuses.
-    sync_groups: list[dict[str, Any]] = []
-    used: set[str] = set()
-    rural = [c["id"] for c in campus_docs[towns:]]
-    lead_pool = [
-        other
-        for other in lessons
-        if other["class"].split("-")[0] == "c1" and other["subject"] in ("英语", "道德与法治")
-    ]
-    rng.shuffle(lead_pool)
-    for lead in lead_pool[: max(1, len(rural))]:
-        grade = lead["class"].split("-")[1]
-        members = []
-        for campus_id in rng.sample(rural, min(len(rural), rng.choice((1, 2)))):
-            options = [
-                other
-                for other in lessons
-                if other["class"].startswith(f"{campus_id}-{grade}-")
-                and other["subject"] == lead["subject"]
-                and other["id"] not in used
-            ]
-            if options:
-                members.append(options[0]["id"])
-        if members:
-            used.update([lead["id"], *members])
-            for lesson in lessons:
-                if lesson["id"] in (lead["id"], *members):
-                    lesson["room_features"] = ["sync"]
-            sync_groups.append(
-                {"id": f"S{len(sync_groups) + 1:02d}", "lead": lead["id"], "members": members}
-            )
+    # Feasible by construction: a class takes part in at most one group, leads take turns
+    # over the town campuses, and no campus's sync room (录播教室) is asked for more than
+    # half of the weekly slots at which its bell meets the lead campus's bell.
+    sync_groups = _sync_groups(rng, campus_docs, towns, lessons)
+    used = {lid for group in sync_groups for lid in (group["lead"], *group["members"])}
+    for lesson in lessons:
+        if lesson["id"] in used:
+            lesson["room_features"] = ["sync"]
     # Research sessions: one per main subject per group of campuses.
     research: list[dict[str, Any]] = []
     for subject in ("语文", "数学", "英语", "科学"):
@@ -199,26 +184,7 @@ def generate_problem(
                 "end": "15:20",
             }
         ]
-    fixed: list[dict[str, Any]] = []
-    for lesson in rng.sample([other for other in lessons if other["id"] not in used], 6):
-        campus = next(c for c in campus_docs if c["id"] == lesson["class"].split("-")[0])
-        fixed.append(
-            {
-                "lesson": lesson["id"],
-                "day": rng.choice(("mon", "wed", "fri")),
-                "period": rng.randint(1, 4),
-            }
-        )
-    # Fixed lessons of one class must not collide with each other.
-    class_of = {other["id"]: other["class"] for other in lessons}
-    seen: set[tuple[str, str, int]] = set()
-    distinct = []
-    for entry in fixed:
-        key = (class_of[entry["lesson"]], entry["day"], entry["period"])
-        if key not in seen:
-            seen.add(key)
-            distinct.append(entry)
-    fixed = distinct
+    fixed = _fixed_lessons(rng, lessons, used)
     return {
         "format": "tongke-timetable/1",
         "name": f"generated {campuses} campuses, {len(class_docs)} classes, seed {seed}",
@@ -235,3 +201,123 @@ def generate_problem(
         "research_sessions": research,
         "fixed": fixed,
     }
+
+
+def _starts(bell: list[dict[str, str]]) -> list[int]:
+    return [int(b["start"][:2]) * 60 + int(b["start"][3:]) for b in bell]
+
+
+def _shared_periods(
+    lead_bell: list[dict[str, str]], member_bells: list[list[dict[str, str]]]
+) -> int:
+    """How many lead periods have a member period starting within the tolerance, for every
+    member campus."""
+    lead = _starts(lead_bell)
+    members = [_starts(bell) for bell in member_bells]
+    return sum(
+        1
+        for start in lead
+        if all(any(abs(start - m) <= SYNC_TOLERANCE for m in bell) for bell in members)
+    )
+
+
+def _sync_groups(
+    rng: random.Random,
+    campus_docs: list[dict[str, Any]],
+    towns: int,
+    lessons: list[dict[str, Any]],
+) -> list[dict[str, Any]]:
+    bells = {c["id"]: c["bell"] for c in campus_docs}
+    rural = [c["id"] for c in campus_docs[towns:]]
+    town_ids = [c["id"] for c in campus_docs[:towns]]
+    if not rural:
+        return []
+    campus_of = {lesson["id"]: lesson["class"].split("-")[0] for lesson in lessons}
+    # Weekly sync lessons asked of each campus's sync room.
+    room_load: dict[str, int] = {}
+    class_in_group: set[str] = set()
+    lead_pools = {
+        town: [
+            lesson
+            for lesson in lessons
+            if campus_of[lesson["id"]] == town and lesson["subject"] in ("英语", "道德与法治")
+        ]
+        for town in town_ids
+    }
+    for pool in lead_pools.values():
+        rng.shuffle(pool)
+    groups: list[dict[str, Any]] = []
+    attempts = 0
+    while len(groups) < max(1, len(rural)) and attempts < 4 * len(rural) + 4:
+        town = town_ids[attempts % len(town_ids)]
+        attempts += 1
+        pool = lead_pools[town]
+        while pool and pool[-1]["class"] in class_in_group:
+            pool.pop()
+        if not pool:
+            continue
+        lead = pool.pop()
+        grade = lead["class"].split("-")[1]
+        per_week = lead["per_week"]
+        members: list[dict[str, Any]] = []
+        for campus_id in rng.sample(rural, min(len(rural), rng.choice((1, 2)))):
+            options = [
+                other
+                for other in lessons
+                if other["class"].startswith(f"{campus_id}-{grade}-")
+                and other["subject"] == lead["subject"]
+                and other["class"] not in class_in_group
+            ]
+            if not options:
+                continue
+            chosen_bells = [bells[campus_of[m["id"]]] for m in members] + [bells[campus_id]]
+            shared = _shared_periods(bells[town], chosen_bells)
+            capacity = len(DAYS) * shared // 2
+            if (
+                room_load.get(campus_id, 0) + per_week > capacity
+                or room_load.get(town, 0) + per_week > capacity
+            ):
+                continue
+            members.append(options[0])
+        if not members:
+            continue
+        for lesson in (lead, *members):
+            class_in_group.add(lesson["class"])
+            campus = campus_of[lesson["id"]]
+            room_load[campus] = room_load.get(campus, 0) + per_week
+        groups.append(
+            {
+                "id": f"S{len(groups) + 1:02d}",
+                "lead": lead["id"],
+                "members": [m["id"] for m in members],
+            }
+        )
+    return groups
+
+
+def _fixed_lessons(
+    rng: random.Random, lessons: list[dict[str, Any]], in_sync: set[str]
+) -> list[dict[str, Any]]:
+    """Six fixed lessons in the morning on mon/wed/fri: home-room lessons outside sync
+    groups, at most one per class and per teacher, so they never collide."""
+    fixed: list[dict[str, Any]] = []
+    classes: set[str] = set()
+    teachers: set[str] = set()
+    candidates = [
+        lesson for lesson in lessons if lesson["id"] not in in_sync and not lesson["room_features"]
+    ]
+    for lesson in rng.sample(candidates, min(len(candidates), 24)):
+        if lesson["class"] in classes or lesson["teacher"] in teachers:
+            continue
+        classes.add(lesson["class"])
+        teachers.add(lesson["teacher"])
+        fixed.append(
+            {
+                "lesson": lesson["id"],
+                "day": rng.choice(("mon", "wed", "fri")),
+                "period": rng.randint(1, 4),
+            }
+        )
+        if len(fixed) == 6:
+            break
+    return fixed

@@ -1,11 +1,16 @@
 """Solve a tongke-timetable/1 problem: CP-SAT to a first timetable, then large-neighbourhood
 search (LNS) on the soft terms.
 
-Phase 1 solves the lessons without objective (presolve off, both workers racing), then
-places the research sessions against those lessons in a small model; only if that fails
-is the joint model solved. Phase 2 repeatedly frees a neighbourhood — the classes with
-main-subject lessons after noon, the classes of a teacher on the days they idle most, a
-campus over two days, a few random classes — and builds a small model of just that part
+Phase 1 first builds a timetable constructively (`_Greedy`: sync groups at starts the
+bells pair, then the scarcest lessons, with one-step ejections) and keeps it when the
+checker passes it; otherwise it solves the lessons without objective in CP-SAT (presolve
+off, both workers racing, rooms as counts when the candidate rooms nest, hinted with what
+the greedy placed). Then it places the research sessions against those lessons in a small
+model; only if that fails is the joint model solved.
+
+Phase 2 repeatedly frees a neighbourhood — the classes with main-subject lessons after
+noon, the classes of a teacher on the days they idle most, a campus over two days, a few
+random classes — and builds a small model of just that part
 (`constraints.Background`: the rest of the timetable enters as constants), so a round
 costs tens of milliseconds rather than a re-read of the full model. Neighbourhood sizes
 adapt to whether sub-solves finish within their budget. With two workers two lanes search
@@ -24,22 +29,27 @@ import logging
 import random
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ortools.sat.python import cp_model
 
+from scheduler.checker import check
 from scheduler.constraints import (
     HARD_FAMILIES,
     LESSON_FAMILIES,
     Background,
     Guard,
     ModelContext,
+    Slot,
+    add_rooms,
     build_model,
     counted_teacher,
+    facts,
     research_starts,
+    slots_conflict,
     sync_compatible,
 )
 from scheduler.domain import NOON, Interval, Placement, Problem, ResearchPlacement, Solution
@@ -49,6 +59,8 @@ log = logging.getLogger(__name__)
 LATE_WEIGHT = 300  # one main-subject lesson after noon weighs as much as 300 idle minutes
 IDLE_WEIGHT = 1
 PROGRESS_EVERY = 1.0  # seconds between progress lines when nothing improves
+GREEDY_ATTEMPTS = 4  # constructive restarts before phase 1 falls back to CP-SAT
+GREEDY_SECONDS = 0.8  # ... or until this much time has gone
 SUB_DTIME = 0.03  # deterministic-time budget of one neighbourhood's sub-solve
 
 LessonDay = tuple[str, int]
@@ -279,11 +291,36 @@ def _phase_one(
     rooms: dict[Occurrence, str],
 ) -> tuple[str, set[Occurrence], set[tuple[str, int, int]]]:
     """('found' | 'infeasible' | 'unknown', lessons on, research on); fills `rooms`."""
+    started = time.perf_counter()
+    room_sets = _laminar_room_sets(problem)
+    complete, greedy_on = (
+        (False, set()) if hint is not None else _greedy_lessons(problem, room_sets, seed)
+    )
+    if complete:
+        greedy_rooms = _match_rooms(problem, greedy_on)
+        remaining = max(0.05, deadline - time.perf_counter())
+        w_on = _place_research(problem, greedy_on, seed, remaining)
+        if w_on is not None:
+            report = check(problem, _extract(problem, greedy_on, w_on, greedy_rooms))
+            log.info(
+                "phase 1 greedy",
+                extra={"seconds": round(time.perf_counter() - started, 3), "hard": report.hard},
+            )
+            if report.feasible:
+                rooms.update(greedy_rooms)
+                return "found", greedy_on, w_on
+            log.warning("greedy timetable breaks rules", extra={"first": str(report.violations[0])})
     lessons = ModelContext(problem)
     for family in LESSON_FAMILIES:
-        family(lessons)
+        if family is add_rooms and room_sets is not None:
+            _add_room_counts(lessons, room_sets)
+        else:
+            family(lessons)
     if hint is not None:
         _add_hint(problem, lessons, hint)
+    else:
+        for key in sorted(greedy_on):  # what the greedy placed, as a partial hint
+            lessons.model.add_hint(lessons.x[key], 1)
     solver = cp_model.CpSolver()
     params = solver.parameters
     params.num_workers = max(1, workers)
@@ -302,13 +339,25 @@ def _phase_one(
         )
         params.search_branching = cp_model.FIXED_SEARCH
     callback = _FirstSolution(None)
+    built = time.perf_counter()
     status = solver.solve(lessons.model, callback)
+    log.info(
+        "phase 1 lessons",
+        extra={
+            "build_seconds": round(built - started, 3),
+            "search_seconds": round(time.perf_counter() - built, 3),
+            "variables": len(lessons.model.proto.variables),
+        },
+    )
     if status == cp_model.INFEASIBLE:
         return "infeasible", set(), set()
     if not callback.found and status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return "unknown", set(), set()
     x_on = {key for key, var in lessons.x.items() if solver.boolean_value(var)}
-    rooms.update(_rooms_from(solver, lessons))
+    if room_sets is None:
+        rooms.update(_rooms_from(solver, lessons))
+    else:
+        rooms.update(_match_rooms(problem, x_on))
     remaining = max(0.05, deadline - time.perf_counter())
     w_on = _place_research(problem, x_on, seed, remaining)
     if w_on is not None:
@@ -336,6 +385,325 @@ def _phase_one(
         {key for key, var in joint.x.items() if solver.boolean_value(var)},
         {key for key, var in joint.w.items() if solver.boolean_value(var)},
     )
+
+
+class _Greedy:
+    """A one-pass constructive timetable: sync-group occurrences first (lead and members
+    at starts the bells pair within the tolerance), then fixed lessons, then the rest,
+    scarcest first, each occurrence in the best slot that breaks no hard rule. No
+    backtracking: it either places everything or stops; phase 1 then gives what it placed
+    to CP-SAT as a hint."""
+
+    def __init__(
+        self, problem: Problem, room_sets: dict[frozenset[str], list[str]], seed: int
+    ) -> None:
+        self.problem = problem
+        self.rng = random.Random(seed)
+        self.days = range(len(problem.days))
+        known = facts(problem)
+        self.counted = {lid: counted_teacher(problem, lid) for lid in problem.lessons}
+        self.campus = {lid: problem.campus_of(lid) for lid in problem.lessons}
+        # teacher -> slot -> the slots (itself included) it rules out on the same day
+        self.clashes: dict[str, dict[Slot, list[Slot]]] = {}
+        for teacher, slots in known.slots_of.items():
+            self.clashes[teacher] = {
+                a: [b for b in slots if slots_conflict(problem, a, b)] for a in slots
+            }
+        # lesson -> the room sets (with their sizes) whose counts it raises
+        sets = list(room_sets)
+        self.room_chain: dict[str, list[tuple[frozenset[str], int]]] = {}
+        for room_set, lesson_ids in room_sets.items():
+            chain = [(other, len(other)) for other in sets if room_set <= other]
+            for lid in lesson_ids:
+                self.room_chain[lid] = chain
+        self.unavailable: set[Occurrence] = set()
+        for lid, lesson in problem.lessons.items():
+            campus = self.campus[lid]
+            for block in problem.teachers[lesson.teacher].unavailable:
+                day = problem.days.index(block.day)
+                for p in campus.periods:
+                    if campus.interval(p).overlaps(block.interval):
+                        self.unavailable.add((lid, day, p))
+        self.class_busy: set[tuple[str, int, int]] = set()
+        self.teacher_blocked: dict[tuple[str, int], Counter[Slot]] = defaultdict(Counter)
+        self.teacher_day: Counter[tuple[str, int]] = Counter()
+        self.lesson_day: Counter[tuple[str, int]] = Counter()
+        self.room_load: Counter[tuple[frozenset[str], int, int]] = Counter()
+        self.placed: set[Occurrence] = set()
+        self.stuck: str | None = None  # the lesson it could not place
+
+    def fits(self, lid: str, day: int, p: int) -> bool:
+        lesson = self.problem.lessons[lid]
+        if (lesson.class_id, day, p) in self.class_busy or (lid, day, p) in self.unavailable:
+            return False
+        if self.lesson_day[lid, day] >= lesson.max_per_day:
+            return False
+        teacher = self.counted[lid]
+        if teacher is not None:
+            if self.teacher_blocked[teacher, day][self.campus[lid].id, p]:
+                return False
+            limit = self.problem.teachers[teacher].max_lessons_per_day
+            if limit is not None and self.teacher_day[teacher, day] >= limit:
+                return False
+        return all(self.room_load[c, day, p] < size for c, size in self.room_chain[lid])
+
+    def place(self, lid: str, day: int, p: int, sign: int = 1) -> None:
+        class_slot = (self.problem.lessons[lid].class_id, day, p)
+        if sign > 0:
+            self.class_busy.add(class_slot)
+        else:
+            self.class_busy.discard(class_slot)
+        teacher = self.counted[lid]
+        if teacher is not None:
+            blocked = self.teacher_blocked[teacher, day]
+            for slot in self.clashes[teacher][self.campus[lid].id, p]:
+                blocked[slot] += sign
+            self.teacher_day[teacher, day] += sign
+        self.lesson_day[lid, day] += sign
+        for room_set, _ in self.room_chain[lid]:
+            self.room_load[room_set, day, p] += sign
+        if sign > 0:
+            self.placed.add((lid, day, p))
+        else:
+            self.placed.discard((lid, day, p))
+
+    def cost(self, lid: str, day: int, p: int) -> float:
+        """Spread a lesson over the week, main subjects in the morning, and a teacher's
+        lessons of a day next to each other (idle minutes)."""
+        lesson = self.problem.lessons[lid]
+        late = lesson.prefer_morning and self.campus[lid].interval(p).start >= NOON
+        cost = 3 * self.lesson_day[lid, day] + 2 * late + self.rng.random()
+        teacher = self.counted[lid]
+        if teacher is not None and self.teacher_day[teacher, day]:
+            campus = self.campus[lid].id
+            blocked = self.teacher_blocked[teacher, day]
+            if not (blocked[campus, p - 1] or blocked[campus, p + 1]):
+                cost += 1.5
+        return cost
+
+    def run(self, fixed: Sequence[tuple[str, int, int]]) -> bool:
+        problem = self.problem
+        pinned: dict[str, list[tuple[int, int]]] = defaultdict(list)
+        for lid, day, p in fixed:
+            pinned[lid].append((day, p))
+        for lid, slots in pinned.items():
+            if lid in problem.sync_group_of:
+                continue
+            for day, p in slots:
+                if not self.fits(lid, day, p):
+                    return False
+                self.place(lid, day, p)
+        # Sync groups: the occurrences fixed entries pin first (for every group), then the rest.
+        todo: dict[str, int] = {}
+        for group in problem.sync_groups:
+            pairs = {m: sync_compatible(problem, group.lead, m) for m in group.members}
+            pins: dict[int, dict[str, int]] = defaultdict(dict)
+            for lid in group.lessons:
+                for day, p in pinned.get(lid, ()):
+                    if lid in pins[day]:
+                        return False  # two fixed occurrences a day: leave it to CP-SAT
+                    pins[day][lid] = p
+            todo[group.id] = problem.lessons[group.lead].per_week - len(pins)
+            for day, pinned_here in sorted(pins.items()):
+                forced = {m: q for m, q in pinned_here.items() if m != group.lead}
+                options = [
+                    (day, p)
+                    for p in self.campus[group.lead].periods
+                    if pinned_here.get(group.lead, p) == p
+                    and all((p, q) in pairs[m] for m, q in forced.items())
+                ]
+                if not self._place_group(group.lead, pairs, options, forced):
+                    return False
+        for group in problem.sync_groups:
+            pairs = {m: sync_compatible(problem, group.lead, m) for m in group.members}
+            for _ in range(todo[group.id]):
+                options = sorted(
+                    ((day, p) for day in self.days for p in self.campus[group.lead].periods),
+                    key=lambda slot: self.cost(group.lead, *slot),
+                )
+                if not self._place_group(group.lead, pairs, options, {}):
+                    self.stuck = self.stuck or group.lead
+        order = [lid for lid in problem.lessons if lid not in problem.sync_group_of]
+        self.rng.shuffle(order)
+        order.sort(key=self._scarcity)
+        for lid in order:
+            for _ in range(problem.lessons[lid].per_week - len(pinned.get(lid, ()))):
+                best = min(
+                    (
+                        (self.cost(lid, day, p), day, p)
+                        for day in self.days
+                        for p in self.campus[lid].periods
+                        if self.fits(lid, day, p)
+                    ),
+                    default=None,
+                )
+                if best is not None:
+                    self.place(lid, best[1], best[2])
+                elif not self._eject_and_place(lid, frozen={*problem.sync_group_of, *pinned}):
+                    self.stuck = self.stuck or lid
+                    break  # the rest of this lesson is left to CP-SAT
+        return self.stuck is None
+
+    def _eject_and_place(self, lid: str, frozen: set[str]) -> bool:
+        """Place one occurrence of `lid` by moving one occurrence in its way (of its class
+        in that slot, or of its teacher that day) to another slot that fits."""
+        problem = self.problem
+        class_id = problem.lessons[lid].class_id
+        teacher = self.counted[lid]
+        by_class_slot = {(problem.lessons[o].class_id, d, p): (o, d, p) for o, d, p in self.placed}
+        by_teacher_day: dict[int, list[Occurrence]] = defaultdict(list)
+        if teacher is not None:
+            for o, d, p in self.placed:
+                if self.counted[o] == teacher:
+                    by_teacher_day[d].append((o, d, p))
+        slots = [(d, p) for d in self.days for p in self.campus[lid].periods]
+        self.rng.shuffle(slots)
+        for day, p in slots:
+            if (lid, day, p) in self.unavailable:
+                continue
+            blockers = (
+                [by_class_slot[class_id, day, p]] if (class_id, day, p) in by_class_slot else []
+            )
+            blockers += by_teacher_day.get(day, [])
+            for other, d, q in blockers:
+                if other in frozen or other == lid:
+                    continue
+                self.place(other, d, q, -1)
+                if self.fits(lid, day, p):
+                    self.place(lid, day, p)
+                    moved = next(
+                        (
+                            (d2, q2)
+                            for d2 in self.days
+                            for q2 in self.campus[other].periods
+                            if (d2, q2) != (d, q) and self.fits(other, d2, q2)
+                        ),
+                        None,
+                    )
+                    if moved is not None:
+                        self.place(other, *moved)
+                        return True
+                    self.place(lid, day, p, -1)
+                self.place(other, d, q)
+        return False
+
+    def _scarcity(self, lid: str) -> tuple[int, int, int, int]:
+        """Teachers who travel between campuses first, then scarce rooms, short weeks."""
+        lesson = self.problem.lessons[lid]
+        teacher = self.counted[lid]
+        travels = teacher is not None and len({c for c, _ in self.clashes[teacher]}) > 1
+        rooms = min((size for _, size in self.room_chain[lid]), default=99)
+        slack = len(self.campus[lid].bell) * len(self.problem.days)
+        scarce_room = rooms if len(self.room_chain[lid]) > 1 else 99
+        return (0 if travels else 1, scarce_room, slack, -lesson.per_week)
+
+    def _place_group(
+        self,
+        lead: str,
+        pairs: dict[str, list[tuple[int, int]]],
+        options: Iterable[tuple[int, int]],
+        forced: dict[str, int],
+    ) -> bool:
+        for day, p in options:
+            if not self.fits(lead, day, p):
+                continue
+            self.place(lead, day, p)
+            done = [(lead, p)]
+            for member, compatible in pairs.items():
+                q = next(
+                    (
+                        q
+                        for pp, q in compatible
+                        if pp == p and forced.get(member, q) == q and self.fits(member, day, q)
+                    ),
+                    None,
+                )
+                if q is None:
+                    break
+                self.place(member, day, q)
+                done.append((member, q))
+            if len(done) == 1 + len(pairs):
+                return True
+            for lid, period in done:
+                self.place(lid, day, period, -1)
+        return False
+
+
+def _greedy_lessons(
+    problem: Problem, room_sets: dict[frozenset[str], list[str]] | None, seed: int
+) -> tuple[bool, set[Occurrence]]:
+    """(complete?, occurrences placed) of `_Greedy`; nothing without room counts."""
+    if room_sets is None:
+        return False, set()
+    fixed = [(f.lesson, problem.days.index(f.day), f.period) for f in problem.fixed]
+    best: set[Occurrence] = set()
+    until = time.perf_counter() + GREEDY_SECONDS
+    for attempt in range(GREEDY_ATTEMPTS):
+        greedy = _Greedy(problem, room_sets, seed * GREEDY_ATTEMPTS + attempt)
+        if greedy.run(fixed):
+            return True, greedy.placed
+        if len(greedy.placed) > len(best):
+            best = greedy.placed
+        if time.perf_counter() > until:
+            break
+    return False, best
+
+
+def _laminar_room_sets(problem: Problem) -> dict[frozenset[str], list[str]] | None:
+    """Lessons by their set of candidate rooms, when any two such sets are nested or
+    disjoint (then rooms need no variables in phase 1, see `_add_room_counts`); else None."""
+    by_set: dict[frozenset[str], list[str]] = defaultdict(list)
+    for lesson_id in problem.lessons:
+        by_set[frozenset(problem.room_candidates(lesson_id))].append(lesson_id)
+    sets = list(by_set)
+    for a, b in itertools.combinations(sets, 2):
+        if a & b and not (a <= b or b <= a):
+            return None
+    for room_set, lesson_ids in by_set.items():
+        if not room_set or len({problem.campus_of(lid).id for lid in lesson_ids}) > 1:
+            return None
+    return dict(by_set)
+
+
+def _add_room_counts(ctx: ModelContext, by_set: dict[frozenset[str], list[str]]) -> None:
+    """(4) rooms as counts: in every slot, the lessons whose candidate rooms lie within a
+    set C number at most |C|. With nested-or-disjoint candidate sets this is Hall's
+    condition, so `_match_rooms` can always give each lesson a room afterwards."""
+    problem, model = ctx.problem, ctx.model
+    for room_set, _ in sorted(by_set.items(), key=lambda item: sorted(item[0])):
+        within = [lid for other, ids in by_set.items() if other <= room_set for lid in ids]
+        if len({problem.lessons[lid].class_id for lid in within}) < 2:
+            continue  # one class: the class clash already allows one lesson per slot
+        campus = problem.campus_of(within[0])
+        for day in range(len(problem.days)):
+            for p in campus.periods:
+                terms = [ctx.x[lid, day, p] for lid in within if (lid, day, p) in ctx.x]
+                if len(terms) > len(room_set):
+                    model.add(sum(terms) <= len(room_set))
+
+
+def _match_rooms(problem: Problem, x_on: set[Occurrence]) -> dict[Occurrence, str]:
+    """Rooms for lessons with a choice, slot by slot, smallest candidate set first (exact
+    for nested-or-disjoint candidate sets under `_add_room_counts`)."""
+    # Rooms belong to one campus, so (day, period) keys suffice to keep campuses apart.
+    choosing: dict[tuple[int, int], list[Occurrence]] = defaultdict(list)
+    taken_in: dict[tuple[int, int], set[str]] = defaultdict(set)
+    candidates_of = {lid: problem.room_candidates(lid) for lid in {key[0] for key in x_on}}
+    for key in x_on:
+        candidates = candidates_of[key[0]]
+        if len(candidates) > 1:
+            choosing[key[1], key[2]].append(key)
+        else:
+            taken_in[key[1], key[2]].update(candidates)
+    rooms: dict[Occurrence, str] = {}
+    for slot, keys in choosing.items():
+        taken = taken_in[slot]
+        for key in sorted(keys, key=lambda k: (len(candidates_of[k[0]]), k)):
+            free = [r for r in candidates_of[key[0]] if r not in taken]
+            if free:
+                rooms[key] = free[0]
+                taken.add(free[0])
+    return rooms
 
 
 def _difficulty(problem: Problem, lesson_id: str) -> tuple[int, int]:
