@@ -18,6 +18,7 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import aioice.ice
 from aioice.ice import StunProtocol
 from aiortc import RTCRtpReceiver, RTCRtpSender
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -35,6 +36,21 @@ RtcpHandler = Callable[[AnyRtcpPacket], Coroutine[Any, Any, None]]
 
 # Drop rather than queue in user space when a subscriber's socket stops draining.
 MAX_WRITE_BUFFER_BYTES = 256 * 1024
+
+_aioice_host_addresses = aioice.ice.get_host_addresses
+
+
+def _host_addresses_or_loopback(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+    """aioice never offers loopback, so a server with no other interface (the demo on an
+    offline laptop, a CI network namespace with only ``lo``) answered browsers with no ICE
+    candidate at all; offer loopback then, which is what a browser on the same host can use."""
+    addresses = _aioice_host_addresses(use_ipv4, use_ipv6)
+    if addresses:
+        return addresses
+    return ["127.0.0.1"] if use_ipv4 else ["::1"] if use_ipv6 else []
+
+
+aioice.ice.get_host_addresses = _host_addresses_or_loopback
 
 
 class HeldTrack(MediaStreamTrack):

@@ -50,7 +50,15 @@ from common.alliance.resources import (
     TERMS,
 )
 from common.errors import AppError
-from web.deps import SESSION_COOKIE, Authenticated, DbSession, MaybeAuth, SettingsDep
+from streaming.access import INSPECTOR_ROLES, lesson_identity
+from web.deps import (
+    SESSION_COOKIE,
+    Authenticated,
+    CurrentPrincipal,
+    DbSession,
+    MaybeAuth,
+    SettingsDep,
+)
 from web.routers.auth import PAIRING_MINUTES, LoginIn, _login, set_session_cookie
 
 router = APIRouter(include_in_schema=False)
@@ -97,6 +105,8 @@ NAV = (
     NavItem("/admin/bells", "作息时间", ADMIN_ROLES),
     NavItem("/admin/accounts", "账号", ADMIN_ROLES),
     NavItem("/admin/solve", "课表求解", frozenset({"alliance_admin"})),
+    NavItem("/lessons", "同步课堂", frozenset({"teacher"})),
+    NavItem("/patrol", "巡课", ADMIN_ROLES),
     NavItem("/password", "修改密码", PASSWORD_ROLES),
 )
 
@@ -545,3 +555,128 @@ def solve_page(request: Request, auth: MaybeAuth, session: DbSession) -> Respons
 def terminal_page(request: Request) -> Response:
     """The classroom screen: paired once by code, then it reads its room's timetable by itself."""
     return templates.TemplateResponse(request, "terminal.html", {})
+
+
+# --- live synchronized lessons --------------------------------------------------------------------
+def _group_rows(session: Session, groups: Iterable[SyncGroup]) -> list[dict[str, Any]]:
+    """What a page shows about a sync group: subject, kind, the lead and remote classrooms."""
+    rows = []
+    for group in groups:
+        lead = group.lead_lesson
+        members = [member.lesson for member in group.members]
+        schools = [
+            lead.school_class.campus.school,
+            *(m.school_class.campus.school for m in members),
+        ]
+        rows.append(
+            {
+                "id": group.id,
+                "code": group.code,
+                "kind": SYNC_KIND_LABELS.get(group.kind, group.kind),
+                "subject": lead.subject.name,
+                "teacher": lead.teacher.name,
+                "lead": _classroom_label(lead),
+                "remotes": [_classroom_label(m) for m in members],
+                "schools": list(dict.fromkeys(school.name for school in schools)),
+            }
+        )
+    return rows
+
+
+def _sync_groups(session: Session, where: Any = None) -> list[SyncGroup]:
+    stmt = select(SyncGroup).order_by(SyncGroup.id)
+    if where is not None:
+        stmt = stmt.where(where)
+    return list(
+        session.scalars(
+            stmt.options(
+                joinedload(SyncGroup.lead_lesson).joinedload(Lesson.subject),
+                joinedload(SyncGroup.lead_lesson).joinedload(Lesson.teacher),
+                joinedload(SyncGroup.lead_lesson)
+                .joinedload(Lesson.school_class)
+                .joinedload(SchoolClass.campus)
+                .joinedload(Campus.school),
+                joinedload(SyncGroup.members)
+                .joinedload(SyncGroupMember.lesson)
+                .joinedload(Lesson.school_class)
+                .joinedload(SchoolClass.campus)
+                .joinedload(Campus.school),
+            )
+        ).unique()
+    )
+
+
+def _visible_groups(session: Session, principal: Principal) -> list[SyncGroup]:
+    """The sync groups of current terms the principal could join (in any role)."""
+    groups = []
+    for group in _sync_groups(session):
+        try:
+            lesson_identity(session, principal, group.id, display_name="")
+        except AppError:
+            continue
+        groups.append(group)
+    return groups
+
+
+@router.get("/api/webrtc/ice-servers")
+def ice_servers(principal: CurrentPrincipal, settings: SettingsDep) -> list[dict[str, Any]]:
+    """The STUN/TURN servers for a browser's RTCPeerConnection (credentials: signed-in only)."""
+    return settings.ice_servers
+
+
+@router.get("/lessons", response_class=HTMLResponse)
+def lessons_page(request: Request, auth: MaybeAuth, session: DbSession) -> Response:
+    """A teacher's synchronized lessons, each with a button to start or join it live."""
+    if auth is None:
+        return RedirectResponse("/login", status_code=303)
+    principal = auth.principal
+    if principal.role != "teacher":
+        if principal.role in INSPECTOR_ROLES:
+            return RedirectResponse("/patrol", status_code=303)
+        return _denied(request, session, auth, "同步课堂由主讲和远端教师、教室终端加入。")
+    rows = []
+    for row in _group_rows(session, _visible_groups(session, principal)):
+        identity = lesson_identity(session, principal, row["id"], display_name="")
+        rows.append({**row, "role": identity.role})
+    return _render(request, session, auth, "lessons.html", {"groups": rows})
+
+
+@router.get("/lessons/{group_id}", response_class=HTMLResponse)
+def lesson_page(request: Request, group_id: int, auth: MaybeAuth, session: DbSession) -> Response:
+    """One synchronized lesson live: lead, remote or inspector view (chosen by the server)."""
+    if auth is None:
+        return RedirectResponse("/login", status_code=303)
+    try:
+        identity = lesson_identity(
+            session, auth.principal, group_id, display_name=auth.account.display_name
+        )
+    except AppError as exc:
+        return _denied(request, session, auth, exc.message)
+    group = _group_rows(session, _sync_groups(session, SyncGroup.id == group_id))[0]
+    back = "/patrol" if identity.role == "inspector" else "/lessons"
+    return _render(
+        request,
+        session,
+        auth,
+        "lesson.html",
+        {"group": group, "my_role": identity.role, "back": back},
+    )
+
+
+@router.get("/patrol", response_class=HTMLResponse)
+def patrol_page(request: Request, auth: MaybeAuth, session: DbSession) -> Response:
+    """巡课 wall: every live lesson the principal or bureau may look in on, as muted tiles."""
+    if auth is None:
+        return RedirectResponse("/login", status_code=303)
+    if auth.account.role not in INSPECTOR_ROLES:
+        return _denied(request, session, auth, "只有校长、教联体管理员和教育局可以巡课。")
+    groups = _group_rows(session, _visible_groups(session, auth.principal))
+    schools = sorted({school for g in groups for school in g["schools"]})
+    subjects = sorted({g["subject"] for g in groups})
+    return _render(
+        request,
+        session,
+        auth,
+        "patrol.html",
+        {"groups": groups, "schools": schools, "subjects": subjects},
+    )

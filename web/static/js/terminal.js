@@ -1,5 +1,7 @@
 // Classroom terminal kiosk: paired once by code, then shows its room's day with a countdown.
 import { ApiError, api, clearFormErrors, formatTime, showFormError } from "./api.js";
+import { LessonConnection } from "./lesson-client.js";
+import { mountLessonView } from "./lesson-view.js";
 
 const STORAGE_KEY = "tongke.terminal";
 const REFRESH_MS = 60_000;
@@ -7,6 +9,10 @@ const RETRY_MS = [2_000, 5_000, 10_000, 30_000];
 const DAYS = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
 const DAY_LABELS = { mon: "周一", tue: "周二", wed: "周三", thu: "周四", fri: "周五", sat: "周六", sun: "周日" };
 const SYNC_LABELS = { sync: "同步课堂", delivered: "专递课堂", master: "名师课堂" };
+const LIVE_POLL_MS = 10_000;
+const LEAD_EARLY_MS = 3 * 60_000; // the lead classroom opens its lesson a little before the bell
+const LEAD_GONE_MS = 60_000; // a remote classroom leaves once the lead has been gone this long
+const REFUSED_MS = 60_000; // after a refused join, wait before trying that lesson again
 
 const $ = (id) => document.getElementById(id);
 const pairSection = $("pair");
@@ -18,6 +24,9 @@ let device = readDevice();
 let week = null;
 let refreshTimer = null;
 let failures = 0;
+let live = null; // the lesson joined: {groupId, connection, view, leadGoneSince}
+let liveTimer = null;
+const refused = new Map(); // group id -> when joining it was refused
 
 function readDevice() {
   try {
@@ -35,6 +44,7 @@ function setConnection(state, text) {
 
 function showPair(notice) {
   clearTimeout(refreshTimer);
+  leaveLesson();
   week = null;
   kiosk.hidden = true;
   pairSection.hidden = false;
@@ -104,6 +114,7 @@ async function load() {
     setConnection("online", "已连接");
     render();
     refreshTimer = setTimeout(load, REFRESH_MS);
+    if (!liveTimer) checkLive();
   } catch (error) {
     if (error.status === 401 || error.status === 403) {
       localStorage.removeItem(STORAGE_KEY);
@@ -246,6 +257,96 @@ function render() {
     list.append(item);
   }
 }
+
+
+// --- the live lesson -------------------------------------------------------------------------
+// The kiosk joins by itself: a remote classroom when its lesson's lead classroom is live
+// (GET /api/live-lessons lists the rooms this terminal belongs to), the lead classroom at the
+// bell of a synchronized lesson it leads (its join opens the room for everyone).
+
+function timetableSync(now) {
+  const todays = lessonsOn(DAYS[now.getDay()]).filter((e) => e.sync);
+  return (
+    todays.find(
+      (e) => at(now, e.start).getTime() - LEAD_EARLY_MS <= now.getTime() && now < at(now, e.end),
+    ) || null
+  );
+}
+
+function chooseLesson(lessons, now) {
+  const entry = timetableSync(now);
+  const wanted = entry ? entry.sync.group_id : null;
+  const ok = (id) => !(refused.has(id) && now - refused.get(id) < REFUSED_MS);
+  const hasLead = (l) => l.participants.some((p) => p.role === "lead");
+  const remote = lessons.filter((l) => l.my_role === "remote" && hasLead(l) && ok(l.sync_group_id));
+  const found = remote.find((l) => l.sync_group_id === wanted) || remote[0];
+  if (found) return found.sync_group_id;
+  if (entry && entry.sync.role === "lead" && ok(wanted)) return wanted;
+  return null;
+}
+
+async function checkLive() {
+  clearTimeout(liveTimer);
+  liveTimer = setTimeout(checkLive, LIVE_POLL_MS);
+  if (!device) return;
+  let lessons;
+  try {
+    lessons = await api("/api/live-lessons", { token: device.token });
+  } catch {
+    return; // the timetable poll reports the connection state
+  }
+  const now = new Date();
+  if (live) {
+    const mine = lessons.find((l) => l.sync_group_id === live.groupId);
+    const leadHere = mine && mine.participants.some((p) => p.role === "lead");
+    if (live.connection.role === "remote" && !leadHere) {
+      live.leadGoneSince = live.leadGoneSince || now.getTime();
+      if (now.getTime() - live.leadGoneSince > LEAD_GONE_MS) leaveLesson();
+    } else {
+      live.leadGoneSince = null;
+    }
+    if (live && live.connection.role === "lead" && !timetableSync(now) && !mine?.participants.some((p) => p.role === "remote")) {
+      leaveLesson();
+    }
+    return;
+  }
+  const groupId = chooseLesson(lessons, now);
+  if (groupId !== null) joinLesson(groupId);
+}
+
+function joinLesson(groupId) {
+  const connection = new LessonConnection({ groupId, token: device.token });
+  const root = $("live-view");
+  const view = mountLessonView(root, connection);
+  live = { groupId, connection, view, leadGoneSince: null };
+  window.tongkeLesson = connection; // for tests and support: the RTCPeerConnection is .pc
+  connection.addEventListener("state", (event) => {
+    const { state } = event.detail;
+    if (state === "error" || state === "replaced") {
+      refused.set(groupId, Date.now());
+      setTimeout(() => {
+        if (live && live.connection === connection) leaveLesson();
+      }, 10_000);
+    }
+  });
+  $("live-idle").hidden = true;
+  root.hidden = false;
+  document.querySelector(".kiosk-main").dataset.live = "";
+  connection.start();
+}
+
+function leaveLesson() {
+  if (!live) return;
+  const { connection, view } = live;
+  live = null;
+  connection.stop();
+  view.destroy();
+  $("live-view").hidden = true;
+  $("live-idle").hidden = false;
+  delete document.querySelector(".kiosk-main").dataset.live;
+}
+
+window.addEventListener("pagehide", leaveLesson);
 
 setInterval(render, 1000);
 if (device) {
