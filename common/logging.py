@@ -3,9 +3,24 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 
 import structlog
+
+_SECRET_QUERY = re.compile(r"((?:^|[?&])(?:token|code|password)=)[^&\s]*", re.IGNORECASE)
+
+
+class RedactSecretsFilter(logging.Filter):
+    """Access logs print request paths; device tokens ride in `?token=` on WebSockets."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _SECRET_QUERY.sub(r"\1***", arg) if isinstance(arg, str) else arg
+                for arg in record.args
+            )
+        return True
 
 
 def configure_logging(*, level: str = "INFO", json: bool = False) -> None:
@@ -36,6 +51,10 @@ def configure_logging(*, level: str = "INFO", json: bool = False) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    for name in ("uvicorn.access", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactSecretsFilter) for f in logger.filters):
+            logger.addFilter(RedactSecretsFilter())
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

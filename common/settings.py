@@ -34,6 +34,14 @@ class Settings(BaseSettings):
     ice_servers: list[dict[str, Any]] = Field(
         default_factory=lambda: [{"urls": ["stun:127.0.0.1:3478"]}]
     )
+    # Rooms follow the timetable: a sync lesson's room opens this long before the lead's bell
+    # and closes this long after the last classroom's bell. None: on, except in tests.
+    lesson_scheduler: bool | None = None
+    lesson_scheduler_interval_seconds: float = Field(default=30.0, gt=0)
+    lesson_open_before_minutes: int = Field(default=5, ge=0, le=120)
+    lesson_close_after_minutes: int = Field(default=5, ge=0, le=120)
+    # `tongke demo` runs this many simulated live lessons (classroom bots over the real SFU).
+    demo_classrooms: int = Field(default=2, ge=0, le=8)
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> Settings:
@@ -46,6 +54,12 @@ class Settings(BaseSettings):
                 "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
             )
         return self
+
+    @property
+    def runs_lesson_scheduler(self) -> bool:
+        if self.lesson_scheduler is None:
+            return self.environment != "test"
+        return self.lesson_scheduler
 
     @property
     def is_sqlite(self) -> bool:

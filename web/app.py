@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ from common.jobs import make_job_queue
 from common.logging import configure_logging, get_logger
 from common.ratelimit import make_failure_limiter
 from common.settings import Settings, get_settings
+from recordings.service import ActiveRecordings
+from streaming.lifecycle import LessonScheduler, RecordingTarget
 from web.errors import error_body, install_error_handlers
 from web.jobs import register_all
 from web.lesson_rooms import LessonRooms
@@ -42,6 +45,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.jobs = make_job_queue(settings)
         app.state.rooms = LessonRooms(settings.ice_servers)
         register_all(app.state.jobs, settings)
+        app.state.recordings = getattr(app.state, "recordings", None) or ActiveRecordings()
+        app.state.lesson_scheduler = None
+        if settings.runs_lesson_scheduler:
+            app.state.lesson_scheduler = LessonScheduler(
+                sessions=app.state.sessions,
+                rooms=app.state.rooms.registry,
+                open_before=timedelta(minutes=settings.lesson_open_before_minutes),
+                close_after=timedelta(minutes=settings.lesson_close_after_minutes),
+                interval=settings.lesson_scheduler_interval_seconds,
+                recording=RecordingTarget(
+                    media_root=settings.media_root,
+                    jobs=app.state.jobs,
+                    active=app.state.recordings,
+                ),
+            )
+            app.state.lesson_scheduler.start()
         log.info(
             "tongke web started",
             database=engine.url.render_as_string(hide_password=True),
@@ -51,6 +70,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             log.info("tongke web stopping")
+            if app.state.lesson_scheduler is not None:
+                await app.state.lesson_scheduler.stop()
             await app.state.rooms.close_all()
             await app.state.jobs.close()
             await app.state.bus.close()

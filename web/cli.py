@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import signal
 import sys
 from typing import Annotated
 
@@ -92,13 +93,24 @@ def serve(
     )
 
 
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 @app.command()
 def demo(
     serve_after: Annotated[bool, typer.Option("--serve/--no-serve", help="填充后启动 Web")] = True,
     reset: Annotated[bool, typer.Option(help="删除并重建演示数据库（仅 SQLite）")] = False,
     password: Annotated[str, typer.Option(help="演示账号的密码")] = "tongke-demo",
+    classrooms: Annotated[
+        bool,
+        typer.Option(
+            "--classrooms/--no-classrooms", help="启动模拟课堂（机器人教室终端直播同步课）"
+        ),
+    ] = True,
 ) -> None:
-    """Migrate, seed the demo alliance (once), print the demo logins, then serve."""
+    """Migrate, seed the demo alliance (once), print the demo logins, then serve with
+    simulated live classrooms (TONGKE_DEMO_CLASSROOMS lessons, in a process of their own)."""
     from pathlib import Path
 
     from sqlalchemy import select
@@ -140,10 +152,29 @@ def demo(
             typer.echo(f"  {label:<8} {account.username:<20} {account.display_name}")
     typer.echo("")
     url = f"http://{settings.host}:{settings.port}"
-    if serve_after:
-        typer.echo(f"打开 {url} 登录。按 Ctrl+C 停止。")
-        sys.stdout.flush()
+    if not serve_after:
+        return
+    bots = None
+    if classrooms and settings.demo_classrooms > 0:
+        from streaming import demo_classrooms
+
+        with session_scope(engine) as session:
+            seats = demo_classrooms.plan_demo_classrooms(session, count=settings.demo_classrooms)
+        lessons = {seat.code: [s.label for s in seats if s.code == seat.code] for seat in seats}
+        for code, labels in lessons.items():
+            typer.echo(f"模拟课堂 {code}：{labels[0]} → {'、'.join(labels[1:])}")
+        local = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+        bots = demo_classrooms.start_process(f"http://{local}:{settings.port}", seats)
+    typer.echo(f"打开 {url} 登录。按 Ctrl+C 停止。")
+    sys.stdout.flush()
+    # uvicorn re-raises SIGTERM after its graceful shutdown: make that an exit that runs
+    # `finally`, so the classrooms' process stops with the demo.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    try:
         serve(host=None, port=None, workers=1)
+    finally:
+        if bots is not None:
+            demo_classrooms.stop_process(bots)
 
 
 @user_app.command("add")
