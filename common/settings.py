@@ -31,9 +31,9 @@ class Settings(BaseSettings):
     login_window_seconds: int = Field(default=300, ge=1)
     log_level: str = "INFO"
     log_json: bool = False
-    ice_servers: list[dict[str, Any]] = Field(
-        default_factory=lambda: [{"urls": ["stun:127.0.0.1:3478"]}]
-    )
+    # STUN/TURN for browsers and the SFU; none needed when everyone reaches the server directly
+    # (the embedded demo). Compose sets coturn here.
+    ice_servers: list[dict[str, Any]] = Field(default_factory=list)
     # Rooms follow the timetable: a sync lesson's room opens this long before the lead's bell
     # and closes this long after the last classroom's bell. None: on, except in tests.
     lesson_scheduler: bool | None = None
