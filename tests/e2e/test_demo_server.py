@@ -47,7 +47,7 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     }
     log = (root / "server.log").open("w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "web.cli", "demo"],
+        [sys.executable, "-m", "web.cli", "demo", "--no-classrooms"],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -68,7 +68,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log_path = root / "server.log"
     log = log_path.open("w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "web.cli", "demo"],
+        [sys.executable, "-m", "web.cli", "demo", "--no-classrooms"],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,

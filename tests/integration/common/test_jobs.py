@@ -80,8 +80,12 @@ async def running_arq_worker(queue: ArqJobQueue) -> AsyncIterator[Worker]:
     try:
         yield worker
     finally:
-        await worker.close()
-        await asyncio.wait({main})
+        # Stop polling first, then let arq finish (or drop) its job tasks; a job task that
+        # was mid-flight when polling stopped may end cancelled, which is fine here.
+        main.cancel()
+        await asyncio.gather(main, return_exceptions=True)
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker.close()
 
 
 @pytest.fixture(params=["inprocess", pytest.param("redis", marks=pytest.mark.redis)])
