@@ -6,14 +6,9 @@ Run inside a loopback-only network namespace (as CI does):
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,23 +16,9 @@ import httpx
 import pytest
 
 from tests.conftest import DEMO_PASSWORD
+from tests.e2e.demo_process import DemoServer, running_demo
 
 LIVE_WITHIN_S = 20.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@dataclass
-class Demo:
-    base: str
-    process: subprocess.Popen[bytes]
-    log: Path
-    up_at: float
 
 
 def _children(pid: int) -> list[int]:
@@ -54,49 +35,11 @@ def _children(pid: int) -> list[int]:
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
-    root = tmp_path_factory.mktemp("demo-live")
-    port = _free_port()
-    env = {
-        **os.environ,
-        "TONGKE_DATABASE_URL": f"sqlite:///{root / 'demo.db'}",
-        "TONGKE_MEDIA_ROOT": str(root / "media"),
-        "TONGKE_PORT": str(port),
-        "TONGKE_REDIS_URL": "",
-        "TONGKE_ICE_SERVERS": "[]",
-        "TONGKE_DEMO_CLASSROOMS": "2",
-    }
-    log_path = root / "demo.log"
-    log = log_path.open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "web.cli", "demo"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if process.poll() is not None:
-                pytest.fail("tongke demo exited:\n" + log_path.read_text())
-            if time.monotonic() > deadline:
-                pytest.fail("tongke demo did not answer within 90 s:\n" + log_path.read_text())
-            try:
-                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        yield Demo(base, process, log_path, time.monotonic())
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        log.close()
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServer]:
+    with running_demo(
+        tmp_path_factory.mktemp("demo-live"), classrooms=True, env={"TONGKE_DEMO_CLASSROOMS": "2"}
+    ) as server:
+        yield server
 
 
 def _live(client: httpx.Client, username: str) -> list[dict[str, Any]]:
@@ -118,7 +61,7 @@ def _full(lessons: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
-def test_the_demo_lists_simulated_live_lessons_with_their_classrooms(demo: Demo) -> None:
+def test_the_demo_lists_simulated_live_lessons_with_their_classrooms(demo: DemoServer) -> None:
     with httpx.Client(base_url=demo.base, timeout=5) as client:
         lessons: list[dict[str, Any]] = []
         while time.monotonic() - demo.up_at < LIVE_WITHIN_S:
@@ -127,7 +70,7 @@ def test_the_demo_lists_simulated_live_lessons_with_their_classrooms(demo: Demo)
                 break
             time.sleep(0.5)
         assert len(lessons) >= 2, (
-            f"live lessons after {LIVE_WITHIN_S} s: {lessons}\n" + demo.log.read_text()[-3000:]
+            f"live lessons after {LIVE_WITHIN_S} s: {lessons}\n" + demo.log_path.read_text()[-3000:]
         )
         for lesson in lessons:
             assert lesson["code"].startswith("wck-en-")  # 王村口's English to 蔡源 and 龙洋
@@ -135,15 +78,17 @@ def test_the_demo_lists_simulated_live_lessons_with_their_classrooms(demo: Demo)
             names = {p["name"] for p in lesson["participants"]}
             assert any("王村口" in n for n in names) and any("蔡源" in n for n in names)
         # media flows too: the SFU completed ICE with every classroom (its log says so)
-        while demo.log.read_text().count("ICE completed") < 6:
-            assert time.monotonic() - demo.up_at < LIVE_WITHIN_S + 10, demo.log.read_text()[-3000:]
+        while demo.log_path.read_text().count("ICE completed") < 6:
+            assert time.monotonic() - demo.up_at < LIVE_WITHIN_S + 10, demo.log_path.read_text()[
+                -3000:
+            ]
             time.sleep(0.5)
         # the alliance admin sees the same lessons
         codes = {lesson["code"] for lesson in _full(_live(client, "admin-wck"))}
         assert {lesson["code"] for lesson in lessons} <= codes
 
 
-def test_stopping_the_demo_stops_its_classrooms(demo: Demo) -> None:
+def test_stopping_the_demo_stops_its_classrooms(demo: DemoServer) -> None:
     bots = _children(demo.process.pid)
     assert bots, "the classrooms run in a child process of the demo"
     demo.process.send_signal(signal.SIGTERM)
@@ -153,5 +98,5 @@ def test_stopping_the_demo_stops_its_classrooms(demo: Demo) -> None:
         time.sleep(0.2)
     alive = [pid for pid in bots if Path(f"/proc/{pid}").exists()]
     assert not alive, f"classroom process still running: {alive}"
-    output = demo.log.read_text()
+    output = demo.log_path.read_text()
     assert "模拟课堂 wck-en-" in output

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from tests.conftest import DEMO_PASSWORD
+from tests.e2e.demo_process import running_demo
 
 PASSWORD_LOGINS = {
     "bureau": "bureau",
@@ -27,56 +23,11 @@ PASSWORD_LOGINS = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    root = tmp_path_factory.mktemp("demo")
-    port = _free_port()
-    env = {
-        **os.environ,
-        "TONGKE_DATABASE_URL": f"sqlite:///{root / 'demo.db'}",
-        "TONGKE_MEDIA_ROOT": str(root / "media"),
-        "TONGKE_PORT": str(port),
-        "TONGKE_REDIS_URL": "",
-    }
-    log = (root / "server.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "web.cli", "demo", "--no-classrooms"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                pytest.fail("tongke demo exited:\n" + (root / "server.log").read_text())
-            try:
-                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        else:
-            pytest.fail(
-                "tongke demo did not answer within 90 s:\n" + (root / "server.log").read_text()
-            )
-        yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
-    output = (root / "server.log").read_text()
+    with running_demo(tmp_path_factory.mktemp("demo")) as demo:
+        yield demo.base
+        output = demo.log_path.read_text()
     assert "演示账号" in output and "admin-wck" in output
 
 

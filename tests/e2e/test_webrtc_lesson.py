@@ -10,11 +10,7 @@ test-artifacts/screenshots/webrtc-*.png. Run it in a loopback-only network names
 
 from __future__ import annotations
 
-import os
 import re
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from functools import partial
@@ -28,6 +24,7 @@ pytest.importorskip("playwright.sync_api")
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
 
 from tests.conftest import DEMO_PASSWORD
+from tests.e2e.demo_process import running_demo
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -67,57 +64,11 @@ SLOT_STATS = """async (connection) => {
 }"""
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`tongke demo` on a free loopback port, no STUN/TURN servers (nothing leaves the host)."""
-    root = tmp_path_factory.mktemp("webrtc-demo")
-    port = _free_port()
-    env = {
-        **os.environ,
-        "TONGKE_DATABASE_URL": f"sqlite:///{root / 'demo.db'}",
-        "TONGKE_MEDIA_ROOT": str(root / "media"),
-        "TONGKE_PORT": str(port),
-        "TONGKE_REDIS_URL": "",
-        "TONGKE_ICE_SERVERS": "[]",
-    }
-    log_path = root / "server.log"
-    log = log_path.open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "web.cli", "demo", "--no-classrooms"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if process.poll() is not None:
-                pytest.fail("tongke demo exited:\n" + log_path.read_text())
-            try:
-                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("tongke demo did not answer within 90 s:\n" + log_path.read_text())
-            time.sleep(0.2)
-        yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+    with running_demo(tmp_path_factory.mktemp("webrtc-demo")) as demo:
+        yield demo.base
 
 
 @pytest.fixture(scope="module")
