@@ -9,6 +9,13 @@ lectures of one curriculum, one teacher or one course in a period) are either fo
 pair, counted per curriculum, teacher and course; the best state kept is always conflict-free.
 A move is applied as remove/insert steps that each return their exact soft-cost change (and
 update the conflict count), and is undone the same way.
+
+Trials: move one lecture to a (period, room) slot or swap it with the slot's lecture (the
+room is, at a set rate, one its course already uses; a set share of trials move a lecture of a
+course short of working days to a day the course does not meet), and Kempe-chain swaps: the
+lectures of two periods linked to a random lecture by conflicts change period together, which
+never makes a conflict, keeping their rooms where free (else the cheapest free room). Kempe
+chains are applied, priced exactly, and undone when rejected.
 """
 
 from __future__ import annotations
@@ -41,10 +48,13 @@ def _jit(function: Callable[..., Any]) -> Callable[..., Any]:
 
 
 # problem = (lec_course, course_teacher, curr_ptr, curr_idx, course_in_curr, available,
-#            capacity_penalty, min_days, periods_per_day)
+#            capacity_penalty, min_days, periods_per_day, conflict, course_first)
+# conflict[c1, c2]: same course, same teacher or a shared curriculum; lectures of course c are
+# course_first[c] .. course_first[c + 1] - 1.
 # state   = (lec_period, lec_room, grid, course_period, teacher_period, curr_period,
 #            course_day, course_days, course_room, course_rooms, violations)
-# violations = [conflicting pairs, estimate mismatches (always 0 unless there is a bug)]
+# violations = [conflicting pairs, estimate mismatches (always 0 unless there is a bug),
+#               Kempe chains tried, Kempe chains accepted]
 
 
 @_jit
@@ -68,7 +78,13 @@ def _isolated_near(curr_period: Any, q: int, p: int, ppd: int) -> int:
 
 @_jit
 def _remove(problem: Any, state: Any, lecture: int) -> int:
-    lec_course, course_teacher, curr_ptr, curr_idx, _, _, capacity_penalty, min_days, ppd = problem
+    lec_course = problem[0]
+    course_teacher = problem[1]
+    curr_ptr = problem[2]
+    curr_idx = problem[3]
+    capacity_penalty = problem[6]
+    min_days = problem[7]
+    ppd = problem[8]
     (
         lec_period,
         lec_room,
@@ -116,7 +132,13 @@ def _remove(problem: Any, state: Any, lecture: int) -> int:
 
 @_jit
 def _insert(problem: Any, state: Any, lecture: int, p: int, r: int) -> int:
-    lec_course, course_teacher, curr_ptr, curr_idx, _, _, capacity_penalty, min_days, ppd = problem
+    lec_course = problem[0]
+    course_teacher = problem[1]
+    curr_ptr = problem[2]
+    curr_idx = problem[3]
+    capacity_penalty = problem[6]
+    min_days = problem[7]
+    ppd = problem[8]
     (
         lec_period,
         lec_room,
@@ -163,8 +185,14 @@ def _insert(problem: Any, state: Any, lecture: int, p: int, r: int) -> int:
 @_jit
 def _fits(problem: Any, state: Any, c: int, p: int, leaving: int) -> bool:
     """Whether course c can take period p once course `leaving` (or -1) has left it."""
-    _, course_teacher, curr_ptr, curr_idx, course_in_curr, available, _, _, _ = problem
-    _, _, _, course_period, teacher_period, curr_period, _, _, _, _, _ = state
+    course_teacher = problem[1]
+    curr_ptr = problem[2]
+    curr_idx = problem[3]
+    course_in_curr = problem[4]
+    available = problem[5]
+    course_period = state[3]
+    teacher_period = state[4]
+    curr_period = state[5]
     if not available[c, p] or course_period[c, p] > 0:
         return False
     t = course_teacher[c]
@@ -317,6 +345,181 @@ def seed(value: int) -> None:
     np.random.seed(value)
 
 
+# params for `anneal` (a float64 array, so the kernel's signature stays fixed):
+P_T_START = 0
+P_T_END = 1
+P_ROOM_MOVE = 2  # share of plain moves that keep the period and change the room only
+P_HARD_WEIGHT = 3  # 0: never leave hard feasibility; > 0: price per conflicting pair
+P_KEMPE = 4  # share of trials that are Kempe-chain swaps between two periods
+P_DAYS = 5  # share of trials that move a lecture of a course short of working days
+P_STABLE_ROOM = 6  # share of room choices that take a room the course already uses
+N_PARAMS = 7
+
+
+@_jit
+def _chain_room(problem: Any, state: Any, c: int, p: int) -> int:
+    """The cheapest free room of period p for course c (capacity, plus a room it does not use)."""
+    capacity_penalty = problem[6]
+    grid = state[2]
+    course_room = state[8]
+    best = -1
+    best_cost = 1 << 30
+    for r in range(grid.shape[0]):
+        if grid[r, p] >= 0:
+            continue
+        cost = capacity_penalty[c, r]
+        if course_room[c, r] == 0:
+            cost += STABILITY_WEIGHT
+        if cost < best_cost:
+            best_cost = cost
+            best = r
+    return best
+
+
+@_jit
+def _kempe(
+    problem: Any,
+    state: Any,
+    l1: int,
+    p2: int,
+    chain: Any,
+    old_p: Any,
+    old_r: Any,
+    mark: Any,
+    stamp: int,
+) -> tuple[int, int]:
+    """Swap periods p1 (l1's) and p2 for l1's Kempe chain: the lectures of both periods linked
+    to l1 by conflicts. Returns (chain length, soft change) with the swap applied, or (0, 0)
+    when it cannot be done (an unavailable period, too few rooms)."""
+    lec_course = problem[0]
+    available = problem[5]
+    conflict = problem[9]
+    lec_period = state[0]
+    lec_room = state[1]
+    grid = state[2]
+    rooms = grid.shape[0]
+    p1 = lec_period[l1]
+    n = 1
+    chain[0] = l1
+    mark[l1] = stamp
+    head = 0
+    moved_1 = 0  # chain lectures leaving p1
+    while head < n:
+        x = chain[head]
+        head += 1
+        cx = lec_course[x]
+        px = lec_period[x]
+        other = p2 if px == p1 else p1
+        if px == p1:
+            moved_1 += 1
+        if not available[cx, other]:
+            return 0, 0
+        for r in range(rooms):
+            y = grid[r, other]
+            if y >= 0 and mark[y] != stamp and conflict[cx, lec_course[y]]:
+                mark[y] = stamp
+                chain[n] = y
+                n += 1
+    moved_2 = n - moved_1
+    count_1 = 0
+    count_2 = 0
+    for r in range(rooms):
+        if grid[r, p1] >= 0:
+            count_1 += 1
+        if grid[r, p2] >= 0:
+            count_2 += 1
+    if count_1 - moved_1 + moved_2 > rooms or count_2 - moved_2 + moved_1 > rooms:
+        return 0, 0
+    delta = 0
+    for j in range(n):
+        x = chain[j]
+        old_p[j] = lec_period[x]
+        old_r[j] = lec_room[x]
+        delta += _remove(problem, state, x)
+    # Lectures whose room is free in the new period keep it; the others take the cheapest.
+    for keep in range(2):
+        for j in range(n):
+            x = chain[j]
+            if lec_period[x] >= 0:
+                continue
+            target = p2 if old_p[j] == p1 else p1
+            r = old_r[j]
+            if grid[r, target] >= 0:
+                if keep == 0:
+                    continue
+                r = _chain_room(problem, state, lec_course[x], target)
+            delta += _insert(problem, state, x, target, r)
+    return n, delta
+
+
+@_jit
+def _kempe_undo(problem: Any, state: Any, n: int, chain: Any, old_p: Any, old_r: Any) -> int:
+    delta = 0
+    for j in range(n):
+        delta += _remove(problem, state, chain[j])
+    for j in range(n):
+        delta += _insert(problem, state, chain[j], old_p[j], old_r[j])
+    return delta
+
+
+@_jit
+def _propose(problem: Any, state: Any, params: Any) -> tuple[int, int, int]:
+    """A plain move/swap trial: (lecture, new period, new room), or lecture -1 for none."""
+    lec_course = problem[0]
+    min_days = problem[7]
+    ppd = problem[8]
+    course_first = problem[10]
+    lec_period = state[0]
+    lec_room = state[1]
+    grid = state[2]
+    course_day = state[6]
+    course_days = state[7]
+    lectures = lec_course.shape[0]
+    courses = min_days.shape[0]
+    rooms = grid.shape[0]
+    periods = grid.shape[1]
+    days = periods // ppd
+    l1 = -1
+    p2 = -1
+    if np.random.random() < params[P_DAYS]:
+        # A course short of working days: a lecture on a day it meets more than once goes to a
+        # day it does not meet at all.
+        for _ in range(4):
+            c = np.random.randint(0, courses)
+            if course_days[c] >= min_days[c]:
+                continue
+            first = course_first[c]
+            count = course_first[c + 1] - first
+            offset = np.random.randint(0, count)
+            for k in range(count):
+                x = first + (offset + k) % count
+                if course_day[c, lec_period[x] // ppd] > 1:
+                    l1 = x
+                    break
+            if l1 < 0:
+                continue
+            start = np.random.randint(0, days)
+            for k in range(days):
+                d = (start + k) % days
+                if course_day[c, d] == 0:
+                    p2 = d * ppd + np.random.randint(0, ppd)
+                    break
+            break
+        if p2 < 0:
+            l1 = -1
+    if l1 < 0:
+        l1 = np.random.randint(0, lectures)
+        p1 = lec_period[l1]
+        p2 = p1 if np.random.random() < params[P_ROOM_MOVE] else np.random.randint(0, periods)
+    c1 = lec_course[l1]
+    if np.random.random() < params[P_STABLE_ROOM]:
+        first = course_first[c1]
+        r2 = lec_room[first + np.random.randint(0, course_first[c1 + 1] - first)]
+    else:
+        r2 = np.random.randint(0, rooms)
+    return l1, p2, r2
+
+
 @_jit
 def anneal(
     problem: Any,
@@ -326,12 +529,9 @@ def anneal(
     cost: int,
     best_cost: int,
     iterations: int,
-    t_start: float,
-    t_end: float,
-    room_move_rate: float,
-    hard_weight: float,
+    params: Any,
 ) -> tuple[int, int]:
-    """Run `iterations` move/swap trials cooling from t_start to t_end.
+    """Run `iterations` trials cooling geometrically from params[P_T_START] to P_T_END.
 
     `cost` is the soft cost of `state`; the best conflict-free state is copied into
     best_period/best_room. Returns the final soft cost and the best cost.
@@ -344,17 +544,45 @@ def anneal(
     course_period = state[3]
     violations = state[10]
     lectures = lec_course.shape[0]
-    rooms = grid.shape[0]
     periods = grid.shape[1]
+    t_start = params[P_T_START]
+    t_end = params[P_T_END]
+    hard_weight = params[P_HARD_WEIGHT]
+    kempe_rate = params[P_KEMPE]
     strict = hard_weight <= 0.0
     log_ratio = math.log(t_end / t_start)
+    chain = np.empty(lectures, dtype=np.int32)
+    old_p = np.empty(lectures, dtype=np.int32)
+    old_r = np.empty(lectures, dtype=np.int32)
+    mark = np.zeros(lectures, dtype=np.int64)
     for it in range(iterations):
-        l1 = np.random.randint(0, lectures)
+        temperature = t_start * math.exp(log_ratio * it / iterations)
+        if kempe_rate > 0.0 and np.random.random() < kempe_rate:
+            l1 = np.random.randint(0, lectures)
+            p2 = np.random.randint(0, periods - 1)
+            if p2 >= lec_period[l1]:
+                p2 += 1
+            clashes = violations[0]
+            n, delta = _kempe(problem, state, l1, p2, chain, old_p, old_r, mark, it + 1)
+            if n == 0:
+                continue
+            violations[2] += 1
+            energy = delta + hard_weight * (violations[0] - clashes)
+            if energy > 0 and np.random.random() >= math.exp(-energy / temperature):
+                if _kempe_undo(problem, state, n, chain, old_p, old_r) != -delta:
+                    violations[1] += 1
+                continue
+            violations[3] += 1
+            cost += delta
+            if cost < best_cost and violations[0] == 0:
+                best_cost = cost
+                best_period[:] = lec_period
+                best_room[:] = lec_room
+            continue
+        l1, p2, r2 = _propose(problem, state, params)
         p1 = lec_period[l1]
         r1 = lec_room[l1]
         c1 = lec_course[l1]
-        p2 = p1 if np.random.random() < room_move_rate else np.random.randint(0, periods)
-        r2 = np.random.randint(0, rooms)
         if p2 == p1 and r2 == r1:
             continue
         l2 = grid[r2, p2]
@@ -376,9 +604,7 @@ def anneal(
                     continue
         soft, hard = _estimate(problem, state, c1, p1, r1, c2, p2, r2, strict)
         energy = soft + hard_weight * hard
-        if energy > 0 and np.random.random() >= math.exp(
-            -energy / (t_start * math.exp(log_ratio * it / iterations))
-        ):
+        if energy > 0 and np.random.random() >= math.exp(-energy / temperature):
             continue
         clashes = violations[0]
         delta = _remove(problem, state, l1)
@@ -395,3 +621,37 @@ def anneal(
             best_period[:] = lec_period
             best_room[:] = lec_room
     return cost, best_cost
+
+
+@_jit
+def sample_worsening(problem: Any, state: Any, params: Any, samples: int, out: Any) -> int:
+    """Estimated soft changes of up to `samples` random hard-feasible plain trials that make
+    the cost worse, written to `out`; returns how many. The state is left as it was."""
+    lec_course = problem[0]
+    lec_period = state[0]
+    lec_room = state[1]
+    grid = state[2]
+    found = 0
+    for _ in range(samples):
+        l1, p2, r2 = _propose(problem, state, params)
+        p1 = lec_period[l1]
+        r1 = lec_room[l1]
+        c1 = lec_course[l1]
+        if p2 == p1 and r2 == r1:
+            continue
+        l2 = grid[r2, p2]
+        c2 = -1
+        if l2 >= 0:
+            c2 = lec_course[l2]
+            if c2 == c1:
+                continue
+        if p2 != p1:
+            if not _fits(problem, state, c1, p2, c2):
+                continue
+            if c2 >= 0 and not _fits(problem, state, c2, p1, c1):
+                continue
+        soft, _ = _estimate(problem, state, c1, p1, r1, c2, p2, r2, True)
+        if soft > 0:
+            out[found] = soft
+            found += 1
+    return found

@@ -2,9 +2,11 @@
 
 CP-SAT assigns periods only (any course may sit in any room, since capacity is soft), rooms
 are matched per period largest class to largest room, and the annealer (`anneal.py`) then
-moves and swaps lectures between (period, room) slots without ever breaking a hard
-constraint. With `workers` > 1 independent annealers with different seeds run in forked
-processes from the same start and the best result wins.
+moves and swaps lectures between (period, room) slots and swaps Kempe chains between periods.
+The start temperature is calibrated from sampled worsening trials. With `workers` > 1,
+annealers with different profiles (conflict-free or conflicts at a price; one cooling or
+reheated cycles) and seeds run in forked processes from the same start, compare their best
+timetables halfway (a worker behind continues from the best one), and the best result wins.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import logging
 import multiprocessing
 import queue
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,12 +43,45 @@ Progress = Callable[[float, int, int], None]
 
 Int32 = NDArray[np.int32]
 
-T_START = 2.0
-T_END = 0.05
-ROOM_MOVE_RATE = 0.25
-# Worker i anneals with HARD_WEIGHTS[i % 2]: 0 keeps every state conflict-free (best on tight
-# instances such as comp05), 4 lets conflicts in at that price (best on comp07 here).
-HARD_WEIGHTS = (0.0, 4.0)
+
+@dataclass(frozen=True)
+class Profile:
+    """One worker's annealing parameters (see anneal.P_*); temperatures are multiples of the
+    calibrated start temperature."""
+
+    hard_weight: float
+    t_start: float = 1.0
+    t_end: float = 1.0 / 40.0
+    room_move: float = 0.25
+    kempe: float = 0.03
+    days: float = 0.05
+    stable_room: float = 0.3
+    cycles: int = 1  # cooling cycles over the budget, each from the best timetable so far
+    reheat: float = 0.5  # start temperature of each further cycle, relative to the one before
+
+    def params(self, base: float) -> NDArray[np.float64]:
+        params = np.zeros(anneal.N_PARAMS, dtype=np.float64)
+        params[anneal.P_T_START] = self.t_start * base
+        params[anneal.P_T_END] = self.t_end * base
+        params[anneal.P_ROOM_MOVE] = self.room_move
+        params[anneal.P_HARD_WEIGHT] = self.hard_weight
+        params[anneal.P_KEMPE] = self.kempe
+        params[anneal.P_DAYS] = self.days
+        params[anneal.P_STABLE_ROOM] = self.stable_room
+        return params
+
+
+# Worker i anneals with PROFILES[i % 2]: hard weight 0 keeps every state conflict-free (best on
+# tight instances such as comp05), 4 lets conflicts in at that price (better on comp07).
+PROFILES = (Profile(hard_weight=0.0), Profile(hard_weight=4.0, t_start=1.5, cycles=2))
+# The start temperature accepts a small worsening trial (the lower quartile of sampled ones
+# from the start) with this probability, within [T_MIN, T_MAX].
+ACCEPT_AT_START = 0.25
+T_MIN = 1.0
+T_MAX = 20.0
+# Shares of the budget where the workers compare their best timetables; a worker whose best is
+# worse than another's continues from that one.
+SHARE_AT = (0.5,)
 CHUNK = 200_000 if anneal.COMPILED else 5_000
 START_SHARE = 0.3
 START_LIMIT = 60.0
@@ -66,6 +102,8 @@ class Arrays:
     capacity_penalty: Int32
     min_days: Int32
     teachers: int
+    conflict: NDArray[np.bool_]
+    course_first: Int32
 
     @classmethod
     def build(cls, instance: Instance) -> Arrays:
@@ -84,6 +122,14 @@ class Arrays:
         available = np.ones((n_courses, instance.periods), dtype=np.bool_)
         for u in instance.unavailability:
             available[course_index[u.course], u.day * instance.periods_per_day + u.period] = False
+        course_teacher = np.array(
+            [teacher_index[c.teacher] for c in instance.courses], dtype=np.int32
+        )
+        shares = course_in_curr.astype(np.int32)
+        conflict = (shares @ shares.T > 0) | (course_teacher[:, None] == course_teacher[None, :])
+        np.fill_diagonal(conflict, True)
+        course_first = np.zeros(n_courses + 1, dtype=np.int32)
+        course_first[1:] = np.cumsum([c.lectures for c in instance.courses])
         students = np.array([c.students for c in instance.courses], dtype=np.int32)
         capacity = np.array([r.capacity for r in instance.rooms], dtype=np.int32)
         return cls(
@@ -92,9 +138,7 @@ class Arrays:
                 np.arange(n_courses, dtype=np.int32),
                 [c.lectures for c in instance.courses],
             ).astype(np.int32),
-            course_teacher=np.array(
-                [teacher_index[c.teacher] for c in instance.courses], dtype=np.int32
-            ),
+            course_teacher=course_teacher,
             curr_ptr=curr_ptr,
             curr_idx=curr_idx,
             course_in_curr=course_in_curr,
@@ -102,6 +146,8 @@ class Arrays:
             capacity_penalty=np.maximum(0, students[:, None] - capacity[None, :]).astype(np.int32),
             min_days=np.array([c.min_working_days for c in instance.courses], dtype=np.int32),
             teachers=len(teacher_index),
+            conflict=conflict,
+            course_first=course_first,
         )
 
     def problem(self) -> tuple[Any, ...]:
@@ -115,6 +161,8 @@ class Arrays:
             self.capacity_penalty,
             self.min_days,
             self.instance.periods_per_day,
+            self.conflict,
+            self.course_first,
         )
 
     def state(self, lec_period: Int32, lec_room: Int32) -> tuple[Int32, ...]:
@@ -144,7 +192,7 @@ class Arrays:
             (course_day > 0).sum(axis=1, dtype=np.int32),
             course_room,
             (course_room > 0).sum(axis=1, dtype=np.int32),
-            np.zeros(2, dtype=np.int32),
+            np.zeros(4, dtype=np.int32),
         )
 
     def placements(self, lec_period: Int32, lec_room: Int32) -> tuple[Placement, ...]:
@@ -215,6 +263,28 @@ class _Run:
     iterations: int
 
 
+Exchange = Callable[[int, Int32, Int32], tuple[int, Int32, Int32] | None]
+"""exchange(best_cost, best_period, best_room) -> a better timetable to continue from."""
+
+
+def calibrate(arrays: Arrays, lec_period: Int32, lec_room: Int32, seed: int) -> float:
+    """Start temperature from sampled worsening trials of the start timetable."""
+    anneal.seed(seed)
+    samples = 4000
+    out = np.zeros(samples, dtype=np.int64)
+    found = anneal.sample_worsening(
+        arrays.problem(),
+        arrays.state(lec_period, lec_room),
+        PROFILES[0].params(1.0),
+        samples,
+        out,
+    )
+    if found < 10:
+        return T_MIN
+    small = float(np.percentile(out[:found], 25))
+    return float(min(T_MAX, max(T_MIN, small / -np.log(ACCEPT_AT_START))))
+
+
 def _anneal_run(
     arrays: Arrays,
     lec_period: Int32,
@@ -225,8 +295,10 @@ def _anneal_run(
     started: float,
     seed: int,
     max_iterations: int | None,
-    hard_weight: float,
+    profile: Profile,
+    base_temperature: float,
     report: Callable[[float, int], None],
+    exchange: Exchange | None = None,
 ) -> _Run:
     """Cool geometrically over the budget: the time left, or max_iterations if given."""
     anneal.seed(seed)
@@ -237,44 +309,109 @@ def _anneal_run(
     budget = deadline - started
     done = 0
     last_report = 0.0
+    params = profile.params(base_temperature)
+    t_start, t_end = params[anneal.P_T_START], params[anneal.P_T_END]
+    cycles = max(1, profile.cycles)
+    # Events stop a chunk: exchanges with the other workers, and the ends of cooling cycles
+    # (the next cycle reheats and starts from the best timetable).
+    exchanges = set(SHARE_AT) if exchange is not None else set()
+    boundaries = {k / cycles for k in range(1, cycles)}
+    events = sorted(exchanges | boundaries)
+    event = 0
 
     def progress_at() -> float:
         if max_iterations is not None:
             return done / max_iterations
         return (time.monotonic() - started) / budget
 
+    def temperature(share: float) -> float:
+        cycle = min(int(share * cycles), cycles - 1)
+        high = t_start * profile.reheat**cycle
+        return float(high * (t_end / high) ** (share * cycles - cycle))
+
     previous = 0.0
     while True:
         share = progress_at()
         if share >= 1.0 or time.monotonic() >= deadline:
             break
+        while event < len(events) and share >= events[event]:
+            at = events[event]
+            event += 1
+            restart = at in boundaries
+            if exchange is not None and at in exchanges:
+                better = exchange(int(best_cost), best_period, best_room)
+                if better is not None and better[0] < best_cost:
+                    best_cost = better[0]
+                    best_period[:] = better[1]
+                    best_room[:] = better[2]
+                    restart = True
+            if restart:
+                cost = best_cost
+                state = arrays.state(best_period, best_room)
         step = CHUNK
         if max_iterations is not None:
             step = min(step, max_iterations - done)
-        next_share = min(1.0, share + (share - previous if done else 0.001))
+            if event < len(events):
+                step = min(step, max(1, int(events[event] * max_iterations) - done))
+            next_share = (done + step) / max_iterations
+        else:
+            next_share = min(1.0, share + (share - previous if done else 0.001))
+            if event < len(events):
+                next_share = min(next_share, max(events[event], share))
         previous = share
-        t_from = T_START * (T_END / T_START) ** share
-        t_to = T_START * (T_END / T_START) ** next_share
+        params[anneal.P_T_START] = temperature(share)
+        # Just below the event, so a chunk ending there ends the cycle's cooling.
+        params[anneal.P_T_END] = temperature(max(share, next_share - 1e-9))
         reported_best = best_cost
         cost, best_cost = anneal.anneal(
-            problem,
-            state,
-            best_period,
-            best_room,
-            cost,
-            best_cost,
-            step,
-            t_from,
-            t_to,
-            ROOM_MOVE_RATE,
-            hard_weight,
+            problem, state, best_period, best_room, cost, best_cost, step, params
         )
         done += step
         now = time.monotonic()
         if best_cost < reported_best and now - last_report >= REPORT_EVERY:
             last_report = now
             report(now - started, int(best_cost))
+    if exchange is not None:
+        # A worker that stops early still takes part in the remaining exchanges.
+        for at in events[event:]:
+            if at in exchanges:
+                exchange(int(best_cost), best_period, best_room)
     return _Run(int(best_cost), best_period, best_room, done)
+
+
+@dataclass
+class _Shared:
+    """Best timetables of the workers in shared memory, compared at each SHARE_AT point."""
+
+    costs: Any
+    periods: Any
+    rooms: Any
+    barrier: Any
+    lectures: int
+
+    def exchange(
+        self, index: int, best_cost: int, best_period: Int32, best_room: Int32
+    ) -> tuple[int, Int32, Int32] | None:
+        n = self.lectures
+        self.costs[index] = best_cost
+        self.periods[index * n : (index + 1) * n] = best_period.tolist()
+        self.rooms[index * n : (index + 1) * n] = best_room.tolist()
+        try:
+            self.barrier.wait(timeout=60.0)
+            costs = list(self.costs)
+            winner = min(range(len(costs)), key=lambda i: (costs[i], i))
+            better = None
+            if costs[winner] < best_cost:
+                better = (
+                    int(costs[winner]),
+                    np.array(self.periods[winner * n : (winner + 1) * n], dtype=np.int32),
+                    np.array(self.rooms[winner * n : (winner + 1) * n], dtype=np.int32),
+                )
+            # Nobody writes the next round before everyone has read this one.
+            self.barrier.wait(timeout=60.0)
+        except threading.BrokenBarrierError:
+            return None
+        return better
 
 
 def _worker(
@@ -287,6 +424,8 @@ def _worker(
     seed: int,
     max_iterations: int | None,
     index: int,
+    base_temperature: float,
+    shared: _Shared,
     messages: Any,
 ) -> None:
     run = _anneal_run(
@@ -298,8 +437,10 @@ def _worker(
         started=started,
         seed=seed,
         max_iterations=max_iterations,
-        hard_weight=HARD_WEIGHTS[index % len(HARD_WEIGHTS)],
+        profile=PROFILES[index % len(PROFILES)],
+        base_temperature=base_temperature,
         report=lambda elapsed, best: messages.put(("progress", index, elapsed, best)),
+        exchange=lambda best, period, room: shared.exchange(index, best, period, room),
     )
     messages.put(("done", index, run))
 
@@ -340,6 +481,7 @@ def solve(
 
     # Leave a little time to collect results and write the solution.
     anneal_deadline = deadline - min(0.5, 0.05 * time_limit)
+    base_temperature = calibrate(arrays, lec_period, lec_room, seed)
     if workers <= 1:
         runs = [
             _anneal_run(
@@ -351,7 +493,8 @@ def solve(
                 started=time.monotonic(),
                 seed=seed,
                 max_iterations=max_iterations,
-                hard_weight=HARD_WEIGHTS[0],
+                profile=PROFILES[0],
+                base_temperature=base_temperature,
                 report=lambda _elapsed, best: report(best),
             )
         ]
@@ -365,6 +508,7 @@ def solve(
             deadline=anneal_deadline,
             seed=seed,
             max_iterations=max_iterations,
+            base_temperature=base_temperature,
             report=report,
         )
     best = min(runs, key=lambda run: run.best_cost)
@@ -381,6 +525,8 @@ def solve(
             "instance": instance.name,
             "cost": best.best_cost,
             "iterations": [run.iterations for run in runs],
+            "worker_costs": [run.best_cost for run in runs],
+            "base_temperature": base_temperature,
         },
     )
     return placements, best.best_cost, check.hard
@@ -396,6 +542,7 @@ def _parallel(
     deadline: float,
     seed: int,
     max_iterations: int | None,
+    base_temperature: float,
     report: Callable[[int], None],
 ) -> list[_Run]:
     # Compile (or load the cache) once here so the forked workers inherit the machine code.
@@ -407,13 +554,18 @@ def _parallel(
         cost,
         cost,
         0,
-        T_START,
-        T_END,
-        ROOM_MOVE_RATE,
-        HARD_WEIGHTS[0],
+        PROFILES[0].params(base_temperature),
     )
     context = multiprocessing.get_context("fork")
     messages = context.Queue()
+    lectures = len(lec_period)
+    shared = _Shared(
+        costs=context.Array("q", workers, lock=False),
+        periods=context.Array("i", workers * lectures, lock=False),
+        rooms=context.Array("i", workers * lectures, lock=False),
+        barrier=context.Barrier(workers),
+        lectures=lectures,
+    )
     started = time.monotonic()
     processes = [
         context.Process(
@@ -428,6 +580,8 @@ def _parallel(
                 seed * 1000 + index,
                 max_iterations,
                 index,
+                base_temperature,
+                shared,
                 messages,
             ),
             daemon=True,

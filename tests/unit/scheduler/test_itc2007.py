@@ -18,7 +18,7 @@ from scheduler.itc2007.ctt import (
     write_solution,
 )
 from scheduler.itc2007.evaluate import evaluate
-from scheduler.itc2007.solver import Arrays, feasible_start, run_itc2007, solve
+from scheduler.itc2007.solver import Arrays, Profile, feasible_start, run_itc2007, solve
 from tests.shared_data import ITC2007_DATA
 
 DATA = ITC2007_DATA
@@ -224,6 +224,20 @@ def test_solve_is_deterministic_for_a_seed_and_an_iteration_budget(toy: Instance
     assert evaluate(toy, runs[0][0]).cost == runs[0][1]
 
 
+@needs_data
+def test_two_workers_exchanging_midway_are_deterministic_for_an_iteration_budget() -> None:
+    # The workers compare their best timetables halfway (and the second reheats from the best):
+    # with an iteration budget the result still depends only on the seed.
+    instance = read_instance(DATA / "comp01.ctt")
+    runs = [
+        solve(instance, time_limit=120.0, seed=2, workers=2, max_iterations=400_000)
+        for _ in range(2)
+    ]
+    assert runs[0] == runs[1]
+    result = evaluate(instance, runs[0][0])
+    assert (result.hard, result.cost) == (0, runs[0][1])
+
+
 def test_run_itc2007_writes_a_feasible_solution(tmp_path: Path, capsys) -> None:
     if not DATA.is_dir():
         pytest.skip("ITC-2007 instances not present")
@@ -256,21 +270,42 @@ def test_annealer_estimates_match_exact_updates(hard_weight: float) -> None:
     state = arrays.state(lec_period, lec_room)
     best_period, best_room = lec_period.copy(), lec_room.copy()
     anneal.seed(5)
+    params = Profile(hard_weight=hard_weight, t_start=3.0, t_end=0.5, room_move=0.3).params(1.0)
     cost, best = anneal.anneal(
-        arrays.problem(),
-        state,
-        best_period,
-        best_room,
-        cost,
-        cost,
-        20_000,
-        3.0,
-        0.5,
-        0.3,
-        hard_weight,
+        arrays.problem(), state, best_period, best_room, cost, cost, 20_000, params
     )
     assert state[10][1] == 0
+    assert state[10][3] > 0  # some Kempe chains were accepted
     current = evaluate(instance, arrays.placements(state[0], state[1]))
     assert current.cost == cost
     assert (current.conflicts > 0) == (state[10][0] > 0)
     assert evaluate(instance, arrays.placements(best_period, best_room)).cost == best
+
+
+@needs_data
+@pytest.mark.parametrize("hard_weight", [0.0, 4.0])
+def test_kempe_chains_keep_the_timetable_feasible_and_the_cost_exact(hard_weight: float) -> None:
+    # Only Kempe-chain swaps: from a conflict-free start they never make a conflict, and after
+    # thousands of accepted chains the incremental cost is still the evaluator's.
+    instance = read_instance(DATA / "comp01.ctt")
+    arrays = Arrays.build(instance)
+    start = feasible_start(arrays, time_limit=10.0, seed=1)
+    assert start is not None
+    lec_period, lec_room = start
+    cost = evaluate(instance, arrays.placements(lec_period, lec_room)).cost
+    state = arrays.state(lec_period, lec_room)
+    best_period, best_room = lec_period.copy(), lec_room.copy()
+    anneal.seed(11)
+    params = Profile(hard_weight=hard_weight, t_start=5.0, t_end=1.0, kempe=1.0).params(1.0)
+    cost, best = anneal.anneal(
+        arrays.problem(), state, best_period, best_room, cost, cost, 20_000, params
+    )
+    violations = state[10]
+    assert violations[1] == 0
+    assert violations[3] > 1_000  # accepted chains
+    assert violations[0] == 0
+    current = evaluate(instance, arrays.placements(state[0], state[1]))
+    assert current.hard == 0
+    assert current.cost == cost
+    best_result = evaluate(instance, arrays.placements(best_period, best_room))
+    assert (best_result.hard, best_result.cost) == (0, best)
