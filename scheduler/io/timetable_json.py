@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -559,6 +559,19 @@ def _entities(v: _Issues, data: dict[str, Any], key: str, required: bool) -> lis
     return items if items is not None else []
 
 
+def _identified(
+    v: _Issues, data: dict[str, Any], key: str, noun: str, *, required: bool
+) -> Iterator[tuple[int, str, dict[str, Any], str | None, str]]:
+    """Each object in `data[key]` with its index, JSON pointer, id and a label for messages."""
+    for i, raw in enumerate(_entities(v, data, key, required)):
+        pointer = f"/{key}/{i}"
+        obj = v.obj(raw, pointer, f"{noun} [{i}]")
+        if obj is None:
+            continue
+        ident = v.string(obj, "id", pointer, f"{noun} [{i}]")
+        yield i, pointer, obj, ident, _label(noun, ident, i)
+
+
 def _register(v: _Issues, kind: str, records: Sequence[Any]) -> dict[str, Any]:
     """Index records by id; report every repeated id."""
     index: dict[str, Any] = {}
@@ -665,13 +678,7 @@ def _validate_days(v: _Issues, doc: dict[str, Any]) -> list[str] | None:
 
 def _parse_campuses(v: _Issues, doc: dict[str, Any]) -> list[_CampusRec]:
     records = []
-    for i, raw in enumerate(_entities(v, doc, "campuses", True)):
-        pointer = f"/campuses/{i}"
-        obj = v.obj(raw, pointer, f"campus [{i}]")
-        if obj is None:
-            continue
-        ident = v.string(obj, "id", pointer, f"campus [{i}]")
-        what = _label("campus", ident, i)
+    for _i, pointer, obj, ident, what in _identified(v, doc, "campuses", "campus", required=True):
         v.string(obj, "name", pointer, what, allow_empty=True)
         bell = _parse_bell(v, obj, pointer, what)
         records.append(_CampusRec(pointer, ident, bell))
@@ -720,13 +727,7 @@ def _parse_bell(
 
 def _parse_rooms(v: _Issues, doc: dict[str, Any]) -> list[_RoomRec]:
     records = []
-    for i, raw in enumerate(_entities(v, doc, "rooms", True)):
-        pointer = f"/rooms/{i}"
-        obj = v.obj(raw, pointer, f"room [{i}]")
-        if obj is None:
-            continue
-        ident = v.string(obj, "id", pointer, f"room [{i}]")
-        what = _label("room", ident, i)
+    for _i, pointer, obj, ident, what in _identified(v, doc, "rooms", "room", required=True):
         campus = v.string(obj, "campus", pointer, what)
         capacity = v.integer(obj, "capacity", pointer, what)
         features = v.strings(obj, "features", pointer, what)
@@ -744,13 +745,8 @@ def _parse_rooms(v: _Issues, doc: dict[str, Any]) -> list[_RoomRec]:
 
 def _parse_teachers(v: _Issues, doc: dict[str, Any], days: set[str] | None) -> list[_TeacherRec]:
     records = []
-    for i, raw in enumerate(_entities(v, doc, "teachers", True)):
-        pointer = f"/teachers/{i}"
-        obj = v.obj(raw, pointer, f"teacher [{i}]")
-        if obj is None:
-            continue
-        ident = v.string(obj, "id", pointer, f"teacher [{i}]")
-        name = v.string(obj, "name", pointer, _label("teacher", ident, i), allow_empty=True)
+    for i, pointer, obj, ident, what in _identified(v, doc, "teachers", "teacher", required=True):
+        name = v.string(obj, "name", pointer, what, allow_empty=True)
         what = _label("teacher", ident, i) + (f" ({name})" if name else "")
         limit = v.integer(obj, "max_lessons_per_day", pointer, what, required=False)
         record = _TeacherRec(pointer, ident, name or "", limit)
@@ -769,13 +765,7 @@ def _parse_teachers(v: _Issues, doc: dict[str, Any], days: set[str] | None) -> l
 
 def _parse_classes(v: _Issues, doc: dict[str, Any]) -> list[_ClassRec]:
     records = []
-    for i, raw in enumerate(_entities(v, doc, "classes", True)):
-        pointer = f"/classes/{i}"
-        obj = v.obj(raw, pointer, f"class [{i}]")
-        if obj is None:
-            continue
-        ident = v.string(obj, "id", pointer, f"class [{i}]")
-        what = _label("class", ident, i)
+    for _i, pointer, obj, ident, what in _identified(v, doc, "classes", "class", required=True):
         campus = v.string(obj, "campus", pointer, what)
         v.integer(obj, "grade", pointer, what)
         size = v.integer(obj, "size", pointer, what)
@@ -786,13 +776,7 @@ def _parse_classes(v: _Issues, doc: dict[str, Any]) -> list[_ClassRec]:
 
 def _parse_lessons(v: _Issues, doc: dict[str, Any]) -> list[_LessonRec]:
     records = []
-    for i, raw in enumerate(_entities(v, doc, "lessons", True)):
-        pointer = f"/lessons/{i}"
-        obj = v.obj(raw, pointer, f"lesson [{i}]")
-        if obj is None:
-            continue
-        ident = v.string(obj, "id", pointer, f"lesson [{i}]")
-        what = _label("lesson", ident, i)
+    for _i, pointer, obj, ident, what in _identified(v, doc, "lessons", "lesson", required=True):
         class_id = v.string(obj, "class", pointer, what)
         v.string(obj, "subject", pointer, what, allow_empty=True)
         teacher = v.string(obj, "teacher", pointer, what)
@@ -817,13 +801,9 @@ def _parse_lessons(v: _Issues, doc: dict[str, Any]) -> list[_LessonRec]:
 
 def _parse_groups(v: _Issues, doc: dict[str, Any]) -> list[_GroupRec]:
     records = []
-    for i, raw in enumerate(_entities(v, doc, "sync_groups", False)):
-        pointer = f"/sync_groups/{i}"
-        obj = v.obj(raw, pointer, f"sync group [{i}]")
-        if obj is None:
-            continue
-        ident = v.string(obj, "id", pointer, f"sync group [{i}]")
-        what = _label("sync group", ident, i)
+    for _i, pointer, obj, ident, what in _identified(
+        v, doc, "sync_groups", "sync group", required=False
+    ):
         lead = v.string(obj, "lead", pointer, what)
         members = v.strings(obj, "members", pointer, what, nonempty=True)
         records.append(_GroupRec(pointer, ident, lead, members or []))
@@ -832,13 +812,9 @@ def _parse_groups(v: _Issues, doc: dict[str, Any]) -> list[_GroupRec]:
 
 def _parse_sessions(v: _Issues, doc: dict[str, Any]) -> list[_SessionRec]:
     records = []
-    for i, raw in enumerate(_entities(v, doc, "research_sessions", False)):
-        pointer = f"/research_sessions/{i}"
-        obj = v.obj(raw, pointer, f"research session [{i}]")
-        if obj is None:
-            continue
-        ident = v.string(obj, "id", pointer, f"research session [{i}]")
-        what = _label("research session", ident, i)
+    for _i, pointer, obj, ident, what in _identified(
+        v, doc, "research_sessions", "research session", required=False
+    ):
         v.string(obj, "subject", pointer, what, allow_empty=True)
         members = v.strings(obj, "members", pointer, what, nonempty=True)
         length = v.integer(obj, "minutes", pointer, what)
