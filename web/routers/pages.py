@@ -9,7 +9,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -51,6 +51,7 @@ from common.alliance.resources import (
 )
 from common.errors import AppError
 from streaming.access import INSPECTOR_ROLES, lesson_identity
+from streaming.lifecycle import LessonClock, lesson_occurrences
 from web.deps import (
     SESSION_COOKIE,
     Authenticated,
@@ -306,6 +307,53 @@ def _export_subject(session: Session, account: Account) -> tuple[str, str] | Non
     return None
 
 
+def _lesson_clock(request: Request) -> LessonClock:
+    """The clock rooms open by: the app's (tests fix it), else the scheduler's, else real time."""
+    state = request.app.state
+    for clock in (
+        getattr(state, "lesson_clock", None),
+        getattr(getattr(state, "lesson_scheduler", None), "clock", None),
+    ):
+        if isinstance(clock, LessonClock):
+            return clock
+    return LessonClock()
+
+
+def _todays_lessons(
+    session: Session, principal: Principal, now: datetime, open_before: timedelta
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """(the synchronized lesson the principal can join now, the next one today).
+
+    A lesson is joinable from ``open_before`` ahead of its bell (when its room opens) until
+    it ends; the next one is the earliest of today's lessons not yet joinable.
+    """
+    if principal.role != "teacher":
+        return None, None
+    groups = {group.id: group for group in _visible_groups(session, principal)}
+    if not groups:
+        return None, None
+    current: dict[str, Any] | None = None
+    upcoming: dict[str, Any] | None = None
+    for occurrence in lesson_occurrences(session, now.date()):
+        group = groups.get(occurrence.sync_group_id)
+        if group is None or now >= occurrence.ends_at:
+            continue
+        row = _group_rows(session, [group])[0]
+        identity = lesson_identity(session, principal, group.id, display_name="")
+        row |= {
+            "role": identity.role,
+            "starts": occurrence.starts_at.strftime("%H:%M"),
+            "ends": occurrence.ends_at.strftime("%H:%M"),
+            "starts_at": occurrence.starts_at.isoformat(),
+            "minutes_to_start": max(0, int((occurrence.starts_at - now).total_seconds() // 60)),
+        }
+        if now >= occurrence.starts_at - open_before:
+            current = current or row
+        elif upcoming is None:
+            upcoming = row
+    return current, upcoming
+
+
 @router.get("/", response_class=HTMLResponse)
 def home(request: Request, auth: MaybeAuth, session: DbSession) -> Response:
     if auth is None:
@@ -319,6 +367,13 @@ def home(request: Request, auth: MaybeAuth, session: DbSession) -> Response:
             grid.setdefault(entry.day, []).append(entry)
         partners = _sync_partners(session, (e.sync.group_id for e in week.entries if e.sync))
     overview = _overview(session, account) if account.role in ADMIN_ROLES else []
+    settings = request.app.state.settings
+    current, upcoming = _todays_lessons(
+        session,
+        auth.principal,
+        _lesson_clock(request).now(),
+        timedelta(minutes=settings.lesson_open_before_minutes),
+    )
     return _render(
         request,
         session,
@@ -334,6 +389,8 @@ def home(request: Request, auth: MaybeAuth, session: DbSession) -> Response:
             "overview": overview,
             "export": _export_subject(session, account),
             "can_subscribe": account.role in ("teacher", "student"),
+            "current_lesson": current,
+            "next_lesson": upcoming,
         },
     )
 
