@@ -25,7 +25,17 @@ from web.errors import error_body, install_error_handlers
 from web.jobs import register_all
 from web.lesson_rooms import LessonRooms
 from web.metrics import install_metrics
-from web.routers import adjust, admin, auth, lessons, pages, research, roster, timetable
+from web.routers import (
+    adjust,
+    admin,
+    auth,
+    lessons,
+    pages,
+    research,
+    roster,
+    roster_pages,
+    timetable,
+)
 from web.routers import recordings as recordings_router
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -108,6 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(timetable.router)
     app.include_router(adjust.router)
     app.include_router(roster.router)
+    app.include_router(roster_pages.router)
     app.include_router(lessons.router)
     app.include_router(research.router)
     app.include_router(recordings_router.router)

@@ -17,7 +17,7 @@ from common.alliance import service as registry
 from common.alliance.models import Lesson, Teacher, Term
 from common.alliance.resources import TERMS
 from common.errors import NotFoundError
-from scheduler.absence import AbsencePlan, Substitute, plan_absence
+from scheduler.absence import AbsencePlan, Slot, Substitute, plan_absence
 from web.deps import CurrentPrincipal, DbSession, MaybeAuth
 from web.routers.pages import _denied, _render
 
@@ -32,6 +32,10 @@ class AbsenceIn(BaseModel):
     time_limit: float = Field(default=5.0, ge=0.5, le=30.0)
 
 
+def _slot_out(slot: Slot) -> dict[str, Any]:
+    return asdict(slot) | {"date": slot.date.isoformat(), "label": slot.label}
+
+
 def _plan_out(plan: AbsencePlan) -> dict[str, Any]:
     return {
         "teacher": plan.teacher,
@@ -39,8 +43,15 @@ def _plan_out(plan: AbsencePlan) -> dict[str, Any]:
         "weekday": plan.weekday,
         "must_move": plan.must_move,
         "moved": len(plan.moves),
-        "moves": [asdict(m) | {"description": m.description} for m in plan.moves],
-        "substitutions": [asdict(s) | {"description": s.description} for s in plan.substitutions],
+        "moves": [
+            asdict(m)
+            | {"old": _slot_out(m.old), "new": _slot_out(m.new), "description": m.description}
+            for m in plan.moves
+        ],
+        "substitutions": [
+            asdict(s) | {"slot": _slot_out(s.slot), "description": s.description}
+            for s in plan.substitutions
+        ],
         "missed_sessions": plan.missed_sessions,
         "warnings": plan.warnings,
         "seconds": round(plan.seconds, 3),

@@ -70,6 +70,7 @@ def test_the_plan_frees_the_teacher_and_leaves_a_feasible_week(
         new = move["new"]
         placements.append(Placement(key, new["weekday"], new["period"], new["room_code"]))
         assert move["new"]["date"].startswith("2026-09-2")  # the same week
+        assert move["old"]["label"].startswith("9月")
     report = check(problem, Solution(lessons=placements))
     assert report.feasible, report.violations[:3]
     assert not [

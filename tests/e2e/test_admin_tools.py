@@ -1,0 +1,101 @@
+"""Admin tools in Debian's Chromium against `tongke demo`: 调课 planning and 花名册 upload."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from io import BytesIO
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("playwright.sync_api")
+from openpyxl import load_workbook
+from playwright.sync_api import Browser, expect
+
+from common.alliance.roster import roster_template
+from tests.e2e.test_ui_journeys import CHROMIUM, Tab, browser, server  # noqa: F401
+
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium")
+
+
+@pytest.fixture
+def tab(browser: Browser, server: str) -> Iterator[Tab]:  # noqa: F811
+    opened = Tab(browser.new_context(viewport={"width": 1280, "height": 900}), server)
+    yield opened
+    errors = list(opened.errors)
+    opened.context.close()
+    assert errors == [], f"console errors: {errors}"
+
+
+def workbook(tmp_path: Path, name: str, sheets: dict[str, list[list[object]]]) -> Path:
+    book = load_workbook(BytesIO(roster_template()))
+    for title, rows in sheets.items():
+        for values in rows:
+            book[title].append(values)
+    path = tmp_path / name
+    book.save(path)
+    return path
+
+
+def test_an_alliance_admin_plans_the_changes_for_an_absent_teacher(tab: Tab) -> None:
+    page = tab.login("admin-sy")
+    page.get_by_role("link", name="调课").click()
+    expect(page.get_by_role("heading", name="调课", exact=True)).to_be_visible()
+    tab.check_labels()
+    teacher = page.get_by_label("请假教师")
+    # The first teacher with Monday lessons: try the listed ones until a plan moves something.
+    page.get_by_label("请假日期").fill("2026-09-21")
+    options = teacher.locator("option:not([hidden])")
+    for index in range(min(options.count(), 8)):
+        teacher.select_option(options.nth(index).get_attribute("value"))
+        page.get_by_role("button", name="生成调课方案").click()
+        expect(page.locator("#adjust-status")).to_have_text("调课方案已生成。", timeout=20_000)
+        if page.locator("#adjust-rows tr").count():
+            break
+    assert page.locator("#adjust-rows tr").count() >= 1
+    expect(page.locator("#adjust-summary")).to_contain_text("必须调动")
+    expect(page.locator("#adjust-rows")).to_contain_text("9月21日周一")
+    tab.shot("admin-adjust")
+
+    tab.allowed_statuses = {422}
+    page.get_by_label("请假日期").fill("2026-09-26")
+    page.get_by_role("button", name="生成调课方案").click()
+    expect(page.locator("#date-error")).to_contain_text("周末")
+
+
+def test_a_school_admin_uploads_a_roster_and_sees_every_bad_row(tab: Tab, tmp_path: Path) -> None:
+    page = tab.login("admin-wck")
+    page.get_by_role("link", name="导入花名册").click()
+    expect(page.get_by_role("heading", name="导入花名册")).to_be_visible()
+    tab.check_labels()
+
+    tab.allowed_statuses = {422}
+    bad = workbook(
+        tmp_path,
+        "bad.xlsx",
+        {
+            "教室": [["wck-E2E", "二楼多媒体教室", "no-such-campus", 40, "多媒体"]],
+            "学生": [["no-such-class", 2026901, "李明"]],
+        },
+    )
+    page.get_by_label("花名册文件").set_input_files(str(bad))
+    page.get_by_role("button", name="上传并导入").click()
+    errors = page.locator("#roster-error-rows tr")
+    expect(errors).to_have_count(2)
+    expect(page.locator("#roster-error-rows")).to_contain_text("教室")
+    expect(page.locator("#roster-error-rows")).to_contain_text("学生")
+    expect(page.locator(".form-alert")).to_contain_text("未导入任何数据")
+    tab.shot("admin-roster-errors")
+
+    good = workbook(
+        tmp_path,
+        "good.xlsx",
+        {"教室": [["wck-E2E", "二楼多媒体教室", "wck", 40, "多媒体"]]},
+    )
+    page.get_by_label("花名册文件").set_input_files(str(good))
+    page.get_by_role("button", name="上传并导入").click()
+    expect(page.locator("#roster-status")).to_have_text("导入完成。")
+    expect(page.locator("#roster-counts tr").first).to_contain_text("教室")
+    assert page.locator("#roster-counts tr").first.locator("td").first.inner_text() == "1"
+    expect(page.locator("#roster-errors")).to_be_hidden()
+    tab.shot("admin-roster-done")
