@@ -34,6 +34,7 @@ from web.routers import (
     research,
     roster,
     roster_pages,
+    sync_pages,
     timetable,
 )
 from web.routers import recordings as recordings_router
@@ -119,6 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(adjust.router)
     app.include_router(roster.router)
     app.include_router(roster_pages.router)
+    app.include_router(sync_pages.router)
     app.include_router(lessons.router)
     app.include_router(research.router)
     app.include_router(recordings_router.router)

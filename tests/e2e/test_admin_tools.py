@@ -99,3 +99,35 @@ def test_a_school_admin_uploads_a_roster_and_sees_every_bad_row(tab: Tab, tmp_pa
     assert page.locator("#roster-counts tr").first.locator("td").first.inner_text() == "1"
     expect(page.locator("#roster-errors")).to_be_hidden()
     tab.shot("admin-roster-done")
+
+
+def test_an_alliance_admin_sets_up_a_synchronized_lesson_and_removes_it(tab: Tab) -> None:
+    page = tab.login("admin-sy")
+    page.get_by_role("link", name="同步课堂设置").click()
+    expect(page.get_by_role("heading", name="同步课堂设置")).to_be_visible()
+    tab.check_labels()
+    groups_before = page.locator("#groups tbody tr:not([hidden])").count()
+
+    tab.allowed_statuses = {422}
+    page.get_by_role("button", name="新建").click()
+    expect(page.locator("#code-error")).to_contain_text("请填写编号")
+
+    page.get_by_label("编号").fill("e2e-sync-1")
+    lead = page.get_by_label("主讲课程")
+    options = lead.locator("option")
+    # The first free lead lesson that has a partner in another campus.
+    for index in range(options.count()):
+        lead.select_option(options.nth(index).get_attribute("value"))
+        if page.locator("#members input[type=checkbox]").count():
+            break
+    page.locator("#members input[type=checkbox]").first.check()
+    tab.shot("admin-sync-groups-form")
+    page.get_by_role("button", name="新建").click()
+    expect(page.locator("#groups tbody tr:not([hidden])")).to_have_count(groups_before + 1)
+    row = page.locator("#groups tbody tr", has_text="e2e-sync-1")
+    expect(row).to_be_visible()
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    row.get_by_role("button", name="删除").click()
+    expect(page.locator("#groups tbody tr", has_text="e2e-sync-1")).to_have_count(0)
+    expect(page.locator("#groups tbody tr:not([hidden])")).to_have_count(groups_before)

@@ -106,6 +106,7 @@ NAV = (
     NavItem("/admin/bells", "作息时间", ADMIN_ROLES),
     NavItem("/admin/accounts", "账号", ADMIN_ROLES),
     NavItem("/admin/roster", "导入花名册", frozenset({"alliance_admin", "school_admin"})),
+    NavItem("/admin/sync-groups", "同步课堂设置", frozenset({"alliance_admin"})),
     NavItem("/admin/solve", "课表求解", frozenset({"alliance_admin"})),
     NavItem("/admin/adjust", "调课", frozenset({"alliance_admin"})),
     NavItem("/lessons", "同步课堂", frozenset({"teacher"})),

@@ -86,3 +86,15 @@ def test_nothing_is_offered_on_a_weekend_or_to_other_roles(
     app_client.cookies.clear()
     admin = home_at(app_client, "admin-wck", at(21, 9, 6))
     assert 'id="join-current"' not in admin and 'id="next-lesson"' not in admin
+
+
+def test_only_alliance_admins_get_the_sync_group_page(app_client: TestClient) -> None:
+    app_client.post("/login", data={"username": "admin-sy", "password": DEMO_PASSWORD})
+    page = app_client.get("/admin/sync-groups")
+    assert page.status_code == 200
+    assert '<label for="lead">主讲课程</label>' in page.text
+    assert 'id="sync-lessons"' in page.text and "每周" in page.text
+    app_client.post("/logout")
+    app_client.cookies.clear()
+    app_client.post("/login", data={"username": "teacher-ye", "password": DEMO_PASSWORD})
+    assert "只有教联体管理员" in app_client.get("/admin/sync-groups").text
