@@ -131,3 +131,36 @@ def test_an_alliance_admin_sets_up_a_synchronized_lesson_and_removes_it(tab: Tab
     row.get_by_role("button", name="删除").click()
     expect(page.locator("#groups tbody tr", has_text="e2e-sync-1")).to_have_count(0)
     expect(page.locator("#groups tbody tr:not([hidden])")).to_have_count(groups_before)
+
+
+def test_an_admin_edits_a_bell_schedule_with_errors_explained(tab: Tab) -> None:
+    page = tab.login("admin-wck")
+    page.get_by_role("link", name="作息时间").click()
+    tab.check_labels()
+    form = page.locator(".bell-form").first
+    end = form.get_by_label("第1节下课")
+    original = end.input_value()
+    start = form.get_by_label("第1节上课").input_value()
+
+    tab.allowed_statuses = {422}
+    end.fill(start)  # a period that ends when it starts
+    form.get_by_role("button", name="保存").click()
+    expect(form.locator(".form-alert")).to_contain_text("必须晚于上课时间")
+
+    end.fill(original)
+    rows = form.locator(".bell-rows tr")
+    count = rows.count()
+    form.get_by_role("button", name="添加一节").click()
+    expect(rows).to_have_count(count + 1)
+    form.get_by_role("button", name="保存").click()
+    expect(form.locator(".status")).to_contain_text("已保存")
+    tab.shot("admin-bells-edit")
+
+    page.reload()
+    form = page.locator(".bell-form").first
+    expect(form.locator(".bell-rows tr")).to_have_count(count + 1)
+    form.get_by_role("button", name="删除最后一节").click()
+    form.get_by_role("button", name="保存").click()
+    expect(form.locator(".status")).to_contain_text("已保存")
+    page.reload()
+    expect(page.locator(".bell-form").first.locator(".bell-rows tr")).to_have_count(count)

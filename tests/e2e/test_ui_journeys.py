@@ -224,7 +224,7 @@ def test_an_alliance_admin_pairs_a_classroom_terminal(open_tab: OpenTab) -> None
         page.get_by_role("navigation", name="主导航").get_by_role("link", name=link).click()
         expect(page.get_by_role("heading", name=heading, exact=True)).to_be_visible()
         admin.shot(name)
-    expect(page.get_by_role("table").first).to_contain_text("08:20")
+    expect(page.get_by_label("第1节上课").first).to_have_value("08:20")
 
     page.get_by_role("link", name="教室与终端").click()
     admin.shot("admin-rooms")

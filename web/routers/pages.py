@@ -509,11 +509,14 @@ def bells_page(request: Request, auth: MaybeAuth, session: DbSession) -> Respons
     for schedule in schedules:
         campus = campuses[schedule.campus_id]
         group = groups.setdefault(campus.id, {"campus": campus, "schedules": []})
+        scope = Scope(alliance_id=campus.school.alliance_id, school_id=campus.school_id)
         group["schedules"].append(
             {
+                "id": schedule.id,
                 "name": schedule.name,
                 "days": "、".join(DAY_LABELS.get(d, d) for d in schedule.weekdays),
                 "periods": sorted(schedule.periods, key=lambda p: p.number),
+                "editable": can(principal, Action.MANAGE, Kind.BELLS, scope),
             }
         )
     return _render(request, session, found, "admin_bells.html", {"groups": list(groups.values())})
