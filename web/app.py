@@ -32,6 +32,7 @@ from web.routers import (
     lessons,
     pages,
     research,
+    research_pages,
     roster,
     roster_pages,
     sync_pages,
@@ -123,6 +124,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(sync_pages.router)
     app.include_router(lessons.router)
     app.include_router(research.router)
+    app.include_router(research_pages.router)
     app.include_router(recordings_router.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

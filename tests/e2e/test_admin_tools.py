@@ -164,3 +164,11 @@ def test_an_admin_edits_a_bell_schedule_with_errors_explained(tab: Tab) -> None:
     expect(form.locator(".status")).to_contain_text("已保存")
     page.reload()
     expect(page.locator(".bell-form").first.locator(".bell-rows tr")).to_have_count(count)
+
+
+def test_a_teacher_finds_the_research_sessions(tab: Tab) -> None:
+    page = tab.login("teacher-ye")
+    page.get_by_role("navigation", name="主导航").get_by_role("link", name="教研").click()
+    expect(page.get_by_role("heading", name="我的教研组")).to_be_visible()
+    tab.check_labels()
+    tab.shot("teacher-research")

@@ -110,6 +110,7 @@ NAV = (
     NavItem("/admin/solve", "课表求解", frozenset({"alliance_admin"})),
     NavItem("/admin/adjust", "调课", frozenset({"alliance_admin"})),
     NavItem("/lessons", "同步课堂", frozenset({"teacher"})),
+    NavItem("/research", "教研", frozenset({"teacher"}) | ADMIN_ROLES),
     NavItem("/patrol", "巡课", ADMIN_ROLES),
     NavItem("/password", "修改密码", PASSWORD_ROLES),
 )

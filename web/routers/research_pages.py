@@ -1,0 +1,128 @@
+"""教研 page: a teacher's research groups, the term's sessions (四定), minutes, and quotas."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy import select
+from sqlalchemy.orm import Session, joinedload
+
+from common.accounts.permissions import Principal
+from common.alliance import service as registry
+from common.alliance.models import Teacher
+from common.alliance.timetable import current_term_id
+from common.errors import AppError
+from research import service
+from research.models import ResearchGroup, ResearchSession
+from research.quotas import quota_report
+from research.resources import RESEARCH_GROUPS
+from web.deps import DbSession, MaybeAuth
+from web.routers.pages import DAY_LABELS, _denied, _lesson_clock, _render
+
+router = APIRouter(include_in_schema=False)
+
+STATUS_LABELS = {"planned": "计划", "held": "已举行", "cancelled": "已取消"}
+
+
+def _my_groups(session: Session, principal: Principal) -> list[ResearchGroup]:
+    groups = registry.list_rows(session, principal, RESEARCH_GROUPS, limit=1000)
+    if principal.role != "teacher":
+        return groups
+    mine = principal.teacher_id
+    return [g for g in groups if g.leader_id == mine or any(m.id == mine for m in g.members)]
+
+
+def _session_rows(
+    session: Session, principal: Principal, groups: list[ResearchGroup], today: date
+) -> list[dict[str, Any]]:
+    by_id = {g.id: g for g in groups}
+    term_ids = {current_term_id(session, g.alliance_id) for g in groups}
+    rows = session.scalars(
+        select(ResearchSession)
+        .where(ResearchSession.group_id.in_(by_id), ResearchSession.term_id.in_(term_ids))
+        .options(joinedload(ResearchSession.host))
+        .order_by(ResearchSession.day, ResearchSession.start_time)
+    ).all()
+    out = []
+    for row in rows:
+        group = by_id[row.group_id]
+        out.append(
+            {
+                "id": row.id,
+                "day": row.day,
+                "weekday": DAY_LABELS[
+                    ("mon", "tue", "wed", "thu", "fri", "sat", "sun")[row.day.weekday()]
+                ],
+                "start": row.start_time.strftime("%H:%M"),
+                "minutes": row.minutes,
+                "group": group.name,
+                "topic": row.topic,
+                "host": row.host.name if row.host else "",
+                "host_is_me": principal.teacher_id is not None
+                and row.host_id == principal.teacher_id,
+                "place": row.place or group.online_room,
+                "status": row.status,
+                "status_label": STATUS_LABELS.get(row.status, row.status),
+                "minutes_text": row.minutes_text,
+                "upcoming": row.day >= today,
+                "may_run": service.may_run_session(principal, group, row),
+            }
+        )
+    return out
+
+
+@router.get("/research", response_class=HTMLResponse)
+def research_page(request: Request, auth: MaybeAuth, session: DbSession) -> Response:
+    if auth is None:
+        return RedirectResponse("/login", status_code=303)
+    principal = auth.principal
+    if principal.role in ("student", "terminal"):
+        return _denied(request, session, auth, "教研活动面向教师和管理人员。")
+    try:
+        groups = _my_groups(session, principal)
+    except AppError as exc:
+        return _denied(request, session, auth, exc.message)
+    today = _lesson_clock(request).now().date()
+    sessions = _session_rows(session, principal, groups, today) if groups else []
+    quotas = None
+    if principal.role == "teacher" and principal.alliance_id is not None:
+        try:
+            report = quota_report(session, principal, term_id=None, as_of=today)
+        except AppError:
+            report = None
+        if report is not None:
+            mine = principal.teacher_id
+            quotas = {
+                "sit_in": [q for q in report.sit_in if q.teacher_id == mine],
+                "guidance": [q for q in report.guidance if q.teacher_id == mine],
+            }
+    teacher = (
+        session.get(Teacher, principal.teacher_id) if principal.teacher_id is not None else None
+    )
+    return _render(
+        request,
+        session,
+        auth,
+        "research.html",
+        {
+            "groups": [
+                {
+                    "name": g.name,
+                    "grade_band": g.grade_band,
+                    "leader": g.leader.name if g.leader else "",
+                    "members": len(g.members),
+                    "slot": f"{DAY_LABELS.get(g.weekday, g.weekday)} "
+                    f"{g.start_time.strftime('%H:%M')}（{g.minutes} 分钟）",
+                    "room": g.online_room,
+                    "i_lead": teacher is not None and g.leader_id == teacher.id,
+                }
+                for g in groups
+            ],
+            "upcoming": [s for s in sessions if s["upcoming"]],
+            "past": [s for s in sessions if not s["upcoming"]][::-1],
+            "quotas": quotas,
+        },
+    )
