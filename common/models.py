@@ -24,7 +24,16 @@ from common.alliance.models import (
 )
 from common.db import Base
 from recordings.models import Recording, RecordingView
+from research.lesson_runs import LessonRun, LessonRunClassroom
 from research.models import Attendance, ResearchGroup, ResearchSession, Visit
+from research.review_models import (
+    Observation,
+    ObservationScore,
+    ReviewComment,
+    ReviewedLesson,
+    Rubric,
+    RubricCriterion,
+)
 
 __all__ = [
     "Account",
@@ -38,12 +47,20 @@ __all__ = [
     "ClassroomTerminal",
     "Grade",
     "Lesson",
+    "LessonRun",
+    "LessonRunClassroom",
+    "Observation",
+    "ObservationScore",
     "Period",
     "Recording",
     "RecordingView",
     "ResearchGroup",
     "ResearchSession",
+    "ReviewComment",
+    "ReviewedLesson",
     "Room",
+    "Rubric",
+    "RubricCriterion",
     "School",
     "SchoolClass",
     "Student",

@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session
 
 from common.alliance.demo import GROUP_NAME, RURAL_NAME
 from common.alliance.models import Alliance, School, Subject, Teacher, Term, teacher_subjects
+from research import review, service
 from research import schemas as s
-from research import service
 
 logger = logging.getLogger(__name__)
 
@@ -156,6 +156,8 @@ def seed_research(session: Session) -> ResearchDemoSummary:
     ]
     for visit in visits:
         service.create_visit(session, payload=visit)
+    # 听评课: each alliance starts with the default rubric (教学目标 … 教学效果).
+    review.seed_default_rubrics(session)
     session.flush()
     summary = ResearchDemoSummary(
         groups=len(groups), sessions=sessions, held=held, visits=len(visits)

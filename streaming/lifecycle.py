@@ -289,6 +289,7 @@ class LessonScheduler:
             await self._stop_recorder(current)
         room = await registry.open(occurrence.room_id, kind="lesson")
         recording_id = await self._attach_recorder(room, group_id)
+        self._track_run(room, occurrence, recording_id)
         self._open[group_id] = _OpenRoom(room, occurrence, closes_at, recording_id)
         log.info(
             "lesson_room_opened",
@@ -344,6 +345,21 @@ class LessonScheduler:
             return  # already stopped (the room's lesson_ended did it)
         with contextlib.suppress(Exception):
             await recorder.stop()
+
+    # -- lesson-run hook (research.lesson_runs: what actually happened, for the dashboard) --
+
+    def _track_run(
+        self, room: Room, occurrence: LessonOccurrence, recording_id: int | None
+    ) -> None:
+        try:
+            from research.lesson_runs import attach_run_tracker
+
+            # The tracker ends by itself when the room's events close.
+            attach_run_tracker(
+                room, occurrence, self._sessions, self.clock, recording_id=recording_id
+            )
+        except Exception:  # tracking must never keep a lesson shut
+            log.exception("lesson_run_tracker_not_started", sync_group=occurrence.sync_group_id)
 
     # -- what the API may show --------------------------------------------------------
 

@@ -29,10 +29,13 @@ from web.routers import (
     adjust,
     admin,
     auth,
+    dashboard,
     lessons,
     pages,
+    replay_pages,
     research,
     research_pages,
+    reviews,
     roster,
     roster_pages,
     sync_pages,
@@ -126,6 +129,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(research.router)
     app.include_router(research_pages.router)
     app.include_router(recordings_router.router)
+    app.include_router(reviews.router)
+    app.include_router(replay_pages.router)
+    app.include_router(dashboard.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

@@ -40,6 +40,8 @@ class Kind(StrEnum):
     RESEARCH = "research"  # 教研: groups, sessions, attendance
     VISIT = "visit"  # 跟班听课 and 指导 visits
     RECORDING = "recording"  # recorded lessons; pupils: only those shown to their class
+    DASHBOARD = "dashboard"  # the bureau dashboard: what was planned, held, recorded, replayed
+    REVIEW = "review"  # 听评课 on recordings: comments, rubric scores; never pupils
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,10 @@ POLICY: dict[str, dict[Kind, _Rule]] = {
         Kind.VISIT: ("alliance", "school"),
         # Their school's recordings and those shown to its classes (recordings/service.py).
         Kind.RECORDING: ("school", "school"),
+        # Their own school's figures only (research/dashboard.py narrows the query to it).
+        Kind.DASHBOARD: ("school", None),
+        # 评课 of the recordings they see; they moderate those of their own school.
+        Kind.REVIEW: ("alliance", "school"),
     },
     # Teachers see the alliance's structure (sync lessons cross schools), pupils of their school.
     "teacher": {
@@ -132,6 +138,8 @@ POLICY: dict[str, dict[Kind, _Rule]] = {
         Kind.VISIT: ("alliance", None),
         # The lead teacher starts and stops their own lesson's recording (recordings/service.py).
         Kind.RECORDING: ("alliance", None),
+        # Any teacher of the alliance observes and scores its recorded lessons.
+        Kind.REVIEW: ("alliance", None),
     },
     "terminal": {
         **{kind: ("alliance", None) for kind in _STRUCTURE},
@@ -232,4 +240,6 @@ KIND_LABELS: dict[Kind, str] = {
     Kind.RESEARCH: "教研活动",
     Kind.VISIT: "听课指导记录",
     Kind.RECORDING: "录像",
+    Kind.DASHBOARD: "数据看板",
+    Kind.REVIEW: "评课记录",
 }

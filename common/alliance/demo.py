@@ -1235,6 +1235,10 @@ def seed_demo(session: Session, *, password: str = "tongke-demo") -> DemoSummary
         students_by_class=students_by_class,
         login_teachers=login_teachers,
     )
+    # 演示历史 (demo only): invented past lesson runs, so the demo's dashboard is not empty.
+    from research.demo_history import seed_lesson_history
+
+    seed_lesson_history(session)
     summary = DemoSummary(
         alliances=DEMO_ALLIANCES,
         logins=tuple(logins),

@@ -251,7 +251,9 @@ def test_each_role_reads_and_changes_exactly_its_share(
     targets = _targets(db)
     # Recordings have their own routes with row-level visibility (tests/integration/recordings)
     # and the demo seeds none.
-    assert {t.kind for t in targets} == set(Kind) - {Kind.RECORDING}
+    # The dashboard is no row (test_the_dashboard_shows_each_role_its_share checks it).
+    # 评课 hangs off recordings (test_review_routes_follow_the_roles).
+    assert {t.kind for t in targets} == set(Kind) - {Kind.RECORDING, Kind.DASHBOARD, Kind.REVIEW}
     wrong: list[str] = []
     for name, (who, headers) in people.items():
         for target in targets:
@@ -327,3 +329,192 @@ def test_roster_upload_is_for_the_schools_own_admins(
                 target.row_id,
                 response.text,
             )
+
+
+def test_the_dashboard_shows_each_role_its_share(
+    client: TestClient, db: DemoDatabase, people: dict[str, tuple[Who, dict[str, str]]]
+) -> None:
+    """The bureau sees every alliance, an alliance admin theirs, a principal their own school;
+    teachers, pupils and classroom screens are refused (JSON, xlsx and the page alike)."""
+    from io import BytesIO
+
+    from openpyxl import load_workbook
+
+    from common.alliance.models import School, Term
+
+    with db.sessions() as session:
+        terms = dict(
+            session.execute(select(Term.alliance_id, Term.id).where(Term.is_current)).all()
+        )
+        schools: dict[int, list[int]] = {}
+        for school in session.scalars(select(School).order_by(School.id)):
+            schools.setdefault(school.alliance_id, []).append(school.id)
+    assert len(terms) == 2
+    for name, (who, headers) in people.items():
+        for alliance_id, term_id in terms.items():
+            own = alliance_id == who.alliance_id
+            if who.role == "bureau":
+                visible: list[int] | None = schools[alliance_id]
+            elif who.role == "alliance_admin" and own:
+                visible = schools[alliance_id]
+            elif who.role == "school_admin" and own:
+                visible = [who.school_id or 0]
+            else:
+                visible = None
+            query = f"term_id={term_id}&as_of=2026-09-30"
+            response = client.get(f"/api/dashboard?{query}", headers=headers)
+            assert response.status_code == (200 if visible else 403), (name, term_id)
+            if visible:
+                shown = [row["school_id"] for row in response.json()["schools"]]
+                assert shown == visible, (name, term_id)
+                assert {row["school_id"] for row in response.json()["rows"]} <= set(visible)
+            export = client.get(f"/api/dashboard.xlsx?{query}", headers=headers)
+            assert export.status_code == (200 if visible else 403), (name, term_id)
+            if visible:
+                sheets = load_workbook(BytesIO(export.content)).sheetnames
+                assert sheets == ["学校汇总", "分周明细", "学期趋势", "配额预警"]
+            page = client.get(f"/dashboard?term_id={term_id}", headers=headers)
+            assert page.status_code == (200 if visible else 403), (name, term_id)
+            for school_id in schools[alliance_id]:
+                response = client.get(
+                    f"/api/dashboard?{query}&school_id={school_id}", headers=headers
+                )
+                allowed = visible is not None and school_id in visible
+                assert response.status_code == (200 if allowed else 403), (name, school_id)
+
+
+# --- 听评课 -------------------------------------------------------------------------------------
+# Staff of the recording's alliance take part; the bureau reads everything and moderates;
+# pupils (even those the lesson is shown to) and classroom screens never see 评课.
+REVIEW_READERS = {"bureau", "alliance_admin", "school_admin", "teacher"}
+REVIEW_PARTICIPANTS = {"alliance_admin", "school_admin", "teacher"}
+# Removing someone else's comment or link: the bureau and the alliance's admin. The lesson is
+# 王村口's, so 蔡源's principal (who may comment on it) does not moderate it.
+REVIEW_MODERATORS = {"bureau", "alliance_admin"}
+
+
+def test_review_routes_follow_the_roles(
+    client: TestClient, db: DemoDatabase, people: dict[str, tuple[Who, dict[str, str]]]
+) -> None:
+    from recordings.service import new_recording_for_sync_group
+    from research.models import ResearchGroup, ResearchSession
+    from web.routers import reviews
+
+    with db.sessions() as session:
+        recording = new_recording_for_sync_group(session, sync_group_id=4)  # 王村口 English
+        recording.status = "ready"
+        recording.outputs = {"duration_s": 60.0}
+        session.commit()
+        rid, aid = recording.id, recording.alliance_id
+        research_session = session.scalars(
+            select(ResearchSession.id)
+            .join(ResearchGroup, ResearchGroup.id == ResearchSession.group_id)
+            .where(ResearchGroup.alliance_id == aid)
+            .order_by(ResearchSession.id)
+        ).first()
+    teacher_name = next(name for name, (who, _) in people.items() if who.role == "teacher")
+    author = bearer(
+        client,
+        next(name for name in ("teacher-lei", "teacher-lan") if name != teacher_name),
+    )
+    link = f"/api/recordings/{rid}/research-sessions"
+
+    def seed_comment() -> int:
+        response = client.post(
+            f"/api/recordings/{rid}/comments",
+            json={"body": "示范", "at_seconds": 1},
+            headers=author,
+        )
+        assert response.status_code == 201, response.text
+        comment_id: int = response.json()["id"]
+        return comment_id
+
+    def seed_link() -> None:
+        response = client.post(link, json={"research_session_id": research_session}, headers=author)
+        assert response.status_code in (201, 409), response.text
+
+    rubric = client.get(f"/api/alliances/{aid}/rubric", headers=author).json()
+    scores = [{"criterion_id": c["id"], "score": 1} for c in rubric["criteria"]]
+    checked: set[tuple[str, str]] = set()
+    wrong: list[str] = []
+
+    def expect(name: str, method: str, template: str, status: int, allowed: bool, ok: int) -> None:
+        checked.add((method, template))
+        if status != (ok if allowed else 403):
+            wrong.append(f"{name} {method} {template}: {status}, expected {ok if allowed else 403}")
+
+    for name, (who, headers) in people.items():
+        read = who.role in REVIEW_READERS
+        part = who.role in REVIEW_PARTICIPANTS
+        moderate = who.role in REVIEW_MODERATORS
+        for template in (
+            "/api/recordings/{recording_id}/comments",
+            "/api/recordings/{recording_id}/evaluations",
+            "/api/recordings/{recording_id}/research-sessions",
+            "/api/recordings/{recording_id}/evaluation-report",
+            "/api/alliances/{alliance_id}/rubric",
+        ):
+            path = template.format(recording_id=rid, alliance_id=aid)
+            expect(name, "GET", template, client.get(path, headers=headers).status_code, read, 200)
+
+        template = "/api/recordings/{recording_id}/comments"
+        response = client.post(
+            f"/api/recordings/{rid}/comments", json={"body": "评", "at_seconds": 2}, headers=headers
+        )
+        expect(name, "POST", template, response.status_code, part, 201)
+        own = response.json()["id"] if response.status_code == 201 else None
+        other = seed_comment()
+        template = "/api/review-comments/{comment_id}/replies"
+        response = client.post(
+            f"/api/review-comments/{other}/replies", json={"body": "回"}, headers=headers
+        )
+        expect(name, "POST", template, response.status_code, part, 201)
+        template = "/api/review-comments/{comment_id}"
+        response = client.patch(
+            f"/api/review-comments/{other}", json={"body": "改"}, headers=headers
+        )
+        expect(name, "PATCH", template, response.status_code, False, 200)  # not theirs
+        if own is not None:
+            response = client.patch(
+                f"/api/review-comments/{own}", json={"body": "改"}, headers=headers
+            )
+            expect(name, "PATCH", template, response.status_code, True, 200)
+            response = client.delete(f"/api/review-comments/{own}", headers=headers)
+            expect(name, "DELETE", template, response.status_code, True, 204)
+        response = client.delete(f"/api/review-comments/{other}", headers=headers)
+        expect(name, "DELETE", template, response.status_code, moderate, 204)
+
+        template = "/api/alliances/{alliance_id}/rubric"
+        response = client.put(
+            f"/api/alliances/{aid}/rubric",
+            json={"criteria": [{"name": "整体", "max_score": 10}]},
+            headers=headers,
+        )
+        expect(name, "PUT", template, response.status_code, who.role == "alliance_admin", 200)
+        if response.status_code == 200:
+            scores = [{"criterion_id": c["id"], "score": 1} for c in response.json()["criteria"]]
+        template = "/api/recordings/{recording_id}/evaluations/mine"
+        response = client.put(
+            f"/api/recordings/{rid}/evaluations/mine", json={"scores": scores}, headers=headers
+        )
+        expect(name, "PUT", template, response.status_code, part, 200)
+
+        seed_link()  # someone else's link: only moderators remove it
+        template = "/api/recordings/{recording_id}/research-sessions/{session_id}"
+        response = client.delete(f"{link}/{research_session}", headers=headers)
+        expect(name, "DELETE", template, response.status_code, moderate, 204)
+        client.delete(f"{link}/{research_session}", headers=author)
+        template = "/api/recordings/{recording_id}/research-sessions"
+        response = client.post(
+            link, json={"research_session_id": research_session}, headers=headers
+        )
+        expect(name, "POST", template, response.status_code, part, 201)
+        if response.status_code == 201:
+            assert client.delete(f"{link}/{research_session}", headers=headers).status_code == 204
+    assert not wrong, "\n".join(wrong)
+    routes = {
+        (method, getattr(route, "path", ""))
+        for route in reviews.router.routes
+        for method in getattr(route, "methods", ())
+    }
+    assert routes == checked, routes ^ checked

@@ -1,0 +1,214 @@
+"""听评课 in the replay player, in Debian's Chromium against `tongke demo`.
+
+A lesson recorded by the demo's 王村口 English 专递课堂 is processed the way the job does it
+(real ffmpeg, chapters from the lesson's events); a teacher opens the replay, jumps to a
+chapter, adds a comment at that moment and sees its marker on the timeline, replies, scores
+the lesson and comes back where she stopped; a pupil of 蔡源 4(1), to whose class the lesson is
+shown, gets the same player without any comment. Screenshots: test-artifacts/screenshots/
+replay-*.png. Run it in a loopback-only network namespace like the other journeys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("playwright.sync_api")
+from playwright.sync_api import Browser, expect, sync_playwright
+
+from common.db import make_engine, session_factory
+from recordings import service as recordings
+from recordings.processing import process_recording
+from tests.e2e.demo_process import running_demo
+from tests.e2e.test_ui_journeys import CHROMIUM, CHROMIUM_ARGS, Tab
+
+pytestmark = [
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium"),
+    pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg"),
+    pytest.mark.timeout(240),
+]
+
+WCK_EN_4 = 4  # 王丽娟's English for 王村口 4(1), delivered to 蔡源 4(1) and 龙洋 4(1)
+LESSON_S = 8
+HAND_AT_S = 3.0
+
+
+@dataclass(frozen=True)
+class Replay:
+    base: str
+    recording_id: int
+
+
+def _record_lesson(root: Path) -> int:
+    """A processed recording in the demo's database and media root, as the job leaves it."""
+    media_root = root / "media"
+    engine = make_engine(f"sqlite:///{root / 'demo.db'}")
+    sessions = session_factory(engine)
+    try:
+        with sessions() as session:
+            recording = recordings.new_recording_for_sync_group(session, sync_group_id=WCK_EN_4)
+            recording.topic = "Unit 3 My friends"
+            recording.status = "processing"
+            session.commit()
+            recording_id, raw = recording.id, media_root / recording.raw_path
+        raw.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [
+                "ffmpeg", "-v", "error", "-y",
+                "-f", "lavfi", "-i", f"testsrc=size=320x180:rate=15:duration={LESSON_S}",
+                "-f", "lavfi", "-i", f"sine=f=440:r=48000:duration={LESSON_S}",
+                "-c:v", "libvpx", "-b:v", "200k", "-c:a", "libopus", str(raw),
+            ],
+            check=True,
+        )  # fmt: skip
+        events = {"events": [{"t": HAND_AT_S, "kind": "hand_raised", "participant": "蔡源"}]}
+        raw.with_name("events.json").write_text(json.dumps(events, ensure_ascii=False), "utf-8")
+        # Playwright's sync API may own this thread's event loop: process on another thread.
+        with ThreadPoolExecutor(max_workers=1) as worker:
+            worker.submit(
+                asyncio.run,
+                process_recording(sessions, media_root=media_root, recording_id=recording_id),
+            ).result()
+    finally:
+        engine.dispose()
+    return recording_id
+
+
+@pytest.fixture(scope="module")
+def replay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replay]:
+    root = tmp_path_factory.mktemp("replay-demo")
+    with running_demo(root) as demo:
+        yield Replay(demo.base, _record_lesson(root))
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def tabs(browser: Browser, replay: Replay) -> Iterator[list[Tab]]:
+    opened: list[Tab] = []
+    yield opened
+    for tab in opened:
+        errors = list(tab.errors)
+        tab.context.close()
+        assert errors == [], f"console errors: {errors}"
+
+
+def open_tab(browser: Browser, replay: Replay, tabs: list[Tab]) -> Tab:
+    context = browser.new_context(
+        viewport={"width": 1280, "height": 900}, locale="zh-CN", base_url=replay.base
+    )
+    tab = Tab(context, replay.base)
+    tabs.append(tab)
+    return tab
+
+
+def test_a_teacher_comments_at_a_moment_and_a_pupil_sees_no_comments(
+    browser: Browser, replay: Replay, tabs: list[Tab]
+) -> None:
+    teacher = open_tab(browser, replay, tabs)
+    page = teacher.login("teacher-wang")
+    page.get_by_role("navigation", name="主导航").get_by_role("link", name="录像回放").click()
+    expect(page.get_by_role("heading", name="录像回放")).to_be_visible()
+    page.get_by_test_id("replay-row").first.get_by_role("link").click()
+    expect(page).to_have_url(re.compile(f"/replays/{replay.recording_id}$"))
+    video = page.locator("#video")
+    page.wait_for_function("document.getElementById('video').readyState >= 1")
+    assert abs(video.evaluate("v => v.duration") - LESSON_S) < 0.5
+
+    chapters = page.get_by_test_id("chapters")
+    expect(chapters).to_contain_text("课堂开始")
+    expect(chapters).to_contain_text("远端教室举手")
+    chapters.get_by_role("button", name=re.compile("远端教室举手")).click()
+    page.wait_for_function(
+        f"Math.abs(document.getElementById('video').currentTime - {HAND_AT_S}) < 0.2"
+    )
+
+    page.get_by_label("播放速度").select_option("1.5")
+    assert video.evaluate("v => v.playbackRate") == 1.5
+
+    # an empty comment is refused next to the field, by the keyboard too
+    body = page.get_by_label(re.compile("处添加评语"))
+    expect(page.locator("label[for=comment-body]")).to_contain_text("00:03")
+    body.focus()
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")
+    expect(page.locator("#comment-body-error")).to_have_text("评语不能为空")
+    expect(body).to_be_focused()
+
+    body.fill("蔡源的孩子举手后，主讲及时请远端回答，互动自然。")
+    page.get_by_role("button", name="添加评语").click()
+    expect(page.locator("#comments-status")).to_contain_text("已在 00:03 处添加评语")
+    thread = page.get_by_test_id("comment").first
+    expect(thread).to_contain_text("王丽娟")
+    expect(thread).to_contain_text("互动自然")
+    marker = page.get_by_test_id("comment-marker")
+    expect(marker).to_have_count(1)
+    expect(marker).to_have_attribute("aria-label", re.compile("跳到 00:03 的评语"))
+    left = marker.evaluate("m => parseFloat(m.style.left)")
+    assert abs(left - 100 * HAND_AT_S / LESSON_S) < 2
+
+    # the marker takes the player back to the comment's moment
+    video.evaluate("v => { v.currentTime = 6; }")
+    page.wait_for_function("document.getElementById('video').currentTime > 5.5")
+    marker.click()
+    page.wait_for_function("Math.abs(document.getElementById('video').currentTime - 3) < 0.2")
+
+    thread.get_by_role("button", name="回复").click()
+    page.get_by_label("回复 王丽娟").fill("补充：可以让龙洋的学生也说一说。")
+    page.get_by_role("button", name="发送回复").click()
+    expect(page.get_by_test_id("reply")).to_contain_text("龙洋的学生")
+
+    criteria = page.locator("#criteria input")
+    expect(criteria).to_have_count(5)
+    for index in range(5):
+        criteria.nth(index).fill("10")
+    page.get_by_label("总评").fill("专递课堂互动设计好。")
+    page.get_by_role("button", name="提交评分").click()
+    expect(page.locator("#score-status")).to_contain_text("评分已提交")
+    expect(page.get_by_test_id("score-row")).to_contain_text("王丽娟")
+    # the English group's 教研 session reviews this lesson
+    english = page.locator("#research-session option", has_text="王村口联盟英语教研组").first
+    page.get_by_label("在教研活动中评议这节课").select_option(english.get_attribute("value"))
+    page.get_by_role("button", name="关联", exact=True).click()
+    expect(page.locator("#linked-sessions")).to_contain_text("王村口联盟英语教研组")
+    teacher.check_labels()
+    teacher.shot("replay-teacher")
+
+    # leave at 05 and come back there
+    video.evaluate("v => { v.currentTime = 5; }")
+    page.wait_for_function("document.getElementById('video').currentTime > 4.5")
+    with page.expect_response(re.compile(r"/position$")):
+        video.evaluate("v => v.dispatchEvent(new Event('pause'))")
+    page.reload()
+    expect(page.locator("#resume-status")).to_contain_text("已从上次停下的 00:05 处继续")
+    page.wait_for_function("Math.abs(document.getElementById('video').currentTime - 5) < 0.3")
+    expect(page.get_by_test_id("comment-marker")).to_have_count(1)
+
+    pupil = open_tab(browser, replay, tabs)
+    page = pupil.login("student-cy-4-1")
+    page.get_by_role("link", name=re.compile("录像回放")).click()
+    page.get_by_test_id("replay-row").first.get_by_role("link").click()
+    expect(page.get_by_test_id("chapters")).to_contain_text("远端教室举手")
+    page.wait_for_function("document.getElementById('video').readyState >= 1")
+    expect(page.get_by_role("heading", name=re.compile("^评语"))).to_have_count(0)
+    expect(page.get_by_test_id("comment-marker")).to_have_count(0)
+    expect(page.get_by_text("互动自然")).to_have_count(0)
+    expect(page.locator("#score-form")).to_have_count(0)
+    assert page.request.get(f"/api/recordings/{replay.recording_id}/comments").status == 403
+    pupil.check_labels()
+    pupil.shot("replay-student")
