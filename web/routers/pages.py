@@ -112,6 +112,8 @@ NAV = (
     NavItem("/lessons", "同步课堂", frozenset({"teacher"})),
     NavItem("/research", "教研", frozenset({"teacher"}) | ADMIN_ROLES),
     NavItem("/patrol", "巡课", ADMIN_ROLES),
+    NavItem("/dashboard", "数据看板", ADMIN_ROLES),
+    NavItem("/replays", "录像回放", frozenset({"teacher"}) | ADMIN_ROLES),
     NavItem("/password", "修改密码", PASSWORD_ROLES),
 )
 
@@ -137,7 +139,11 @@ def _render(
     role = auth.account.role
     path = request.url.path
     nav = [
-        {"href": item.href, "label": item.label, "current": item.href == path}
+        {
+            "href": item.href,
+            "label": item.label,
+            "current": item.href == path or (item.href != "/" and path.startswith(item.href + "/")),
+        }
         for item in NAV
         if role in item.roles
     ]
