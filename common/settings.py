@@ -42,6 +42,36 @@ class Settings(BaseSettings):
     lesson_close_after_minutes: int = Field(default=5, ge=0, le=120)
     # `tongke demo` runs this many simulated live lessons (classroom bots over the real SFU).
     demo_classrooms: int = Field(default=2, ge=0, le=8)
+    # Recordings on S3-compatible storage (MinIO, Ceph, a cloud bucket) when a bucket is set;
+    # otherwise under media_root. Media is streamed through the app after its permission check.
+    s3_bucket: str | None = None
+    s3_endpoint_url: str | None = None  # e.g. http://minio:9000; None: AWS
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
+    s3_prefix: str = ""  # key prefix inside the bucket, e.g. "tongke/"
+    # Keep the local copy of outputs after the upload (a cache); raw captures stay until uploaded.
+    s3_keep_local: bool = False
+    # EBU R128 loudness normalisation (ffmpeg loudnorm) of recordings' web versions: cheap in
+    # CPU, but about 110 MiB more memory in each processing job.
+    recording_loudnorm: bool = False
+    # SFU workers (`tongke sfu`): with Redis, rooms live in worker processes that register in
+    # Redis and claim rooms there; the web process authenticates joins and relays signaling to
+    # the room's worker. None: on exactly when TONGKE_REDIS_URL is set; off: rooms in process.
+    sfu_workers: bool | None = None
+    sfu_host: str = "127.0.0.1"
+    sfu_port: int = Field(default=8100, ge=1, le=65535)
+    # How the web process reaches this worker's HTTP/WebSocket port; default from host/port
+    # (the container's hostname when listening on every interface).
+    sfu_advertise_url: str | None = None
+    # A worker's registration and its room claims expire this long after its last heartbeat;
+    # a dead worker's rooms can be claimed by another worker after that.
+    sfu_lease_seconds: float = Field(default=10.0, ge=0.5, le=300)
+    # A worker's media sockets: a fixed UDP range (what compose publishes / a firewall opens)
+    # and the address announced in ICE candidates when the worker sits behind NAT.
+    sfu_udp_port_min: int | None = Field(default=None, ge=1, le=65535)
+    sfu_udp_port_max: int | None = Field(default=None, ge=1, le=65535)
+    sfu_public_ip: str | None = None
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> Settings:
@@ -53,7 +83,22 @@ class Settings(BaseSettings):
                 "outside development, e.g. the output of "
                 "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
             )
+        if (self.sfu_udp_port_min is None) != (self.sfu_udp_port_max is None) or (
+            self.sfu_udp_port_min is not None
+            and self.sfu_udp_port_max is not None
+            and self.sfu_udp_port_min > self.sfu_udp_port_max
+        ):
+            raise ValueError("set TONGKE_SFU_UDP_PORT_MIN <= TONGKE_SFU_UDP_PORT_MAX, or neither")
+        if self.sfu_workers and not self.redis_url:
+            raise ValueError("TONGKE_SFU_WORKERS needs TONGKE_REDIS_URL (rooms are routed there)")
         return self
+
+    @property
+    def routes_to_sfu_workers(self) -> bool:
+        """Whether rooms live in `tongke sfu` workers (else in the web process)."""
+        if self.sfu_workers is None:
+            return bool(self.redis_url)
+        return self.sfu_workers
 
     @property
     def runs_lesson_scheduler(self) -> bool:

@@ -440,11 +440,17 @@ class LessonRecorder:
         self._task: asyncio.Task[None] | None = None
         self._stopping: asyncio.Task[RecordingSummary] | None = None
         self._lock = threading.Lock()  # the writer runs on one worker thread at a time
+        self._in_flight: asyncio.Future[set[MediaKind]] | None = None
         self.tap_packets = 0
 
     @property
     def running(self) -> bool:
         return self._task is not None and self._stopping is None
+
+    @property
+    def backlog(self) -> int:
+        """Tapped packets not yet written (the inbox the worker thread drains)."""
+        return len(self._inbox)
 
     def start(self) -> None:
         if self._task is not None:
@@ -512,17 +518,29 @@ class LessonRecorder:
         events = [self._events.popleft() for _ in range(len(self._events))]
         if not batch and not events:
             return
+        # Shielded: stopping cancels the drain loop, and a batch still queued for a worker
+        # thread would be dropped with it; ``_stop`` waits for this one instead.
+        self._in_flight = asyncio.ensure_future(asyncio.to_thread(self._process, batch, events))
         try:
-            wanted = await asyncio.to_thread(self._process, batch, events)
+            wanted = await asyncio.shield(self._in_flight)
+        except asyncio.CancelledError:
+            raise  # ``_stop`` takes over the batch in flight
         except Exception as exc:
-            # A full disk or a muxer error must never disturb the live lesson: log, go on.
-            self._writer.summary.errors.append(f"{type(exc).__name__}: {exc}")
-            log.exception("recording_write_failed", room=self.room.room_id, path=str(self.path))
+            self._in_flight = None
+            self._write_failed(exc)
             return
+        self._in_flight = None
         for kind in wanted:
             track = self._tracks.get(kind)
             if track is not None:
                 track.request_keyframe()
+
+    def _write_failed(self, exc: BaseException) -> None:
+        # A full disk or a muxer error must never disturb the live lesson: log, go on.
+        self._writer.summary.errors.append(f"{type(exc).__name__}: {exc}")
+        log.error(
+            "recording_write_failed", room=self.room.room_id, path=str(self.path), exc_info=exc
+        )
 
     def _process(self, batch: list[_Tapped], events: list[RoomEvent]) -> set[MediaKind]:
         with self._lock:
@@ -551,6 +569,11 @@ class LessonRecorder:
         assert self._task is not None
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
+        if self._in_flight is not None:
+            # the batch the cancelled loop was writing: finished before the last one
+            [outcome] = await asyncio.gather(self._in_flight, return_exceptions=True)
+            if isinstance(outcome, Exception):
+                self._write_failed(outcome)
         await self._drain()
         self._writer.summary.tap_packets = self.tap_packets
         self.summary = await asyncio.to_thread(self._close_writer)

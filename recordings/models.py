@@ -14,11 +14,15 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    event,
+    false,
+    inspect,
 )
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from common.alliance.models import SchoolClass
 from common.db import Base, TimestampMixin, utcnow
+from recordings.search import MAX_TERM_LENGTH, index_terms
 
 RECORDING_STATUSES = ("recording", "processing", "ready", "failed")
 
@@ -78,8 +82,57 @@ class Recording(TimestampMixin, Base):
     outputs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     job_id: Mapped[str | None] = mapped_column(String(64), default=None)
     processed_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Exempt from the alliance's retention rule (kept in a collection, a model lesson).
+    keep: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # When retention deleted the files; the row stays, so what was recorded is still counted.
+    media_deleted_at: Mapped[datetime | None] = mapped_column(default=None)
 
     visible_classes: Mapped[list[SchoolClass]] = relationship(secondary=recording_classes)
+    search_terms: Mapped[list[RecordingSearchTerm]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class RecordingRetention(TimestampMixin, Base):
+    """How long an alliance keeps its recordings' files (days after the lesson)."""
+
+    __tablename__ = "recording_retention"
+    __table_args__ = (CheckConstraint("keep_days >= 1", name="positive_days"),)
+
+    alliance_id: Mapped[int] = mapped_column(
+        ForeignKey("alliances.id", ondelete="CASCADE"), primary_key=True
+    )
+    keep_days: Mapped[int]
+
+
+class RecordingSearchTerm(Base):
+    """One term of a recording's title or topic (``recordings.search``), kept on every write."""
+
+    __tablename__ = "recording_search_terms"
+
+    recording_id: Mapped[int] = mapped_column(
+        ForeignKey("recordings.id", ondelete="CASCADE"), primary_key=True
+    )
+    term: Mapped[str] = mapped_column(String(MAX_TERM_LENGTH), primary_key=True, index=True)
+
+
+@event.listens_for(Session, "before_flush")
+def _reindex_recordings(session: Session, context: object, instances: object) -> None:
+    """New recordings, and those whose title or topic changed, get their terms rewritten."""
+    for recording in (*session.new, *session.dirty):
+        if not isinstance(recording, Recording):
+            continue
+        state = inspect(recording)
+        if recording in session.dirty and not (
+            state.attrs.title.history.has_changes() or state.attrs.topic.history.has_changes()
+        ):
+            continue
+        wanted = index_terms(recording.title or "", recording.topic or "")
+        current = {row.term: row for row in recording.search_terms}
+        for term in current.keys() - wanted:
+            recording.search_terms.remove(current[term])
+        for term in sorted(wanted - current.keys()):
+            recording.search_terms.append(RecordingSearchTerm(term=term))
 
 
 class RecordingView(Base):

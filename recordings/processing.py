@@ -1,27 +1,32 @@
 """After the bell: turn a raw WebM recording into what browsers play, as a retried job.
 
-From ``raw.webm`` (VP8 + Opus, as captured) the job writes ``lesson.mp4`` (H.264 + AAC,
-``+faststart``), ``poster.jpg`` and, from the sidecar, chapters; then marks the recording
-``ready`` (or ``failed`` with a message once retries are spent). Every output is written to a
-temporary name and renamed into place, so re-running the job on the same recording (a retry,
-a worker killed mid-job, a manual re-process) replaces the outputs whole or not at all.
+Two steps. ``make_playable`` (under a second for a 45-minute lesson: the duration comes from
+the header of a file the recorder closed, the poster from one decoded frame) checks
+``raw.webm`` (VP8 + Opus, as captured), writes ``poster.jpg`` and the chapters from the
+sidecar, and the recording is ``ready``: the library serves the WebM, which Chromium, Firefox
+and Edge play. ``make_renditions`` then makes what every device plays, in one ffmpeg run (one
+decode, two encodes): HLS in ~4 s fMP4 segments with the main rendition and a 360p
+~300 kbit/s one, a thumbnail sprite with its WebVTT index, and ``lesson.mp4`` (the main
+rendition remuxed, ``+faststart``). That costs minutes for a 45-minute lesson (libx264
+veryfast at 360p runs ~7x real time on two busy cores; ``tongke bench recording``).
 
-Transcoding costs about 0.1 s per second of 360p media on two cores (libx264 veryfast); a
-45-minute lesson takes minutes. Replay within seconds of the bell would take the copy path
-(serve the raw WebM, which Chromium plays, or capture H.264 when publishers offer it); the
-library already serves the raw file while a recording is processing.
+Every output is written under a temporary name and moved into place, so re-running the job
+(a retry, a worker killed mid-job, a manual re-process) replaces the outputs whole or not at
+all. With S3 storage configured, everything is uploaded at the end (``recordings.storage``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
+import re
 import shutil
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -31,13 +36,27 @@ from common.jobs import JobContext, JobQueue
 from common.logging import get_logger
 from common.settings import Settings
 from recordings.models import Recording
+from recordings.storage import MediaStorage, remote_storage
 
 log = get_logger(__name__)
 
 PROCESS_JOB = "process_recording"
+EXPIRE_JOB = "expire_recordings"
 PROCESS_RETRIES = 2
 MP4_NAME = "lesson.mp4"
 POSTER_NAME = "poster.jpg"
+HLS_DIR = "hls"
+HLS_MASTER = "master.m3u8"
+THUMBS_NAME = "thumbs.jpg"
+THUMBS_INDEX = "thumbs.vtt"
+SEGMENT_S = 4
+# The rendition for weak links: 360p at ~300 kbit/s video + 48 kbit/s audio.
+LOW_HEIGHT = 360
+LOW_VIDEO_KBPS = 300
+THUMB_WIDTH = 160
+THUMB_COLUMNS = 10
+MAX_THUMBS = 200
+LOUDNORM = "loudnorm=I=-16:TP=-1.5:LRA=11"
 CHAPTER_EVENTS = {
     "hand_accepted": "远端教室发言",
     "hand_raised": "远端教室举手",
@@ -58,11 +77,15 @@ class MediaFacts:
     duration_s: float
     has_video: bool
     has_audio: bool
+    width: int = 0
+    height: int = 0
 
 
-def probe_media(path: Path) -> MediaFacts:
-    """Duration and streams, read from packet timestamps (no decoding): a recording cut short
-    by a crash has no duration in its header."""
+def probe_media(path: Path, *, trust_header: bool = False) -> MediaFacts:
+    """Duration and streams. With ``trust_header`` (a file its writer closed: the recorder's
+    sidecar says so, or an MP4 we made) the container's own duration is used, instantly;
+    otherwise it is read from every packet's timestamp (no decoding, ~2 s for 45 minutes): a
+    recording cut short by a crash has no duration in its header."""
     import av  # loads only where a job runs
 
     try:
@@ -73,6 +96,11 @@ def probe_media(path: Path) -> MediaFacts:
     with container:
         has_video = bool(container.streams.video)
         has_audio = bool(container.streams.audio)
+        width = container.streams.video[0].codec_context.width if has_video else 0
+        height = container.streams.video[0].codec_context.height if has_video else 0
+        if trust_header and container.duration:
+            seconds = container.duration / 1_000_000  # AV_TIME_BASE
+            return MediaFacts(seconds, has_video, has_audio, width, height)
         end = 0.0
         start: float | None = None
         for packet in container.demux():
@@ -83,7 +111,7 @@ def probe_media(path: Path) -> MediaFacts:
             if packet.duration:
                 at += float(packet.duration * packet.time_base)
             end = max(end, at)
-    return MediaFacts(max(end - (start or 0.0), 0.0), has_video, has_audio)
+    return MediaFacts(max(end - (start or 0.0), 0.0), has_video, has_audio, width, height)
 
 
 def chapters_from_sidecar(path: Path, *, duration_s: float) -> list[dict[str, Any]]:
@@ -214,40 +242,346 @@ async def write_poster(raw: Path, target: Path, *, at_s: float) -> None:
         partial.unlink(missing_ok=True)
 
 
+def _closed_cleanly(raw: Path) -> bool:
+    """Whether the recorder closed this file itself (its sidecar's summary has the file's
+    final size), so the duration in the header can be trusted."""
+    sidecar = raw.with_name("events.json")
+    try:
+        summary = json.loads(sidecar.read_text("utf-8")).get("summary") or {}
+    except (OSError, ValueError):
+        return False
+    return bool(summary.get("bytes")) and summary.get("bytes") == raw.stat().st_size
+
+
+async def make_playable(
+    raw: Path, *, out_dir: Path, report: Report | None = None
+) -> tuple[MediaFacts, dict[str, Any]]:
+    """The seconds after the bell: check the raw WebM plays (it is what browsers get first),
+    take its duration, a poster and the chapters. No transcoding: a 45-minute lesson is
+    ready in about the time it takes to read its packets once."""
+    if not raw.exists():
+        raise ProcessingError(f"原始录像不存在：{raw.name}")
+    if shutil.which("ffmpeg") is None:
+        raise ProcessingError("服务器未安装 ffmpeg")
+    facts = await asyncio.to_thread(probe_media, raw, trust_header=_closed_cleanly(raw))
+    if facts.duration_s <= 0:
+        raise ProcessingError("原始录像没有可用的音视频")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    outputs: dict[str, Any] = {
+        "playable": "raw",
+        "raw_duration_s": round(facts.duration_s, 3),
+        "duration_s": round(facts.duration_s, 3),
+        "raw_bytes": raw.stat().st_size,
+    }
+    if facts.has_video:
+        if report is not None:
+            await report(0.03, "生成封面")
+        await write_poster(raw, out_dir / POSTER_NAME, at_s=min(1.0, facts.duration_s / 2))
+        outputs["poster"] = POSTER_NAME
+    outputs["chapters"] = chapters_from_sidecar(
+        raw.with_name("events.json"), duration_s=facts.duration_s
+    )
+    return facts, outputs
+
+
+@dataclass(frozen=True)
+class ThumbnailGrid:
+    """One tile every ``interval_s`` seconds, ``columns`` to a row of the sprite."""
+
+    interval_s: int
+    count: int
+    width: int
+    height: int
+    columns: int = THUMB_COLUMNS
+
+    @classmethod
+    def for_media(cls, facts: MediaFacts) -> ThumbnailGrid:
+        interval = max(2, math.ceil(facts.duration_s / MAX_THUMBS))
+        height = THUMB_WIDTH * facts.height / facts.width if facts.width else 90
+        return cls(
+            interval_s=interval,
+            # a tile only for a stretch with at least half a second of media
+            count=max(1, math.ceil((facts.duration_s - 0.5) / interval)),
+            width=THUMB_WIDTH,
+            height=max(2, round(height / 2) * 2),
+        )
+
+    @property
+    def rows(self) -> int:
+        return math.ceil(self.count / self.columns)
+
+    def webvtt(self, *, duration_s: float, sprite: str) -> str:
+        """The WebVTT index players use for seek-bar previews (``sprite#xywh=``)."""
+        lines = ["WEBVTT", ""]
+        for index in range(self.count):
+            start = index * self.interval_s
+            end = min(start + self.interval_s, duration_s)
+            if end <= start:
+                break
+            x, y = (index % self.columns) * self.width, (index // self.columns) * self.height
+            lines += [
+                f"{_vtt_time(start)} --> {_vtt_time(end)}",
+                f"{sprite}#xywh={x},{y},{self.width},{self.height}",
+                "",
+            ]
+        return "\n".join(lines)
+
+
+def _vtt_time(seconds: float) -> str:
+    millis = round(seconds * 1000)
+    hours, rest = divmod(millis, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    return f"{hours:02d}:{minutes:02d}:{rest // 1000:02d}.{rest % 1000:03d}"
+
+
+def rendition_arguments(
+    raw: Path, work: Path, *, facts: MediaFacts, grid: ThumbnailGrid | None, loudnorm: bool
+) -> list[str]:
+    """One ffmpeg run, one decode: HLS (fMP4, ``SEGMENT_S`` s segments aligned across
+    renditions) with the main rendition and the low one, and the thumbnail sprite."""
+    filters: list[str] = []
+    maps: list[str] = []
+    variants: list[str] = []
+    video_outputs = 0
+    if facts.has_video:
+        low_height = min(LOW_HEIGHT, facts.height or LOW_HEIGHT)
+        split = 3 if grid is not None else 2
+        tails = "[vm][vl]" + ("[vt]" if grid is not None else "")
+        filters.append(f"[0:v]split={split}{tails}")
+        filters.append(f"[vl]scale=-2:{low_height}[vlow]")
+        if grid is not None:
+            filters.append(
+                f"[vt]fps=1/{grid.interval_s},scale={grid.width}:{grid.height},"
+                f"tile={grid.columns}x{grid.rows}[sprite]"
+            )
+        video_outputs = 2
+    if facts.has_audio:
+        chain = f"{LOUDNORM}," if loudnorm else ""
+        count = 2 if facts.has_video else 1
+        filters.append(
+            f"[0:a]{chain}aresample=48000,aformat=sample_fmts=fltp:channel_layouts=stereo,"
+            f"asplit={count}" + "".join(f"[a{i}]" for i in range(count))
+        )
+    if facts.has_video:
+        maps += ["-map", "[vm]"] + (["-map", "[a0]"] if facts.has_audio else [])
+        maps += ["-map", "[vlow]"] + (["-map", "[a1]"] if facts.has_audio else [])
+        audio = ",a:{}" if facts.has_audio else ""
+        variants = [f"v:0{audio.format(0)},name:main", f"v:1{audio.format(1)},name:low"]
+    else:
+        maps += ["-map", "[a0]"]
+        variants = ["a:0,name:main"]
+    arguments = ["-i", str(raw), "-filter_complex", ";".join(filters), *maps]
+    if video_outputs:
+        arguments += [
+            "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p",
+            "-force_key_frames", f"expr:gte(t,n_forced*{SEGMENT_S})",
+            "-crf:v:0", "26",
+            "-b:v:1", f"{LOW_VIDEO_KBPS}k",
+            "-maxrate:v:1", f"{LOW_VIDEO_KBPS * 6 // 5}k",
+            "-bufsize:v:1", f"{LOW_VIDEO_KBPS * 2}k",
+        ]  # fmt: skip
+    if facts.has_audio:
+        arguments += ["-c:a", "aac", "-b:a:0", "96k"]
+        if facts.has_video:
+            arguments += ["-b:a:1", "48k"]
+    hls = work / HLS_DIR
+    arguments += [
+        "-f", "hls", "-hls_time", str(SEGMENT_S), "-hls_playlist_type", "vod",
+        "-hls_segment_type", "fmp4", "-hls_fmp4_init_filename", "init.mp4",
+        "-hls_segment_filename", str(hls / "%v" / "seg_%05d.m4s"),
+        "-master_pl_name", HLS_MASTER,
+        "-var_stream_map", " ".join(variants),
+        str(hls / "%v" / "index.m3u8"),
+    ]  # fmt: skip
+    if grid is not None:
+        arguments += [
+            "-map", "[sprite]", "-frames:v", "1", "-update", "1", "-q:v", "5",
+            str(work / THUMBS_NAME),
+        ]  # fmt: skip
+    return [*arguments, "-progress", "pipe:1", "-nostats"]
+
+
+def _variant_bandwidths(playlist: Path) -> tuple[int, int]:
+    """(peak, average) bits per second of a variant, from its segments' sizes and lengths."""
+    folder = playlist.parent
+    peak = 0.0
+    total_bytes = 0
+    total_s = 0.0
+    duration: float | None = None
+    for line in playlist.read_text("utf-8").splitlines():
+        if line.startswith("#EXT-X-MAP:"):
+            found = re.search(r'URI="([^"]+)"', line)
+            if found is not None:
+                total_bytes += (folder / found.group(1)).stat().st_size
+        elif line.startswith("#EXTINF:"):
+            duration = float(line.removeprefix("#EXTINF:").split(",")[0])
+        elif line and not line.startswith("#") and duration is not None:
+            size = (folder / line).stat().st_size
+            total_bytes += size
+            total_s += duration
+            if duration >= 1.0:
+                peak = max(peak, size * 8 / duration)
+            duration = None
+    average = total_bytes * 8 / total_s if total_s else 0.0
+    return round(max(peak, average) * 1.1), round(average)
+
+
+def rewrite_master(master: Path) -> None:
+    """ffmpeg declares BANDWIDTH from nominal bitrates (none for a CRF encode): declare what
+    the segments really need, so players pick the low rendition on a weak link."""
+    lines = master.read_text("utf-8").splitlines()
+    out: list[str] = []
+    for index, line in enumerate(lines):
+        if line.startswith("#EXT-X-STREAM-INF:") and index + 1 < len(lines):
+            peak, average = _variant_bandwidths(master.parent / lines[index + 1].strip())
+            attributes = re.sub(r"BANDWIDTH=\d+", f"BANDWIDTH={peak}", line)
+            line = attributes.replace(
+                f"BANDWIDTH={peak}", f"BANDWIDTH={peak},AVERAGE-BANDWIDTH={average}", 1
+            )
+        out.append(line)
+    master.write_text("\n".join(out) + "\n", "utf-8")
+
+
+def _replace_tree(source: Path, target: Path) -> None:
+    """Put ``source`` where ``target`` is, the old one going only once the new one is whole."""
+    old = target.with_name(f".{target.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        os.replace(target, old)
+    os.replace(source, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+async def make_renditions(
+    raw: Path,
+    *,
+    out_dir: Path,
+    facts: MediaFacts,
+    loudnorm: bool = False,
+    report: Report | None = None,
+) -> dict[str, Any]:
+    """What every device plays, after the recording is already playable from its raw file:
+    HLS with the main and a low-bitrate rendition, a thumbnail strip with its WebVTT index,
+    and the MP4 (the main rendition remuxed, +faststart) for download and old players. One
+    decode and two encodes; everything is built in a work folder and moved into place, so a
+    re-run replaces the outputs whole."""
+    work = out_dir / ".renditions.partial"
+    shutil.rmtree(work, ignore_errors=True)
+    (work / HLS_DIR).mkdir(parents=True)
+    grid = ThumbnailGrid.for_media(facts) if facts.has_video else None
+
+    async def encoding(share: float, message: str) -> None:
+        if report is not None:
+            await report(0.05 + 0.85 * share, message)
+
+    try:
+        await _ffmpeg(
+            rendition_arguments(raw, work, facts=facts, grid=grid, loudnorm=loudnorm),
+            duration_s=facts.duration_s,
+            report=encoding,
+        )
+        rewrite_master(work / HLS_DIR / HLS_MASTER)
+        if report is not None:
+            await report(0.92, "生成 MP4")
+        await _ffmpeg(
+            [
+                "-i", str(work / HLS_DIR / "main" / "index.m3u8"),
+                "-c", "copy", "-movflags", "+faststart", "-f", "mp4", str(work / MP4_NAME),
+            ],
+            duration_s=0,
+            report=None,
+        )  # fmt: skip
+        outputs: dict[str, Any] = {
+            "mp4": MP4_NAME,
+            "hls": f"{HLS_DIR}/{HLS_MASTER}",
+            "hls_renditions": ["main", "low"] if facts.has_video else ["main"],
+            "loudnorm": loudnorm and facts.has_audio,
+        }
+        if grid is not None:
+            (work / THUMBS_INDEX).write_text(
+                grid.webvtt(duration_s=facts.duration_s, sprite=THUMBS_NAME), "utf-8"
+            )
+            outputs["thumbnails"] = {
+                "sprite": THUMBS_NAME,
+                "index": THUMBS_INDEX,
+                "interval_s": grid.interval_s,
+                "count": grid.count,
+                "width": grid.width,
+                "height": grid.height,
+                "columns": grid.columns,
+            }
+        mp4 = await asyncio.to_thread(probe_media, work / MP4_NAME, trust_header=True)
+        outputs["duration_s"] = round(mp4.duration_s, 3)
+        outputs["size_bytes"] = (work / MP4_NAME).stat().st_size
+        # into place: files by rename, the HLS folder as a whole
+        for name in (MP4_NAME, THUMBS_NAME, THUMBS_INDEX):
+            if (work / name).exists():
+                os.replace(work / name, out_dir / name)
+        _replace_tree(work / HLS_DIR, out_dir / HLS_DIR)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return outputs
+
+
 async def process_files(
     raw: Path, *, out_dir: Path, loudnorm: bool = False, report: Report | None = None
 ) -> dict[str, Any]:
     """Every output of one raw recording, in ``out_dir``; returns the ``outputs`` document
     (paths relative to ``out_dir``)."""
-    if not raw.exists():
-        raise ProcessingError(f"原始录像不存在：{raw.name}")
-    if shutil.which("ffmpeg") is None:
-        raise ProcessingError("服务器未安装 ffmpeg")
-    facts = await asyncio.to_thread(probe_media, raw)
-    if facts.duration_s <= 0:
-        raise ProcessingError("原始录像没有可用的音视频")
-    out_dir.mkdir(parents=True, exist_ok=True)
-
-    async def transcoding(share: float, message: str) -> None:
-        if report is not None:
-            await report(0.05 + 0.85 * share, message)
-
-    await transcode_mp4(raw, out_dir / MP4_NAME, facts=facts, loudnorm=loudnorm, report=transcoding)
-    outputs: dict[str, Any] = {"mp4": MP4_NAME}
-    if facts.has_video:
-        if report is not None:
-            await report(0.92, "生成封面")
-        await write_poster(raw, out_dir / POSTER_NAME, at_s=min(1.0, facts.duration_s / 2))
-        outputs["poster"] = POSTER_NAME
-    mp4 = await asyncio.to_thread(probe_media, out_dir / MP4_NAME)
-    outputs["duration_s"] = round(mp4.duration_s, 3)
-    outputs["raw_duration_s"] = round(facts.duration_s, 3)
-    outputs["size_bytes"] = (out_dir / MP4_NAME).stat().st_size
-    outputs["chapters"] = chapters_from_sidecar(
-        raw.with_name("events.json"), duration_s=mp4.duration_s
+    facts, outputs = await make_playable(raw, out_dir=out_dir, report=report)
+    outputs.update(
+        await make_renditions(raw, out_dir=out_dir, facts=facts, loudnorm=loudnorm, report=report)
     )
-    outputs["hls"] = None  # not produced yet: see the module notes in recordings/service.py
     return outputs
+
+
+CONTENT_TYPES = {
+    ".webm": "video/webm",
+    ".mp4": "video/mp4",
+    ".m4s": "video/iso.segment",
+    ".m3u8": "application/vnd.apple.mpegurl",
+    ".jpg": "image/jpeg",
+    ".vtt": "text/vtt",
+    ".json": "application/json",
+}
+
+
+def content_type(name: str) -> str:
+    return CONTENT_TYPES.get(Path(name).suffix.lower(), "application/octet-stream")
+
+
+def _fail_message(exc: BaseException) -> str:
+    return exc.args[0] if isinstance(exc, ProcessingError) else f"{type(exc).__name__}: {exc}"
+
+
+async def _fetch_raw(raw: Path, key: str, remote: MediaStorage | None) -> None:
+    """A re-run after the outputs went to the bucket: bring the raw capture back first."""
+    if raw.exists() or remote is None:
+        return
+    if await asyncio.to_thread(remote.size, key) is None:
+        return
+    await asyncio.to_thread(remote.download, key, raw)
+    sidecar = str(PurePosixPath(key).with_name("events.json"))
+    if await asyncio.to_thread(remote.size, sidecar) is not None:
+        await asyncio.to_thread(remote.download, sidecar, raw.with_name("events.json"))
+
+
+async def upload_outputs(
+    out_dir: Path, *, key_dir: str, remote: MediaStorage, keep_local: bool
+) -> int:
+    """Every finished file of ``out_dir`` to the bucket (one at a time, each streamed in parts);
+    then, unless ``keep_local``, the local copies go. Returns the bytes uploaded."""
+    files = sorted(p for p in out_dir.rglob("*") if p.is_file() and not p.name.startswith("."))
+    uploaded = 0
+    await asyncio.to_thread(remote.ensure_bucket)
+    for path in files:
+        key = f"{key_dir}/{path.relative_to(out_dir).as_posix()}"
+        await asyncio.to_thread(remote.upload, key, path, content_type=content_type(path.name))
+        uploaded += path.stat().st_size
+    if not keep_local:
+        for path in files:
+            path.unlink(missing_ok=True)
+    return uploaded
 
 
 async def process_recording(
@@ -259,24 +593,32 @@ async def process_recording(
     max_attempts: int = PROCESS_RETRIES + 1,
     loudnorm: bool = False,
     report: Report | None = None,
+    remote: MediaStorage | None = None,
+    keep_local: bool = False,
 ) -> dict[str, Any]:
-    """Process one recording and record the outcome on its row (ready, or failed with the
-    reason once ``attempt`` is the last); errors are re-raised for the job queue to retry."""
+    """Process one recording and record the outcome on its row; errors are re-raised for the
+    job queue to retry.
+
+    Two steps: within seconds the raw capture is checked, given a poster and chapters, and the
+    row is ``ready`` (the library serves the WebM); then the renditions every device plays are
+    made and added. A failure of the first step ends ``failed`` once ``attempt`` is the last;
+    a failure of the second leaves the recording ``ready`` on its raw file, with the reason.
+    With ``remote``, everything is uploaded at the end (raw capture included)."""
     with transaction(sessions) as session:
         recording = session.get(Recording, recording_id)
         if recording is None:
             raise ProcessingError(f"录像 {recording_id} 不存在")
-        raw = media_root / recording.raw_path
+        raw_key = recording.raw_path
+        raw = media_root / raw_key
         recording.status = "processing"
         recording.status_message = "处理中" if attempt == 1 else f"第 {attempt} 次处理"
     started = datetime.now(UTC)
+    last = attempt >= max_attempts
     try:
-        outputs = await process_files(raw, out_dir=raw.parent, loudnorm=loudnorm, report=report)
+        await _fetch_raw(raw, raw_key, remote)
+        facts, outputs = await make_playable(raw, out_dir=raw.parent, report=report)
     except Exception as exc:
-        last = attempt >= max_attempts
-        message = (
-            exc.args[0] if isinstance(exc, ProcessingError) else f"{type(exc).__name__}: {exc}"
-        )
+        message = _fail_message(exc)
         with transaction(sessions) as session:
             recording = session.get_one(Recording, recording_id)
             recording.status = "failed" if last else "processing"
@@ -287,6 +629,45 @@ async def process_recording(
             "recording_processing_failed", recording=recording_id, attempt=attempt, error=message
         )
         raise
+    outputs["playable_after_s"] = round((datetime.now(UTC) - started).total_seconds(), 2)
+    with transaction(sessions) as session:
+        recording = session.get_one(Recording, recording_id)
+        previous = recording.outputs or {}
+        recording.status = "ready"
+        recording.status_message = "可先播放原始录像；网页通用版本生成中"
+        # keep the renditions of an earlier run servable until this run replaces them
+        recording.outputs = {**previous, **outputs, "renditions": "processing"}
+    try:
+        outputs.update(
+            await make_renditions(
+                raw, out_dir=raw.parent, facts=facts, loudnorm=loudnorm, report=report
+            )
+        )
+        if remote is not None:
+            if report is not None:
+                await report(0.97, "上传到对象存储")
+            outputs["uploaded_bytes"] = await upload_outputs(
+                raw.parent,
+                key_dir=str(PurePosixPath(raw_key).parent),
+                remote=remote,
+                keep_local=keep_local,
+            )
+            outputs["stored"] = remote.kind
+    except Exception as exc:
+        message = _fail_message(exc)
+        with transaction(sessions) as session:
+            recording = session.get_one(Recording, recording_id)
+            recording.outputs = {**(recording.outputs or {}), "renditions": "failed"}
+            recording.status_message = (
+                f"网页通用版本生成失败：{message}"
+                if last
+                else f"网页通用版本生成失败，将重试：{message}"
+            )[:500]
+        log.warning(
+            "recording_renditions_failed", recording=recording_id, attempt=attempt, error=message
+        )
+        raise
+    outputs["renditions"] = "ready"
     outputs["processing_s"] = round((datetime.now(UTC) - started).total_seconds(), 2)
     with transaction(sessions) as session:
         recording = session.get_one(Recording, recording_id)
@@ -299,12 +680,14 @@ async def process_recording(
         recording=recording_id,
         duration_s=outputs["duration_s"],
         seconds=outputs["processing_s"],
+        playable_after_s=outputs["playable_after_s"],
     )
     return outputs
 
 
 def register_jobs(queue: JobQueue, settings: Settings) -> None:
-    """Register ``process_recording`` (the web app and ``tongke worker`` both call this)."""
+    """Register ``process_recording`` and ``expire_recordings`` (the web app and
+    ``tongke worker`` both call this)."""
 
     async def process_recording_job(ctx: JobContext, *, recording_id: int) -> dict[str, Any]:
         sessions = session_factory(get_engine(settings.database_url))
@@ -318,6 +701,23 @@ def register_jobs(queue: JobQueue, settings: Settings) -> None:
             recording_id=recording_id,
             attempt=ctx.attempt,
             report=report,
+            remote=remote_storage(settings),
+            keep_local=settings.s3_keep_local,
+            loudnorm=settings.recording_loudnorm,
         )
 
     queue.register(PROCESS_JOB, process_recording_job, max_retries=PROCESS_RETRIES)
+
+    async def expire_recordings_job(ctx: JobContext) -> dict[str, Any]:
+        from recordings.service import expire_recordings
+
+        sessions = session_factory(get_engine(settings.database_url))
+        expired = await asyncio.to_thread(
+            expire_recordings,
+            sessions,
+            media_root=settings.media_root,
+            remote=remote_storage(settings),
+        )
+        return {"expired": expired}
+
+    queue.register(EXPIRE_JOB, expire_recordings_job, max_retries=1)

@@ -16,6 +16,8 @@ class RecordingMedia(BaseModel):
     mp4: str | None = None
     raw: str | None = None
     poster: str | None = None
+    hls: str | None = None  # master playlist: main + low-bitrate renditions
+    thumbnails: str | None = None  # WebVTT index of the thumbnail sprite (seek previews)
 
 
 class RecordingOut(BaseModel):
@@ -44,6 +46,23 @@ class RecordingOut(BaseModel):
     processed_at: datetime | None
     replays: int = 0
     my_position_s: float | None = None
+    keep: bool = False  # exempt from the alliance's retention rule
+    media_deleted_at: datetime | None = None  # status "expired": files removed by retention
+
+
+class RecordingPatch(BaseModel):
+    title: str | None = Field(default=None, min_length=1, max_length=200)
+    topic: str | None = Field(default=None, max_length=200)
+    keep: bool | None = None
+
+
+class RetentionIn(BaseModel):
+    keep_days: int | None = Field(default=None, ge=1, le=36500)  # None: keep until deleted
+
+
+class RetentionOut(BaseModel):
+    alliance_id: int
+    keep_days: int | None
 
 
 class RecordingFilters(BaseModel):

@@ -6,16 +6,16 @@ every class of its sync group, so for pupils (level "class") and school admins (
 "school") access is decided through ``recording_classes``. One SQL filter
 (``visible_filter``) serves lists and single reads, so the two can never disagree.
 
-Not here yet: Chinese full-text search (``q`` is a LIKE on title and topic), HLS renditions,
-collections, retention, S3 storage, timetable-driven start/stop (the SFU side calls
-``attach_recorder`` when a lesson room opens; wiring it to the timetable is the next slice).
+Search (``q``) goes through the term index of ``recordings.search`` (Chinese by character
+bigrams), the same SQL on SQLite and PostgreSQL. Not here yet: collections, retention.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -39,9 +39,17 @@ from common.db import transaction
 from common.errors import ConflictError, NotFoundError, PermissionDeniedError
 from common.jobs import JobQueue
 from common.logging import get_logger
-from recordings.models import Recording, RecordingView, recording_classes
+from recordings.models import (
+    Recording,
+    RecordingRetention,
+    RecordingSearchTerm,
+    RecordingView,
+    recording_classes,
+)
 from recordings.processing import PROCESS_JOB
 from recordings.schemas import RecordingFilters
+from recordings.search import query_terms
+from recordings.storage import LocalStorage, MediaStorage
 
 if TYPE_CHECKING:
     # PyAV and aiortc load only where a recorder runs (the web process starts without them).
@@ -153,16 +161,15 @@ def search(session: Session, principal: Principal, filters: RecordingFilters) ->
         stmt = stmt.where(Recording.date >= filters.date_from)
     if filters.date_to is not None:
         stmt = stmt.where(Recording.date <= filters.date_to)
-    if filters.q:
-        pattern = (
-            "%" + filters.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    if filters.q and (terms := query_terms(filters.q)):
+        # every term of the query (recordings.search): the same SQL on SQLite and PostgreSQL
+        having_all = (
+            select(RecordingSearchTerm.recording_id)
+            .where(RecordingSearchTerm.term.in_(sorted(terms)))
+            .group_by(RecordingSearchTerm.recording_id)
+            .having(func.count(RecordingSearchTerm.term) == len(terms))
         )
-        stmt = stmt.where(
-            or_(
-                Recording.title.like(pattern, escape="\\"),
-                Recording.topic.like(pattern, escape="\\"),
-            )
-        )
+        stmt = stmt.where(Recording.id.in_(having_all))
     stmt = stmt.order_by(Recording.date.desc(), Recording.id.desc())
     return list(session.scalars(stmt.limit(filters.limit).offset(filters.offset)))
 
@@ -216,22 +223,174 @@ def record_position(
     return view
 
 
-def media_path(media_root: Path, recording: Recording, rendition: str) -> Path:
-    """The file behind a rendition; NotFoundError until it exists."""
+def media_key(recording: Recording, rendition: str) -> str:
+    """The storage key (path relative to the media root) of a rendition; NotFoundError until
+    processing made it."""
+    if recording.media_deleted_at is not None:
+        raise NotFoundError("录像已过保留期，文件已删除")
     outputs = recording.outputs or {}
-    relative: str | None
-    if rendition == "raw":
-        relative = recording.raw_path or None
-    elif rendition == "mp4" and outputs.get("mp4"):
-        relative = str(Path(recording.raw_path).parent / outputs["mp4"])
-    elif rendition == "poster" and outputs.get("poster"):
-        relative = str(Path(recording.raw_path).parent / outputs["poster"])
-    else:
-        relative = None
-    path = (media_root / relative).resolve() if relative else None
-    if path is None or not path.is_file() or media_root.resolve() not in path.parents:
+    folder = PurePosixPath(recording.raw_path).parent
+    if rendition == "raw" and recording.raw_path:
+        return recording.raw_path
+    if rendition in ("mp4", "poster") and outputs.get(rendition):
+        return str(folder / outputs[rendition])
+    raise NotFoundError("录像文件尚未生成" if rendition != "raw" else "原始录像不存在")
+
+
+HLS_FILE = re.compile(r"(?:[a-z0-9_]{1,32}/)?[a-z0-9_]{1,64}\.(?:m3u8|m4s|mp4)")
+
+
+def hls_key(recording: Recording, path: str) -> str:
+    """The key of an HLS playlist, init or segment of a recording; NotFoundError for anything
+    else (no HLS yet, or a name that is not one of ours)."""
+    outputs = {} if recording.media_deleted_at is not None else (recording.outputs or {})
+    if not outputs.get("hls") or not HLS_FILE.fullmatch(path):
+        raise NotFoundError("HLS 版本尚未生成" if not outputs.get("hls") else "文件不存在")
+    folder = PurePosixPath(recording.raw_path).parent / PurePosixPath(outputs["hls"]).parent
+    return str(folder / path)
+
+
+def thumbnails_key(recording: Recording, name: str) -> str:
+    """The key of the thumbnail sprite or its WebVTT index."""
+    thumbnails = (recording.outputs or {}).get("thumbnails") or {}
+    if recording.media_deleted_at is not None:
+        thumbnails = {}
+    if name not in (thumbnails.get("sprite"), thumbnails.get("index")):
+        raise NotFoundError("缩略图尚未生成")
+    return str(PurePosixPath(recording.raw_path).parent / name)
+
+
+def local_file(media_root: Path, key: str) -> Path | None:
+    """The file behind a key on local disk, if it is there (and inside the media root)."""
+    path = (media_root / key).resolve()
+    if media_root.resolve() not in path.parents or not path.is_file():
+        return None
+    return path
+
+
+def media_path(media_root: Path, recording: Recording, rendition: str) -> Path:
+    """The local file behind a rendition; NotFoundError until it exists."""
+    path = local_file(media_root, media_key(recording, rendition))
+    if path is None:
         raise NotFoundError("录像文件尚未生成" if rendition != "raw" else "原始录像不存在")
     return path
+
+
+def delete_media(*, media_root: Path, remote: MediaStorage | None, recording: Recording) -> int:
+    """Every file of a recording, on local disk and in the bucket; returns how many went."""
+    if not recording.raw_path:
+        return 0
+    folder = str(PurePosixPath(recording.raw_path).parent)
+    deleted = LocalStorage(media_root).delete_prefix(folder)
+    if remote is not None:
+        deleted += remote.delete_prefix(folder + "/")
+    log.info("recording_media_deleted", recording=recording.id, files=deleted)
+    return deleted
+
+
+def delete_recording(
+    session: Session,
+    *,
+    recording: Recording,
+    media_root: Path,
+    remote: MediaStorage | None,
+    active: ActiveRecordings,
+) -> int:
+    """Remove a recording: its files first, then the row (views and class links cascade)."""
+    if recording.id in active.by_id:
+        raise ConflictError("正在录制，请先停止录制再删除")
+    deleted = delete_media(media_root=media_root, remote=remote, recording=recording)
+    session.delete(recording)
+    session.flush()
+    return deleted
+
+
+# -- retention ----------------------------------------------------------------------------
+
+
+def retention_of(session: Session, principal: Principal, alliance_id: int) -> int | None:
+    """The alliance's keep-days (None: kept until deleted by hand); its members may read it."""
+    if not can(principal, Action.READ, Kind.RECORDING, Scope(alliance_id=alliance_id)):
+        raise PermissionDeniedError("没有权限查看此教联体的录像保留规则")
+    rule = session.get(RecordingRetention, alliance_id)
+    return rule.keep_days if rule is not None else None
+
+
+def set_retention(
+    session: Session, principal: Principal, alliance_id: int, *, keep_days: int | None
+) -> int | None:
+    """Set or clear the rule; only the alliance's administrators may."""
+    if not can(principal, Action.MANAGE, Kind.RECORDING, Scope(alliance_id=alliance_id)):
+        raise PermissionDeniedError("只有教联体管理员可以设置录像保留期限")
+    rule = session.get(RecordingRetention, alliance_id)
+    if keep_days is None:
+        if rule is not None:
+            session.delete(rule)
+    elif rule is None:
+        session.add(RecordingRetention(alliance_id=alliance_id, keep_days=keep_days))
+    else:
+        rule.keep_days = keep_days
+    session.flush()
+    return keep_days
+
+
+def expire_recordings(
+    sessions: sessionmaker[Session],
+    *,
+    media_root: Path,
+    remote: MediaStorage | None,
+    today: date | None = None,
+) -> list[int]:
+    """Delete the files of every recording past its alliance's keep-days (unless kept) and mark
+    its row; returns their ids. Safe to run at any time and as often as wanted."""
+    today = today or datetime.now(TIMEZONE).date()
+    expired: list[int] = []
+    with sessions() as session:
+        rules = [(r.alliance_id, r.keep_days) for r in session.scalars(select(RecordingRetention))]
+    for alliance_id, keep_days in rules:
+        cutoff = today - timedelta(days=keep_days)
+        with sessions() as session:
+            due = list(
+                session.scalars(
+                    select(Recording).where(
+                        Recording.alliance_id == alliance_id,
+                        Recording.date < cutoff,
+                        Recording.keep.is_(False),
+                        Recording.media_deleted_at.is_(None),
+                        Recording.status != "recording",
+                    )
+                )
+            )
+            for recording in due:
+                delete_media(media_root=media_root, remote=remote, recording=recording)
+                recording.media_deleted_at = datetime.now(UTC)
+                recording.status_message = f"已过保留期（{keep_days} 天），录像文件已删除"
+                session.commit()  # one by one: a crash midway leaves every row true
+                expired.append(recording.id)
+    if expired:
+        log.info("recordings_expired", count=len(expired))
+    return expired
+
+
+def update_recording(
+    session: Session,
+    principal: Principal,
+    recording: Recording,
+    *,
+    title: str | None,
+    topic: str | None,
+    keep: bool | None,
+) -> Recording:
+    """Edit the library entry (the search index follows); managers only."""
+    authorize_manage(principal, recording)
+    if title is not None:
+        recording.title = title
+    if topic is not None:
+        recording.topic = topic
+    if keep is not None:
+        recording.keep = keep
+    session.flush()
+    return recording
 
 
 # -- starting and stopping --------------------------------------------------------------
@@ -388,7 +547,7 @@ def out_fields(recording: Recording) -> dict[str, Any]:
         "id": recording.id,
         "title": recording.title,
         "topic": recording.topic,
-        "status": recording.status,
+        "status": "expired" if recording.media_deleted_at else recording.status,
         "status_message": recording.status_message,
         "date": recording.date,
         "period": recording.period,
@@ -407,4 +566,6 @@ def out_fields(recording: Recording) -> dict[str, Any]:
         "job_id": recording.job_id,
         "created_at": recording.created_at,
         "processed_at": recording.processed_at,
+        "keep": recording.keep,
+        "media_deleted_at": recording.media_deleted_at,
     }

@@ -1,12 +1,17 @@
-"""Who may join which synchronized lesson, and in which role (from the alliance's records)."""
+"""Who may join which synchronized lesson or online research meeting, and in which role (from
+the alliance's records)."""
 
 from __future__ import annotations
+
+from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
 from common.accounts.permissions import Principal
 from common.alliance.models import ClassroomTerminal, Lesson, Room, SchoolClass, SyncGroup, Term
-from common.errors import NotFoundError, PermissionDeniedError
+from common.errors import ConflictError, NotFoundError, PermissionDeniedError
+from research import service as research
+from research.models import ResearchGroup, ResearchSession
 from streaming.sfu.identity import ParticipantIdentity, Role
 
 INSPECTOR_ROLES = frozenset({"bureau", "alliance_admin", "school_admin"})
@@ -72,3 +77,85 @@ def lesson_identity(
         room_kind="lesson",
         campus=campus,
     )
+
+
+# A research meeting's room opens this long before its start for members (the host, the
+# leader and the alliance admin: earlier, to set up) and stays joinable this long after it.
+MEETING_OPENS_BEFORE = timedelta(minutes=15)
+MEETING_HOST_OPENS_BEFORE = timedelta(minutes=60)
+MEETING_CLOSES_AFTER = timedelta(minutes=30)
+MEETING_INSPECTOR_ROLES = frozenset({"bureau", "school_admin"})
+
+
+def meeting_room_id(research_session_id: int) -> str:
+    return f"research-{research_session_id}"
+
+
+def research_session_of_room(room_id: str) -> int | None:
+    """The research session a meeting room belongs to (None for other rooms)."""
+    prefix, _, number = room_id.partition("-")
+    return int(number) if prefix == "research" and number.isdigit() else None
+
+
+def meeting_identity(
+    session: Session,
+    principal: Principal,
+    research_session_id: int,
+    *,
+    display_name: str | None = None,
+    now: datetime | None = None,
+) -> ParticipantIdentity:
+    """The identity to join a research session's online meeting with, or a 403/404/409 error.
+
+    The group's members and leader take part (everyone publishes); the session's host, the
+    leader and the alliance admin also get the host controls; principals and the bureau look
+    in as invisible inspectors. The room is open from ``MEETING_OPENS_BEFORE`` the start
+    (hosts: ``MEETING_HOST_OPENS_BEFORE``) to ``MEETING_CLOSES_AFTER`` the end.
+    """
+    row = session.get(ResearchSession, research_session_id)
+    if row is None:
+        raise NotFoundError(f"教研活动 {research_session_id} 不存在")
+    group = session.get_one(ResearchGroup, row.group_id)
+    if principal.role in ("student", "terminal"):
+        raise PermissionDeniedError("线上教研只面向教师和管理人员")
+    if principal.role != "bureau" and principal.alliance_id != group.alliance_id:
+        raise PermissionDeniedError("这次教研不属于你的教联体")
+    teacher_id = principal.teacher_id
+    member = teacher_id is not None and (
+        teacher_id == group.leader_id
+        or teacher_id == row.host_id
+        or any(m.id == teacher_id for m in group.members)
+    )
+    host = research.may_run_session(principal, group, row)
+    role: Role
+    if member or principal.role == "alliance_admin":
+        role = "meeting"
+    elif principal.role in MEETING_INSPECTOR_ROLES:
+        role, host = "inspector", False
+    else:
+        raise PermissionDeniedError("你不是这个教研组的成员")
+    _check_meeting_open(row, host=host, now=now or datetime.now(research.TIMEZONE))
+    participant_id = f"teacher-{teacher_id}" if teacher_id is not None else None
+    return ParticipantIdentity(
+        participant_id=participant_id or f"account-{principal.account_id}",
+        display_name=display_name or principal.display_name,
+        role=role,
+        room_id=meeting_room_id(row.id),
+        room_kind="meeting",
+        host=host,
+    )
+
+
+def _check_meeting_open(row: ResearchSession, *, host: bool, now: datetime) -> None:
+    if row.status == "cancelled":
+        raise ConflictError("本次教研已取消")
+    starts = research.starts_at(row)
+    ends = starts + timedelta(minutes=row.minutes)
+    opens = starts - (MEETING_HOST_OPENS_BEFORE if host else MEETING_OPENS_BEFORE)
+    if now < opens:
+        raise ConflictError(
+            f"本次教研 {starts:%m月%d日 %H:%M} 开始，"
+            f"开始前 {int((starts - opens).total_seconds() // 60)} 分钟起可以进入"
+        )
+    if now > ends + MEETING_CLOSES_AFTER:
+        raise ConflictError(f"本次教研已于 {ends:%m月%d日 %H:%M} 结束")

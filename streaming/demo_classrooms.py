@@ -84,15 +84,16 @@ def plan_demo_classrooms(session: Session, *, count: int) -> list[DemoSeat]:
     fresh device token for its terminal; earlier demo tokens are revoked."""
     if count <= 0:
         return []
-    groups = list(
-        session.execute(
+    groups = [
+        (group, subject)
+        for group, subject in session.execute(
             select(SyncGroup, Subject.name)
             .join(Term, SyncGroup.term_id == Term.id)
             .join(Lesson, SyncGroup.lead_lesson_id == Lesson.id)
             .join(Subject, Lesson.subject_id == Subject.id)
             .where(Term.is_current)
-        ).tuples()
-    )
+        )
+    ]
     groups.sort(key=lambda row: (row[0].kind != "delivered", row[1] != "英语", row[0].code))
     session.execute(update(AuthToken).where(AuthToken.label == TOKEN_LABEL).values(revoked=True))
     seats: list[DemoSeat] = []

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -38,6 +38,7 @@ from common.alliance.timetable import bells_for
 from common.jobs import JobQueue
 from common.logging import get_logger
 from streaming.access import lesson_room_id
+from streaming.sfu.errors import RoomOwnedElsewhere
 
 if TYPE_CHECKING:
     from recordings.service import ActiveRecordings
@@ -202,8 +203,12 @@ class LessonScheduler:
         close_after: timedelta = timedelta(minutes=5),
         interval: float = 30.0,
         recording: RecordingTarget | None = None,
+        placement: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
+        """``placement(room_id)``: whether this process should open that room (an SFU
+        worker asks the Redis directory, so one scheduler acts per room); None: always."""
         self._sessions = sessions
+        self._placement = placement
         self._rooms = rooms
         self.clock = clock or LessonClock()
         self.open_before = open_before
@@ -268,6 +273,8 @@ class LessonScheduler:
             for occurrence, closes_at in due.values():
                 try:
                     await self._ensure_open(occurrence, closes_at)
+                except RoomOwnedElsewhere as exc:  # another worker's scheduler has it
+                    log.info("lesson_room_elsewhere", room=exc.room_id, owner=exc.owner)
                 except Exception:
                     log.exception("lesson_room_open_failed", sync_group=occurrence.sync_group_id)
 
@@ -279,6 +286,12 @@ class LessonScheduler:
         group_id = occurrence.sync_group_id
         registry = self._rooms()
         current = self._open.get(group_id)
+        if (
+            current is None
+            and self._placement is not None
+            and not await self._placement(occurrence.room_id)
+        ):
+            return
         existing = await registry.get(occurrence.room_id)
         if current is not None and existing is current.room and not existing.closed:
             current.closes_at = closes_at
@@ -288,6 +301,7 @@ class LessonScheduler:
             del self._open[group_id]
             await self._stop_recorder(current)
         room = await registry.open(occurrence.room_id, kind="lesson")
+        registry.keep_open(occurrence.room_id)
         recording_id = await self._attach_recorder(room, group_id)
         self._track_run(room, occurrence, recording_id)
         self._open[group_id] = _OpenRoom(room, occurrence, closes_at, recording_id)

@@ -13,10 +13,14 @@ identity it authenticated, and the room registry::
 
 Client → SFU: ``join {room, board?}``, ``offer {sdp}``, ``candidate {candidate, sdpMid}``,
 ``raise_hand``, ``lower_hand``, ``accept_hand {participant}``, ``revoke_hand {participant}``,
-``inspect {participant|null}``, ``leave``.
+``inspect {participant|null}``, ``leave``; in a research meeting also ``lower_hand
+{participant}`` (host), ``mute {participant?}`` / ``unmute {participant?}`` (oneself, or the
+host for someone: unmuting someone lets them speak), ``mute_all {lock?}``, ``unlock_audio``,
+``spotlight {participant|null}`` (host), ``share_screen {sharing}``.
 SFU → client: ``joined {participant, role, media, participants}``, ``answer {sdp}``,
 ``participants {participants}`` (inspectors never listed), ``slots {slots}``,
-``speaker {participant}``, ``left``, ``closed``, ``error {code, message}`` (message in Chinese).
+``speaker {participant}``, ``meeting {spotlight, screen, audio_locked}``, ``left``, ``closed``,
+``error {code, message}`` (message in Chinese).
 Every message carries ``"v": 1``. The client creates one transceiver per ``media`` entry, in
 order (``send`` → sendonly, ``recv`` → recvonly), VP8 and Opus only, and offers; the SFU
 answers with all its candidates (trickling the client's candidates is optional).
@@ -79,6 +83,7 @@ class RaiseHand(_Message):
 
 class LowerHand(_Message):
     type: Literal["lower_hand"]
+    participant: str | None = Field(default=None, max_length=200)
 
 
 class AcceptHand(_Message):
@@ -100,8 +105,51 @@ class Leave(_Message):
     type: Literal["leave"]
 
 
+class Mute(_Message):
+    type: Literal["mute"]
+    participant: str | None = Field(default=None, max_length=200)
+
+
+class Unmute(_Message):
+    type: Literal["unmute"]
+    participant: str | None = Field(default=None, max_length=200)
+
+
+class MuteAll(_Message):
+    type: Literal["mute_all"]
+    lock: bool = False
+
+
+class UnlockAudio(_Message):
+    type: Literal["unlock_audio"]
+
+
+class Spotlight(_Message):
+    type: Literal["spotlight"]
+    participant: str | None = Field(default=None, max_length=200)
+
+
+class ShareScreen(_Message):
+    type: Literal["share_screen"]
+    sharing: bool
+
+
 ClientMessage = Annotated[
-    Join | Offer | Candidate | RaiseHand | LowerHand | AcceptHand | RevokeHand | Inspect | Leave,
+    Join
+    | Offer
+    | Candidate
+    | RaiseHand
+    | LowerHand
+    | AcceptHand
+    | RevokeHand
+    | Inspect
+    | Leave
+    | Mute
+    | Unmute
+    | MuteAll
+    | UnlockAudio
+    | Spotlight
+    | ShareScreen,
     Field(discriminator="type"),
 ]
 MESSAGE_TYPES = frozenset(
@@ -115,6 +163,12 @@ MESSAGE_TYPES = frozenset(
         "revoke_hand",
         "inspect",
         "leave",
+        "mute",
+        "unmute",
+        "mute_all",
+        "unlock_audio",
+        "spotlight",
+        "share_screen",
     }
 )
 _client_message: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
@@ -292,14 +346,26 @@ class _Session:
                     await participant.add_ice_candidate(candidate, sdp_mid)
             case RaiseHand():
                 room.raise_hand(participant)
-            case LowerHand():
-                room.lower_hand(participant)
+            case LowerHand(participant=target):
+                room.lower_hand(participant, target)
             case AcceptHand(participant=target):
                 room.accept_hand(participant, target)
             case RevokeHand(participant=target):
                 room.revoke_hand(participant, target)
             case Inspect(participant=target):
                 room.inspect(participant, target)
+            case Mute(participant=target):
+                room.mute(participant, target)
+            case Unmute(participant=target):
+                room.unmute(participant, target)
+            case MuteAll(lock=lock):
+                room.mute_all(participant, lock=lock)
+            case UnlockAudio():
+                room.unlock_audio(participant)
+            case Spotlight(participant=target):
+                room.set_spotlight(participant, target)
+            case ShareScreen(sharing=sharing):
+                room.share_screen(participant, sharing)
             case Leave():
                 await self._leave()
                 self._reply({"v": PROTOCOL_VERSION, "type": "left"})
@@ -315,17 +381,19 @@ class _Session:
         room = await self._rooms.open(identity.room_id, kind=identity.room_kind)
         participant = await room.join(identity, notify=self.notify, board=message.board)
         self._room, self._participant = room, participant
-        self._reply(
-            {
-                "v": PROTOCOL_VERSION,
-                "type": "joined",
-                "participant": identity.participant_id,
-                "role": identity.role,
-                "room": identity.room_id,
-                "media": [line.as_message() for line in participant.layout],
-                "participants": room.visible_participants(),
-            }
-        )
+        joined = {
+            "v": PROTOCOL_VERSION,
+            "type": "joined",
+            "participant": identity.participant_id,
+            "role": identity.role,
+            "host": identity.host,
+            "room": identity.room_id,
+            "media": [line.as_message() for line in participant.layout],
+            "participants": room.visible_participants(),
+        }
+        if room.kind == "meeting":
+            joined["meeting"] = room.meeting_state()
+        self._reply(joined)
         held, self._held = self._held or [], None
         for queued in held:
             self.notify(queued)

@@ -59,10 +59,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.bus = make_bus(settings)
         app.state.jobs = make_job_queue(settings)
         app.state.rooms = LessonRooms(settings.ice_servers)
+        # With SFU workers the rooms, and the timetable scheduler that opens them, live there.
+        app.state.sfu_cluster = None
+        if settings.routes_to_sfu_workers and settings.redis_url:
+            from streaming.cluster import SfuCluster
+
+            app.state.sfu_cluster = SfuCluster(
+                settings.redis_url, lease_seconds=settings.sfu_lease_seconds
+            )
         register_all(app.state.jobs, settings)
         app.state.recordings = getattr(app.state, "recordings", None) or ActiveRecordings()
         app.state.lesson_scheduler = None
-        if settings.runs_lesson_scheduler:
+        if settings.runs_lesson_scheduler and app.state.sfu_cluster is None:
             app.state.lesson_scheduler = LessonScheduler(
                 sessions=app.state.sessions,
                 rooms=app.state.rooms.registry,
@@ -80,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "tongke web started",
             database=engine.url.render_as_string(hide_password=True),
             redis=bool(settings.redis_url),
+            sfu="workers" if app.state.sfu_cluster is not None else "in process",
         )
         try:
             yield
@@ -88,6 +97,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if app.state.lesson_scheduler is not None:
                 await app.state.lesson_scheduler.stop()
             await app.state.rooms.close_all()
+            if app.state.sfu_cluster is not None:
+                await app.state.sfu_cluster.close()
             await app.state.jobs.close()
             await app.state.bus.close()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import getpass
 import signal
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -18,6 +18,10 @@ user_app = typer.Typer(help="账号管理", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(user_app, name="user")
 app.add_typer(timetable_cli.app, name="timetable")
+bench_app = typer.Typer(help="基准测试：打印表格并写 JSON", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+recordings_app = typer.Typer(help="录播资源库", no_args_is_help=True)
+app.add_typer(recordings_app, name="recordings")
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -154,10 +158,17 @@ def demo(
     url = f"http://{settings.host}:{settings.port}"
     if not serve_after:
         return
+    from streaming import demo_classrooms
+
+    media_worker = None
+    if settings.routes_to_sfu_workers:
+        # With Redis the rooms live in SFU workers: the demo runs one next to the web app.
+        import subprocess
+
+        media_worker = subprocess.Popen([sys.executable, "-m", "web.cli", "sfu"])
+        typer.echo(f"SFU 媒体进程：{settings.sfu_host}:{settings.sfu_port}（经 Redis 路由）")
     bots = None
     if classrooms and settings.demo_classrooms > 0:
-        from streaming import demo_classrooms
-
         with session_scope(engine) as session:
             seats = demo_classrooms.plan_demo_classrooms(session, count=settings.demo_classrooms)
         lessons = {seat.code: [s.label for s in seats if s.code == seat.code] for seat in seats}
@@ -173,8 +184,9 @@ def demo(
     try:
         serve(host=None, port=None, workers=1)
     finally:
-        if bots is not None:
-            demo_classrooms.stop_process(bots)
+        for process in (bots, media_worker):
+            if process is not None:
+                demo_classrooms.stop_process(process)
 
 
 @user_app.command("add")
@@ -248,9 +260,119 @@ def worker(check: Annotated[bool, typer.Option(help="只检查能否连接 Redis
 
 
 @app.command()
-def sfu(check: Annotated[bool, typer.Option(help="只检查配置")] = False) -> None:
-    """Run the SFU media worker (arrives with the streaming issue)."""
-    _fail("SFU 媒体进程尚未实现（见 issue 5：直播课堂）", code=2)
+def sfu(
+    host: Annotated[str | None, typer.Option(help="监听地址（默认 TONGKE_SFU_HOST）")] = None,
+    port: Annotated[int | None, typer.Option(help="端口（默认 TONGKE_SFU_PORT）")] = None,
+    worker_id: Annotated[
+        str | None, typer.Option("--worker-id", help="Redis 中的进程名（默认 主机名-进程号）")
+    ] = None,
+    check: Annotated[bool, typer.Option(help="只检查能否连接 Redis")] = False,
+) -> None:
+    """Run an SFU media worker: it hosts lesson rooms, registers itself in Redis and claims
+    the rooms it opens there; the web process relays each join's signaling to it."""
+    import asyncio
+
+    from streaming.cluster import SfuCluster
+    from streaming.worker import default_worker_id, run_sfu_worker
+    from web.jobs import register_all
+
+    settings = get_settings()
+    if not settings.redis_url:
+        _fail("SFU 媒体进程需要 Redis：设置 TONGKE_REDIS_URL（未设置时课堂在 Web 进程内运行）")
+    assert settings.redis_url is not None
+    if check:
+
+        async def ping(url: str) -> bool:
+            cluster = SfuCluster(url)
+            try:
+                return await cluster.ping()
+            finally:
+                await cluster.close()
+
+        try:
+            asyncio.run(ping(settings.redis_url))
+        except Exception as exc:
+            _fail(f"无法连接 Redis：{exc}")
+        typer.echo("Redis 可用")
+        return
+    run_sfu_worker(
+        settings,
+        host=host or settings.sfu_host,
+        port=port or settings.sfu_port,
+        worker_id=worker_id or default_worker_id(),
+        register_jobs=register_all,
+    )
+
+
+@recordings_app.command("expire")
+def recordings_expire() -> None:
+    """Delete the files of recordings past their alliance's retention rule (run daily)."""
+    from common.db import get_engine, session_factory
+    from recordings.service import expire_recordings
+    from recordings.storage import remote_storage
+
+    settings = get_settings()
+    expired = expire_recordings(
+        session_factory(get_engine(settings.database_url)),
+        media_root=settings.media_root,
+        remote=remote_storage(settings),
+    )
+    typer.echo(f"已删除 {len(expired)} 段过期录像的文件")
+
+
+def _load_benchmark(name: str) -> Any:
+    """A script of benchmarks/ (not part of the installed package: it needs the source tree)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"tongke_bench_{name}", path)
+    if spec is None or spec.loader is None or not path.exists():
+        _fail(f"找不到基准测试脚本 {path}（需要在源码目录中安装 tongke）")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@bench_app.command("recording")
+def bench_recording(
+    minutes: Annotated[float, typer.Option(help="每节课的时长（分钟）")] = 45.0,
+    streams: Annotated[str, typer.Option(help="同时录制的路数，逗号分隔")] = "1,4,8",
+    json_path: Annotated[str | None, typer.Option("--json", help="把结果写成 JSON 文件")] = None,
+    pace: Annotated[str, typer.Option(help="fast（快于实时，保留时间戳）或 realtime")] = "fast",
+    reference: Annotated[
+        bool, typer.Option("--reference/--no-reference", help="同时测 ffmpeg H.264 重新编码")
+    ] = True,
+    renditions: Annotated[
+        bool, typer.Option("--renditions/--no-renditions", help="同时测 HLS 多码率与缩略图")
+    ] = False,
+    clip_seconds: Annotated[float, typer.Option(help="循环使用的编码片段长度（秒）")] = 30.0,
+) -> None:
+    """Record simulated live lessons through the real recorder, then make them playable."""
+    from pathlib import Path
+
+    try:
+        counts = [int(part) for part in streams.split(",") if part.strip()]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        _fail("--streams 应为正整数列表，例如 1,4,8")
+    if pace not in ("fast", "realtime"):
+        _fail("--pace 只能是 fast 或 realtime")
+    if minutes <= 0:
+        _fail("--minutes 必须大于 0")
+    _load_benchmark("recording").main(
+        minutes=minutes,
+        streams=counts,
+        json_path=Path(json_path) if json_path else None,
+        pace=pace,
+        reference=reference,
+        renditions=renditions,
+        clip_seconds=clip_seconds,
+        write=typer.echo,
+    )
 
 
 if __name__ == "__main__":

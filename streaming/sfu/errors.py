@@ -22,3 +22,14 @@ class NegotiationError(StreamingError):
 
 class RoomError(StreamingError):
     code = "room_error"
+
+
+class RoomOwnedElsewhere(RoomError):
+    """Another SFU worker holds the room's claim: the join belongs there."""
+
+    code = "room_elsewhere"
+
+    def __init__(self, room_id: str, owner: str) -> None:
+        super().__init__("课堂在另一台媒体服务器上", detail={"room": room_id, "owner": owner})
+        self.room_id = room_id
+        self.owner = owner

@@ -25,6 +25,9 @@ RoomEventKind = Literal[
     "hand_accepted",
     "hand_revoked",
     "speaker_changed",
+    "muted_all",
+    "spotlight_changed",
+    "screen_share_changed",
 ]
 
 EventListener = Callable[["RoomEvent"], Awaitable[None] | None]

@@ -28,3 +28,4 @@ class ParticipantIdentity:
     room_id: str
     room_kind: RoomKind = "lesson"
     campus: str = ""
+    host: bool = False  # a research meeting's host controls (mute all, spotlight, hands)

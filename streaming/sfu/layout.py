@@ -14,7 +14,7 @@ from typing import Literal
 from streaming.sfu.identity import Role, RoomKind
 
 MediaKind = Literal["audio", "video"]
-Source = Literal["mic", "camera", "board"]
+Source = Literal["mic", "camera", "board", "screen"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,15 +52,19 @@ def _numbered(kind: MediaKind, prefix: str, count: int) -> list[MediaLine]:
 def media_layout(
     role: Role, *, room_kind: RoomKind, board: bool = False, limits: RoomLimits = RoomLimits()
 ) -> tuple[MediaLine, ...]:
-    """The m-lines for a participant of ``role``; ``board`` adds the lead's second video."""
+    """The m-lines for a participant of ``role``; ``board`` adds the lead's second video (in a
+    meeting: the participant's screen share, sent only while it shares)."""
     lines: list[MediaLine] = []
     if role in ("lead", "remote", "meeting"):
         lines += [_send("audio", "mic"), _send("video", "camera")]
     if role == "lead" and board:
         lines.append(_send("video", "board"))
+    if role == "meeting" and board:
+        lines.append(_send("video", "screen"))
     if room_kind == "meeting":
         lines += _numbered("audio", "speaker_audio", limits.speaker_audio_slots)
         lines += _numbered("video", "speaker_video", limits.speaker_video_slots)
+        lines.append(_recv("video", "screen_share"))
         return tuple(lines)
     if role == "lead":
         lines += _numbered("audio", "hand_audio", limits.hand_audio_slots)

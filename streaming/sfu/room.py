@@ -51,6 +51,11 @@ class Room:
         self.accepted_hands: list[str] = []
         self.inspect_requests: dict[str, str] = {}
         self.speakers = SpeakerDetector()
+        # research meetings (see "meeting host controls" below)
+        self.muted: set[str] = set()
+        self.audio_locked = False
+        self.spotlight: str | None = None
+        self.screen_sharer: str | None = None
         self.closed = False
         self._configuration = configuration or RTCConfiguration(iceServers=[])
         self._assignments: dict[str, Assignment] = {}
@@ -78,6 +83,8 @@ class Room:
         participant = self._new_participant(identity, notify, board=board)
         self.participants[identity.participant_id] = participant
         self.speakers.add_participant(identity.participant_id)
+        if self.audio_locked and not identity.host and identity.role == "meeting":
+            self._set_muted(identity.participant_id, True)  # rejoining does not escape a mute
         if self._task is None:
             self._task = asyncio.ensure_future(self._housekeeping())
         self._emit("participant_joined", identity.participant_id, role=identity.role)
@@ -149,6 +156,15 @@ class Room:
             for inspector, target in list(self.inspect_requests.items()):
                 if target == pid:
                     del self.inspect_requests[inspector]
+            if not self.audio_locked:
+                self._set_muted(pid, False)
+            meeting_changed = pid in (self.spotlight, self.screen_sharer)
+            if self.spotlight == pid:
+                self.spotlight = None
+            if self.screen_sharer == pid:
+                self.screen_sharer = None
+            if meeting_changed:
+                self._broadcast_meeting()
         for track in participant.published.values():
             if participant.negotiated:
                 self._emit("publisher_left", pid, source=track.source, reason=reason)
@@ -170,16 +186,21 @@ class Room:
 
     def raise_hand(self, participant: Participant) -> None:
         self._check_member(participant)
-        if participant.role != "remote":
-            raise RoomError("只有远端教室可以举手", code="not_allowed")
+        if participant.role not in ("remote", "meeting"):
+            raise RoomError("只有远端教室或参会教师可以举手", code="not_allowed")
         if participant.hand == "none":
             participant.hand = "raised"
             self._emit("hand_raised", participant.participant_id)
             self._broadcast_participants()
 
-    def lower_hand(self, participant: Participant) -> None:
+    def lower_hand(self, participant: Participant, target_id: str | None = None) -> None:
+        """Lower one's own hand, or (a meeting's host) someone else's."""
         self._check_member(participant)
-        self._set_hand_none(participant, "hand_lowered", by=participant.participant_id)
+        target = participant
+        if target_id is not None and target_id != participant.participant_id:
+            self._check_host(participant)
+            target = self._meeting_target(target_id)
+        self._set_hand_none(target, "hand_lowered", by=participant.participant_id)
 
     def accept_hand(self, lead: Participant, target_id: str) -> None:
         target = self._hand_target(lead, target_id)
@@ -231,6 +252,123 @@ class Room:
             self.inspect_requests[inspector.participant_id] = target_id
         self._reassign()
 
+    # -- meeting host controls --------------------------------------------------------
+
+    def _check_host(self, participant: Participant) -> None:
+        self._check_member(participant)
+        if self.kind != "meeting" or not participant.identity.host:
+            raise RoomError("只有主持人可以这样操作", code="not_host")
+
+    def _meeting_target(self, target_id: str) -> Participant:
+        target = self.participants.get(target_id)
+        if target is None or target.role != "meeting":
+            raise RoomError("找不到该参会教师", code="unknown_participant")
+        return target
+
+    def _set_muted(self, participant_id: str, muted: bool) -> bool:
+        """Hold back (or forward again) a participant's audio; True if that changed."""
+        if muted == (participant_id in self.muted):
+            return False
+        if muted:
+            self.muted.add(participant_id)
+            self.speakers.ignored.add(participant_id)
+        else:
+            self.muted.discard(participant_id)
+            self.speakers.ignored.discard(participant_id)
+        return True
+
+    def mute_all(self, host: Participant, *, lock: bool = False) -> None:
+        """Stop forwarding everyone's audio but the hosts'. With ``lock`` nobody may unmute
+        themselves until the host lets them (``unmute`` with their id, or ``unlock_audio``)."""
+        self._check_host(host)
+        for participant in self.participants.values():
+            if participant.role == "meeting" and not participant.identity.host:
+                self._set_muted(participant.participant_id, True)
+        self.audio_locked = lock
+        self._emit("muted_all", host.participant_id, lock=lock)
+        self._reassign()
+        self._broadcast_participants()
+        self._broadcast_meeting()
+
+    def unlock_audio(self, host: Participant) -> None:
+        self._check_host(host)
+        if self.audio_locked:
+            self.audio_locked = False
+            self._broadcast_meeting()
+
+    def mute(self, participant: Participant, target_id: str | None = None) -> None:
+        """Mute oneself, or (the host) someone else."""
+        self._check_member(participant)
+        target = participant
+        if target_id is not None and target_id != participant.participant_id:
+            self._check_host(participant)
+            target = self._meeting_target(target_id)
+        elif self.kind != "meeting":
+            raise RoomError("只有线上教研可以静音", code="not_allowed")
+        if self._set_muted(target.participant_id, True):
+            self._reassign()
+            self._broadcast_participants()
+
+    def unmute(self, participant: Participant, target_id: str | None = None) -> None:
+        """Unmute oneself (refused while the host has locked the audio), or (the host) let
+        someone speak: their audio is forwarded again and their hand lowered."""
+        self._check_member(participant)
+        target = participant
+        if target_id is not None and target_id != participant.participant_id:
+            self._check_host(participant)
+            target = self._meeting_target(target_id)
+            self._set_hand_none(target, "hand_lowered", by=participant.participant_id)
+        elif self.kind != "meeting":
+            raise RoomError("只有线上教研可以取消静音", code="not_allowed")
+        elif self.audio_locked and not participant.identity.host:
+            raise RoomError("主持人已全体静音，请举手等待主持人允许发言", code="audio_locked")
+        if self._set_muted(target.participant_id, False):
+            self._reassign()
+            self._broadcast_participants()
+
+    def set_spotlight(self, host: Participant, target_id: str | None) -> None:
+        """Forward ``target_id``'s camera to everyone whoever speaks (None: back to speakers)."""
+        self._check_host(host)
+        if target_id is not None:
+            self._meeting_target(target_id)
+        if self.spotlight == target_id:
+            return
+        self.spotlight = target_id
+        self._emit("spotlight_changed", target_id, by=host.participant_id)
+        self._reassign()
+        self._broadcast_meeting()
+
+    def share_screen(self, participant: Participant, sharing: bool) -> None:
+        """Start (replacing whoever shared before) or stop forwarding one's screen."""
+        self._check_member(participant)
+        if sharing:
+            if "screen" not in participant.published:
+                raise RoomError("此连接不能共享屏幕，请重新进入会议", code="not_allowed")
+            if self.screen_sharer == participant.participant_id:
+                return
+            self.screen_sharer = participant.participant_id
+        elif self.screen_sharer == participant.participant_id:
+            self.screen_sharer = None
+        else:
+            return
+        self._emit("screen_share_changed", participant.participant_id, sharing=sharing)
+        self._reassign()
+        self._broadcast_meeting()
+
+    def meeting_state(self) -> dict[str, Any]:
+        return {
+            "v": 1,
+            "type": "meeting",
+            "spotlight": self.spotlight,
+            "screen": self.screen_sharer,
+            "audio_locked": self.audio_locked,
+        }
+
+    def _broadcast_meeting(self) -> None:
+        message = self.meeting_state()
+        for participant in self.participants.values():
+            participant.notify(message)
+
     # -- recording hooks --------------------------------------------------------------
 
     def add_packet_tap(self, tap: PacketTap) -> Callable[[], None]:
@@ -276,6 +414,9 @@ class Room:
             accepted_hands=list(self.accepted_hands),
             speaker_order=list(self.speakers.order),
             inspect_requests=dict(self.inspect_requests),
+            muted=frozenset(self.muted),
+            spotlight=self.spotlight,
+            screen_sharer=self.screen_sharer,
         )
         wanted = assign_slots(view, self._assignments)
         for pid, assignment in wanted.items():
@@ -317,6 +458,8 @@ class Room:
                 "role": p.identity.role,
                 "campus": p.identity.campus,
                 "hand": p.hand,
+                "host": p.identity.host,
+                "muted": p.participant_id in self.muted,
             }
             for p in self.participants.values()
             if p.identity.role != "inspector"

@@ -26,6 +26,11 @@ class RoomView:
     accepted_hands: Sequence[str]  # in order of acceptance
     speaker_order: Sequence[str]  # most recent speaker first
     inspect_requests: Mapping[str, str]  # inspector -> remote classroom
+    # research meetings: whose audio the host (or they themselves) muted, the spotlit
+    # participant (their camera gets a video slot whoever speaks), who shares a screen
+    muted: frozenset[str] = frozenset()
+    spotlight: str | None = None
+    screen_sharer: str | None = None
 
 
 def _fill_stable(
@@ -70,6 +75,9 @@ def assign_slots(view: RoomView, previous: Mapping[str, Assignment]) -> dict[str
     publishers = [p.participant_id for p in view.participants if p.sources]
     speakers = [pid for pid in view.speaker_order if pid in by_id]
     speakers += [pid for pid in publishers if pid not in speakers]
+    audible = [pid for pid in speakers if pid not in view.muted]
+    if view.spotlight in by_id:
+        speakers = [view.spotlight, *(pid for pid in speakers if pid != view.spotlight)]
 
     for participant in view.participants:
         own = participant.participant_id
@@ -79,7 +87,7 @@ def assign_slots(view: RoomView, previous: Mapping[str, Assignment]) -> dict[str
         groups: dict[str, tuple[list[str], list[TrackKey]]] = {
             "hand_audio": ([], wanted_from(view.accepted_hands, "mic", own)),
             "remote_video": ([], wanted_from(remotes, "camera", own)),
-            "speaker_audio": ([], wanted_from(speakers, "mic", own)),
+            "speaker_audio": ([], wanted_from(audible, "mic", own)),
             "speaker_video": ([], wanted_from(speakers, "camera", own)),
         }
         for slot in slots:
@@ -88,6 +96,9 @@ def assign_slots(view: RoomView, previous: Mapping[str, Assignment]) -> dict[str
                 groups[prefix][0].append(slot)
             elif slot.startswith("lead_") and lead is not None:
                 assignment[slot] = published(lead.participant_id, LEAD_SOURCES[slot])
+            elif slot == "screen_share" and view.screen_sharer not in (None, own):
+                assert view.screen_sharer is not None
+                assignment[slot] = published(view.screen_sharer, "screen")
             elif slot.startswith("inspect_") and own in view.inspect_requests:
                 wanted_source = "mic" if slot == "inspect_audio" else "camera"
                 assignment[slot] = published(view.inspect_requests[own], wanted_source)

@@ -25,6 +25,7 @@ class SpeakerDetector:
         self._switch_margin = switch_margin
         self.active: str | None = None
         self.order: list[str] = []
+        self.ignored: set[str] = set()  # muted: never become the active speaker
 
     def add_participant(self, participant_id: str) -> None:
         if participant_id not in self.order:
@@ -51,6 +52,7 @@ class SpeakerDetector:
         scores = {
             participant: voiced / max(self._packets.get(participant, 0), 1)
             for participant, voiced in self._voiced.items()
+            if participant not in self.ignored
         }
         self._voiced.clear()
         self._packets.clear()

@@ -100,9 +100,13 @@ def test_worker_needs_redis_and_checks_it(env: dict[str, str], redis_server: str
     assert down.returncode == 1
 
 
-def test_sfu_says_plainly_that_it_is_not_there_yet(env: dict[str, str]) -> None:
-    result = tongke("sfu", env=env)
-    assert result.returncode == 2 and "尚未实现" in result.stderr
+def test_sfu_worker_needs_redis_and_checks_it(env: dict[str, str], redis_server: str) -> None:
+    missing = tongke("sfu", env=env)
+    assert missing.returncode == 1 and "TONGKE_REDIS_URL" in missing.stderr
+    ok = tongke("sfu", "--check", env={**env, "TONGKE_REDIS_URL": redis_server})
+    assert ok.returncode == 0, ok.stderr
+    down = tongke("sfu", "--check", env={**env, "TONGKE_REDIS_URL": "redis://127.0.0.1:1/0"})
+    assert down.returncode == 1 and "Redis" in down.stderr
 
 
 EXAMPLES = TIMETABLE_DATA

@@ -105,8 +105,6 @@ def _run_config(
             str(COMPOSE_FILE),
             "--env-file",
             str(env_file),
-            "--profile",
-            "streaming",
             "config",
             *extra_args,
         ],
@@ -318,3 +316,32 @@ def test_sfu_media_ports_match_its_settings(resolved: dict[str, Any]) -> None:
         int(sfu["environment"]["TONGKE_SFU_UDP_PORT_MIN"]),
         int(sfu["environment"]["TONGKE_SFU_UDP_PORT_MAX"]),
     )
+
+
+def test_plain_up_starts_the_sfu_worker_next_to_the_app(
+    compose_binary: Path, empty_env_file: Path
+) -> None:
+    result = _run_config(
+        compose_binary,
+        variables=REQUIRED_VARIABLES,
+        env_file=empty_env_file,
+        extra_args=("--services",),
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert {"app", "sfu", "redis", "postgres"} <= set(result.stdout.split())
+
+
+def test_the_app_reaches_the_sfu_worker_it_health_checks(resolved: dict[str, Any]) -> None:
+    sfu = resolved["services"]["sfu"]
+    environment = sfu["environment"]
+    port = environment["TONGKE_SFU_PORT"]
+
+    assert "profiles" not in sfu
+    assert sfu["command"] == ["tongke", "sfu"]
+    assert environment["TONGKE_SFU_HOST"] == "0.0.0.0"
+    # what the worker registers in Redis: its name on the compose network and its port
+    assert environment["TONGKE_SFU_ADVERTISE_URL"] == f"http://sfu:{port}"
+    assert f"127.0.0.1:{port}/healthz" in " ".join(sfu["healthcheck"]["test"])
+    # the internal signaling port is not published: only the app talks to it
+    assert all(p.get("protocol") == "udp" for p in sfu.get("ports", []))

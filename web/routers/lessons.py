@@ -1,22 +1,32 @@
-"""Live synchronized lessons: the signaling WebSocket to the SFU, and the 巡课 list of rooms."""
+"""Live rooms: the signaling WebSockets to the SFU (synchronized lessons and online research
+meetings), and the 巡课 list of rooms."""
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, FastAPI, Request, WebSocket
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
-from starlette.websockets import WebSocketState
+from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from common.accounts import service as accounts
+from common.accounts.models import Account
+from common.accounts.permissions import Principal
 from common.alliance.models import SyncGroup
 from common.db import transaction
 from common.errors import AppError, AuthenticationError, PermissionDeniedError
-from streaming.access import lesson_identity
+from streaming.access import lesson_identity, meeting_identity
+from streaming.lifecycle import LessonClock
 from streaming.sfu.identity import ParticipantIdentity
 from web.deps import SESSION_COOKIE, CurrentPrincipal, DbSession, principal_of
 from web.lesson_rooms import LessonRooms
+
+if TYPE_CHECKING:
+    from streaming.meetings import MeetingTrackers
 
 router = APIRouter(tags=["lessons"])
 
@@ -29,7 +39,10 @@ def _same_origin(websocket: WebSocket) -> bool:
     return urlsplit(origin).netloc == websocket.headers.get("host")
 
 
-def _identify(app: FastAPI, websocket: WebSocket, group_id: int) -> ParticipantIdentity:
+IdentityOf = Callable[[Session, Account, Principal], ParticipantIdentity]
+
+
+def _identify(app: FastAPI, websocket: WebSocket, identity_of: IdentityOf) -> ParticipantIdentity:
     token = websocket.query_params.get("token")
     via_cookie = token is None
     secret = token or websocket.cookies.get(SESSION_COOKIE)
@@ -42,9 +55,7 @@ def _identify(app: FastAPI, websocket: WebSocket, group_id: int) -> ParticipantI
         if found is None or found[1].kind == "calendar":
             raise AuthenticationError("登录已失效，请重新登录")
         account, _ = found
-        return lesson_identity(
-            session, principal_of(account), group_id, display_name=account.display_name
-        )
+        return identity_of(session, account, principal_of(account))
 
 
 @router.websocket("/ws/lessons/{group_id}")
@@ -53,8 +64,48 @@ async def lesson_socket(websocket: WebSocket, group_id: int) -> None:
 
     Authenticate with the browser session cookie, or `?token=` for terminals and scripts.
     """
+
+    def identity_of(db: Session, account: Account, principal: Principal) -> ParticipantIdentity:
+        return lesson_identity(db, principal, group_id, display_name=account.display_name)
+
+    await _serve_socket(websocket, identity_of)
+
+
+@router.websocket("/ws/research/{session_id}")
+async def research_socket(websocket: WebSocket, session_id: int) -> None:
+    """Signaling protocol v1 for one research session's online meeting (教研): members
+    publish, the host has the meeting controls, principals and the bureau look in unseen.
+    Same authentication as the lesson socket."""
+    clock = meeting_clock(websocket.app)
+
+    def identity_of(db: Session, account: Account, principal: Principal) -> ParticipantIdentity:
+        return meeting_identity(
+            db, principal, session_id, display_name=account.display_name, now=clock.now()
+        )
+
+    await _serve_socket(websocket, identity_of)
+
+
+def meeting_clock(app: FastAPI) -> LessonClock:
+    """The clock meetings open by: the app's (tests fix it), else real time."""
+    clock = getattr(app.state, "lesson_clock", None)
+    return clock if isinstance(clock, LessonClock) else LessonClock()
+
+
+def _meeting_trackers(app: FastAPI) -> MeetingTrackers:
+    trackers: MeetingTrackers | None = getattr(app.state, "meeting_trackers", None)
+    if trackers is None:
+        from streaming.meetings import MeetingTrackers
+
+        trackers = app.state.meeting_trackers = MeetingTrackers(
+            app.state.sessions, meeting_clock(app)
+        )
+    return trackers
+
+
+async def _serve_socket(websocket: WebSocket, identity_of: IdentityOf) -> None:
     try:
-        identity = await run_in_threadpool(_identify, websocket.app, websocket, group_id)
+        identity = await run_in_threadpool(_identify, websocket.app, websocket, identity_of)
     except AppError as exc:
         await websocket.accept()
         await websocket.send_json(
@@ -62,14 +113,38 @@ async def lesson_socket(websocket: WebSocket, group_id: int) -> None:
         )
         await websocket.close(code=4000 + exc.status_code)
         return
-    from streaming.signaling import serve_participant  # aiortc loads with the first lesson
-
     await websocket.accept()
-    await serve_participant(
-        websocket.send_json, websocket.receive_text, identity, websocket.app.state.rooms.registry()
-    )
-    if websocket.client_state is WebSocketState.CONNECTED:
-        await websocket.close()
+    cluster = websocket.app.state.sfu_cluster
+    if cluster is not None:
+        # Rooms live in SFU workers: relay this socket to the room's worker.
+        from streaming.relay import relay_to_worker
+
+        with contextlib.suppress(WebSocketDisconnect):  # the client left: nothing to tell it
+            await relay_to_worker(
+                websocket.send_text,
+                websocket.receive_text,
+                identity,
+                cluster=cluster,
+                secret=websocket.app.state.settings.secret_key,
+            )
+    else:
+        from streaming.signaling import serve_participant  # aiortc loads with the first lesson
+
+        registry = websocket.app.state.rooms.registry()
+        room = None
+        if identity.room_kind == "meeting":
+            # Open the meeting here so its attendance is tracked from the first join.
+            room = await registry.open(identity.room_id, kind="meeting")
+            _meeting_trackers(websocket.app).ensure(room)
+        try:
+            await serve_participant(websocket.send_json, websocket.receive_text, identity, registry)
+        finally:
+            if room is not None:
+                await registry.release(room)  # opened for a join that never came
+    # Close unless either side already has (a send to a vanished client marks it closed).
+    if WebSocketState.DISCONNECTED not in (websocket.client_state, websocket.application_state):
+        with contextlib.suppress(WebSocketDisconnect):  # it vanished just now
+            await websocket.close()
 
 
 @router.get("/api/live-lessons")
@@ -77,16 +152,9 @@ async def live_lessons(
     principal: CurrentPrincipal, session: DbSession, request: Request
 ) -> list[dict[str, Any]]:
     """巡课: the synchronized lessons live right now that the caller may look in on."""
-    lesson_rooms: LessonRooms = request.app.state.rooms
-    if not lesson_rooms.started:
-        return []
-    rooms = lesson_rooms.registry()
     live = []
-    for room_id in await rooms.room_ids():
+    for room_id, participants in (await _open_rooms(request.app)).items():
         if not room_id.startswith("sync-") or not room_id[5:].isdigit():
-            continue
-        room = await rooms.get(room_id)
-        if room is None:
             continue
         try:
             identity = lesson_identity(session, principal, int(room_id[5:]), display_name="")
@@ -99,8 +167,27 @@ async def live_lessons(
                 "code": group.code,
                 "kind": group.kind,
                 "my_role": identity.role,
-                "participants": room.visible_participants(),
+                "participants": participants,
                 "websocket": f"/ws/lessons/{group.id}",
             }
         )
     return live
+
+
+async def _open_rooms(app: FastAPI) -> dict[str, list[dict[str, Any]]]:
+    """room id → its participants as the class sees them, wherever the rooms live."""
+    cluster = app.state.sfu_cluster
+    if cluster is not None:
+        from streaming.relay import live_rooms
+
+        return await live_rooms(cluster, secret=app.state.settings.secret_key)
+    lesson_rooms: LessonRooms = app.state.rooms
+    if not lesson_rooms.started:
+        return {}
+    rooms = lesson_rooms.registry()
+    found = {}
+    for room_id in await rooms.room_ids():
+        room = await rooms.get(room_id)
+        if room is not None:
+            found[room_id] = room.visible_participants()
+    return found

@@ -2,26 +2,34 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import re
+from pathlib import Path, PurePosixPath
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from common.errors import NotFoundError
 from common.jobs import JobQueue
+from common.settings import Settings
 from recordings import service
 from recordings.models import Recording
-from recordings.processing import PROCESS_JOB
+from recordings.processing import PROCESS_JOB, content_type
 from recordings.schemas import (
     PositionIn,
     PositionOut,
     RecordingFilters,
     RecordingMedia,
     RecordingOut,
+    RecordingPatch,
     Rendition,
+    RetentionIn,
+    RetentionOut,
     StartRecording,
 )
+from recordings.storage import MediaStorage, remote_storage
 from streaming.access import lesson_room_id
 from web.deps import CurrentPrincipal, DbSession, SettingsDep
 from web.lesson_rooms import LessonRooms
@@ -45,12 +53,20 @@ def _out(
     recording: Recording, *, media_root: Path, replays: int = 0, position: float | None = None
 ) -> RecordingOut:
     base = f"/api/recordings/{recording.id}/media"
-    outputs = recording.outputs or {}
-    raw_exists = bool(recording.raw_path) and (media_root / recording.raw_path).is_file()
+    outputs = {} if recording.media_deleted_at else (recording.outputs or {})
+    raw_exists = bool(recording.raw_path and not recording.media_deleted_at) and (
+        (media_root / recording.raw_path).is_file() or outputs.get("stored") == "s3"
+    )
     media = RecordingMedia(
         mp4=f"{base}?rendition=mp4" if outputs.get("mp4") else None,
         raw=f"{base}?rendition=raw" if raw_exists else None,
         poster=f"{base}?rendition=poster" if outputs.get("poster") else None,
+        hls=f"/api/recordings/{recording.id}/hls/{PurePosixPath(outputs['hls']).name}"
+        if outputs.get("hls")
+        else None,
+        thumbnails=f"/api/recordings/{recording.id}/thumbnails/{outputs['thumbnails']['index']}"
+        if outputs.get("thumbnails")
+        else None,
     )
     return RecordingOut(
         **service.out_fields(recording), media=media, replays=replays, my_position_s=position
@@ -145,16 +161,91 @@ def get_recording(
     )
 
 
-def _first_range_start(header: str) -> int | None:
+def parse_range(header: str, size: int) -> tuple[int, int] | None:
+    """The first range of a ``Range: bytes=...`` header as (start, end), inclusive; None for
+    no header or one we ignore (the whole file is sent). Raises 416 when it starts past the end."""
     units, _, ranges = header.partition("=")
     first = ranges.split(",")[0].strip()
-    if units.strip() != "bytes" or not first or first.startswith("-"):
+    if units.strip().lower() != "bytes" or "-" not in first:
         return None
-    start = first.split("-")[0].strip()
-    return int(start) if start.isdigit() else None
+    start_text, _, end_text = first.partition("-")
+    start_text, end_text = start_text.strip(), end_text.strip()
+    if not start_text:
+        if not end_text.isdigit() or int(end_text) == 0:
+            return None
+        return max(size - int(end_text), 0), size - 1  # the last n bytes
+    if not start_text.isdigit() or (end_text and not end_text.isdigit()):
+        return None
+    start = int(start_text)
+    if start >= size:
+        raise StarletteHTTPException(416, headers={"Content-Range": f"bytes */{size}"})
+    end = min(int(end_text), size - 1) if end_text else size - 1
+    return (start, end) if end >= start else None
 
 
-@router.get("/{recording_id}/media", response_class=FileResponse)
+def stream_stored(
+    storage: MediaStorage, key: str, *, size: int, media_type: str, range_header: str
+) -> StreamingResponse:
+    """An object of the bucket passed on with HTTP Range (206), read in chunks."""
+    headers = {"Accept-Ranges": "bytes", "Cache-Control": "private, no-store"}
+    wanted = parse_range(range_header, size)
+    if size == 0:
+        return StreamingResponse(iter(()), media_type=media_type, headers=headers)
+    start, end = wanted if wanted is not None else (0, size - 1)
+    headers["Content-Length"] = str(end - start + 1)
+    if wanted is not None:
+        headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+    return StreamingResponse(
+        storage.read_range(key, start, end),
+        status_code=206 if wanted is not None else 200,
+        media_type=media_type,
+        headers=headers,
+    )
+
+
+def serve_media(
+    settings: Settings,
+    key: str,
+    *,
+    media_type: str,
+    request: Request,
+    download_name: str | None = None,
+) -> Response:
+    """A recording's file from local disk, or else from the bucket; the caller has checked
+    the viewer may see it. With ``download_name`` the browser saves it under that name."""
+    path = service.local_file(settings.media_root, key)
+    if path is not None:
+        parse_range(request.headers.get("range", ""), path.stat().st_size)  # 416 past the end
+        return FileResponse(
+            path,
+            media_type=media_type,
+            headers={"Cache-Control": "private, no-store"},
+            filename=download_name,
+            content_disposition_type="attachment" if download_name else "inline",
+        )
+    remote = remote_storage(settings)
+    stored = remote.size(key) if remote is not None else None
+    if remote is None or stored is None:
+        raise NotFoundError("录像文件不存在")
+    response = stream_stored(
+        remote,
+        key,
+        size=stored,
+        media_type=media_type,
+        range_header=request.headers.get("range", ""),
+    )
+    if download_name:
+        response.headers["Content-Disposition"] = (
+            f"attachment; filename*=utf-8''{quote(download_name)}"
+        )
+    return response
+
+
+@router.get(
+    "/{recording_id}/media",
+    response_class=Response,
+    responses={200: {"content": {"video/mp4": {}, "video/webm": {}, "image/jpeg": {}}}},
+)
 def media(
     recording_id: int,
     principal: CurrentPrincipal,
@@ -162,20 +253,135 @@ def media(
     settings: SettingsDep,
     request: Request,
     rendition: Rendition = "mp4",
-) -> FileResponse:
+) -> Response:
     """The file, with HTTP Range support so players can seek; only ever through this route."""
     recording = service.get_visible(session, principal, recording_id)
-    path = service.media_path(settings.media_root, recording, rendition)
-    size = path.stat().st_size
-    start = _first_range_start(request.headers.get("range", ""))
-    if start is not None and start >= size:
-        raise StarletteHTTPException(416, headers={"Content-Range": f"bytes */{size}"})
-    return FileResponse(
-        path,
-        media_type=MEDIA_TYPES[rendition],
-        headers={"Cache-Control": "private, no-store"},
-        content_disposition_type="inline",
+    key = service.media_key(recording, rendition)
+    return serve_media(settings, key, media_type=MEDIA_TYPES[rendition], request=request)
+
+
+@router.get(
+    "/{recording_id}/hls/{path:path}",
+    response_class=Response,
+    responses={200: {"content": {"application/vnd.apple.mpegurl": {}, "video/iso.segment": {}}}},
+)
+def hls(
+    recording_id: int,
+    path: str,
+    principal: CurrentPrincipal,
+    session: DbSession,
+    settings: SettingsDep,
+    request: Request,
+) -> Response:
+    """HLS master playlist (`master.m3u8`), rendition playlists and fMP4 segments; the same
+    permission check as the MP4, for every request."""
+    recording = service.get_visible(session, principal, recording_id)
+    key = service.hls_key(recording, path)
+    return serve_media(settings, key, media_type=content_type(path), request=request)
+
+
+@router.get(
+    "/{recording_id}/thumbnails/{name}",
+    response_class=Response,
+    responses={200: {"content": {"text/vtt": {}, "image/jpeg": {}}}},
+)
+def thumbnails(
+    recording_id: int,
+    name: str,
+    principal: CurrentPrincipal,
+    session: DbSession,
+    settings: SettingsDep,
+    request: Request,
+) -> Response:
+    """The thumbnail sprite and its WebVTT index (tiles as `sprite.jpg#xywh=x,y,w,h`)."""
+    recording = service.get_visible(session, principal, recording_id)
+    key = service.thumbnails_key(recording, name)
+    return serve_media(settings, key, media_type=content_type(name), request=request)
+
+
+@router.get(
+    "/{recording_id}/download",
+    response_class=Response,
+    responses={200: {"content": {"video/mp4": {}, "video/webm": {}}}},
+)
+def download(
+    recording_id: int,
+    principal: CurrentPrincipal,
+    session: DbSession,
+    settings: SettingsDep,
+    request: Request,
+) -> Response:
+    """Save the lesson: the MP4 when it is made, else the raw WebM; named after its title."""
+    recording = service.get_visible(session, principal, recording_id)
+    rendition = "mp4" if (recording.outputs or {}).get("mp4") else "raw"
+    key = service.media_key(recording, rendition)
+    suffix = ".mp4" if rendition == "mp4" else ".webm"
+    name = (
+        re.sub(r'[\\/:*?"<>|\s]+', "_", recording.title).strip("_") or f"recording-{recording.id}"
     )
+    return serve_media(
+        settings,
+        key,
+        media_type=MEDIA_TYPES[rendition],
+        request=request,
+        download_name=name + suffix,
+    )
+
+
+@router.patch("/{recording_id}", response_model=RecordingOut)
+def patch(
+    recording_id: int,
+    body: RecordingPatch,
+    principal: CurrentPrincipal,
+    session: DbSession,
+    settings: SettingsDep,
+) -> RecordingOut:
+    """Edit title, topic (search follows) or `keep` (exempt from the retention rule)."""
+    recording = service.get_visible(session, principal, recording_id)
+    service.update_recording(
+        session, principal, recording, title=body.title, topic=body.topic, keep=body.keep
+    )
+    return _out(recording, media_root=settings.media_root)
+
+
+@router.get("/retention/{alliance_id}", response_model=RetentionOut)
+def get_retention(
+    alliance_id: int, principal: CurrentPrincipal, session: DbSession
+) -> RetentionOut:
+    """How many days after the lesson the alliance keeps recordings' files (null: no limit)."""
+    keep_days = service.retention_of(session, principal, alliance_id)
+    return RetentionOut(alliance_id=alliance_id, keep_days=keep_days)
+
+
+@router.put("/retention/{alliance_id}", response_model=RetentionOut)
+def put_retention(
+    alliance_id: int, body: RetentionIn, principal: CurrentPrincipal, session: DbSession
+) -> RetentionOut:
+    """Set the alliance's rule (alliance administrators); `tongke recordings expire`, or the
+    `expire_recordings` job, deletes the files past it. Recordings marked `keep` stay."""
+    keep_days = service.set_retention(session, principal, alliance_id, keep_days=body.keep_days)
+    return RetentionOut(alliance_id=alliance_id, keep_days=keep_days)
+
+
+@router.delete("/{recording_id}", status_code=204)
+def delete(
+    recording_id: int,
+    principal: CurrentPrincipal,
+    session: DbSession,
+    settings: SettingsDep,
+    active: Active,
+) -> Response:
+    """Delete a recording and every file of it (local disk and object storage)."""
+    recording = service.get_visible(session, principal, recording_id)
+    service.authorize_manage(principal, recording)
+    service.delete_recording(
+        session,
+        recording=recording,
+        media_root=settings.media_root,
+        remote=remote_storage(settings),
+        active=active,
+    )
+    return Response(status_code=204)
 
 
 @router.post("/{recording_id}/position", response_model=PositionOut)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -19,6 +19,13 @@ from research import service
 from research.models import ResearchGroup, ResearchSession
 from research.quotas import quota_report
 from research.resources import RESEARCH_GROUPS
+from streaming.access import (
+    MEETING_CLOSES_AFTER,
+    MEETING_HOST_OPENS_BEFORE,
+    MEETING_OPENS_BEFORE,
+    meeting_identity,
+    meeting_room_id,
+)
 from web.deps import DbSession, MaybeAuth
 from web.routers.pages import DAY_LABELS, _denied, _lesson_clock, _render
 
@@ -35,8 +42,21 @@ def _my_groups(session: Session, principal: Principal) -> list[ResearchGroup]:
     return [g for g in groups if g.leader_id == mine or any(m.id == mine for m in g.members)]
 
 
+def _meeting_open(row: ResearchSession, *, may_run: bool, now: datetime) -> bool:
+    """Live or about to start: the window in which ``meeting_identity`` lets one in."""
+    if row.status == "cancelled":
+        return False
+    starts = service.starts_at(row)
+    opens = starts - (MEETING_HOST_OPENS_BEFORE if may_run else MEETING_OPENS_BEFORE)
+    return opens <= now <= starts + timedelta(minutes=row.minutes) + MEETING_CLOSES_AFTER
+
+
 def _session_rows(
-    session: Session, principal: Principal, groups: list[ResearchGroup], today: date
+    session: Session,
+    principal: Principal,
+    groups: list[ResearchGroup],
+    today: date,
+    now: datetime | None = None,
 ) -> list[dict[str, Any]]:
     by_id = {g.id: g for g in groups}
     term_ids = {current_term_id(session, g.alliance_id) for g in groups}
@@ -49,6 +69,7 @@ def _session_rows(
     out = []
     for row in rows:
         group = by_id[row.group_id]
+        may_run = service.may_run_session(principal, group, row)
         out.append(
             {
                 "id": row.id,
@@ -68,7 +89,10 @@ def _session_rows(
                 "status_label": STATUS_LABELS.get(row.status, row.status),
                 "minutes_text": row.minutes_text,
                 "upcoming": row.day >= today,
-                "may_run": service.may_run_session(principal, group, row),
+                "may_run": may_run,
+                "meeting_open": now is not None
+                and principal.role not in ("student", "terminal")
+                and _meeting_open(row, may_run=may_run, now=now),
             }
         )
     return out
@@ -85,8 +109,9 @@ def research_page(request: Request, auth: MaybeAuth, session: DbSession) -> Resp
         groups = _my_groups(session, principal)
     except AppError as exc:
         return _denied(request, session, auth, exc.message)
-    today = _lesson_clock(request).now().date()
-    sessions = _session_rows(session, principal, groups, today) if groups else []
+    now = _lesson_clock(request).now()
+    today = now.date()
+    sessions = _session_rows(session, principal, groups, today, now) if groups else []
     quotas = None
     if principal.role == "teacher" and principal.alliance_id is not None:
         try:
@@ -124,5 +149,47 @@ def research_page(request: Request, auth: MaybeAuth, session: DbSession) -> Resp
             "upcoming": [s for s in sessions if s["upcoming"]],
             "past": [s for s in sessions if not s["upcoming"]][::-1],
             "quotas": quotas,
+        },
+    )
+
+
+@router.get("/research/sessions/{session_id}/meeting", response_class=HTMLResponse)
+def meeting_page(
+    request: Request, session_id: int, auth: MaybeAuth, session: DbSession
+) -> Response:
+    """The online 教研 meeting: everyone's tiles, the active speaker large, host controls."""
+    if auth is None:
+        return RedirectResponse("/login", status_code=303)
+    try:
+        identity = meeting_identity(
+            session,
+            auth.principal,
+            session_id,
+            display_name=auth.account.display_name,
+            now=_lesson_clock(request).now(),
+        )
+    except AppError as exc:
+        return _denied(request, session, auth, exc.message)
+    row = session.get_one(ResearchSession, session_id)
+    group = session.get_one(ResearchGroup, row.group_id)
+    return _render(
+        request,
+        session,
+        auth,
+        "meeting.html",
+        {
+            "meeting": {
+                "id": row.id,
+                "room": meeting_room_id(row.id),
+                "group": group.name,
+                "topic": row.topic,
+                "host": row.host.name if row.host else "",
+                "day": row.day,
+                "start": row.start_time.strftime("%H:%M"),
+                "minutes": row.minutes,
+                "place": row.place or group.online_room,
+            },
+            "my_role": identity.role,
+            "is_host": identity.host,
         },
     )

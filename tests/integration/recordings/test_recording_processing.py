@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -16,7 +17,13 @@ from common.settings import Settings
 from recordings import service
 from recordings.capture import LessonRecorder
 from recordings.models import Recording
-from recordings.processing import PROCESS_JOB, process_recording, register_jobs
+from recordings.processing import (
+    PROCESS_JOB,
+    make_playable,
+    make_renditions,
+    process_recording,
+    register_jobs,
+)
 from tests.conftest import DemoDatabase
 
 pytestmark = pytest.mark.timeout(120)
@@ -91,10 +98,72 @@ async def test_a_recorded_lesson_is_processed_into_a_playable_mp4(
     assert again["duration_s"] == outputs["duration_s"]
     assert sorted(p.name for p in out_dir.iterdir()) == [
         "events.json",
+        "hls",
         "lesson.mp4",
         "poster.jpg",
         "raw.webm",
+        "thumbs.jpg",
+        "thumbs.vtt",
     ]
+    assert sorted(p.name for p in (out_dir / "hls").iterdir()) == ["low", "main", "master.m3u8"]
+
+
+async def test_hls_renditions_thumbnails_and_the_quick_playable_step(tmp_path: Path):
+    """HLS: a master playlist with the main and a low-bitrate rendition, ~4 s fMP4 segments
+    aligned across them; a thumbnail sprite with its WebVTT index; loudness normalised."""
+    raw = tmp_path / "raw.webm"
+    subprocess.run(
+        [
+            "ffmpeg", "-v", "error", "-y",
+            "-f", "lavfi", "-i", "testsrc2=size=854x480:rate=25",
+            "-f", "lavfi", "-i", "sine=f=440:r=48000",
+            "-t", "9", "-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8",
+            "-b:v", "1500k", "-c:a", "libopus", str(raw),
+        ],
+        check=True,
+    )  # fmt: skip
+    reports: list[float] = []
+
+    async def report(progress: float, message: str) -> None:
+        reports.append(progress)
+
+    facts, playable = await make_playable(raw, out_dir=tmp_path, report=report)
+    assert playable["playable"] == "raw" and playable["poster"] == "poster.jpg"
+    assert abs(playable["duration_s"] - 9) < 0.2
+    outputs = await make_renditions(
+        raw, out_dir=tmp_path, facts=facts, loudnorm=True, report=report
+    )
+    assert reports == sorted(reports)
+
+    master = (tmp_path / "hls" / "master.m3u8").read_text()
+    variants = [line for line in master.splitlines() if line.startswith("#EXT-X-STREAM-INF")]
+    assert [v.split("RESOLUTION=")[1].split(",")[0] for v in variants] == ["854x480", "640x360"]
+    bandwidth = [int(v.split("BANDWIDTH=")[1].split(",")[0]) for v in variants]
+    assert bandwidth[1] < 500_000 < bandwidth[0], master  # the low one fits a weak link
+    for name in ("main", "low"):
+        playlist = (tmp_path / "hls" / name / "index.m3u8").read_text()
+        lengths = [float(line[8:].split(",")[0]) for line in playlist.splitlines()
+                   if line.startswith("#EXTINF:")]  # fmt: skip
+        assert lengths[:2] == [4.0, 4.0], playlist
+        assert abs(sum(lengths) - 9) < 0.5
+    with av.open(str(tmp_path / "hls" / "master.m3u8")) as hls:
+        assert hls.duration is not None and abs(hls.duration / 1e6 - 9) < 0.5
+    with av.open(str(tmp_path / "lesson.mp4")) as mp4:
+        assert mp4.streams.video[0].codec_context.name == "h264"
+        assert mp4.streams.video[0].codec_context.height == 480
+    assert abs(outputs["duration_s"] - 9) < 0.5
+
+    thumbs = outputs["thumbnails"]
+    assert thumbs["count"] == 5 and thumbs["interval_s"] == 2
+    with av.open(str(tmp_path / "thumbs.jpg")) as sprite:
+        frame = next(sprite.decode(video=0))
+        assert (frame.width, frame.height) == (10 * 160, 90)
+    cues = (tmp_path / "thumbs.vtt").read_text().split("\n\n")
+    assert cues[0] == "WEBVTT"
+    assert cues[1] == "00:00:00.000 --> 00:00:02.000\nthumbs.jpg#xywh=0,0,160,90"
+    timing, tile = cues[5].strip().split("\n")
+    assert timing.startswith("00:00:08.000 --> 00:00:09.0") and tile.endswith("#xywh=640,0,160,90")
+    assert outputs["loudnorm"] is True
 
 
 async def test_the_job_retries_and_then_marks_the_recording_failed(

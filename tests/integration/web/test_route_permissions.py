@@ -518,3 +518,35 @@ def test_review_routes_follow_the_roles(
         for method in getattr(route, "methods", ())
     }
     assert routes == checked, routes ^ checked
+
+
+def test_the_live_sockets_and_the_meeting_page_demand_a_login(client: TestClient) -> None:
+    """WebSockets and pages are not in the OpenAPI schema: every socket of every router."""
+    import importlib
+    import pkgutil
+
+    from fastapi.routing import APIWebSocketRoute
+    from starlette.websockets import WebSocketDisconnect
+
+    import web.routers
+
+    modules = [
+        importlib.import_module(f"web.routers.{info.name}")
+        for info in pkgutil.iter_modules(web.routers.__path__)
+    ]
+    sockets = [
+        route.path
+        for module in modules
+        if hasattr(module, "router")
+        for route in module.router.routes
+        if isinstance(route, APIWebSocketRoute)
+    ]
+    assert "/ws/research/{session_id}" in sockets and "/ws/lessons/{group_id}" in sockets
+    for template in sockets:
+        with client.websocket_connect(re.sub(r"\{[a-z_]+\}", "1", template)) as socket:
+            message = socket.receive_json()
+            with pytest.raises(WebSocketDisconnect) as closed:
+                socket.receive_json()
+        assert (message["code"], closed.value.code) == ("unauthenticated", 4401), template
+    page = client.get("/research/sessions/1/meeting", follow_redirects=False)
+    assert (page.status_code, page.headers["location"]) == (303, "/login")

@@ -1,10 +1,12 @@
-// One connection to a synchronized lesson through the SFU (signaling protocol v1, see
-// streaming/signaling.py): WebSocket signaling, one RTCPeerConnection, automatic rejoin.
+// One connection to a synchronized lesson (or an online research meeting) through the SFU
+// (signaling protocol v1, see streaming/signaling.py): WebSocket signaling, one
+// RTCPeerConnection, automatic rejoin.
 //
 // Events (CustomEvent, detail in brackets):
 //   state [{state, message}]  connecting | live | reconnecting | replaced | error | stopped
 //   joined [{participant, role, media}]   participants [list]   slots [list]
 //   track [{slot, kind, track}]           local [MediaStream]   notice [{code, message}]
+//   meeting [{spotlight, screen, audio_locked}]   speaker [participant id]   (meetings only)
 import { api } from "./api.js";
 
 const VERSION = 1;
@@ -58,12 +60,22 @@ export class LessonConnection extends EventTarget {
    * @param {number} options.groupId  the sync group
    * @param {string} [options.token]  a device or bearer token; else the session cookie
    * @param {boolean} [options.publish=true]  open the camera and microphone when the role sends
+   * @param {string} [options.socketPath]  another room's socket, e.g. /ws/research/7
+   * @param {string} [options.room]  that room's id, e.g. research-7
+   * @param {boolean} [options.board=false]  ask for the second video line (board / screen)
    */
-  constructor({ groupId, token = null, publish = true }) {
+  constructor({ groupId = null, token = null, publish = true, socketPath = null, room = null, board = false }) {
     super();
     this.groupId = groupId;
     this.token = token;
     this.publish = publish;
+    this.socketPath = socketPath || `/ws/lessons/${groupId}`;
+    this.room = room || `sync-${groupId}`;
+    this.board = board;
+    this.host = false;
+    this.meeting = null;
+    this.speaker = null;
+    this.senders = new Map(); // send line name -> RTCRtpSender
     this.state = "stopped";
     this.role = null;
     this.participant = null;
@@ -113,6 +125,10 @@ export class LessonConnection extends EventTarget {
   inspect(participant) {
     this._send({ type: "inspect", participant });
   }
+  /** Any other client message of the protocol (e.g. mute_all, spotlight in a meeting). */
+  command(type, fields = {}) {
+    this._send({ type, ...fields });
+  }
 
   /** This participant's entry in the class list (null for inspectors, who are never listed). */
   me() {
@@ -137,7 +153,7 @@ export class LessonConnection extends EventTarget {
   _url() {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     const query = this.token ? `?token=${encodeURIComponent(this.token)}` : "";
-    return `${scheme}//${location.host}/ws/lessons/${this.groupId}${query}`;
+    return `${scheme}//${location.host}${this.socketPath}${query}`;
   }
 
   _connect() {
@@ -146,7 +162,9 @@ export class LessonConnection extends EventTarget {
     const ws = new WebSocket(this._url());
     this.ws = ws;
     ws.addEventListener("open", () => {
-      ws.send(JSON.stringify({ v: VERSION, type: "join", room: `sync-${this.groupId}` }));
+      const join = { v: VERSION, type: "join", room: this.room };
+      if (this.board) join.board = true;
+      ws.send(JSON.stringify(join));
     });
     ws.addEventListener("message", (event) => {
       if (generation !== this._generation) return;
@@ -177,7 +195,10 @@ export class LessonConnection extends EventTarget {
         this.participant = message.participant;
         this.media = message.media;
         this.participants = message.participants || [];
+        this.host = Boolean(message.host);
+        this.meeting = message.meeting || null;
         this._emit("joined", message);
+        if (this.meeting) this._emit("meeting", this.meeting);
         this._emit("participants", this.participants);
         await this._negotiate(generation);
         break;
@@ -191,6 +212,14 @@ export class LessonConnection extends EventTarget {
       case "slots":
         this.slots = message.slots;
         this._emit("slots", this.slots);
+        break;
+      case "meeting":
+        this.meeting = message;
+        this._emit("meeting", message);
+        break;
+      case "speaker":
+        this.speaker = message.participant;
+        this._emit("speaker", message.participant);
         break;
       case "closed":
         if (message.code === "replaced") {
@@ -241,11 +270,14 @@ export class LessonConnection extends EventTarget {
     const pc = new RTCPeerConnection({ iceServers: servers, bundlePolicy: "max-bundle" });
     this.pc = pc;
     const slotsByTransceiver = new Map();
+    this.senders = new Map();
     for (const line of this.media) {
       let transceiver;
       if (line.direction === "send") {
-        const local = this.localStream
-          ? this.localStream.getTracks().find((t) => t.kind === line.kind && line.name !== "board")
+        // The second video (board / screen) starts empty: the page fills it when it shares.
+        const second = line.name === "board" || line.name === "screen";
+        const local = this.localStream && !second
+          ? this.localStream.getTracks().find((t) => t.kind === line.kind)
           : null;
         transceiver = local
           ? pc.addTransceiver(local, { direction: "sendonly", streams: [this.localStream] })
@@ -255,6 +287,7 @@ export class LessonConnection extends EventTarget {
       }
       preferCodec(transceiver, line.kind);
       slotsByTransceiver.set(transceiver, line);
+      if (line.direction === "send") this.senders.set(line.name, transceiver.sender);
     }
     pc.addEventListener("track", (event) => {
       const line = slotsByTransceiver.get(event.transceiver);

@@ -1,0 +1,355 @@
+"""The SFU worker process (`tongke sfu`): hosts lesson (and research meeting) rooms and
+serves their signaling.
+
+A worker registers itself in Redis (``streaming.cluster``) with a heartbeat that carries its
+load, claims each room it opens there and renews the claims with the same heartbeat. The web
+process authenticates a join and relays its signaling here over ``/sfu/ws`` with a signed
+ticket (``streaming.tickets``); media (ICE/UDP) goes between the browser and this process
+directly. Next to the packets live what must: the recorders and the lesson-run trackers, both
+attached by the timetable scheduler that runs here and opens only the rooms the directory
+places on this worker. A research meeting's room opens with its first join here, and its
+attendance tracker (``streaming.meetings``) with it.
+
+HTTP: ``GET /healthz`` (503 while Redis has not heard from this worker for a lease),
+``GET /metrics`` (Prometheus), ``GET /sfu/rooms`` (ticket ``rooms``: the rooms and who is in
+them, for the 巡课 list), ``WS /sfu/ws`` (ticket ``join``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import Any
+
+from fastapi import FastAPI, Request, Response, WebSocket
+from fastapi.responses import JSONResponse
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    generate_latest,
+)
+from redis.exceptions import RedisError
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from common.jobs import JobQueue, make_job_queue
+from common.logging import get_logger
+from common.settings import Settings
+from streaming.cluster import SfuCluster, WorkerInfo
+from streaming.tickets import TicketError, identity_of, read_ticket
+
+log = get_logger(__name__)
+
+RegisterJobs = Callable[[JobQueue, Settings], None]
+
+# Close codes of the internal socket (4000 + the HTTP status it stands for).
+CLOSE_BAD_TICKET = 4401
+CLOSE_ELSEWHERE = 4409
+CLOSE_UNAVAILABLE = 4503
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def advertised_url(settings: Settings, *, host: str, port: int) -> str:
+    """Where the web process reaches a worker listening on ``host:port``."""
+    if settings.sfu_advertise_url:
+        return settings.sfu_advertise_url.rstrip("/")
+    if host in ("0.0.0.0", "::", ""):
+        host = socket.gethostname()  # the container's name on the compose network
+    return f"http://{host}:{port}"
+
+
+class SfuWorker:
+    """One worker's rooms, its Redis registration and heartbeat, and its lesson scheduler."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        worker_id: str,
+        url: str,
+        register_jobs: RegisterJobs | None = None,
+    ) -> None:
+        if not settings.redis_url:
+            raise ValueError("an SFU worker needs TONGKE_REDIS_URL")
+        from aiortc import RTCConfiguration, RTCIceServer
+
+        from streaming.sfu.media_ports import MediaPorts, configure_media_ports
+        from streaming.sfu.registry import ClaimedRoomRegistry
+
+        configure_media_ports(
+            MediaPorts(
+                port_min=settings.sfu_udp_port_min,
+                port_max=settings.sfu_udp_port_max,
+                announced_ip=settings.sfu_public_ip or None,
+            )
+        )
+        self.settings = settings
+        self.worker_id = worker_id
+        self.url = url
+        self.cluster = SfuCluster(settings.redis_url, lease_seconds=settings.sfu_lease_seconds)
+        self.rooms = ClaimedRoomRegistry(
+            self.cluster,
+            worker_id,
+            configuration=RTCConfiguration(
+                iceServers=[RTCIceServer(**server) for server in settings.ice_servers]
+            ),
+        )
+        self.last_heartbeat: float | None = None  # time.monotonic() of the last good one
+        self._register_jobs = register_jobs
+        self._jobs: JobQueue | None = None
+        self._scheduler: Any = None  # streaming.lifecycle.LessonScheduler
+        self._meetings: Any = None  # streaming.meetings.MeetingTrackers, made on first use
+        self._heartbeat_task: asyncio.Task[None] | None = None
+
+    # -- load -------------------------------------------------------------------------
+
+    def info(self) -> WorkerInfo:
+        rooms = self.rooms.rooms()
+        return WorkerInfo(
+            worker_id=self.worker_id,
+            url=self.url,
+            rooms=len(rooms),
+            participants=sum(len(room.participants) for room in rooms),
+        )
+
+    @property
+    def healthy(self) -> bool:
+        return (
+            self.last_heartbeat is not None
+            and time.monotonic() - self.last_heartbeat < self.settings.sfu_lease_seconds
+        )
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self._beat()  # Redis unreachable at start-up: fail loudly, compose restarts us
+        self._heartbeat_task = asyncio.create_task(self._heartbeats(), name="sfu-heartbeat")
+        if self.settings.runs_lesson_scheduler:
+            self._start_scheduler()
+        log.info("sfu_worker_started", worker=self.worker_id, url=self.url)
+
+    def _start_scheduler(self) -> None:
+        from common.db import get_engine, session_factory
+        from recordings.service import ActiveRecordings
+        from streaming.lifecycle import LessonScheduler, RecordingTarget
+
+        settings = self.settings
+        self._jobs = make_job_queue(settings)
+        if self._register_jobs is not None:
+            self._register_jobs(self._jobs, settings)
+        self._scheduler = LessonScheduler(
+            sessions=session_factory(get_engine(settings.database_url)),
+            rooms=lambda: self.rooms,
+            open_before=timedelta(minutes=settings.lesson_open_before_minutes),
+            close_after=timedelta(minutes=settings.lesson_close_after_minutes),
+            interval=settings.lesson_scheduler_interval_seconds,
+            recording=RecordingTarget(
+                media_root=settings.media_root, jobs=self._jobs, active=ActiveRecordings()
+            ),
+            placement=self.may_host,
+        )
+        self._scheduler.start()
+
+    def meeting_trackers(self) -> Any:
+        """The research meetings' attendance trackers (``streaming.meetings``)."""
+        if self._meetings is None:
+            from common.db import get_engine, session_factory
+            from streaming.lifecycle import LessonClock
+            from streaming.meetings import MeetingTrackers
+
+            self._meetings = MeetingTrackers(
+                session_factory(get_engine(self.settings.database_url)), LessonClock()
+            )
+        return self._meetings
+
+    async def may_host(self, room_id: str) -> bool:
+        return await self.cluster.may_host(room_id, self.worker_id)
+
+    async def stop(self) -> None:
+        if self._heartbeat_task is not None:
+            self._heartbeat_task.cancel()
+            await asyncio.gather(self._heartbeat_task, return_exceptions=True)
+        if self._scheduler is not None:
+            await self._scheduler.stop()
+        await self.rooms.close_all()  # releases the claims: other workers may take the rooms
+        with contextlib.suppress(RedisError):
+            await self.cluster.deregister(self.worker_id)
+        if self._jobs is not None:
+            await self._jobs.close()
+        await self.cluster.close()
+        log.info("sfu_worker_stopped", worker=self.worker_id)
+
+    async def _beat(self) -> None:
+        await self.rooms.renew_claims()
+        await self.cluster.heartbeat(self.info())
+        self.last_heartbeat = time.monotonic()
+
+    async def _heartbeats(self) -> None:
+        interval = self.settings.sfu_lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self._beat()
+            except RedisError as exc:  # keep serving the rooms; health turns red after a lease
+                log.warning("sfu_heartbeat_failed", worker=self.worker_id, error=str(exc))
+
+    # -- signaling --------------------------------------------------------------------
+
+    async def serve(self, websocket: WebSocket) -> str:
+        """One participant's relayed signaling socket (see the module docstring); returns
+        how it went: ``served``, ``bad_ticket``, ``elsewhere`` or ``unavailable``."""
+        from streaming.sfu.errors import RoomOwnedElsewhere
+        from streaming.signaling import error_message, serve_participant
+
+        await websocket.accept()
+        try:
+            claims = read_ticket(
+                _bearer(websocket.headers.get("authorization")),
+                secret=self.settings.secret_key,
+                worker_id=self.worker_id,
+                purpose="join",
+            )
+            identity = identity_of(claims)
+        except TicketError as exc:
+            await websocket.send_json(error_message(exc.code, exc.message))
+            await websocket.close(CLOSE_BAD_TICKET)
+            return "bad_ticket"
+        try:
+            room = await self.rooms.open(identity.room_id, kind=identity.room_kind)
+        except RoomOwnedElsewhere as exc:
+            await websocket.send_json({"v": 1, "type": "route", "worker": exc.owner})
+            await websocket.close(CLOSE_ELSEWHERE)
+            return "elsewhere"
+        except RedisError:
+            log.exception("sfu_claim_failed", room=identity.room_id)
+            await websocket.send_json(error_message("sfu_unavailable", "媒体服务器暂时不可用"))
+            await websocket.close(CLOSE_UNAVAILABLE)
+            return "unavailable"
+        if room.kind == "meeting":
+            self.meeting_trackers().ensure(room)  # attendance from the room's first join
+        with contextlib.suppress(RedisError):
+            await self._beat()  # the new load, before the next room is placed
+        await websocket.send_json({"v": 1, "type": "route", "worker": self.worker_id})
+        try:
+            await serve_participant(
+                websocket.send_json, websocket.receive_text, identity, self.rooms
+            )
+        finally:
+            await self.rooms.release(room)  # opened for a join that never came
+        # Close unless either side already has (a send to a vanished client marks it closed).
+        if WebSocketState.DISCONNECTED not in (websocket.client_state, websocket.application_state):
+            with contextlib.suppress(WebSocketDisconnect):  # it vanished just now
+                await websocket.close()
+        return "served"
+
+    def room_listing(self) -> list[dict[str, Any]]:
+        return [
+            {"room": room.room_id, "kind": room.kind, "participants": room.visible_participants()}
+            for room in self.rooms.rooms()
+        ]
+
+
+def _bearer(header: str | None) -> str:
+    if header is None or not header.startswith("Bearer "):
+        return ""
+    return header[len("Bearer ") :]
+
+
+def create_worker_app(
+    settings: Settings,
+    *,
+    worker_id: str,
+    url: str,
+    register_jobs: RegisterJobs | None = None,
+) -> FastAPI:
+    """The worker's ASGI app; the worker starts and stops with its lifespan."""
+    worker = SfuWorker(settings, worker_id=worker_id, url=url, register_jobs=register_jobs)
+    metrics = CollectorRegistry(auto_describe=True)
+    Gauge("tongke_sfu_rooms", "Rooms open on this worker", registry=metrics).set_function(
+        lambda: len(worker.rooms.rooms())
+    )
+    Gauge(
+        "tongke_sfu_participants", "Participants in this worker's rooms", registry=metrics
+    ).set_function(lambda: worker.info().participants)
+    sockets = Counter(
+        "tongke_sfu_signaling_sockets",
+        "Relayed signaling sockets by outcome (served, bad_ticket, elsewhere, unavailable)",
+        ["outcome"],
+        registry=metrics,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await worker.start()
+        try:
+            yield
+        finally:
+            await worker.stop()
+
+    app = FastAPI(title="tongke SFU worker", lifespan=lifespan, openapi_url=None)
+    app.state.worker = worker
+
+    @app.get("/healthz", response_model=None)
+    def healthz() -> dict[str, Any] | JSONResponse:
+        info = worker.info()
+        body = {
+            "status": "ok" if worker.healthy else "unhealthy",
+            "worker": worker.worker_id,
+            "rooms": info.rooms,
+            "participants": info.participants,
+        }
+        return body if worker.healthy else JSONResponse(body, status_code=503)
+
+    @app.get("/metrics")
+    def prometheus() -> Response:
+        return Response(generate_latest(metrics), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/sfu/rooms", response_model=None)
+    def rooms(request: Request) -> dict[str, Any] | JSONResponse:
+        try:
+            read_ticket(
+                _bearer(request.headers.get("authorization")),
+                secret=settings.secret_key,
+                worker_id=worker.worker_id,
+                purpose="rooms",
+            )
+        except TicketError as exc:
+            return JSONResponse({"code": exc.code, "message": exc.message}, status_code=401)
+        return {"worker": worker.worker_id, "rooms": worker.room_listing()}
+
+    @app.websocket("/sfu/ws")
+    async def signaling(websocket: WebSocket) -> None:
+        sockets.labels(await worker.serve(websocket)).inc()
+
+    return app
+
+
+def run_sfu_worker(
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    worker_id: str,
+    register_jobs: RegisterJobs | None = None,
+) -> None:
+    """Serve the worker until SIGTERM/SIGINT (uvicorn), rooms closed and claims released."""
+    import uvicorn
+
+    app = create_worker_app(
+        settings,
+        worker_id=worker_id,
+        url=advertised_url(settings, host=host, port=port),
+        register_jobs=register_jobs,
+    )
+    # No access log: nothing secret is in the URLs, but the heartbeat probes are noise.
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
