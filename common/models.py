@@ -25,6 +25,7 @@ from common.alliance.models import (
 from common.db import Base
 from recordings.models import Recording, RecordingView
 from research.lesson_runs import LessonRun, LessonRunClassroom
+from research.materials import ResearchMaterial
 from research.models import Attendance, ResearchGroup, ResearchSession, Visit
 from research.review_models import (
     Observation,
@@ -55,6 +56,7 @@ __all__ = [
     "Recording",
     "RecordingView",
     "ResearchGroup",
+    "ResearchMaterial",
     "ResearchSession",
     "ReviewComment",
     "ReviewedLesson",

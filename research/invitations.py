@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from icalendar import Calendar, Event
+from icalendar import Alarm, Calendar, Event
 
 from research.models import ResearchGroup, ResearchSession
 from research.service import as_utc, starts_at
 
 STATUS = {"planned": "CONFIRMED", "held": "CONFIRMED", "cancelled": "CANCELLED"}
+REMINDER_MINUTES = 15
 
 
 def session_invite(group: ResearchGroup, research_session: ResearchSession) -> bytes:
@@ -37,6 +38,13 @@ def session_invite(group: ResearchGroup, research_session: ResearchSession) -> b
     event.add("description", "\n".join(lines))
     event.add("status", STATUS[research_session.status])
     event.add("sequence", 1 if cancelled else 0)
+    if not cancelled:
+        # A reminder on the phone or desktop calendar before the session starts.
+        alarm = Alarm()
+        alarm.add("action", "DISPLAY")
+        alarm.add("description", f"{REMINDER_MINUTES} 分钟后开始教研：{group.name}")
+        alarm.add("trigger", timedelta(minutes=-REMINDER_MINUTES))
+        event.add_component(alarm)
     calendar.add_component(event)
     ical: bytes = calendar.to_ical()
     return ical

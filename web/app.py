@@ -34,6 +34,7 @@ from web.routers import (
     pages,
     replay_pages,
     research,
+    research_materials,
     research_pages,
     reviews,
     roster,
@@ -139,6 +140,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(lessons.router)
     app.include_router(research.router)
     app.include_router(research_pages.router)
+    app.include_router(research_materials.router)
     app.include_router(recordings_router.router)
     app.include_router(reviews.router)
     app.include_router(replay_pages.router)

@@ -375,5 +375,82 @@ def bench_recording(
     )
 
 
+BENCH_NETNS_FLAG = "TONGKE_BENCH_IN_NETNS"
+
+
+@bench_app.command("sfu")
+def bench_sfu(
+    subscribers: Annotated[str, typer.Option(help="订阅者人数，逗号分隔")] = "1,8,32,64",
+    seconds: Annotated[float, typer.Option(help="每轮测量秒数")] = 30.0,
+    resolutions: Annotated[str, typer.Option(help="发布分辨率，逗号分隔")] = "640x360,1920x1080",
+    sfus: Annotated[
+        str, typer.Option("--sfus", help="参与对比的 SFU：tongke,mediarelay,janus")
+    ] = "tongke,mediarelay,janus",
+    relay_max_subscribers: Annotated[
+        int, typer.Option(help="MediaRelay（逐路重新编码）最多测到的订阅者人数")
+    ] = 32,
+    warm_up: Annotated[float, typer.Option(help="发布与加入后的预热秒数")] = 3.0,
+    json_path: Annotated[str | None, typer.Option("--json", help="结果写入的 JSON 文件")] = None,
+    netns: Annotated[
+        bool, typer.Option("--netns/--no-netns", help="在私有网络命名空间中运行（需 root）")
+    ] = True,
+) -> None:
+    """Measure the tongke SFU beside aiortc's MediaRelay and Janus videoroom, each in its own
+    process and fed the same stream: one publisher, N subscribers."""
+    import asyncio
+    import json
+    import os
+    import shutil
+    from pathlib import Path
+
+    from streaming.bench import BITRATES, NETNS_SETUP, SFUS, run_bench
+
+    if netns and not os.environ.get(BENCH_NETNS_FLAG) and os.geteuid() == 0:
+        unshare = shutil.which("unshare")
+        if unshare is not None:
+            # Nothing leaves the machine; a veth pair inside carries Janus's ICE.
+            argv = [sys.executable, "-m", "web.cli", "bench", "sfu", *sys.argv[3:]]
+            os.environ[BENCH_NETNS_FLAG] = "1"
+            script = f'{NETNS_SETUP} && exec "$@"'
+            os.execv(unshare, [unshare, "-n", "sh", "-c", script, "sh", *argv])
+    sizes = [r.strip() for r in resolutions.split(",") if r.strip()]
+    unknown = [r for r in sizes if r not in BITRATES]
+    if unknown:
+        _fail(f"不支持的分辨率：{', '.join(unknown)}（可选 {', '.join(BITRATES)}）")
+    chosen = tuple(s.strip() for s in sfus.split(",") if s.strip())
+    if not chosen or any(s not in SFUS for s in chosen):
+        _fail(f"不支持的 SFU：{sfus}（可选 {', '.join(SFUS)}）")
+    counts = [int(n) for n in subscribers.split(",") if n.strip()]
+    if not counts or min(counts) < 1:
+        _fail("订阅者人数须为正整数")
+    columns = (
+        "sfu", "resolution", "subscribers", "cpu_percent", "cpu_percent_per_subscriber",
+        "us_per_packet", "delay_ms_p50", "delay_ms_p99", "first_frame_ms", "delivered_ratio",
+        "publisher_kbps",
+    )  # fmt: skip
+    typer.echo("  ".join(f"{c:>12}" for c in columns))
+
+    def print_run(run: dict[str, Any]) -> None:
+        typer.echo("  ".join(f"{run.get(c)!s:>12}" for c in columns))
+
+    result = asyncio.run(
+        run_bench(
+            resolutions=sizes,
+            subscribers=counts,
+            seconds=seconds,
+            sfus=chosen,
+            relay_max_subscribers=relay_max_subscribers,
+            warm_up=warm_up,
+            on_run=print_run,
+        )
+    )
+    for skip in result["skipped"]:
+        where = f" {skip['resolution']} × {skip['subscribers']}" if "subscribers" in skip else ""
+        typer.echo(f"跳过 {skip['sfu']}{where}：{skip['reason']}")
+    if json_path:
+        Path(json_path).write_text(json.dumps(result, ensure_ascii=False, indent=2))
+        typer.echo(f"已写入 {json_path}")
+
+
 if __name__ == "__main__":
     app()

@@ -12,10 +12,13 @@ update the conflict count), and is undone the same way.
 
 Trials: move one lecture to a (period, room) slot or swap it with the slot's lecture (the
 room is, at a set rate, one its course already uses; a set share of trials move a lecture of a
-course short of working days to a day the course does not meet), and Kempe-chain swaps: the
-lectures of two periods linked to a random lecture by conflicts change period together, which
-never makes a conflict, keeping their rooms where free (else the cheapest free room). Kempe
-chains are applied, priced exactly, and undone when rejected.
+course short of working days to a day the course does not meet, and another share move a
+lecture isolated in its curriculum next to another lecture of that curriculum), Kempe-chain
+swaps: the lectures of two periods (at a set rate two periods of one day) linked to a random
+lecture by conflicts change period together, which never makes a conflict, keeping their rooms
+where free (else the cheapest free room), and course-room moves: every lecture of a course goes
+to one room, swapping with the lecture there (room stability). Kempe chains and course-room
+moves are applied, priced exactly, and undone when rejected.
 """
 
 from __future__ import annotations
@@ -54,7 +57,8 @@ def _jit(function: Callable[..., Any]) -> Callable[..., Any]:
 # state   = (lec_period, lec_room, grid, course_period, teacher_period, curr_period,
 #            course_day, course_days, course_room, course_rooms, violations)
 # violations = [conflicting pairs, estimate mismatches (always 0 unless there is a bug),
-#               Kempe chains tried, Kempe chains accepted]
+#               Kempe chains tried, Kempe chains accepted, course-room moves tried,
+#               course-room moves accepted, isolated-lecture trials proposed, spare]
 
 
 @_jit
@@ -353,7 +357,10 @@ P_HARD_WEIGHT = 3  # 0: never leave hard feasibility; > 0: price per conflicting
 P_KEMPE = 4  # share of trials that are Kempe-chain swaps between two periods
 P_DAYS = 5  # share of trials that move a lecture of a course short of working days
 P_STABLE_ROOM = 6  # share of room choices that take a room the course already uses
-N_PARAMS = 7
+P_ISOLATED = 7  # share of plain trials that move an isolated lecture next to its curriculum
+P_COURSE_ROOM = 8  # share of trials that put every lecture of a course in one room
+P_KEMPE_DAY = 9  # share of Kempe chains whose second period is on the first one's day
+N_PARAMS = 10
 
 
 @_jit
@@ -463,6 +470,135 @@ def _kempe_undo(problem: Any, state: Any, n: int, chain: Any, old_p: Any, old_r:
 
 
 @_jit
+def _isolated_trial(problem: Any, state: Any) -> tuple[int, int]:
+    """(lecture, period): a lecture isolated in a random curriculum and a free period of that
+    curriculum next to another of its lectures, or (-1, -1) when none turns up."""
+    lec_course = problem[0]
+    course_in_curr = problem[4]
+    min_days = problem[7]
+    ppd = problem[8]
+    grid = state[2]
+    curr_period = state[5]
+    course_day = state[6]
+    course_days = state[7]
+    curricula = curr_period.shape[0]
+    periods = curr_period.shape[1]
+    rooms = grid.shape[0]
+    for _ in range(4):
+        q = np.random.randint(0, curricula)
+        start = np.random.randint(0, periods)
+        s = -1
+        for k in range(periods):
+            x = (start + k) % periods
+            first = x - x % ppd
+            if (
+                curr_period[q, x] == 1
+                and (x == first or curr_period[q, x - 1] == 0)
+                and (x == first + ppd - 1 or curr_period[q, x + 1] == 0)
+            ):
+                s = x
+                break
+        if s < 0:
+            continue
+        l1 = -1
+        for r in range(rooms):
+            y = grid[r, s]
+            if y >= 0 and course_in_curr[lec_course[y], q]:
+                l1 = y
+                break
+        if l1 < 0:
+            continue
+        c = lec_course[l1]
+        # Leaving s's day would cost a working day the course needs: stay on a day it has not.
+        keep_days = course_day[c, s // ppd] == 1 and course_days[c] <= min_days[c]
+        # Another lecture of q with a free neighbour period on its day.
+        start = np.random.randint(0, periods)
+        side = np.random.randint(0, 2)
+        for k in range(periods):
+            x = (start + k) % periods
+            if x == s or curr_period[q, x] == 0:
+                continue
+            first = x - x % ppd
+            if keep_days and x // ppd != s // ppd and course_day[c, x // ppd] > 0:
+                continue
+            for j in range(2):
+                t = x - 1 if (side + j) % 2 == 0 else x + 1
+                if t < first or t >= first + ppd or t == s or curr_period[q, t] > 0:
+                    continue
+                return l1, t
+    return -1, -1
+
+
+@_jit
+def _course_room(problem: Any, state: Any, swapped: Any, partner: Any, from_room: Any) -> Any:
+    """Choose a course-room move: every lecture of a random course (mostly one using several
+    rooms) goes to room r (one it uses, or any room half of the time), swapping with the
+    lecture in r at its period. Lists the lectures that change room, the lecture each swaps
+    with (or -1) and the room it leaves; returns (how many, r)."""
+    course_first = problem[10]
+    lec_period = state[0]
+    lec_room = state[1]
+    grid = state[2]
+    course_rooms = state[9]
+    courses = course_first.shape[0] - 1
+    rooms = grid.shape[0]
+    c = -1
+    for _ in range(4):
+        x = np.random.randint(0, courses)
+        if course_rooms[x] > 1 or np.random.random() < 0.1:
+            c = x
+            break
+    if c < 0:
+        return 0, 0
+    first = course_first[c]
+    count = course_first[c + 1] - first
+    if np.random.random() < 0.5:
+        r = lec_room[first + np.random.randint(0, count)]
+    else:
+        r = np.random.randint(0, rooms)
+    n = 0
+    for x in range(first, first + count):
+        if lec_room[x] == r:
+            continue
+        swapped[n] = x
+        partner[n] = grid[r, lec_period[x]]
+        from_room[n] = lec_room[x]
+        n += 1
+    return n, r
+
+
+@_jit
+def _course_room_apply(
+    problem: Any,
+    state: Any,
+    n: int,
+    r: int,
+    swapped: Any,
+    partner: Any,
+    from_room: Any,
+    undo: bool,
+) -> int:
+    """Apply the room swaps listed by `_course_room` (or undo them, in reverse order) and
+    return the exact soft change. Periods stay, so conflicts do not change."""
+    lec_period = state[0]
+    delta = 0
+    for i in range(n):
+        j = n - 1 - i if undo else i
+        x = swapped[j]
+        y = partner[j]
+        p = lec_period[x]
+        x_room = from_room[j] if undo else r
+        y_room = r if undo else from_room[j]
+        delta += _remove(problem, state, x)
+        if y >= 0:
+            delta += _remove(problem, state, y)
+        delta += _insert(problem, state, x, p, x_room)
+        if y >= 0:
+            delta += _insert(problem, state, y, p, y_room)
+    return delta
+
+
+@_jit
 def _propose(problem: Any, state: Any, params: Any) -> tuple[int, int, int]:
     """A plain move/swap trial: (lecture, new period, new room), or lecture -1 for none."""
     lec_course = problem[0]
@@ -507,6 +643,10 @@ def _propose(problem: Any, state: Any, params: Any) -> tuple[int, int, int]:
             break
         if p2 < 0:
             l1 = -1
+    if l1 < 0 and params[P_ISOLATED] > 0.0 and np.random.random() < params[P_ISOLATED]:
+        l1, p2 = _isolated_trial(problem, state)
+        if l1 >= 0:
+            state[10][6] += 1
     if l1 < 0:
         l1 = np.random.randint(0, lectures)
         p1 = lec_period[l1]
@@ -549,6 +689,8 @@ def anneal(
     t_end = params[P_T_END]
     hard_weight = params[P_HARD_WEIGHT]
     kempe_rate = params[P_KEMPE]
+    course_room_rate = params[P_COURSE_ROOM]
+    ppd = problem[8]
     strict = hard_weight <= 0.0
     log_ratio = math.log(t_end / t_start)
     chain = np.empty(lectures, dtype=np.int32)
@@ -557,11 +699,34 @@ def anneal(
     mark = np.zeros(lectures, dtype=np.int64)
     for it in range(iterations):
         temperature = t_start * math.exp(log_ratio * it / iterations)
+        if course_room_rate > 0.0 and np.random.random() < course_room_rate:
+            n, r = _course_room(problem, state, chain, old_p, old_r)
+            if n == 0:
+                continue
+            violations[4] += 1
+            delta = _course_room_apply(problem, state, n, r, chain, old_p, old_r, False)
+            if delta > 0 and np.random.random() >= math.exp(-delta / temperature):
+                if _course_room_apply(problem, state, n, r, chain, old_p, old_r, True) != -delta:
+                    violations[1] += 1
+                continue
+            violations[5] += 1
+            cost += delta
+            if cost < best_cost and violations[0] == 0:
+                best_cost = cost
+                best_period[:] = lec_period
+                best_room[:] = lec_room
+            continue
         if kempe_rate > 0.0 and np.random.random() < kempe_rate:
             l1 = np.random.randint(0, lectures)
-            p2 = np.random.randint(0, periods - 1)
-            if p2 >= lec_period[l1]:
-                p2 += 1
+            p1 = lec_period[l1]
+            if ppd > 1 and np.random.random() < params[P_KEMPE_DAY]:
+                p2 = p1 - p1 % ppd + np.random.randint(0, ppd - 1)
+                if p2 >= p1:
+                    p2 += 1
+            else:
+                p2 = np.random.randint(0, periods - 1)
+                if p2 >= p1:
+                    p2 += 1
             clashes = violations[0]
             n, delta = _kempe(problem, state, l1, p2, chain, old_p, old_r, mark, it + 1)
             if n == 0:

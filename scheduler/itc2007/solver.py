@@ -2,7 +2,9 @@
 
 CP-SAT assigns periods only (any course may sit in any room, since capacity is soft), rooms
 are matched per period largest class to largest room, and the annealer (`anneal.py`) then
-moves and swaps lectures between (period, room) slots and swaps Kempe chains between periods.
+moves and swaps lectures between (period, room) slots (some aimed at isolated lectures),
+swaps Kempe chains between periods (half of them within a day) and gathers a course's lectures
+in one room.
 The start temperature is calibrated from sampled worsening trials. With `workers` > 1,
 annealers with different profiles (conflict-free or conflicts at a price; one cooling or
 reheated cycles) and seeds run in forked processes from the same start, compare their best
@@ -56,6 +58,9 @@ class Profile:
     kempe: float = 0.03
     days: float = 0.05
     stable_room: float = 0.3
+    isolated: float = 0.1  # plain trials aimed at an isolated lecture of a curriculum
+    course_room: float = 0.01  # trials putting all lectures of a course in one room
+    kempe_day: float = 0.5  # Kempe chains between two periods of one day
     cycles: int = 1  # cooling cycles over the budget, each from the best timetable so far
     reheat: float = 0.5  # start temperature of each further cycle, relative to the one before
 
@@ -68,6 +73,9 @@ class Profile:
         params[anneal.P_KEMPE] = self.kempe
         params[anneal.P_DAYS] = self.days
         params[anneal.P_STABLE_ROOM] = self.stable_room
+        params[anneal.P_ISOLATED] = self.isolated
+        params[anneal.P_COURSE_ROOM] = self.course_room
+        params[anneal.P_KEMPE_DAY] = self.kempe_day
         return params
 
 
@@ -192,7 +200,7 @@ class Arrays:
             (course_day > 0).sum(axis=1, dtype=np.int32),
             course_room,
             (course_room > 0).sum(axis=1, dtype=np.int32),
-            np.zeros(4, dtype=np.int32),
+            np.zeros(8, dtype=np.int32),
         )
 
     def placements(self, lec_period: Int32, lec_room: Int32) -> tuple[Placement, ...]:
@@ -275,7 +283,8 @@ def calibrate(arrays: Arrays, lec_period: Int32, lec_room: Int32, seed: int) -> 
     found = anneal.sample_worsening(
         arrays.problem(),
         arrays.state(lec_period, lec_room),
-        PROFILES[0].params(1.0),
+        # Unaimed trials, so the start temperature does not depend on the aimed moves' rates.
+        Profile(hard_weight=0.0, isolated=0.0).params(1.0),
         samples,
         out,
     )
@@ -425,6 +434,7 @@ def _worker(
     max_iterations: int | None,
     index: int,
     base_temperature: float,
+    profile: Profile,
     shared: _Shared,
     messages: Any,
 ) -> None:
@@ -437,7 +447,7 @@ def _worker(
         started=started,
         seed=seed,
         max_iterations=max_iterations,
-        profile=PROFILES[index % len(PROFILES)],
+        profile=profile,
         base_temperature=base_temperature,
         report=lambda elapsed, best: messages.put(("progress", index, elapsed, best)),
         exchange=lambda best, period, room: shared.exchange(index, best, period, room),
@@ -453,17 +463,22 @@ def solve(
     workers: int = 2,
     progress: Progress | None = None,
     max_iterations: int | None = None,
+    profiles: tuple[Profile, ...] = PROFILES,
 ) -> tuple[tuple[Placement, ...], int, int]:
     """Return (placements, soft cost, hard violations) within about `time_limit` seconds.
 
     The trajectory is fixed by `seed`; with `max_iterations` (per worker) the result is too,
     as long as `time_limit` is long enough not to cut the run short. With only a time limit
-    the number of iterations, and so the result, depends on the machine's speed.
+    the number of iterations, and so the result, depends on the machine's speed. Worker i
+    anneals with profiles[i % len(profiles)].
     """
     started = time.monotonic()
     deadline = started + time_limit
     arrays = Arrays.build(instance)
     start = feasible_start(arrays, time_limit=min(START_LIMIT, START_SHARE * time_limit), seed=seed)
+    if start is None and deadline - time.monotonic() > 1.0:
+        # On a loaded machine the share can be too short; nothing can run without a start.
+        start = feasible_start(arrays, time_limit=deadline - time.monotonic() - 0.5, seed=seed)
     if start is None:
         placements: tuple[Placement, ...] = ()
         result = evaluate(instance, placements)
@@ -493,7 +508,7 @@ def solve(
                 started=time.monotonic(),
                 seed=seed,
                 max_iterations=max_iterations,
-                profile=PROFILES[0],
+                profile=profiles[0],
                 base_temperature=base_temperature,
                 report=lambda _elapsed, best: report(best),
             )
@@ -509,6 +524,7 @@ def solve(
             seed=seed,
             max_iterations=max_iterations,
             base_temperature=base_temperature,
+            profiles=profiles,
             report=report,
         )
     best = min(runs, key=lambda run: run.best_cost)
@@ -543,6 +559,7 @@ def _parallel(
     seed: int,
     max_iterations: int | None,
     base_temperature: float,
+    profiles: tuple[Profile, ...],
     report: Callable[[int], None],
 ) -> list[_Run]:
     # Compile (or load the cache) once here so the forked workers inherit the machine code.
@@ -554,7 +571,7 @@ def _parallel(
         cost,
         cost,
         0,
-        PROFILES[0].params(base_temperature),
+        profiles[0].params(base_temperature),
     )
     context = multiprocessing.get_context("fork")
     messages = context.Queue()
@@ -581,6 +598,7 @@ def _parallel(
                 max_iterations,
                 index,
                 base_temperature,
+                profiles[index % len(profiles)],
                 shared,
                 messages,
             ),

@@ -166,9 +166,21 @@ def test_an_admin_edits_a_bell_schedule_with_errors_explained(tab: Tab) -> None:
     expect(page.locator(".bell-form").first.locator(".bell-rows tr")).to_have_count(count)
 
 
-def test_a_teacher_finds_the_research_sessions(tab: Tab) -> None:
+def test_a_teacher_finds_the_research_sessions_and_shares_a_plan(tab: Tab, tmp_path: Path) -> None:
     page = tab.login("teacher-ye")
     page.get_by_role("navigation", name="主导航").get_by_role("link", name="教研").click()
     expect(page.get_by_role("heading", name="我的教研组")).to_be_visible()
     tab.check_labels()
+
+    tab.allowed_statuses = {422}
+    fake = tmp_path / "改了扩展名.pdf"
+    fake.write_bytes(b"MZ" * 100)
+    page.get_by_label("资料文件").set_input_files(str(fake))
+    page.get_by_role("button", name="上传资料").click()
+    expect(page.locator("#material-file-error")).to_contain_text("不是有效的 PDF")
+    plan = tmp_path / "单元教学设计.pdf"
+    plan.write_bytes(b"%PDF-1.4\n%%EOF\n" * 10)
+    page.get_by_label("资料文件").set_input_files(str(plan))
+    page.get_by_role("button", name="上传资料").click()
+    expect(page.locator("#upcoming").get_by_role("link", name="单元教学设计.pdf")).to_be_visible()
     tab.shot("teacher-research")

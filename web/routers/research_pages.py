@@ -16,6 +16,7 @@ from common.alliance.models import Teacher
 from common.alliance.timetable import current_term_id
 from common.errors import AppError
 from research import service
+from research.materials import ResearchMaterial, may_share
 from research.models import ResearchGroup, ResearchSession
 from research.quotas import quota_report
 from research.resources import RESEARCH_GROUPS
@@ -66,6 +67,13 @@ def _session_rows(
         .options(joinedload(ResearchSession.host))
         .order_by(ResearchSession.day, ResearchSession.start_time)
     ).all()
+    shared: dict[int, list[ResearchMaterial]] = {}
+    for material in session.scalars(
+        select(ResearchMaterial)
+        .where(ResearchMaterial.session_id.in_([row.id for row in rows]))
+        .order_by(ResearchMaterial.created_at, ResearchMaterial.id)
+    ):
+        shared.setdefault(material.session_id, []).append(material)
     out = []
     for row in rows:
         group = by_id[row.group_id]
@@ -90,6 +98,11 @@ def _session_rows(
                 "minutes_text": row.minutes_text,
                 "upcoming": row.day >= today,
                 "may_run": may_run,
+                "materials": [
+                    {"id": m.id, "filename": m.filename, "kb": max(1, m.size // 1024)}
+                    for m in shared.get(row.id, [])
+                ],
+                "may_share": may_share(principal, group, row),
                 "meeting_open": now is not None
                 and principal.role not in ("student", "terminal")
                 and _meeting_open(row, may_run=may_run, now=now),

@@ -298,6 +298,8 @@ def test_an_invitation_is_an_ics_event_at_the_session_time(
     assert "BEGIN:VEVENT" in text and f"UID:research-session-{session_id}@tongke" in text
     assert f"DTSTART;TZID=Asia/Shanghai:{day.replace('-', '')}T153000" in text
     assert f"SUMMARY:{ENGLISH_GROUP}" in text and "STATUS:CONFIRMED" in text
+    # A reminder a quarter of an hour before (phones show it as a notification).
+    assert "BEGIN:VALARM" in text and "TRIGGER:-PT15M" in text and "ACTION:DISPLAY" in text
 
     admin = bearer(client, "admin-wck")
     client.post(
@@ -307,6 +309,7 @@ def test_an_invitation_is_an_ics_event_at_the_session_time(
     ).raise_for_status()
     cancelled = client.get(f"/api/research-sessions/{session_id}/invite.ics", headers=lan).text
     assert "METHOD:CANCEL" in cancelled and "STATUS:CANCELLED" in cancelled
+    assert "BEGIN:VALARM" not in cancelled  # no reminder for what will not happen
 
 
 # --- permissions of the routes beyond CRUD ----------------------------------------------------

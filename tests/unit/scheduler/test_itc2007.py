@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 from scheduler.itc2007 import anneal
@@ -309,3 +311,125 @@ def test_kempe_chains_keep_the_timetable_feasible_and_the_cost_exact(hard_weight
     assert current.cost == cost
     best_result = evaluate(instance, arrays.placements(best_period, best_room))
     assert (best_result.hard, best_result.cost) == (0, best)
+
+
+def _comp01_start(seed: int) -> tuple[Instance, Arrays, Any, Any, int]:
+    instance = read_instance(DATA / "comp01.ctt")
+    arrays = Arrays.build(instance)
+    start = feasible_start(arrays, time_limit=10.0, seed=seed)
+    assert start is not None
+    lec_period, lec_room = start
+    cost = evaluate(instance, arrays.placements(lec_period, lec_room)).cost
+    return instance, arrays, lec_period, lec_room, cost
+
+
+@needs_data
+@pytest.mark.parametrize("hard_weight", [0.0, 4.0])
+def test_course_room_moves_change_rooms_only_and_keep_the_cost_exact(hard_weight: float) -> None:
+    # Only course-room moves (all lectures of a course into one room, swapping with the
+    # lecture there): periods never change, and the cost stays the evaluator's.
+    instance, arrays, lec_period, lec_room, cost = _comp01_start(seed=2)
+    state = arrays.state(lec_period, lec_room)
+    best_period, best_room = lec_period.copy(), lec_room.copy()
+    anneal.seed(13)
+    params = Profile(
+        hard_weight=hard_weight, t_start=2.0, t_end=0.5, course_room=1.0, kempe=0.0
+    ).params(1.0)
+    cost, best = anneal.anneal(
+        arrays.problem(), state, best_period, best_room, cost, cost, 5_000, params
+    )
+    violations = state[10]
+    assert violations[1] == 0
+    assert violations[5] > 100  # accepted course-room moves
+    assert violations[0] == 0
+    assert (state[0] == lec_period).all()
+    assert (state[1] != lec_room).any()
+    current = evaluate(instance, arrays.placements(state[0], state[1]))
+    assert (current.hard, current.cost) == (0, cost)
+    start_rooms = evaluate(instance, arrays.placements(lec_period, lec_room))
+    assert current.room_stability < start_rooms.room_stability
+    assert evaluate(instance, arrays.placements(best_period, best_room)).cost == best
+
+
+def _same_day_neighbours(period: int, ppd: int) -> list[int]:
+    first = period - period % ppd
+    return [s for s in (period - 1, period + 1) if first <= s < first + ppd]
+
+
+@needs_data
+def test_isolated_trial_moves_an_isolated_lecture_next_to_its_curriculum() -> None:
+    _, arrays, lec_period, lec_room, _ = _comp01_start(seed=0)
+    state = arrays.state(lec_period, lec_room)
+    problem = arrays.problem()
+    ppd = arrays.instance.periods_per_day
+    curr_period = state[5]
+    anneal.seed(3)
+    found = 0
+    for _ in range(200):
+        lecture, target = anneal._isolated_trial(problem, state)
+        if lecture < 0:
+            continue
+        found += 1
+        period = int(lec_period[lecture])
+        curricula = [
+            int(q) for q in np.nonzero(arrays.course_in_curr[arrays.lec_course[lecture]])[0]
+        ]
+        # In some curriculum of its course the lecture has no neighbour on its day, the
+        # target is free and sits next to another lecture of that curriculum.
+        assert any(
+            all(curr_period[q, s] == 0 for s in _same_day_neighbours(period, ppd))
+            and curr_period[q, target] == 0
+            and any(
+                curr_period[q, s] > 0 and s != period
+                for s in _same_day_neighbours(int(target), ppd)
+            )
+            for q in curricula
+        )
+    assert found > 50
+
+
+@needs_data
+@pytest.mark.parametrize("hard_weight", [0.0, 4.0])
+def test_isolated_trials_and_same_day_kempe_chains_keep_the_cost_exact(
+    hard_weight: float,
+) -> None:
+    # Half the trials aimed at isolated lectures, Kempe chains only within a day: the
+    # estimate always matches the exact update, and the tracked cost is the evaluator's.
+    instance, arrays, lec_period, lec_room, cost = _comp01_start(seed=3)
+    state = arrays.state(lec_period, lec_room)
+    best_period, best_room = lec_period.copy(), lec_room.copy()
+    anneal.seed(17)
+    params = Profile(
+        hard_weight=hard_weight, t_start=3.0, t_end=0.5, isolated=0.5, kempe=0.2, kempe_day=1.0
+    ).params(1.0)
+    cost, best = anneal.anneal(
+        arrays.problem(), state, best_period, best_room, cost, cost, 20_000, params
+    )
+    violations = state[10]
+    assert violations[1] == 0
+    assert violations[6] > 1_000  # isolated-lecture trials proposed
+    assert violations[3] > 100  # accepted same-day chains
+    current = evaluate(instance, arrays.placements(state[0], state[1]))
+    assert current.cost == cost
+    assert (current.conflicts > 0) == (violations[0] > 0)
+    best_result = evaluate(instance, arrays.placements(best_period, best_room))
+    assert (best_result.hard, best_result.cost) == (0, best)
+
+
+@needs_data
+def test_same_day_kempe_chains_keep_every_lecture_on_its_day() -> None:
+    instance, arrays, lec_period, lec_room, cost = _comp01_start(seed=4)
+    state = arrays.state(lec_period, lec_room)
+    anneal.seed(19)
+    params = Profile(
+        hard_weight=0.0, t_start=5.0, t_end=1.0, kempe=1.0, kempe_day=1.0, isolated=0.0
+    ).params(1.0)
+    cost, _ = anneal.anneal(
+        arrays.problem(), state, lec_period.copy(), lec_room.copy(), cost, cost, 5_000, params
+    )
+    ppd = instance.periods_per_day
+    assert state[10][3] > 100
+    assert (state[0] != lec_period).any()
+    assert (state[0] // ppd == lec_period // ppd).all()
+    current = evaluate(instance, arrays.placements(state[0], state[1]))
+    assert (current.hard, current.cost) == (0, cost)
