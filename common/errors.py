@@ -52,6 +52,13 @@ class RateLimitedError(AppError):
         self.retry_after = retry_after
 
 
+class StorageUnavailableError(AppError):
+    """The media storage (disk or S3-compatible bucket) refused or could not be reached."""
+
+    status_code = 503
+    code = "storage_unavailable"
+
+
 class ImportRowError(ValidationFailedError):
     """One or more bad rows in an uploaded file; nothing was imported."""
 

@@ -19,6 +19,7 @@ from functools import lru_cache
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Protocol
 
+from common.errors import StorageUnavailableError
 from common.logging import get_logger
 from common.settings import Settings
 
@@ -35,8 +36,9 @@ MULTIPART_BYTES = 16 * 1024 * 1024
 UPLOAD_CONCURRENCY = 2
 
 
-class StorageError(RuntimeError):
-    """The storage refused or failed an operation; the message is for staff."""
+class StorageError(StorageUnavailableError):
+    """The storage refused or failed an operation: a 503 with a Chinese message for the user
+    (the live lesson and the database are never touched by it)."""
 
 
 def _checked_key(key: str) -> str:
@@ -194,7 +196,7 @@ class S3Storage:
             partial.unlink(missing_ok=True)
 
     def size(self, key: str) -> int | None:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             head = self.client.head_object(Bucket=self.bucket, Key=self.object_key(key))
@@ -202,12 +204,21 @@ class S3Storage:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 return None
             raise StorageError(f"对象存储不可用：{key}") from exc
+        except BotoCoreError as exc:  # unreachable endpoint, timeout, bad credentials setup
+            log.warning("s3_unreachable", key=key, bucket=self.bucket, error=str(exc))
+            raise StorageError("录像存储暂时无法访问，请稍后再试") from exc
         return int(head["ContentLength"])
 
     def read_range(self, key: str, start: int, end: int) -> Iterator[bytes]:
-        response = self.client.get_object(
-            Bucket=self.bucket, Key=self.object_key(key), Range=f"bytes={start}-{end}"
-        )
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            response = self.client.get_object(
+                Bucket=self.bucket, Key=self.object_key(key), Range=f"bytes={start}-{end}"
+            )
+        except (BotoCoreError, ClientError) as exc:
+            log.warning("s3_read_failed", key=key, bucket=self.bucket, error=str(exc))
+            raise StorageError("录像存储暂时无法访问，请稍后再试") from exc
         body = response["Body"]
         try:
             yield from body.iter_chunks(CHUNK_BYTES)

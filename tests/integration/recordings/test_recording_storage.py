@@ -210,3 +210,45 @@ async def test_reprocessing_fetches_the_raw_capture_back_from_the_bucket(
     assert remote.size(raw_key) == sample_webm.stat().st_size
     with sqlite_db.sessions() as session:
         assert session.get_one(Recording, recording_id).status == "ready"
+
+
+async def test_an_unreachable_bucket_is_a_clear_503_and_loses_nothing(
+    s3_endpoint: str, sqlite_db: DemoDatabase, tmp_path: Path, sample_webm: Path
+) -> None:
+    overrides = _s3_settings(s3_endpoint)
+    app = make_test_app(sqlite_db, tmp_path, **overrides)
+    settings: Settings = app.state.settings
+    remote = remote_storage(settings)
+    assert remote is not None
+    remote.client.create_bucket(Bucket=remote.bucket)
+    with sqlite_db.sessions() as session:
+        recording = service.new_recording_for_sync_group(session, sync_group_id=WCK_EN_4)
+        session.commit()
+        recording_id, raw_key = recording.id, recording.raw_path
+    raw = settings.media_root / raw_key
+    raw.parent.mkdir(parents=True, exist_ok=True)
+    raw.write_bytes(sample_webm.read_bytes())
+    await process_recording(
+        sqlite_db.sessions,
+        media_root=settings.media_root,
+        recording_id=recording_id,
+        remote=remote,
+        keep_local=False,
+    )
+    # The same library, but the storage server is down (nothing listens on port 9 here).
+    down = make_test_app(
+        sqlite_db, tmp_path, **{**overrides, "s3_endpoint_url": "http://127.0.0.1:9"}
+    )
+    with TestClient(down) as client:
+        student = bearer(client, "student-cy-4-1")
+        response = client.get(f"/api/recordings/{recording_id}/media", headers=student)
+        assert response.status_code == 503, response.text
+        error = response.json()["error"]
+        assert error["code"] == "storage_unavailable" and "录像存储暂时无法访问" in error["message"]
+        # the permission check still comes first, and the library itself keeps working
+        assert client.get(f"/api/recordings/{recording_id}", headers=student).status_code == 200
+    # back up: the recording is intact
+    with TestClient(app) as client:
+        student = bearer(client, "student-cy-4-1")
+        whole = client.get(f"/api/recordings/{recording_id}/media", headers=student)
+        assert whole.status_code == 200 and len(whole.content) > 10_000
