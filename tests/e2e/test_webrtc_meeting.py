@@ -27,6 +27,7 @@ from tests.e2e.demo_process import running_demo
 from tests.e2e.test_webrtc_lesson import (  # noqa: F401 - fixtures
     CHROMIUM,
     SCREENSHOTS,
+    SLOT_STATS,
     Pages,
     browser,
     pages,
@@ -36,24 +37,6 @@ from tests.e2e.test_webrtc_lesson import (  # noqa: F401 - fixtures
 GROUP = "王村口联盟英语教研组"
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium")
 
-# Per receive slot of window.tongkeMeeting: inbound bytes and decoded frames.
-MEETING_STATS = """async () => {
-  const meeting = window.tongkeMeeting;
-  const pc = meeting && meeting.pc;
-  if (!pc) return {};
-  const slots = {};
-  pc.getTransceivers().forEach((t, i) => {
-    if (t.mid !== null) slots[t.mid] = meeting.media[i].name;
-  });
-  const out = {};
-  (await pc.getStats()).forEach((s) => {
-    if (s.type === 'inbound-rtp' && slots[s.mid]) {
-      out[slots[s.mid]] = {bytes: s.bytesReceived || 0, frames: s.framesDecoded || 0};
-    }
-  });
-  return out;
-}"""
-
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
@@ -62,7 +45,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def stats(page: Page) -> dict[str, dict[str, int]]:
-    found: dict[str, dict[str, int]] = page.evaluate(MEETING_STATS)
+    # Per receive slot of the meeting's connection: inbound bytes and decoded frames.
+    found: dict[str, dict[str, int]] = page.evaluate(f"() => ({SLOT_STATS})(window.tongkeMeeting)")
     return found
 
 
