@@ -19,6 +19,8 @@ from common.alliance.models import (
     SyncGroupMember,
     Teacher,
     Term,
+    TimetableAdjustment,
+    TimetableAdjustmentItem,
     TimetableEntry,
     TravelTime,
 )
@@ -71,6 +73,8 @@ __all__ = [
     "SyncGroupMember",
     "Teacher",
     "Term",
+    "TimetableAdjustment",
+    "TimetableAdjustmentItem",
     "TimetableEntry",
     "TravelTime",
     "Visit",

@@ -18,7 +18,8 @@ from sqlalchemy.orm import Session, joinedload
 
 from common.alliance.models import WEEKDAYS, Lesson, Room, SchoolClass, Teacher, Term
 from common.errors import ConflictError, NotFoundError, ValidationFailedError
-from scheduler.alliance_bridge import current_solution, problem_from_alliance
+from scheduler.adjustments import week_solution
+from scheduler.alliance_bridge import problem_from_alliance
 from scheduler.repair import DAY_NAMES, RepairError, repair
 
 Substitute = Literal["auto", "none"]
@@ -65,6 +66,7 @@ class PlannedSubstitution:
     slot: Slot
     absent: str
     substitute: str
+    substitute_id: int = 0
 
     @property
     def description(self) -> str:
@@ -137,7 +139,8 @@ def plan_absence(
         raise ValidationFailedError(
             f"{teacher.name} 本学期在「{term.name}」没有课，无需调课", field="teacher_id"
         )
-    solution = current_solution(session, term_id=term_id)
+    # The week as it stands on that date: earlier 调课 of the week already applied.
+    solution = week_solution(session, term, day)
     try:
         result = repair(
             problem,
@@ -175,6 +178,7 @@ def plan_absence(
         code: name for code, name in session.execute(select(Room.code, Room.name))
     }
     teacher_names = {code: t.name for code, t in problem.teachers.items()}
+    teacher_ids = dict(session.execute(select(Teacher.code, Teacher.id)).all())
 
     def slot(weekday_name: str, period: int, room: str) -> Slot:
         return Slot(
@@ -212,6 +216,7 @@ def plan_absence(
                 slot=slot(sub.day, sub.period, sub.room),
                 absent=teacher_names.get(sub.absent, sub.absent),
                 substitute=teacher_names.get(sub.substitute, sub.substitute),
+                substitute_id=teacher_ids.get(sub.substitute, 0),
             )
         )
     plan.moves.sort(key=lambda m: (m.old.date, m.old.period, m.school_class))

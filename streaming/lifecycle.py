@@ -26,14 +26,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload, sessionmaker
 
-from common.alliance.models import (
-    WEEKDAYS,
-    Lesson,
-    SyncGroup,
-    SyncGroupMember,
-    Term,
-    TimetableEntry,
-)
+from common.alliance.adjustments import dated_placements
+from common.alliance.adjustments import timetable_weekday as timetable_weekday  # re-exported
+from common.alliance.models import Lesson, SyncGroup, SyncGroupMember, Term
 from common.alliance.timetable import bells_for
 from common.jobs import JobQueue
 from common.logging import get_logger
@@ -48,7 +43,6 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 LOCAL_TIMEZONE = ZoneInfo("Asia/Shanghai")
-WEEKEND = frozenset({"sat", "sun"})
 # A remote classroom's period counts as the same lesson when it starts this close to the lead's.
 PAIRING_TOLERANCE = timedelta(minutes=30)
 
@@ -74,22 +68,6 @@ class LessonOccurrence:
     @property
     def room_id(self) -> str:
         return lesson_room_id(self.sync_group_id)
-
-
-def timetable_weekday(term: Term, day: date) -> str | None:
-    """The weekday whose timetable runs on ``day``: None outside the term, on holidays and
-    weekends; a make-up day runs the weekday it follows."""
-    if not term.start_date <= day <= term.end_date:
-        return None
-    weekday = WEEKDAYS[day.weekday()]
-    for calendar_day in term.calendar_days:
-        if calendar_day.day != day:
-            continue
-        if calendar_day.kind == "holiday":
-            return None
-        if calendar_day.kind == "makeup" and calendar_day.follows_weekday:
-            return calendar_day.follows_weekday
-    return None if weekday in WEEKEND else weekday
 
 
 def _terms_in_session(session: Session, day: date) -> list[Term]:
@@ -124,12 +102,9 @@ def lesson_occurrences(session: Session, day: date) -> list[LessonOccurrence]:
         if weekday is None:
             continue
         periods: dict[int, list[int]] = {}
-        for lesson_id, period in session.execute(
-            select(TimetableEntry.lesson_id, TimetableEntry.period).where(
-                TimetableEntry.term_id == term.id, TimetableEntry.day == weekday
-            )
-        ):
-            periods.setdefault(lesson_id, []).append(period)
+        # The day's occurrences with its applied 调课 (a moved sync lesson opens at its new bell).
+        for placement in dated_placements(session, term, [day]):
+            periods.setdefault(placement.lesson_id, []).append(placement.period)
         groups = session.scalars(
             select(SyncGroup)
             .where(SyncGroup.term_id == term.id)

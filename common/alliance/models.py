@@ -352,3 +352,68 @@ class TimetableEntry(Base):
 
     lesson: Mapped[Lesson] = relationship()
     room: Mapped[Room | None] = relationship()
+
+
+ADJUSTMENT_STATUSES = ("applied", "revoked")
+ADJUSTMENT_ITEM_KINDS = ("move", "substitute", "cancel")
+
+
+class TimetableAdjustment(TimestampMixin, Base):
+    """调课 applied for one absence: dated changes to the weekly timetable (revocable)."""
+
+    __tablename__ = "timetable_adjustments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    term_id: Mapped[int] = mapped_column(ForeignKey("terms.id", ondelete="CASCADE"), index=True)
+    day: Mapped[date] = mapped_column(Date)
+    absent_teacher_id: Mapped[int] = mapped_column(ForeignKey("teachers.id", ondelete="CASCADE"))
+    reason: Mapped[str] = mapped_column(String(200), default="")
+    created_by: Mapped[int | None] = mapped_column(
+        ForeignKey("accounts.id", ondelete="SET NULL"), default=None
+    )
+    status: Mapped[str] = mapped_column(String(10), default="applied")
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    absent_teacher: Mapped[Teacher] = relationship()
+    items: Mapped[list[TimetableAdjustmentItem]] = relationship(
+        back_populates="adjustment",
+        order_by="TimetableAdjustmentItem.id",
+        cascade="all, delete-orphan",
+    )
+
+
+class TimetableAdjustmentItem(Base):
+    """One dated change: a lesson occurrence moved, taught by a substitute, or cancelled.
+
+    ``old_*`` is the occurrence as the week had it (date, the campus's period, room); a move
+    also has ``new_*``; a substitution names the teacher. Members of a sync group move
+    together and carry the group's id."""
+
+    __tablename__ = "timetable_adjustment_items"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    adjustment_id: Mapped[int] = mapped_column(
+        ForeignKey("timetable_adjustments.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(10))
+    lesson_id: Mapped[int] = mapped_column(ForeignKey("lessons.id", ondelete="CASCADE"))
+    sync_group_id: Mapped[int | None] = mapped_column(
+        ForeignKey("sync_groups.id", ondelete="SET NULL"), default=None
+    )
+    old_date: Mapped[date] = mapped_column(Date)
+    old_period: Mapped[int]
+    old_room_id: Mapped[int | None] = mapped_column(
+        ForeignKey("rooms.id", ondelete="SET NULL"), default=None
+    )
+    new_date: Mapped[date | None] = mapped_column(Date, default=None)
+    new_period: Mapped[int | None] = mapped_column(default=None)
+    new_room_id: Mapped[int | None] = mapped_column(
+        ForeignKey("rooms.id", ondelete="SET NULL"), default=None
+    )
+    substitute_teacher_id: Mapped[int | None] = mapped_column(
+        ForeignKey("teachers.id", ondelete="SET NULL"), default=None
+    )
+
+    adjustment: Mapped[TimetableAdjustment] = relationship(back_populates="items")
+    lesson: Mapped[Lesson] = relationship()
+    substitute_teacher: Mapped[Teacher | None] = relationship(foreign_keys=[substitute_teacher_id])

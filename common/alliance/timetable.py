@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import time
+from datetime import date, time
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from common.accounts.permissions import Action, Kind, Principal, Scope, authorize
+from common.alliance.adjustments import DatedPlacement, dated_placements, week_dates
 from common.alliance.models import (
     WEEKDAYS,
     BellSchedule,
@@ -54,6 +55,11 @@ class WeekEntry:
     room_id: int | None
     room: str | None
     sync: SyncInfo | None = None
+    # A dated week (``week(..., week_of=...)``): the date, and what 调课 changed on it.
+    date: date | None = None
+    adjusted: bool = False  # moved here from another period by an applied adjustment
+    substitute_id: int | None = None
+    substitute: str | None = None  # who teaches it instead of ``teacher`` that day
 
 
 @dataclass
@@ -61,6 +67,7 @@ class Week:
     term_id: int
     title: str
     entries: list[WeekEntry] = field(default_factory=list)
+    week_of: date | None = None  # the Monday of a dated week; None for the weekly pattern
 
 
 def bells_for(session: Session, campus_id: int) -> dict[str, dict[int, tuple[time, time]]]:
@@ -149,8 +156,11 @@ def week(
     teacher_id: int | None = None,
     room_id: int | None = None,
     term_id: int | None = None,
+    week_of: date | None = None,
 ) -> Week:
-    """One class's, teacher's or room's week, after checking the principal may read it."""
+    """One class's, teacher's or room's week, after checking the principal may read it:
+    the weekly timetable, or with ``week_of`` the dated week that day falls in (applied
+    调课 included: moved lessons at their new period, substitutes named)."""
     chosen = [v for v in (class_id, teacher_id, room_id) if v is not None]
     if len(chosen) != 1:
         raise ValidationFailedError("请指定且只指定一个：class_id、teacher_id 或 room_id")
@@ -181,6 +191,16 @@ def week(
         title = room.name
     authorize(principal, Action.READ, Kind.TIMETABLE, scope)
     term = term_id if term_id is not None else current_term_id(session, school.alliance_id)
+    if week_of is not None:
+        return _dated_week(
+            session,
+            term,
+            title,
+            week_of,
+            class_id=class_id,
+            teacher_id=teacher_id,
+            room_id=room_id,
+        )
     rows = session.scalars(
         stmt.where(TimetableEntry.term_id == term).options(
             joinedload(TimetableEntry.lesson)
@@ -191,32 +211,124 @@ def week(
             joinedload(TimetableEntry.room),
         )
     ).all()
-    sync = _sync_index(session, term)
-    bells: dict[int, dict[str, dict[int, tuple[time, time]]]] = {}
     result = Week(term_id=term, title=title)
+    build = _EntryBuilder(session, term)
     for entry in rows:
-        lesson = entry.lesson
+        result.entries.append(build(entry.lesson, entry.day, entry.day, entry.period, entry.room))
+    result.entries.sort(key=_in_week_order)
+    return result
+
+
+def _in_week_order(entry: WeekEntry) -> tuple[int, date, time, int]:
+    return (WEEKDAYS.index(entry.day), entry.date or date.min, entry.start or time(), entry.period)
+
+
+class _EntryBuilder:
+    """Week entries with bells (per campus, read once) and sync partners."""
+
+    def __init__(self, session: Session, term_id: int) -> None:
+        self._session = session
+        self._sync = _sync_index(session, term_id)
+        self._bells: dict[int, dict[str, dict[int, tuple[time, time]]]] = {}
+
+    def __call__(
+        self,
+        lesson: Lesson,
+        day: str,
+        bell_day: str,
+        period: int,
+        room: Room | None,
+        **dated: object,
+    ) -> WeekEntry:
         campus = lesson.school_class.campus
-        if campus.id not in bells:
-            bells[campus.id] = bells_for(session, campus.id)
-        start_end = bells[campus.id].get(entry.day, {}).get(entry.period)
-        found = sync.get(lesson.id)
+        if campus.id not in self._bells:
+            self._bells[campus.id] = bells_for(self._session, campus.id)
+        start_end = self._bells[campus.id].get(bell_day, {}).get(period)
+        found = self._sync.get(lesson.id)
+        return WeekEntry(
+            day=day,
+            period=period,
+            start=start_end[0] if start_end else None,
+            end=start_end[1] if start_end else None,
+            campus=campus.name,
+            class_id=lesson.class_id,
+            class_name=lesson.school_class.name,
+            subject=lesson.subject.name,
+            teacher_id=lesson.teacher_id,
+            teacher=lesson.teacher.name,
+            room_id=room.id if room else None,
+            room=room.name if room else None,
+            sync=_sync_info(*found) if found else None,
+            **dated,  # type: ignore[arg-type]
+        )
+
+
+def _dated_week(
+    session: Session,
+    term_id: int,
+    title: str,
+    week_of: date,
+    *,
+    class_id: int | None,
+    teacher_id: int | None,
+    room_id: int | None,
+) -> Week:
+    """The week of ``week_of`` as it happens: the weekly timetable with its applied 调课."""
+    term = session.scalars(
+        select(Term).where(Term.id == term_id).options(selectinload(Term.calendar_days))
+    ).one()
+    dates = week_dates(week_of)
+    placements = dated_placements(session, term, dates)
+    lessons = {
+        lesson.id: lesson
+        for lesson in session.scalars(
+            select(Lesson)
+            .where(Lesson.id.in_({p.lesson_id for p in placements}))
+            .options(
+                joinedload(Lesson.school_class).joinedload(SchoolClass.campus),
+                joinedload(Lesson.subject),
+                joinedload(Lesson.teacher),
+            )
+        ).unique()
+    }
+
+    def wanted(p: DatedPlacement) -> bool:
+        lesson = lessons[p.lesson_id]
+        if class_id is not None:
+            return lesson.class_id == class_id
+        if teacher_id is not None:
+            return teacher_id in (lesson.teacher_id, p.substitute_id)
+        return p.room_id == room_id
+
+    chosen = [p for p in placements if wanted(p)]
+    rooms = {
+        room.id: room
+        for room in session.scalars(
+            select(Room).where(Room.id.in_({p.room_id for p in chosen if p.room_id}))
+        )
+    }
+    names = dict(
+        session.execute(
+            select(Teacher.id, Teacher.name).where(
+                Teacher.id.in_({p.substitute_id for p in chosen if p.substitute_id})
+            )
+        ).all()
+    )
+    result = Week(term_id=term_id, title=title, week_of=dates[0])
+    build = _EntryBuilder(session, term_id)
+    for p in chosen:
         result.entries.append(
-            WeekEntry(
-                day=entry.day,
-                period=entry.period,
-                start=start_end[0] if start_end else None,
-                end=start_end[1] if start_end else None,
-                campus=campus.name,
-                class_id=lesson.class_id,
-                class_name=lesson.school_class.name,
-                subject=lesson.subject.name,
-                teacher_id=lesson.teacher_id,
-                teacher=lesson.teacher.name,
-                room_id=entry.room_id,
-                room=entry.room.name if entry.room else None,
-                sync=_sync_info(*found) if found else None,
+            build(
+                lessons[p.lesson_id],
+                WEEKDAYS[p.day.weekday()],
+                p.weekday,
+                p.period,
+                rooms.get(p.room_id or 0),
+                date=p.day,
+                adjusted=p.moved,
+                substitute_id=p.substitute_id,
+                substitute=names.get(p.substitute_id or 0),
             )
         )
-    result.entries.sort(key=lambda e: (WEEKDAYS.index(e.day), e.start or time(), e.period))
+    result.entries.sort(key=_in_week_order)
     return result

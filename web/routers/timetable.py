@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import asdict
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
@@ -49,8 +49,11 @@ def week(
     teacher_id: int | None = None,
     room_id: int | None = None,
     term_id: int | None = None,
+    week: date | None = None,
 ) -> dict[str, Any]:
-    """A class's, teacher's or room's week with wall-clock times and sync partners."""
+    """A class's, teacher's or room's week with wall-clock times and sync partners; with
+    ``week`` (any date of it) the dated week with its applied 调课
+    (``adjusted``, ``substitute``)."""
     result = timetable.week(
         session,
         principal,
@@ -58,6 +61,7 @@ def week(
         teacher_id=teacher_id,
         room_id=room_id,
         term_id=term_id,
+        week_of=week,
     )
     return asdict(result)
 

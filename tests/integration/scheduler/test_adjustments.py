@@ -1,0 +1,190 @@
+"""调课 applied: a plan stored as dated changes that week views, rooms and calendars follow."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from common.accounts.models import Account
+from common.alliance.models import (
+    Lesson,
+    SyncGroup,
+    Teacher,
+    Term,
+    TimetableEntry,
+)
+from scheduler.adjustments import load_term, week_solution
+from scheduler.alliance_bridge import problem_from_alliance
+from scheduler.checker import check
+from streaming.lifecycle import lesson_occurrences
+from tests.conftest import DemoDatabase, bearer
+
+ADMIN = "admin-wck"  # the rural alliance: 专递课堂 led from the core school
+MONDAY = date(2026, 9, 7)  # a plain week (no holiday, no make-up day)
+NEXT_MONDAY = date(2026, 9, 14)
+
+
+def sync_lead_teacher(db: DemoDatabase) -> tuple[int, int, str, int]:
+    """(term, teacher id, code, sync group) of a teacher who leads a sync lesson on Mondays."""
+    with db.sessions() as session:
+        alliance = session.scalars(
+            select(Account.alliance_id).where(Account.username == ADMIN)
+        ).one()
+        term = session.scalars(
+            select(Term).where(Term.is_current, Term.alliance_id == alliance)
+        ).one()
+        row = session.execute(
+            select(Teacher.id, Teacher.code, SyncGroup.id)
+            .join(Lesson, Lesson.teacher_id == Teacher.id)
+            .join(SyncGroup, SyncGroup.lead_lesson_id == Lesson.id)
+            .join(TimetableEntry, TimetableEntry.lesson_id == Lesson.id)
+            .where(SyncGroup.term_id == term.id, TimetableEntry.day == "mon")
+            .order_by(Teacher.code)
+        ).first()
+        assert row is not None, "the demo has a sync lesson on Mondays"
+        return term.id, row[0], row[1], row[2]
+
+
+def compute(client: TestClient, term_id: int, headers: dict[str, str], **body: Any) -> Any:
+    response = client.post(
+        f"/api/terms/{term_id}/timetable/absence-plan", json=body, headers=headers
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def apply_body(plan: dict[str, Any], teacher_id: int, **extra: Any) -> dict[str, Any]:
+    """The plan as the page sends it back (see web/static/js/adjust.js)."""
+    return {
+        "teacher_id": teacher_id,
+        "date": plan["date"],
+        "moves": [
+            {
+                "lesson_id": m["lesson_id"],
+                "old_date": m["old"]["date"],
+                "old_period": m["old"]["period"],
+                "new_date": m["new"]["date"],
+                "new_period": m["new"]["period"],
+                "new_room_code": m["new"]["room_code"],
+            }
+            for m in plan["moves"]
+        ],
+        "substitutions": [
+            {
+                "lesson_id": s["lesson_id"],
+                "date": s["slot"]["date"],
+                "period": s["slot"]["period"],
+                "substitute_id": s["substitute_id"],
+            }
+            for s in plan["substitutions"]
+        ],
+    } | extra
+
+
+def apply(client: TestClient, term_id: int, headers: dict[str, str], body: Any) -> Any:
+    return client.post(
+        f"/api/terms/{term_id}/timetable/absence-plan/apply", json=body, headers=headers
+    )
+
+
+def week(client: TestClient, headers: dict[str, str], **query: Any) -> list[dict[str, Any]]:
+    response = client.get("/api/timetable/week", params=query, headers=headers)
+    assert response.status_code == 200, response.text
+    entries: list[dict[str, Any]] = response.json()["entries"]
+    return entries
+
+
+def shape(entries: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    return sorted(
+        (e["day"], e["period"], e["class_name"], e["subject"], e["teacher"], e["room"])
+        for e in entries
+    )
+
+
+def test_an_applied_plan_changes_that_week_only_and_revoking_restores_it(
+    client: TestClient, db: DemoDatabase
+) -> None:
+    term_id, teacher_id, code, group = sync_lead_teacher(db)
+    admin = bearer(client, ADMIN)
+    plan = compute(
+        client, term_id, admin, teacher_id=teacher_id, date=MONDAY.isoformat(), substitute="none"
+    )
+    assert plan["moves"], "a sync lead without substitute must move"
+    before = shape(week(client, admin, teacher_id=teacher_id, week=MONDAY.isoformat()))
+    assert before == shape(week(client, admin, teacher_id=teacher_id))  # nothing applied yet
+
+    response = apply(client, term_id, admin, apply_body(plan, teacher_id, reason="病假"))
+    assert response.status_code == 201, response.text
+    stored = response.json()
+    assert stored["status"] == "applied" and stored["reason"] == "病假"
+    assert len([i for i in stored["items"] if i["kind"] == "move"]) == len(plan["moves"])
+    assert any(i["sync_group_id"] == group for i in stored["items"])
+
+    # The teacher's dated week: nothing on Monday, every moved lesson at its new period (调).
+    dated = week(client, admin, teacher_id=teacher_id, week=MONDAY.isoformat())
+    assert not [e for e in dated if e["date"] == MONDAY.isoformat() and not e["substitute"]]
+    moved = {(e["date"], e["period"], e["class_name"]) for e in dated if e["adjusted"]}
+    for move in plan["moves"]:
+        if move["teacher"] == plan["teacher"]:
+            assert (move["new"]["date"], move["new"]["period"], move["school_class"]) in moved
+    # The following week runs the weekly timetable.
+    following = week(client, admin, teacher_id=teacher_id, week=NEXT_MONDAY.isoformat())
+    assert shape(following) == before
+    assert not [e for e in following if e["adjusted"] or e["substitute"]]
+
+    # The independent checker accepts the adjusted week; the absent teacher is free Monday.
+    with db.sessions() as session:
+        term = load_term(session, term_id)
+        problem = problem_from_alliance(session, term_id=term_id).problem
+        solution = week_solution(session, term, MONDAY)
+        report = check(problem, solution)
+        assert report.feasible, report.violations[:3]
+        assert not [
+            p
+            for p in solution.lessons
+            if p.day == "mon" and problem.lessons[p.lesson].teacher == code
+        ]
+        # The room scheduler opens the sync lesson at its new bell on the new date.
+        lead_lesson = session.get_one(SyncGroup, group).lead_lesson_id
+        lead_move = next(
+            i for i in stored["items"] if i["lesson_id"] == lead_lesson and i["kind"] == "move"
+        )
+        new_day = date.fromisoformat(lead_move["new_date"])
+        assert new_day != MONDAY  # its lead teacher is away all Monday
+        assert (group, lead_move["old_period"]) not in {
+            (o.sync_group_id, o.lead_period) for o in lesson_occurrences(session, MONDAY)
+        }
+        assert (group, lead_move["new_period"]) in {
+            (o.sync_group_id, o.lead_period) for o in lesson_occurrences(session, new_day)
+        }
+        next_monday = lesson_occurrences(session, NEXT_MONDAY)
+        assert (group, lead_move["old_period"]) in {
+            (o.sync_group_id, o.lead_period) for o in next_monday
+        }
+
+    # Listed for the term; revoking brings the weekly timetable back on those dates.
+    listed = client.get(
+        f"/api/terms/{term_id}/timetable/adjustments",
+        params={"start": "2026-09-01", "end": "2026-09-30"},
+        headers=admin,
+    ).json()["adjustments"]
+    assert [a["id"] for a in listed] == [stored["id"]]
+    assert all(item["description"] for item in listed[0]["items"])
+    outside = client.get(
+        f"/api/terms/{term_id}/timetable/adjustments",
+        params={"start": "2026-10-01", "end": "2026-10-31"},
+        headers=admin,
+    ).json()["adjustments"]
+    assert outside == []
+    revoked = client.delete(
+        f"/api/terms/{term_id}/timetable/adjustments/{stored['id']}", headers=admin
+    )
+    assert revoked.status_code == 200 and revoked.json()["status"] == "revoked"
+    assert shape(week(client, admin, teacher_id=teacher_id, week=MONDAY.isoformat())) == before
+    again = client.delete(
+        f"/api/terms/{term_id}/timetable/adjustments/{stored['id']}", headers=admin
+    )
+    assert again.status_code == 409
