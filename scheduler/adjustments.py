@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 
 from sqlalchemy import select
@@ -40,6 +40,7 @@ from common.errors import ConflictError, NotFoundError, ValidationFailedError
 from scheduler import domain as d
 from scheduler.alliance_bridge import current_solution, lesson_key, problem_from_alliance
 from scheduler.repair import DAY_NAMES, RepairResult, Substitution, validate_repair
+from scheduler.views import ViewEntry, ViewKind, entries
 
 
 @dataclass(frozen=True)
@@ -450,3 +451,79 @@ def revoke_adjustment(session: Session, *, adjustment: TimetableAdjustment) -> N
     adjustment.status = "revoked"
     adjustment.revoked_at = datetime.now(UTC)
     session.flush()
+
+
+def adjusted_dates(session: Session, *, term_id: int) -> set[date]:
+    """Every date an applied adjustment of the term changes."""
+    dates: set[date] = set()
+    for old_date, new_date in session.execute(
+        select(TimetableAdjustmentItem.old_date, TimetableAdjustmentItem.new_date)
+        .join(TimetableAdjustment)
+        .where(TimetableAdjustment.term_id == term_id, TimetableAdjustment.status == "applied")
+    ):
+        dates.add(old_date)
+        if new_date is not None:
+            dates.add(new_date)
+    return dates
+
+
+def dated_view_entries(
+    session: Session, term: Term, problem: d.Problem, kind: ViewKind, key: str
+) -> dict[date, list[ViewEntry]]:
+    """For each date an applied adjustment changes, what one class/teacher/room/campus has
+    that day (for ``to_ics(dated=...)``): moved lessons at their new period, a substituted
+    lesson with the substitute (in the substitute's calendar, not the absent teacher's)."""
+    days = sorted(adjusted_dates(session, term_id=term.id))
+    placements = dated_placements(session, term, days)
+    rooms = dict(session.execute(select(Room.id, Room.code)).all())
+    teachers = {t.id: t for t in session.scalars(select(Teacher))}
+    moved_from: dict[tuple[int, date, int], str] = {}
+    for adjustment in applied_adjustments(session, term_id=term.id, days=days):
+        for item in adjustment.items:
+            if item.kind == "move" and item.new_date is not None and item.new_period is not None:
+                moved_from[item.lesson_id, item.new_date, item.new_period] = (
+                    f"调课：原{_label(item.old_date, item.old_period)}"
+                )
+    result: dict[date, list[ViewEntry]] = {}
+    for day in days:
+        on_day = [p for p in placements if p.day == day]
+        solution = d.Solution(
+            lessons=[
+                d.Placement(
+                    lesson_key(p.lesson_id), p.weekday, p.period, rooms.get(p.room_id or 0, "")
+                )
+                for p in on_day
+            ]
+        )
+        substitutes = {
+            (lesson_key(p.lesson_id), p.period): teachers[p.substitute_id]
+            for p in on_day
+            if p.substitute_id is not None and p.substitute_id in teachers
+        }
+        found = entries(problem, solution, kind, key)
+        if kind == "teacher":
+            found = [
+                e
+                for e in found
+                if (cover := substitutes.get((e.lesson or "", e.period or 0))) is None
+                or cover.code == key
+            ]
+            for (lesson, period), substitute in substitutes.items():
+                if substitute.code == key and problem.lessons[lesson].teacher != key:
+                    class_id = problem.lessons[lesson].class_id
+                    found += [
+                        e
+                        for e in entries(problem, solution, "class", class_id)
+                        if e.lesson == lesson and e.period == period
+                    ]
+        changed: list[ViewEntry] = []
+        for entry in found:
+            lesson_id = int(entry.lesson.removeprefix("L")) if entry.lesson else 0
+            cover = substitutes.get((entry.lesson or "", entry.period or 0))
+            note = moved_from.get((lesson_id, day, entry.period or 0))
+            if cover is not None:
+                entry = replace(entry, teacher=cover.name)
+                note = f"代课：{cover.name}" + (f"；{note}" if note else "")
+            changed.append(replace(entry, change=note) if note else entry)
+        result[day] = changed
+    return result

@@ -31,6 +31,7 @@ class ViewEntry:
     room: str | None
     sync_note: str | None  # "同步课堂 主讲：东街 dj-4-1（dj-lb）→ 远端：后江 hj-4-3（hj-lb）"
     lesson: str | None = None
+    change: str | None = None  # 调课 on a date: "调课：原9月7日周一第2节" or "代课：张伟"
 
 
 def _sync_notes(problem: Problem, solution: Solution) -> dict[tuple[str, str, int], str]:

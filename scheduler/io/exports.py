@@ -92,9 +92,18 @@ class TermCalendar:
 
 
 def to_ics(
-    problem: Problem, solution: Solution, kind: ViewKind, key: str, calendar: TermCalendar
+    problem: Problem,
+    solution: Solution,
+    kind: ViewKind,
+    key: str,
+    calendar: TermCalendar,
+    dated: Mapping[date, list[ViewEntry]] | None = None,
 ) -> bytes:
-    """A calendar a teacher subscribes to on a phone: one event per lesson on every school day."""
+    """A calendar a teacher subscribes to on a phone: one event per lesson on every school day.
+
+    ``dated`` replaces the weekly lessons of single dates (applied 调课): those days get
+    exactly its entries, a moved lesson at its new time, a substituted one in the
+    substitute's calendar instead of the absent teacher's."""
     cal = Calendar()
     cal.add("prodid", "-//tongke//timetable//ZH")
     cal.add("version", "2.0")
@@ -105,7 +114,8 @@ def to_ics(
         by_weekday.setdefault(entry.day, []).append(entry)
     stamp = datetime(2026, 1, 1, tzinfo=TIMEZONE)
     for day, weekday in calendar.teaching_days():
-        for entry in by_weekday.get(weekday, []):
+        on_day = dated[day] if dated is not None and day in dated else by_weekday.get(weekday, [])
+        for entry in on_day:
             event = Event()
             start = datetime.combine(day, datetime.min.time(), TIMEZONE) + timedelta(
                 minutes=entry.time.start
@@ -116,10 +126,12 @@ def to_ics(
             event.add("dtstamp", stamp)
             event.add("dtstart", start)
             event.add("dtend", start + timedelta(minutes=entry.time.length))
-            event.add("summary", entry.title + (f" {entry.class_id}" if entry.class_id else ""))
+            summary = entry.title + (f" {entry.class_id}" if entry.class_id else "")
+            event.add("summary", f"【调】{summary}" if entry.change else summary)
             event.add("location", f"{entry.campus} {entry.room or ''}".strip())
-            if entry.sync_note:
-                event.add("description", entry.sync_note)
+            notes = [note for note in (entry.change, entry.sync_note) if note]
+            if notes:
+                event.add("description", "\n".join(notes))
             cal.add_component(event)
     ical: bytes = cal.to_ical()
     return ical

@@ -28,6 +28,7 @@ from common.alliance.models import (
 )
 from common.errors import AuthenticationError, NotFoundError, ValidationFailedError
 from common.jobs import JobQueue
+from scheduler.adjustments import dated_view_entries, load_term
 from scheduler.alliance_bridge import current_solution, problem_from_alliance
 from scheduler.io.exports import TermCalendar, to_html, to_ics, to_xlsx
 from scheduler.service import SOLVE_JOB, solve_job_id, term_of_job
@@ -134,8 +135,9 @@ def _export(
             headers={"Content-Disposition": f'attachment; filename="{filename}.xlsx"'},
         )
     if fmt == "ics":
+        dated = dated_view_entries(session, load_term(session, term.id), problem, kind, key)
         return Response(
-            to_ics(problem, solution, kind, key, term_calendar(term)),
+            to_ics(problem, solution, kind, key, term_calendar(term), dated),
             media_type="text/calendar; charset=utf-8",
             headers={"Content-Disposition": f'attachment; filename="{filename}.ics"'},
         )

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from typing import Any
 
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from icalendar import Calendar
+from sqlalchemy import func, select
 
 from common.accounts.models import Account
 from common.alliance.models import (
@@ -14,6 +16,8 @@ from common.alliance.models import (
     SyncGroup,
     Teacher,
     Term,
+    TimetableAdjustment,
+    TimetableAdjustmentItem,
     TimetableEntry,
 )
 from scheduler.adjustments import load_term, week_solution
@@ -188,3 +192,178 @@ def test_an_applied_plan_changes_that_week_only_and_revoking_restores_it(
         f"/api/terms/{term_id}/timetable/adjustments/{stored['id']}", headers=admin
     )
     assert again.status_code == 409
+
+
+def ics_events(
+    client: TestClient, headers: dict[str, str], term_id: int, code: str
+) -> list[dict[str, str]]:
+    response = client.get(
+        "/api/timetable/export",
+        params={"kind": "teacher", "key": code, "format": "ics", "term_id": term_id},
+        headers=headers,
+    )
+    assert response.status_code == 200, response.text
+    return [
+        {
+            "start": event.decoded("dtstart").isoformat(),
+            "summary": str(event.get("summary")),
+            "description": str(event.get("description", "")),
+        }
+        for event in Calendar.from_ical(response.content).walk("VEVENT")
+    ]
+
+
+def on(events: list[dict[str, str]], day: date) -> list[dict[str, str]]:
+    return [e for e in events if e["start"].startswith(day.isoformat())]
+
+
+def test_the_calendar_moves_the_occurrence_on_that_date_only(
+    client: TestClient, db: DemoDatabase
+) -> None:
+    term_id, teacher_id, code, _ = sync_lead_teacher(db)
+    admin = bearer(client, ADMIN)
+    before = ics_events(client, admin, term_id, code)
+    assert on(before, MONDAY) and len(on(before, NEXT_MONDAY)) == len(on(before, MONDAY))
+    plan = compute(client, term_id, admin, teacher_id=teacher_id, date=MONDAY.isoformat())
+    response = apply(client, term_id, admin, apply_body(plan, teacher_id))
+    assert response.status_code == 201, response.text
+
+    after = ics_events(client, admin, term_id, code)
+    assert on(after, MONDAY) == []
+    assert on(after, NEXT_MONDAY) == on(before, NEXT_MONDAY)
+    dated = week(client, admin, teacher_id=teacher_id, week=MONDAY.isoformat())
+    for entry in (e for e in dated if e["adjusted"]):
+        moved = [
+            e
+            for e in on(after, date.fromisoformat(entry["date"]))
+            if e["start"][11:16] == entry["start"][:5]
+        ]
+        assert moved, entry
+        assert moved[0]["summary"].startswith("【调】") and "调课：原" in moved[0]["description"]
+    assert len(after) == len(before)  # every occurrence moved, none lost
+
+
+def test_a_substitute_gets_the_lesson_in_week_and_calendar(
+    client: TestClient, db: DemoDatabase
+) -> None:
+    with db.sessions() as session:
+        alliance = session.scalars(
+            select(Account.alliance_id).where(Account.username == "admin-sy")
+        ).one()
+        term = session.scalars(
+            select(Term).where(Term.is_current, Term.alliance_id == alliance)
+        ).one()
+        absent = session.scalars(select(Teacher).where(Teacher.name == "叶建平")).one()
+        term_id, teacher_id, code = term.id, absent.id, absent.code
+    admin = bearer(client, "admin-sy")
+    plan = compute(
+        client, term_id, admin, teacher_id=teacher_id, date=MONDAY.isoformat(), substitute="auto"
+    )
+    assert plan["substitutions"] and all(s["substitute_id"] for s in plan["substitutions"])
+    response = apply(client, term_id, admin, apply_body(plan, teacher_id))
+    assert response.status_code == 201, response.text
+    assert {i["kind"] for i in response.json()["items"]} >= {"substitute"}
+
+    first = plan["substitutions"][0]
+    substitute = first["substitute_id"]
+    theirs = week(client, admin, teacher_id=substitute, week=MONDAY.isoformat())
+    covered = [e for e in theirs if e["substitute_id"] == substitute]
+    assert covered and all(e["date"] == MONDAY.isoformat() for e in covered)
+    assert {e["teacher"] for e in covered} == {"叶建平"}
+    assert all(e["substitute"] == first["substitute"] for e in covered)
+    assert not [
+        e
+        for e in week(client, admin, teacher_id=substitute, week=NEXT_MONDAY.isoformat())
+        if e["substitute_id"] == substitute
+    ]
+    absent_week = week(client, admin, teacher_id=teacher_id, week=MONDAY.isoformat())
+    assert not [e for e in absent_week if e["date"] == MONDAY.isoformat() and not e["substitute"]]
+
+    with db.sessions() as session:
+        substitute_code = session.get_one(Teacher, substitute).code
+    gained = on(ics_events(client, admin, term_id, substitute_code), MONDAY)
+    assert any(f"代课：{first['substitute']}" in e["description"] for e in gained)
+    assert on(ics_events(client, admin, term_id, code), MONDAY) == []
+    # The substitute cannot also be away that day while covering (409 names the cover).
+    away = client.post(
+        f"/api/terms/{term_id}/timetable/absence-plan/apply",
+        json={
+            "teacher_id": substitute,
+            "date": MONDAY.isoformat(),
+            "cancellations": [
+                {"lesson_id": first["lesson_id"], "date": MONDAY.isoformat(), "period": 1}
+            ],
+        },
+        headers=admin,
+    )
+    assert away.status_code == 409, away.text
+    assert "已被安排代课" in away.json()["error"]["message"]
+
+
+def test_stale_and_conflicting_plans_are_refused_and_nothing_is_stored(
+    client: TestClient, db: DemoDatabase
+) -> None:
+    term_id, teacher_id, _, _ = sync_lead_teacher(db)
+    admin = bearer(client, ADMIN)
+    plan = compute(client, term_id, admin, teacher_id=teacher_id, date=MONDAY.isoformat())
+    body = apply_body(plan, teacher_id)
+
+    # A move into a period its class already has that day: the checker names the clash.
+    move = body["moves"][0]
+    target = date.fromisoformat(move["new_date"])
+    clash = next(
+        e
+        for e in week(
+            client, admin, class_id=class_of(db, move["lesson_id"]), week=MONDAY.isoformat()
+        )
+        if e["date"] == target.isoformat() and e["period"] != move["new_period"]
+    )
+    conflicting = body | {"moves": [move | {"new_period": clash["period"]}, *body["moves"][1:]]}
+    refused = apply(client, term_id, admin, conflicting)
+    assert refused.status_code == 409, refused.text
+    assert "冲突" in refused.json()["error"]["message"]
+    assert not re.search(r"\bL\d+\b", refused.json()["error"]["message"])
+
+    assert apply(client, term_id, admin, body).status_code == 201
+    stale = apply(client, term_id, admin, body)  # the same plan again: the week has changed
+    assert stale.status_code == 409
+    assert "已过期" in stale.json()["error"]["message"]
+    with db.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(TimetableAdjustment)) == 1
+        assert session.scalar(select(func.count()).select_from(TimetableAdjustmentItem)) == len(
+            body["moves"]
+        )
+
+    # A plan computed now builds on the applied one; bad input is a clear 422.
+    empty = apply(client, term_id, admin, {"teacher_id": teacher_id, "date": "2026-09-08"})
+    assert empty.status_code == 422 and "没有任何调整" in empty.json()["error"]["message"]
+    holiday = apply(client, term_id, admin, body | {"date": "2026-09-25"})
+    assert holiday.status_code == 422
+
+
+def class_of(db: DemoDatabase, lesson_id: int) -> int:
+    with db.sessions() as session:
+        return session.get_one(Lesson, lesson_id).class_id
+
+
+def test_only_the_alliance_admin_may_apply_list_and_revoke(
+    client: TestClient, db: DemoDatabase
+) -> None:
+    term_id, teacher_id, _, _ = sync_lead_teacher(db)
+    admin = bearer(client, ADMIN)
+    plan = compute(client, term_id, admin, teacher_id=teacher_id, date=MONDAY.isoformat())
+    body = apply_body(plan, teacher_id)
+    base = f"/api/terms/{term_id}/timetable"
+    for username in ("teacher-ye", "student-dj-4-1", "principal-cy", "bureau", "admin-sy"):
+        headers = bearer(client, username)
+        assert apply(client, term_id, headers, body).status_code == 403, username
+        assert client.get(f"{base}/adjustments", headers=headers).status_code == 403, username
+    assert apply(client, term_id, {}, body).status_code == 401
+    stored = apply(client, term_id, admin, body).json()
+    for username in ("teacher-ye", "principal-cy", "bureau", "admin-sy"):
+        denied = client.delete(
+            f"{base}/adjustments/{stored['id']}", headers=bearer(client, username)
+        )
+        assert denied.status_code == 403, username
+    listed = client.get(f"{base}/adjustments", headers=admin).json()["adjustments"]
+    assert [a["status"] for a in listed] == ["applied"]
