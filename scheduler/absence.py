@@ -16,9 +16,10 @@ from typing import Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
+from common.alliance.adjustments import timetable_weekday
 from common.alliance.models import WEEKDAYS, Lesson, Room, SchoolClass, Teacher, Term
 from common.errors import ConflictError, NotFoundError, ValidationFailedError
-from scheduler.adjustments import week_solution
+from scheduler.adjustments import teaching_week, week_of, week_solution
 from scheduler.alliance_bridge import problem_from_alliance
 from scheduler.repair import DAY_NAMES, RepairError, repair
 
@@ -140,7 +141,9 @@ def plan_absence(
             f"{teacher.name} 本学期在「{term.name}」没有课，无需调课", field="teacher_id"
         )
     # The week as it stands on that date: earlier 调课 of the week already applied.
-    solution = week_solution(session, term, day)
+    problem, solution = teaching_week(
+        problem, week_solution(session, term, day), week_of(term, day).keys()
+    )
     try:
         result = repair(
             problem,
@@ -220,4 +223,11 @@ def plan_absence(
             )
         )
     plan.moves.sort(key=lambda m: (m.old.date, m.old.period, m.school_class))
+    # The repair sees a weekly pattern: a holiday of that week still looks like a school day.
+    off = next((m for m in plan.moves if timetable_weekday(term, m.new.date) is None), None)
+    if off is not None:
+        raise ConflictError(
+            f"无法为 {teacher.name} 的请假调课：需要把 {off.school_class} {off.subject} "
+            f"调到 {off.new.label}，那天不上课。请选择代课，或换一天重新计算"
+        )
     return plan

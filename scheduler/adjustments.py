@@ -12,7 +12,8 @@ adjustment and its items are added in the caller's transaction (all or nothing).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 
@@ -527,3 +528,25 @@ def dated_view_entries(
             changed.append(replace(entry, change=note) if note else entry)
         result[day] = changed
     return result
+
+
+def teaching_week(
+    problem: d.Problem, solution: d.Solution, weekdays: Collection[str]
+) -> tuple[d.Problem, d.Solution]:
+    """The problem and week without the weekdays that have no teaching date that week (a
+    holiday): their occurrences are dropped and their lessons' weekly counts lowered, so a
+    repair of that week cannot move a lesson onto the holiday."""
+    off = [day for day in problem.days if day not in weekdays]
+    if not off:
+        return problem, solution
+    dropped = Counter(p.lesson for p in solution.lessons if p.day in off)
+    lessons = {
+        key: replace(lesson, per_week=lesson.per_week - dropped[key]) if dropped[key] else lesson
+        for key, lesson in problem.lessons.items()
+    }
+    return (
+        replace(
+            problem, days=tuple(day for day in problem.days if day in weekdays), lessons=lessons
+        ),
+        d.Solution(lessons=[p for p in solution.lessons if p.day not in off]),
+    )

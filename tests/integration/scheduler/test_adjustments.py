@@ -367,3 +367,16 @@ def test_only_the_alliance_admin_may_apply_list_and_revoke(
         assert denied.status_code == 403, username
     listed = client.get(f"{base}/adjustments", headers=admin).json()["adjustments"]
     assert [a["status"] for a in listed] == ["applied"]
+
+
+def test_a_week_with_a_holiday_never_moves_a_lesson_onto_it(
+    client: TestClient, db: DemoDatabase
+) -> None:
+    term_id, teacher_id, _, _ = sync_lead_teacher(db)
+    admin = bearer(client, ADMIN)
+    # Friday 25 September 2026 is 中秋节; Sunday 27 is a make-up day running Wednesday.
+    plan = compute(client, term_id, admin, teacher_id=teacher_id, date="2026-09-21")
+    assert plan["moves"]
+    assert not [m for m in plan["moves"] if m["new"]["date"] in ("2026-09-25", "2026-09-26")]
+    response = apply(client, term_id, admin, apply_body(plan, teacher_id))
+    assert response.status_code == 201, response.text
