@@ -63,6 +63,45 @@ def test_an_alliance_admin_plans_the_changes_for_an_absent_teacher(tab: Tab) -> 
     expect(page.locator("#date-error")).to_contain_text("周末")
 
 
+def test_an_alliance_admin_applies_a_plan_and_revokes_it(tab: Tab) -> None:
+    page = tab.login("admin-wck")
+    tab.goto("/admin/adjust")
+    expect(page.get_by_role("heading", name="本学期已应用的调课")).to_be_visible()
+    applied = page.locator("#applied-rows tr")
+    before = applied.count()
+    teacher = page.get_by_label("请假教师")
+    page.get_by_label("请假日期").fill("2026-09-07")  # a plain Monday
+    page.get_by_label("代课", exact=True).select_option("auto")
+    options = teacher.locator("option:not([hidden])")
+    for index in range(min(options.count(), 8)):
+        teacher.select_option(options.nth(index).get_attribute("value"))
+        page.get_by_role("button", name="生成调课方案").click()
+        expect(page.locator("#adjust-status")).to_have_text("调课方案已生成。", timeout=20_000)
+        if page.locator("#adjust-rows tr").count():
+            break
+    planned = page.locator("#adjust-rows tr").count()
+    assert planned >= 1
+    tab.check_labels()
+    page.get_by_label("请假原因（可选）").fill("病假")
+    page.get_by_label("请假原因（可选）").press("Enter")  # the form submits from the keyboard
+    expect(page.locator("#apply-status")).to_contain_text("已应用", timeout=20_000)
+    expect(page.get_by_role("button", name="应用此方案")).to_be_disabled()
+    expect(applied).to_have_count(before + 1)
+    row = page.locator("#applied-rows tr", has_text="病假")
+    expect(row).to_contain_text("2026-09-07")
+    expect(row).to_contain_text("已应用")
+    assert row.locator("li").count() == planned
+    tab.shot("admin-adjust-applied")
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    row.get_by_role("button", name="撤销").focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#applied-status")).to_contain_text("已撤销")
+    expect(row).to_contain_text("已撤销")
+    expect(row.get_by_role("button", name="撤销")).to_have_count(0)
+    tab.shot("admin-adjust-revoked")
+
+
 def test_a_school_admin_uploads_a_roster_and_sees_every_bad_row(tab: Tab, tmp_path: Path) -> None:
     page = tab.login("admin-wck")
     page.get_by_role("link", name="导入花名册").click()

@@ -11,7 +11,9 @@ from icalendar import Calendar
 from sqlalchemy import func, select
 
 from common.accounts.models import Account
+from common.alliance import timetable
 from common.alliance.models import (
+    WEEKDAYS,
     Lesson,
     SyncGroup,
     Teacher,
@@ -23,8 +25,11 @@ from common.alliance.models import (
 from scheduler.adjustments import load_term, week_solution
 from scheduler.alliance_bridge import problem_from_alliance
 from scheduler.checker import check
+from scheduler.views import DAY_LABELS
 from streaming.lifecycle import lesson_occurrences
 from tests.conftest import DemoDatabase, bearer
+from web.deps import principal_of
+from web.routers.pages import templates
 
 ADMIN = "admin-wck"  # the rural alliance: 专递课堂 led from the core school
 MONDAY = date(2026, 9, 7)  # a plain week (no holiday, no make-up day)
@@ -380,3 +385,43 @@ def test_a_week_with_a_holiday_never_moves_a_lesson_onto_it(
     assert not [m for m in plan["moves"] if m["new"]["date"] in ("2026-09-25", "2026-09-26")]
     response = apply(client, term_id, admin, apply_body(plan, teacher_id))
     assert response.status_code == 201, response.text
+
+
+def test_the_week_template_marks_changed_lessons_and_names_the_substitute(
+    client: TestClient, db: DemoDatabase
+) -> None:
+    with db.sessions() as session:
+        absent = session.scalars(select(Teacher).where(Teacher.name == "叶建平")).one()
+        term_id = session.scalars(
+            select(Lesson.term_id).where(Lesson.teacher_id == absent.id)
+        ).first()
+        assert term_id is not None
+    admin = bearer(client, "admin-sy")
+    plan = compute(
+        client, term_id, admin, teacher_id=absent.id, date=MONDAY.isoformat(), substitute="auto"
+    )
+    assert apply(client, term_id, admin, apply_body(plan, absent.id)).status_code == 201
+    substitute = plan["substitutions"][0]["substitute"]
+
+    def rendered(week_of: date) -> str:
+        with db.sessions() as session:
+            account = session.scalars(select(Account).where(Account.username == "admin-sy")).one()
+            dated = timetable.week(
+                session, principal_of(account), teacher_id=absent.id, week_of=week_of
+            )
+            grid: dict[str, list[Any]] = {}
+            for entry in dated.entries:
+                grid.setdefault(entry.day, []).append(entry)
+            return templates.get_template("_week.html").render(
+                days=list(WEEKDAYS[:5]),
+                day_labels=DAY_LABELS,
+                grid=grid,
+                partners={},
+                today="",
+            )
+
+    html = rendered(MONDAY)
+    assert html.count('data-testid="substitute"') == len(plan["substitutions"])
+    assert f"代课：{substitute}" in html and ">调</span>" in html
+    following = rendered(NEXT_MONDAY)
+    assert "代课：" not in following and ">调</span>" not in following
