@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("playwright.sync_api")
 from openpyxl import load_workbook
-from playwright.sync_api import Browser, expect
+from playwright.sync_api import Browser, Page, expect
 
 from common.alliance.roster import roster_template
 from tests.e2e.test_ui_journeys import CHROMIUM, Tab, browser, server  # noqa: F401
@@ -37,14 +37,10 @@ def workbook(tmp_path: Path, name: str, sheets: dict[str, list[list[object]]]) -
     return path
 
 
-def test_an_alliance_admin_plans_the_changes_for_an_absent_teacher(tab: Tab) -> None:
-    page = tab.login("admin-sy")
-    page.get_by_role("link", name="调课").click()
-    expect(page.get_by_role("heading", name="调课", exact=True)).to_be_visible()
-    tab.check_labels()
+def plan_for_a_busy_teacher(page: Page, day: str) -> int:
+    """Try the listed teachers until a plan for ``day`` changes something; its row count."""
     teacher = page.get_by_label("请假教师")
-    # The first teacher with Monday lessons: try the listed ones until a plan moves something.
-    page.get_by_label("请假日期").fill("2026-09-21")
+    page.get_by_label("请假日期").fill(day)
     options = teacher.locator("option:not([hidden])")
     for index in range(min(options.count(), 8)):
         teacher.select_option(options.nth(index).get_attribute("value"))
@@ -52,7 +48,17 @@ def test_an_alliance_admin_plans_the_changes_for_an_absent_teacher(tab: Tab) -> 
         expect(page.locator("#adjust-status")).to_have_text("调课方案已生成。", timeout=20_000)
         if page.locator("#adjust-rows tr").count():
             break
-    assert page.locator("#adjust-rows tr").count() >= 1
+    rows = page.locator("#adjust-rows tr").count()
+    assert rows >= 1
+    return rows
+
+
+def test_an_alliance_admin_plans_the_changes_for_an_absent_teacher(tab: Tab) -> None:
+    page = tab.login("admin-sy")
+    page.get_by_role("link", name="调课").click()
+    expect(page.get_by_role("heading", name="调课", exact=True)).to_be_visible()
+    tab.check_labels()
+    plan_for_a_busy_teacher(page, "2026-09-21")
     expect(page.locator("#adjust-summary")).to_contain_text("必须调动")
     expect(page.locator("#adjust-rows")).to_contain_text("9月21日周一")
     tab.shot("admin-adjust")
@@ -69,18 +75,8 @@ def test_an_alliance_admin_applies_a_plan_and_revokes_it(tab: Tab) -> None:
     expect(page.get_by_role("heading", name="本学期已应用的调课")).to_be_visible()
     applied = page.locator("#applied-rows tr")
     before = applied.count()
-    teacher = page.get_by_label("请假教师")
-    page.get_by_label("请假日期").fill("2026-09-07")  # a plain Monday
     page.get_by_label("代课", exact=True).select_option("auto")
-    options = teacher.locator("option:not([hidden])")
-    for index in range(min(options.count(), 8)):
-        teacher.select_option(options.nth(index).get_attribute("value"))
-        page.get_by_role("button", name="生成调课方案").click()
-        expect(page.locator("#adjust-status")).to_have_text("调课方案已生成。", timeout=20_000)
-        if page.locator("#adjust-rows tr").count():
-            break
-    planned = page.locator("#adjust-rows tr").count()
-    assert planned >= 1
+    planned = plan_for_a_busy_teacher(page, "2026-09-07")  # a plain Monday
     tab.check_labels()
     page.get_by_label("请假原因（可选）").fill("病假")
     page.get_by_label("请假原因（可选）").press("Enter")  # the form submits from the keyboard

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 from icalendar import Calendar
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from common.accounts.models import Account
 from common.alliance import timetable
@@ -36,15 +37,16 @@ MONDAY = date(2026, 9, 7)  # a plain week (no holiday, no make-up day)
 NEXT_MONDAY = date(2026, 9, 14)
 
 
+def current_term(session: Session, admin: str) -> Term:
+    """The current term of the alliance that ``admin`` runs."""
+    alliance = session.scalars(select(Account.alliance_id).where(Account.username == admin)).one()
+    return session.scalars(select(Term).where(Term.is_current, Term.alliance_id == alliance)).one()
+
+
 def sync_lead_teacher(db: DemoDatabase) -> tuple[int, int, str, int]:
     """(term, teacher id, code, sync group) of a teacher who leads a sync lesson on Mondays."""
     with db.sessions() as session:
-        alliance = session.scalars(
-            select(Account.alliance_id).where(Account.username == ADMIN)
-        ).one()
-        term = session.scalars(
-            select(Term).where(Term.is_current, Term.alliance_id == alliance)
-        ).one()
+        term = current_term(session, ADMIN)
         row = session.execute(
             select(Teacher.id, Teacher.code, SyncGroup.id)
             .join(Lesson, Lesson.teacher_id == Teacher.id)
@@ -252,12 +254,7 @@ def test_a_substitute_gets_the_lesson_in_week_and_calendar(
     client: TestClient, db: DemoDatabase
 ) -> None:
     with db.sessions() as session:
-        alliance = session.scalars(
-            select(Account.alliance_id).where(Account.username == "admin-sy")
-        ).one()
-        term = session.scalars(
-            select(Term).where(Term.is_current, Term.alliance_id == alliance)
-        ).one()
+        term = current_term(session, "admin-sy")
         absent = session.scalars(select(Teacher).where(Teacher.name == "叶建平")).one()
         term_id, teacher_id, code = term.id, absent.id, absent.code
     admin = bearer(client, "admin-sy")
@@ -305,13 +302,20 @@ def test_a_substitute_gets_the_lesson_in_week_and_calendar(
     assert "已被安排代课" in away.json()["error"]["message"]
 
 
-def test_stale_and_conflicting_plans_are_refused_and_nothing_is_stored(
+def planned_monday(
     client: TestClient, db: DemoDatabase
-) -> None:
+) -> tuple[int, int, dict[str, str], dict[str, Any]]:
+    """(term, absent teacher, admin headers, apply body) of a computed Monday plan."""
     term_id, teacher_id, _, _ = sync_lead_teacher(db)
     admin = bearer(client, ADMIN)
     plan = compute(client, term_id, admin, teacher_id=teacher_id, date=MONDAY.isoformat())
-    body = apply_body(plan, teacher_id)
+    return term_id, teacher_id, admin, apply_body(plan, teacher_id)
+
+
+def test_stale_and_conflicting_plans_are_refused_and_nothing_is_stored(
+    client: TestClient, db: DemoDatabase
+) -> None:
+    term_id, teacher_id, admin, body = planned_monday(client, db)
 
     # A move into a period its class already has that day: the checker names the clash.
     move = body["moves"][0]
@@ -354,10 +358,7 @@ def class_of(db: DemoDatabase, lesson_id: int) -> int:
 def test_only_the_alliance_admin_may_apply_list_and_revoke(
     client: TestClient, db: DemoDatabase
 ) -> None:
-    term_id, teacher_id, _, _ = sync_lead_teacher(db)
-    admin = bearer(client, ADMIN)
-    plan = compute(client, term_id, admin, teacher_id=teacher_id, date=MONDAY.isoformat())
-    body = apply_body(plan, teacher_id)
+    term_id, _, admin, body = planned_monday(client, db)
     base = f"/api/terms/{term_id}/timetable"
     for username in ("teacher-ye", "student-dj-4-1", "principal-cy", "bureau", "admin-sy"):
         headers = bearer(client, username)
