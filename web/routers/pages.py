@@ -37,6 +37,7 @@ from common.alliance.models import (
     SyncGroup,
     SyncGroupMember,
     Teacher,
+    Term,
 )
 from common.alliance.resources import (
     ACCOUNTS,
@@ -45,9 +46,11 @@ from common.alliance.resources import (
     CLASSES,
     ROOMS,
     SCHOOLS,
+    SUBJECTS,
     TEACHERS,
     TERMINALS,
     TERMS,
+    sync_groups_of_lessons,
 )
 from common.errors import AppError
 from streaming.access import INSPECTOR_ROLES, lesson_identity
@@ -103,6 +106,7 @@ NAV = (
     NavItem("/", "概况", ADMIN_ROLES),
     NavItem("/admin/schools", "学校与校区", ADMIN_ROLES),
     NavItem("/admin/rooms", "教室与终端", ADMIN_ROLES),
+    NavItem("/admin/lessons", "教学任务", ADMIN_ROLES),
     NavItem("/admin/bells", "作息时间", ADMIN_ROLES),
     NavItem("/admin/accounts", "账号", ADMIN_ROLES),
     NavItem("/admin/roster", "导入花名册", frozenset({"alliance_admin", "school_admin"})),
@@ -439,9 +443,19 @@ def schools_page(request: Request, auth: MaybeAuth, session: DbSession) -> Respo
     principal = found.principal
     schools = registry.list_rows(session, principal, SCHOOLS, limit=1000)
     campuses = registry.list_rows(session, principal, CAMPUSES, limit=1000)
-    by_school: dict[int, list[Campus]] = {}
+    bells: dict[int, list[str]] = {}
+    for schedule in registry.list_rows(session, principal, BELLS, limit=1000):
+        bells.setdefault(schedule.campus_id, []).append(schedule.name)
+    scopes = _school_scopes(session)
+    by_school: dict[int, list[dict[str, Any]]] = {}
     for campus in campuses:
-        by_school.setdefault(campus.school_id, []).append(campus)
+        by_school.setdefault(campus.school_id, []).append(
+            {
+                "campus": campus,
+                "bells": "、".join(bells.get(campus.id, [])),
+                "editable": can(principal, Action.MANAGE, Kind.CAMPUS, scopes[campus.school_id]),
+            }
+        )
     alliances = {a.id: a for a in session.scalars(select(Alliance))}
     rows = [
         {
@@ -450,10 +464,25 @@ def schools_page(request: Request, auth: MaybeAuth, session: DbSession) -> Respo
             "is_lead": alliances[school.alliance_id].lead_school_id == school.id,
             "stage": STAGE_LABELS.get(school.stage, school.stage),
             "campuses": by_school.get(school.id, []),
+            "editable": can(principal, Action.MANAGE, Kind.SCHOOL, scopes[school.id]),
         }
         for school in schools
     ]
-    return _render(request, session, found, "admin_schools.html", {"rows": rows})
+    alliance_id = found.account.alliance_id
+    may_found = alliance_id is not None and can(
+        principal, Action.MANAGE, Kind.SCHOOL, Scope(alliance_id=alliance_id)
+    )
+    return _render(
+        request,
+        session,
+        found,
+        "admin_schools.html",
+        {
+            "rows": rows,
+            "stages": list(STAGE_LABELS.items()),
+            "new_school_alliance": alliance_id if may_found else None,
+        },
+    )
 
 
 @router.get("/admin/rooms", response_class=HTMLResponse)
@@ -470,20 +499,34 @@ def rooms_page(request: Request, auth: MaybeAuth, session: DbSession) -> Respons
     }
     campuses = {c.id: c for c in session.scalars(select(Campus).options(joinedload(Campus.school)))}
     groups: dict[int, dict[str, Any]] = {}
-    for room in rooms:
-        campus = campuses[room.campus_id]
-        group = groups.setdefault(
-            campus.id, {"campus": campus, "school": campus.school.name, "rooms": []}
-        )
-        terminal = terminals.get(room.id)
+
+    def group_of(campus: Campus) -> dict[str, Any]:
         scope = Scope(alliance_id=campus.school.alliance_id, school_id=campus.school_id)
+        return groups.setdefault(
+            campus.id,
+            {
+                "campus": campus,
+                "school": campus.school.name,
+                "rooms": [],
+                "scope": scope,
+                "editable": can(principal, Action.MANAGE, Kind.ROOM, scope),
+            },
+        )
+
+    # Every visible campus gets its section, so a campus without rooms can get its first one.
+    for campus in registry.list_rows(session, principal, CAMPUSES, limit=1000):
+        group_of(campuses[campus.id])
+    for room in rooms:
+        group = group_of(campuses[room.campus_id])
+        terminal = terminals.get(room.id)
         group["rooms"].append(
             {
                 "room": room,
                 "is_sync": "sync" in room.features,
                 "terminal": terminal,
                 "can_pair": terminal is not None
-                and can(principal, Action.MANAGE, Kind.TERMINAL, scope),
+                and can(principal, Action.MANAGE, Kind.TERMINAL, group["scope"]),
+                "editable": group["editable"],
             }
         )
     # Rooms with a terminal first: those are what an admin comes here for.
@@ -498,6 +541,76 @@ def rooms_page(request: Request, auth: MaybeAuth, session: DbSession) -> Respons
             "groups": list(groups.values()),
             "pairing_minutes": PAIRING_MINUTES,
             "feature_labels": FEATURE_LABELS,
+        },
+    )
+
+
+@router.get("/admin/lessons", response_class=HTMLResponse)
+def lessons_admin_page(
+    request: Request, auth: MaybeAuth, session: DbSession, campus_id: int | None = None
+) -> Response:
+    """教学任务 of one campus's classes in the current term: who teaches what, how often."""
+    found = _admin(auth)
+    if isinstance(found, Response):
+        return found
+    if found.account.role not in ADMIN_ROLES:
+        return _denied(request, session, found, "只有管理员和教育局可以查看教学任务。")
+    principal = found.principal
+    campuses = session.scalars(
+        select(Campus)
+        .where(Campus.id.in_([c.id for c in registry.list_rows(session, principal, CAMPUSES)]))
+        .options(joinedload(Campus.school))
+        .order_by(Campus.school_id, Campus.id)
+    ).all()
+    if not campuses:
+        return _render(request, session, found, "admin_lessons.html", {"campus": None})
+    campus = next((c for c in campuses if c.id == campus_id), campuses[0])
+    alliance_id = campus.school.alliance_id
+    term = session.get_one(Term, timetable.current_term_id(session, alliance_id))
+    classes = registry.list_rows(
+        session, principal, CLASSES, filters={"campus_id": campus.id}, limit=1000
+    )
+    lessons = session.scalars(
+        select(Lesson)
+        .where(Lesson.term_id == term.id, Lesson.class_id.in_([c.id for c in classes]))
+        .options(joinedload(Lesson.subject), joinedload(Lesson.teacher))
+        .order_by(Lesson.class_id, Lesson.subject_id)
+    ).all()
+    synced: dict[int, list[str]] = {}
+    for group in sync_groups_of_lessons(session, [lesson.id for lesson in lessons]):
+        for lesson_id in (group.lead_lesson_id, *(m.lesson_id for m in group.members)):
+            synced.setdefault(lesson_id, []).append(group.code)
+    school_names = {s.id: s.name for s in session.scalars(select(School))}
+    teachers = [
+        (t.id, f"{t.name}（{school_names[t.school_id]}）")
+        for t in registry.list_rows(session, principal, TEACHERS, limit=5000)
+        if session.get_one(School, t.school_id).alliance_id == alliance_id
+    ]
+    subjects = [
+        (s.id, s.name)
+        for s in registry.list_rows(
+            session, principal, SUBJECTS, filters={"alliance_id": alliance_id}, limit=1000
+        )
+    ]
+    by_class: dict[int, list[Lesson]] = {}
+    for lesson in lessons:
+        by_class.setdefault(lesson.class_id, []).append(lesson)
+    scope = Scope(alliance_id=alliance_id, school_id=campus.school_id)
+    return _render(
+        request,
+        session,
+        found,
+        "admin_lessons.html",
+        {
+            "campus": campus,
+            "campuses": [(c.id, f"{c.school.name} · {c.name}") for c in campuses],
+            "term": term,
+            "classes": [{"row": c, "lessons": by_class.get(c.id, [])} for c in classes],
+            "class_options": [(c.id, c.name) for c in classes],
+            "synced": synced,
+            "teachers": teachers,
+            "subjects": subjects,
+            "editable": can(principal, Action.MANAGE, Kind.LESSON, scope),
         },
     )
 
