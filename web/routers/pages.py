@@ -53,7 +53,16 @@ from common.alliance.resources import (
     sync_groups_of_lessons,
 )
 from common.errors import AppError
-from streaming.access import INSPECTOR_ROLES, lesson_identity
+from research import review
+from research import service as research
+from research.models import ResearchGroup, ResearchSession
+from streaming.access import (
+    INSPECTOR_ROLES,
+    MEETING_CLOSES_AFTER,
+    MEETING_HOST_OPENS_BEFORE,
+    MEETING_OPENS_BEFORE,
+    lesson_identity,
+)
 from streaming.lifecycle import LessonClock, lesson_occurrences
 from web.deps import (
     SESSION_COOKIE,
@@ -368,6 +377,58 @@ def _todays_lessons(
     return current, upcoming
 
 
+def _meeting_open(row: ResearchSession, *, may_run: bool, now: datetime) -> bool:
+    """Live or about to start: the window in which ``meeting_identity`` lets one in."""
+    if row.status == "cancelled":
+        return False
+    starts = research.starts_at(row)
+    opens = starts - (MEETING_HOST_OPENS_BEFORE if may_run else MEETING_OPENS_BEFORE)
+    return opens <= now <= starts + timedelta(minutes=row.minutes) + MEETING_CLOSES_AFTER
+
+
+def _research_soon(session: Session, principal: Principal, now: datetime) -> list[dict[str, Any]]:
+    """The teacher's 教研 sessions of the next 24 hours (or running now), for the home page."""
+    if principal.role != "teacher" or principal.teacher_id is None:
+        return []
+    rows = []
+    for row in research.sessions_soon(
+        session, teacher_id=principal.teacher_id, now=now, within=timedelta(hours=24)
+    ):
+        group = session.get_one(ResearchGroup, row.group_id)
+        may_run = research.may_run_session(principal, group, row)
+        starts = research.starts_at(row)
+        rows.append(
+            {
+                "id": row.id,
+                "when": f"{'今天' if starts.date() == now.date() else '明天'} "
+                f"{starts.strftime('%H:%M')}",
+                "starts_at": starts.isoformat(),
+                "group": group.name,
+                "topic": row.topic,
+                "host": row.host.name if row.host else "",
+                "host_is_me": row.host_id == principal.teacher_id,
+                "meeting_open": _meeting_open(row, may_run=may_run, now=now),
+            }
+        )
+    return rows
+
+
+def _my_comments(session: Session, principal: Principal) -> list[dict[str, Any]]:
+    """The teacher's latest 评语, each linking to its moment in the replay."""
+    if principal.role != "teacher":
+        return []
+    return [
+        {
+            "recording": recording.title,
+            "at": review.format_moment(comment.at_seconds),
+            "href": f"/replays/{recording.id}?t={int(comment.at_seconds)}",
+            "body": comment.body,
+            "is_reply": comment.parent_id is not None,
+        }
+        for comment, recording in review.recent_comments_by(session, principal)
+    ]
+
+
 @router.get("/", response_class=HTMLResponse)
 def home(request: Request, auth: MaybeAuth, session: DbSession) -> Response:
     if auth is None:
@@ -382,10 +443,11 @@ def home(request: Request, auth: MaybeAuth, session: DbSession) -> Response:
         partners = _sync_partners(session, (e.sync.group_id for e in week.entries if e.sync))
     overview = _overview(session, account) if account.role in ADMIN_ROLES else []
     settings = request.app.state.settings
+    now = _lesson_clock(request).now()
     current, upcoming = _todays_lessons(
         session,
         auth.principal,
-        _lesson_clock(request).now(),
+        now,
         timedelta(minutes=settings.lesson_open_before_minutes),
     )
     return _render(
@@ -405,6 +467,8 @@ def home(request: Request, auth: MaybeAuth, session: DbSession) -> Response:
             "can_subscribe": account.role in ("teacher", "student"),
             "current_lesson": current,
             "next_lesson": upcoming,
+            "research_soon": _research_soon(session, auth.principal, now),
+            "my_comments": _my_comments(session, auth.principal),
         },
     )
 
