@@ -421,17 +421,42 @@ def sync_groups_of_lessons(session: Session, lesson_ids: Any) -> list[SyncGroup]
     )
 
 
-def _refuse_if_synchronized(what: str, groups: list[SyncGroup]) -> None:
-    if groups:
-        codes = "、".join(group.code for group in groups)
+def _refuse_if_synchronized(what: str, codes: list[str]) -> None:
+    if codes:
         raise ConflictError(
-            f"{what}正用于同步课堂（{codes}），请先在「同步课堂设置」中移除后再删除"
+            f"{what}正用于同步课堂（{'、'.join(codes)}），请先在「同步课堂设置」中移除后再删除"
         )
 
 
+def sync_codes_by_room(session: Session, room_ids: list[int]) -> dict[int, list[str]]:
+    """room id -> codes of the sync groups whose timetabled lessons take place in it."""
+    groups = sync_groups_of_lessons(
+        session,
+        select(TimetableEntry.lesson_id).where(TimetableEntry.room_id.in_(room_ids)),
+    )
+    lessons: dict[int, set[int]] = {
+        group.id: {group.lead_lesson_id, *(m.lesson_id for m in group.members)} for group in groups
+    }
+    codes: dict[int, list[str]] = {}
+    for room_id, lesson_id in session.execute(
+        select(TimetableEntry.room_id, TimetableEntry.lesson_id)
+        .where(TimetableEntry.room_id.in_(room_ids))
+        .distinct()
+    ):
+        if room_id is None:
+            continue
+        in_room = codes.setdefault(room_id, [])
+        in_room.extend(
+            group.code
+            for group in groups
+            if lesson_id in lessons[group.id] and group.code not in in_room
+        )
+    return {room_id: sorted(found) for room_id, found in codes.items() if found}
+
+
 def _room_in_use(session: Session, row: Room) -> None:
-    lesson_ids = select(TimetableEntry.lesson_id).where(TimetableEntry.room_id == row.id)
-    _refuse_if_synchronized(f"教室「{row.name}」", sync_groups_of_lessons(session, lesson_ids))
+    codes = sync_codes_by_room(session, [row.id]).get(row.id, [])
+    _refuse_if_synchronized(f"教室「{row.name}」", codes)
 
 
 def _room_path() -> ScopePath:
@@ -808,7 +833,7 @@ LESSONS = register(
         create=_create_lesson,
         update=_update_lesson,
         before_delete=lambda session, row: _refuse_if_synchronized(
-            "该教学任务", sync_groups_of_lessons(session, [row.id])
+            "该教学任务", [g.code for g in sync_groups_of_lessons(session, [row.id])]
         ),
         parent=("classes", "class_id"),
         filters={

@@ -50,6 +50,7 @@ from common.alliance.resources import (
     TEACHERS,
     TERMINALS,
     TERMS,
+    sync_codes_by_room,
     sync_groups_of_lessons,
 )
 from common.errors import AppError
@@ -577,6 +578,7 @@ def rooms_page(request: Request, auth: MaybeAuth, session: DbSession) -> Respons
             },
         )
 
+    in_sync = sync_codes_by_room(session, [room.id for room in rooms])
     # Every visible campus gets its section, so a campus without rooms can get its first one.
     for campus in registry.list_rows(session, principal, CAMPUSES, limit=1000):
         group_of(campuses[campus.id])
@@ -591,6 +593,7 @@ def rooms_page(request: Request, auth: MaybeAuth, session: DbSession) -> Respons
                 "can_pair": terminal is not None
                 and can(principal, Action.MANAGE, Kind.TERMINAL, group["scope"]),
                 "editable": group["editable"],
+                "sync_codes": in_sync.get(room.id, []),
             }
         )
     # Rooms with a terminal first: those are what an admin comes here for.
