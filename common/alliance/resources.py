@@ -42,6 +42,7 @@ from common.alliance.service import (
     require_same,
     require_unique,
 )
+from common.db import Base
 from common.errors import ConflictError, PermissionDeniedError, ValidationFailedError
 
 
@@ -85,20 +86,44 @@ ALLIANCES = register(
 )
 
 
-# --- school -----------------------------------------------------------------------------------
-def _unique_school_name(session: Session, alliance_id: int, name: str, own_id: int | None) -> None:
+def _unique_code(session: Session, model: type[Base], code: str) -> None:
+    """Codes are county-wide (they name campuses and rooms in timetable files)."""
+    what = _NAMED[model][2]
     require_unique(
         session,
-        School,
-        where=[School.alliance_id == alliance_id, School.name == name],
+        model,
+        where=[model.__table__.c.code == code],
+        own_id=None,
+        field_name="code",
+        message=f"{what}编号「{code}」与已有{what}冲突，请换一个编号",
+    )
+
+
+# --- school -----------------------------------------------------------------------------------
+# A name is unique within its parent: (parent column, where it is unique, what it is).
+_NAMED: dict[type[Base], tuple[Any, str, str]] = {
+    School: (School.alliance_id, "本教联体", "学校"),
+    Campus: (Campus.school_id, "本校", "校区"),
+    Room: (Room.campus_id, "本校区", "教室"),
+}
+
+
+def _unique_name(
+    session: Session, model: type[Base], parent_id: int, name: str, own_id: int | None
+) -> None:
+    parent, where, what = _NAMED[model]
+    require_unique(
+        session,
+        model,
+        where=[parent == parent_id, model.__table__.c.name == name],
         own_id=own_id,
         field_name="name",
-        message=f"本教联体已有名为「{name}」的学校",
+        message=f"{where}已有名为「{name}」的{what}",
     )
 
 
 def _create_school(session: Session, _p: Principal, payload: s.SchoolCreate) -> School:
-    _unique_school_name(session, payload.alliance_id, payload.name, None)
+    _unique_name(session, School, payload.alliance_id, payload.name, None)
     school = School(**payload.model_dump())
     session.add(school)
     return school
@@ -106,7 +131,7 @@ def _create_school(session: Session, _p: Principal, payload: s.SchoolCreate) -> 
 
 def _update_school(session: Session, row: School, payload: s.SchoolUpdate) -> None:
     if payload.name is not None:
-        _unique_school_name(session, row.alliance_id, payload.name, row.id)
+        _unique_name(session, School, row.alliance_id, payload.name, row.id)
     apply_fields(row, payload, ("name", "stage", "address"))
 
 
@@ -154,27 +179,9 @@ def _via_school(stmt: Any) -> ScopePath:
 
 
 # --- campus -----------------------------------------------------------------------------------
-def _unique_campus_name(session: Session, school_id: int, name: str, own_id: int | None) -> None:
-    require_unique(
-        session,
-        Campus,
-        where=[Campus.school_id == school_id, Campus.name == name],
-        own_id=own_id,
-        field_name="name",
-        message=f"本校已有名为「{name}」的校区",
-    )
-
-
 def _create_campus(session: Session, _p: Principal, payload: s.CampusCreate) -> Campus:
-    _unique_campus_name(session, payload.school_id, payload.name, None)
-    require_unique(
-        session,
-        Campus,
-        where=[Campus.code == payload.code],
-        own_id=None,
-        field_name="code",
-        message=f"校区编号「{payload.code}」与已有校区冲突，请换一个编号",
-    )
+    _unique_name(session, Campus, payload.school_id, payload.name, None)
+    _unique_code(session, Campus, payload.code)
     campus = Campus(**payload.model_dump())
     session.add(campus)
     return campus
@@ -182,7 +189,7 @@ def _create_campus(session: Session, _p: Principal, payload: s.CampusCreate) -> 
 
 def _update_campus(session: Session, row: Campus, payload: s.CampusUpdate) -> None:
     if payload.name is not None:
-        _unique_campus_name(session, row.school_id, payload.name, row.id)
+        _unique_name(session, Campus, row.school_id, payload.name, row.id)
     apply_fields(row, payload, ("name", "address"))
 
 
@@ -375,27 +382,9 @@ SUBJECTS = register(
 
 
 # --- room -------------------------------------------------------------------------------------
-def _unique_room_name(session: Session, campus_id: int, name: str, own_id: int | None) -> None:
-    require_unique(
-        session,
-        Room,
-        where=[Room.campus_id == campus_id, Room.name == name],
-        own_id=own_id,
-        field_name="name",
-        message=f"本校区已有名为「{name}」的教室",
-    )
-
-
 def _create_room(session: Session, _p: Principal, payload: s.RoomCreate) -> Room:
-    _unique_room_name(session, payload.campus_id, payload.name, None)
-    require_unique(
-        session,
-        Room,
-        where=[Room.code == payload.code],
-        own_id=None,
-        field_name="code",
-        message=f"教室编号「{payload.code}」与已有教室冲突，请换一个编号",
-    )
+    _unique_name(session, Room, payload.campus_id, payload.name, None)
+    _unique_code(session, Room, payload.code)
     room = Room(**payload.model_dump())
     session.add(room)
     return room
@@ -403,7 +392,7 @@ def _create_room(session: Session, _p: Principal, payload: s.RoomCreate) -> Room
 
 def _update_room(session: Session, row: Room, payload: s.RoomUpdate) -> None:
     if payload.name is not None:
-        _unique_room_name(session, row.campus_id, payload.name, row.id)
+        _unique_name(session, Room, row.campus_id, payload.name, row.id)
     apply_fields(row, payload, ("name", "capacity", "features"))
 
 

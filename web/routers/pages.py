@@ -491,6 +491,16 @@ def _admin(auth: Authenticated | None) -> Authenticated | Response:
     return auth
 
 
+def _admin_only(
+    request: Request, session: Session, auth: Authenticated | None, message: str
+) -> Authenticated | Response:
+    """The signed-in admin or bureau account, else the login redirect or a 403 page."""
+    found = _admin(auth)
+    if isinstance(found, Response) or found.account.role in ADMIN_ROLES:
+        return found
+    return _denied(request, session, found, message)
+
+
 def _school_scopes(session: Session) -> dict[int, Scope]:
     return {
         school.id: Scope(alliance_id=school.alliance_id, school_id=school.id)
@@ -500,11 +510,9 @@ def _school_scopes(session: Session) -> dict[int, Scope]:
 
 @router.get("/admin/schools", response_class=HTMLResponse)
 def schools_page(request: Request, auth: MaybeAuth, session: DbSession) -> Response:
-    found = _admin(auth)
+    found = _admin_only(request, session, auth, "只有管理员和教育局可以查看学校管理页面。")
     if isinstance(found, Response):
         return found
-    if found.account.role not in ADMIN_ROLES:
-        return _denied(request, session, found, "只有管理员和教育局可以查看学校管理页面。")
     principal = found.principal
     schools = registry.list_rows(session, principal, SCHOOLS, limit=1000)
     campuses = registry.list_rows(session, principal, CAMPUSES, limit=1000)
@@ -552,11 +560,9 @@ def schools_page(request: Request, auth: MaybeAuth, session: DbSession) -> Respo
 
 @router.get("/admin/rooms", response_class=HTMLResponse)
 def rooms_page(request: Request, auth: MaybeAuth, session: DbSession) -> Response:
-    found = _admin(auth)
+    found = _admin_only(request, session, auth, "只有管理员和教育局可以查看教室与终端。")
     if isinstance(found, Response):
         return found
-    if found.account.role not in ADMIN_ROLES:
-        return _denied(request, session, found, "只有管理员和教育局可以查看教室与终端。")
     principal = found.principal
     rooms = registry.list_rows(session, principal, ROOMS, limit=1000)
     terminals = {
@@ -617,11 +623,9 @@ def lessons_admin_page(
     request: Request, auth: MaybeAuth, session: DbSession, campus_id: int | None = None
 ) -> Response:
     """教学任务 of one campus's classes in the current term: who teaches what, how often."""
-    found = _admin(auth)
+    found = _admin_only(request, session, auth, "只有管理员和教育局可以查看教学任务。")
     if isinstance(found, Response):
         return found
-    if found.account.role not in ADMIN_ROLES:
-        return _denied(request, session, found, "只有管理员和教育局可以查看教学任务。")
     principal = found.principal
     campuses = session.scalars(
         select(Campus)
@@ -684,11 +688,9 @@ def lessons_admin_page(
 
 @router.get("/admin/bells", response_class=HTMLResponse)
 def bells_page(request: Request, auth: MaybeAuth, session: DbSession) -> Response:
-    found = _admin(auth)
+    found = _admin_only(request, session, auth, "只有管理员和教育局可以查看作息时间。")
     if isinstance(found, Response):
         return found
-    if found.account.role not in ADMIN_ROLES:
-        return _denied(request, session, found, "只有管理员和教育局可以查看作息时间。")
     principal = found.principal
     schedules = registry.list_rows(session, principal, BELLS, limit=1000)
     campuses = {c.id: c for c in session.scalars(select(Campus).options(joinedload(Campus.school)))}
@@ -711,11 +713,9 @@ def bells_page(request: Request, auth: MaybeAuth, session: DbSession) -> Respons
 
 @router.get("/admin/accounts", response_class=HTMLResponse)
 def accounts_page(request: Request, auth: MaybeAuth, session: DbSession) -> Response:
-    found = _admin(auth)
+    found = _admin_only(request, session, auth, "只有管理员和教育局可以管理账号。")
     if isinstance(found, Response):
         return found
-    if found.account.role not in ADMIN_ROLES:
-        return _denied(request, session, found, "只有管理员和教育局可以管理账号。")
     principal = found.principal
     rows = registry.list_rows(session, principal, ACCOUNTS, limit=1000)
     schools = {s.id: s.name for s in session.scalars(select(School))}
