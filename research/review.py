@@ -651,3 +651,18 @@ def observations_by_rubric(session: Session, recording: Recording) -> list[Rubri
         block = blocks.setdefault(observation.rubric_id, RubricBlock(observation.rubric, []))
         block.observations.append(observation)
     return sorted(blocks.values(), key=lambda b: -b.rubric.version)
+
+
+def recent_comments_by(
+    session: Session, principal: Principal, *, limit: int = 5
+) -> list[tuple[ReviewComment, Recording]]:
+    """The principal's own latest 评语 (threads and replies), on recordings they still see."""
+    rows = session.execute(
+        select(ReviewComment, Recording)
+        .join(Recording, ReviewComment.recording_id == Recording.id)
+        .where(ReviewComment.author_account_id == principal.account_id)
+        .order_by(ReviewComment.created_at.desc(), ReviewComment.id.desc())
+        .limit(limit * 4)
+    ).all()
+    found = [(comment, recording) for comment, recording in rows if may_read(principal, recording)]
+    return found[:limit]

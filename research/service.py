@@ -670,3 +670,30 @@ def update_visit(session: Session, *, visit: Visit, payload: s.VisitUpdate) -> N
         visit.mode = payload.mode
     if payload.note is not None:
         visit.note = payload.note
+
+
+def sessions_soon(
+    session: Session, *, teacher_id: int, now: datetime, within: timedelta
+) -> list[ResearchSession]:
+    """Sessions of the teacher's groups (led or joined) that start within ``within`` of ``now``
+    or are running at ``now``; cancelled ones are left out."""
+    led = select(ResearchGroup.id).where(ResearchGroup.leader_id == teacher_id)
+    joined = select(research_group_members.c.research_group_id).where(
+        research_group_members.c.teacher_id == teacher_id
+    )
+    horizon = now + within
+    rows = session.scalars(
+        select(ResearchSession)
+        .where(
+            ResearchSession.group_id.in_(led.union(joined)),
+            ResearchSession.status != "cancelled",
+            ResearchSession.day >= (now - timedelta(days=1)).date(),
+            ResearchSession.day <= horizon.date(),
+        )
+        .order_by(ResearchSession.day, ResearchSession.start_time)
+    ).all()
+    return [
+        row
+        for row in rows
+        if starts_at(row) <= horizon and starts_at(row) + timedelta(minutes=row.minutes) > now
+    ]

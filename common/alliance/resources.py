@@ -6,7 +6,7 @@ from datetime import time
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from common.accounts import service as accounts
@@ -31,10 +31,19 @@ from common.alliance.models import (
     SyncGroupMember,
     Teacher,
     Term,
+    TimetableEntry,
     grade_name,
 )
-from common.alliance.service import Resource, ScopePath, apply_fields, register, require_same
-from common.errors import PermissionDeniedError, ValidationFailedError
+from common.alliance.service import (
+    Resource,
+    ScopePath,
+    apply_fields,
+    register,
+    require_same,
+    require_unique,
+)
+from common.db import Base
+from common.errors import ConflictError, PermissionDeniedError, ValidationFailedError
 
 
 def _school_of_campus(session: Session, campus_id: int, field_name: str = "campus_id") -> Campus:
@@ -77,11 +86,74 @@ ALLIANCES = register(
 )
 
 
+def _unique_code(session: Session, model: type[Base], code: str) -> None:
+    """Codes are county-wide (they name campuses and rooms in timetable files)."""
+    what = _NAMED[model][2]
+    require_unique(
+        session,
+        model,
+        where=[model.__table__.c.code == code],
+        own_id=None,
+        field_name="code",
+        message=f"{what}编号「{code}」与已有{what}冲突，请换一个编号",
+    )
+
+
 # --- school -----------------------------------------------------------------------------------
+# A name is unique within its parent: (parent column, where it is unique, what it is).
+_NAMED: dict[type[Base], tuple[Any, str, str]] = {
+    School: (School.alliance_id, "本教联体", "学校"),
+    Campus: (Campus.school_id, "本校", "校区"),
+    Room: (Room.campus_id, "本校区", "教室"),
+}
+
+
+def _unique_name(
+    session: Session, model: type[Base], parent_id: int, name: str, own_id: int | None
+) -> None:
+    parent, where, what = _NAMED[model]
+    require_unique(
+        session,
+        model,
+        where=[parent == parent_id, model.__table__.c.name == name],
+        own_id=own_id,
+        field_name="name",
+        message=f"{where}已有名为「{name}」的{what}",
+    )
+
+
 def _create_school(session: Session, _p: Principal, payload: s.SchoolCreate) -> School:
+    _unique_name(session, School, payload.alliance_id, payload.name, None)
     school = School(**payload.model_dump())
     session.add(school)
     return school
+
+
+def _update_school(session: Session, row: School, payload: s.SchoolUpdate) -> None:
+    if payload.name is not None:
+        _unique_name(session, School, row.alliance_id, payload.name, row.id)
+    apply_fields(row, payload, ("name", "stage", "address"))
+
+
+def _count_of(session: Session, stmt: Any) -> int:
+    return int(session.scalar(select(func.count()).select_from(stmt.subquery())) or 0)
+
+
+def _refuse_if_used(what: str, uses: list[tuple[int, str]]) -> None:
+    """ConflictError naming what still depends on the row (count, label), if anything does."""
+    found = [f"{count} {label}" for count, label in uses if count]
+    if found:
+        raise ConflictError(f"{what}下还有{'、'.join(found)}，请先删除或移走它们后再删除")
+
+
+def _school_in_use(session: Session, row: School) -> None:
+    _refuse_if_used(
+        f"学校「{row.name}」",
+        [
+            (_count_of(session, select(Campus).where(Campus.school_id == row.id)), "个校区"),
+            (_count_of(session, select(Teacher).where(Teacher.school_id == row.id)), "位教师"),
+        ],
+    )
 
 
 SCHOOLS = register(
@@ -94,7 +166,8 @@ SCHOOLS = register(
         out_schema=s.SchoolOut,
         scope_path=lambda: ScopePath(select(School), alliance=School.alliance_id, school=School.id),
         create=_create_school,
-        update=lambda _s, row, p: apply_fields(row, p, ("name", "stage", "address")),
+        update=_update_school,
+        before_delete=_school_in_use,
         parent=("alliances", "alliance_id"),
         filters={"alliance_id": lambda: School.alliance_id},
     )
@@ -107,9 +180,30 @@ def _via_school(stmt: Any) -> ScopePath:
 
 # --- campus -----------------------------------------------------------------------------------
 def _create_campus(session: Session, _p: Principal, payload: s.CampusCreate) -> Campus:
+    _unique_name(session, Campus, payload.school_id, payload.name, None)
+    _unique_code(session, Campus, payload.code)
     campus = Campus(**payload.model_dump())
     session.add(campus)
     return campus
+
+
+def _update_campus(session: Session, row: Campus, payload: s.CampusUpdate) -> None:
+    if payload.name is not None:
+        _unique_name(session, Campus, row.school_id, payload.name, row.id)
+    apply_fields(row, payload, ("name", "address"))
+
+
+def _campus_in_use(session: Session, row: Campus) -> None:
+    _refuse_if_used(
+        f"校区「{row.name}」",
+        [
+            (
+                _count_of(session, select(SchoolClass).where(SchoolClass.campus_id == row.id)),
+                "个班级",
+            ),
+            (_count_of(session, select(Room).where(Room.campus_id == row.id)), "间教室"),
+        ],
+    )
 
 
 CAMPUSES = register(
@@ -122,7 +216,8 @@ CAMPUSES = register(
         out_schema=s.CampusOut,
         scope_path=lambda: _via_school(select(Campus).join(School, Campus.school_id == School.id)),
         create=_create_campus,
-        update=lambda _s, row, p: apply_fields(row, p, ("name", "address")),
+        update=_update_campus,
+        before_delete=_campus_in_use,
         parent=("schools", "school_id"),
         filters={"school_id": lambda: Campus.school_id},
     )
@@ -288,9 +383,69 @@ SUBJECTS = register(
 
 # --- room -------------------------------------------------------------------------------------
 def _create_room(session: Session, _p: Principal, payload: s.RoomCreate) -> Room:
+    _unique_name(session, Room, payload.campus_id, payload.name, None)
+    _unique_code(session, Room, payload.code)
     room = Room(**payload.model_dump())
     session.add(room)
     return room
+
+
+def _update_room(session: Session, row: Room, payload: s.RoomUpdate) -> None:
+    if payload.name is not None:
+        _unique_name(session, Room, row.campus_id, payload.name, row.id)
+    apply_fields(row, payload, ("name", "capacity", "features"))
+
+
+def sync_groups_of_lessons(session: Session, lesson_ids: Any) -> list[SyncGroup]:
+    """The sync groups that a lesson (given as ids or a select of ids) leads or belongs to."""
+    member_of = select(SyncGroupMember.sync_group_id).where(
+        SyncGroupMember.lesson_id.in_(lesson_ids)
+    )
+    return list(
+        session.scalars(
+            select(SyncGroup)
+            .where(or_(SyncGroup.lead_lesson_id.in_(lesson_ids), SyncGroup.id.in_(member_of)))
+            .order_by(SyncGroup.id)
+        )
+    )
+
+
+def _refuse_if_synchronized(what: str, codes: list[str]) -> None:
+    if codes:
+        raise ConflictError(
+            f"{what}正用于同步课堂（{'、'.join(codes)}），请先在「同步课堂设置」中移除后再删除"
+        )
+
+
+def sync_codes_by_room(session: Session, room_ids: list[int]) -> dict[int, list[str]]:
+    """room id -> codes of the sync groups whose timetabled lessons take place in it."""
+    groups = sync_groups_of_lessons(
+        session,
+        select(TimetableEntry.lesson_id).where(TimetableEntry.room_id.in_(room_ids)),
+    )
+    lessons: dict[int, set[int]] = {
+        group.id: {group.lead_lesson_id, *(m.lesson_id for m in group.members)} for group in groups
+    }
+    codes: dict[int, list[str]] = {}
+    for room_id, lesson_id in session.execute(
+        select(TimetableEntry.room_id, TimetableEntry.lesson_id)
+        .where(TimetableEntry.room_id.in_(room_ids))
+        .distinct()
+    ):
+        if room_id is None:
+            continue
+        in_room = codes.setdefault(room_id, [])
+        in_room.extend(
+            group.code
+            for group in groups
+            if lesson_id in lessons[group.id] and group.code not in in_room
+        )
+    return {room_id: sorted(found) for room_id, found in codes.items() if found}
+
+
+def _room_in_use(session: Session, row: Room) -> None:
+    codes = sync_codes_by_room(session, [row.id]).get(row.id, [])
+    _refuse_if_synchronized(f"教室「{row.name}」", codes)
 
 
 def _room_path() -> ScopePath:
@@ -311,7 +466,8 @@ ROOMS = register(
         out_schema=s.RoomOut,
         scope_path=_room_path,
         create=_create_room,
-        update=lambda _s, row, p: apply_fields(row, p, ("name", "capacity", "features")),
+        update=_update_room,
+        before_delete=_room_in_use,
         parent=("campuses", "campus_id"),
         filters={"campus_id": lambda: Room.campus_id},
     )
@@ -634,6 +790,14 @@ def _create_lesson(session: Session, _p: Principal, payload: s.LessonCreate) -> 
 
 def _update_lesson(session: Session, row: Lesson, payload: s.LessonUpdate) -> None:
     _check_lesson_links(session, session.get_one(SchoolClass, row.class_id), payload)
+    if payload.per_week is not None and payload.per_week != row.per_week:
+        groups = sync_groups_of_lessons(session, [row.id])
+        if groups:
+            raise ValidationFailedError(
+                f"该教学任务在同步课堂（{'、'.join(g.code for g in groups)}）中，"
+                "各班每周节数必须相同，请先在「同步课堂设置」中移除",
+                field="per_week",
+            )
     apply_fields(
         row, payload, ("teacher_id", "per_week", "max_per_day", "prefer_morning", "room_features")
     )
@@ -657,6 +821,9 @@ LESSONS = register(
         ),
         create=_create_lesson,
         update=_update_lesson,
+        before_delete=lambda session, row: _refuse_if_synchronized(
+            "该教学任务", [g.code for g in sync_groups_of_lessons(session, [row.id])]
+        ),
         parent=("classes", "class_id"),
         filters={
             "term_id": lambda: Lesson.term_id,

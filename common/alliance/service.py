@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
-from sqlalchemy import ColumnElement, Select, null
+from sqlalchemy import ColumnElement, Select, null, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import QueryableAttribute, Session
 
@@ -78,6 +78,8 @@ class Resource(Generic[M]):
     to_out: Callable[[M], BaseModel] | None = None
     # Overrides `parent` when a new row's scope comes from elsewhere (accounts).
     create_scope: Callable[[Session, Principal, Any], Scope] | None = None
+    # Refuses (ConflictError) deleting a row that other data still needs; nothing is changed.
+    before_delete: Callable[[Session, M], None] | None = None
 
     def out(self, row: M) -> BaseModel:
         return self.to_out(row) if self.to_out else self.out_schema.model_validate(row)
@@ -186,6 +188,8 @@ def update(
 def delete(session: Session, principal: Principal, resource: Resource[M], row_id: int) -> None:
     row, scope = load_scoped(session, resource, row_id)
     authorize(principal, Action.MANAGE, resource.kind, scope)
+    if resource.before_delete is not None:
+        resource.before_delete(session, row)
     with _conflicts(session, resource):
         session.delete(row)
         session.flush()
@@ -223,6 +227,24 @@ def require_same(
     if check is not None and not check(row):
         raise ValidationFailedError(f"{label} {row_id} {why}", field=field_name)
     return row
+
+
+def require_unique(
+    session: Session,
+    model: type[Base],
+    *,
+    where: Sequence[ColumnElement[bool]],
+    own_id: int | None,
+    field_name: str,
+    message: str,
+) -> None:
+    """409 with `message` (and the field) when another row of `model` matches `where`."""
+    pk = model.__table__.c.id
+    stmt = select(pk).where(*where)
+    if own_id is not None:
+        stmt = stmt.where(pk != own_id)
+    if session.scalar(stmt.limit(1)) is not None:
+        raise ConflictError(message, field=field_name)
 
 
 def apply_fields(row: Base, payload: BaseModel, names: Sequence[str]) -> None:

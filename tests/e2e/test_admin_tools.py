@@ -20,7 +20,9 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debia
 
 @pytest.fixture
 def tab(browser: Browser, server: str) -> Iterator[Tab]:  # noqa: F811
-    opened = Tab(browser.new_context(viewport={"width": 1280, "height": 900}), server)
+    opened = Tab(
+        browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN"), server
+    )
     yield opened
     errors = list(opened.errors)
     opened.context.close()

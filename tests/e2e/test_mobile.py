@@ -35,7 +35,10 @@ ROLES = ("teacher-ye", "student-dj-4-1", "admin-sy", "principal-dj", "bureau")
 
 @pytest.fixture
 def phone(browser: Browser, server: str) -> Iterator[Tab]:  # noqa: F811
-    tab = Tab(browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True), server)
+    tab = Tab(
+        browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True, locale="zh-CN"),
+        server,
+    )
     yield tab
     errors = list(tab.errors)
     tab.context.close()

@@ -35,6 +35,8 @@ CHROMIUM_ARGS = [
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    # Chinese UI conventions in the browser itself (24-hour <input type=time>, date formats).
+    "--lang=zh-CN",
     "--use-fake-device-for-media-stream",
     "--use-fake-ui-for-media-stream",
     "--allow-loopback-in-peer-connection",

@@ -37,6 +37,7 @@ from common.alliance.models import (
     SyncGroup,
     SyncGroupMember,
     Teacher,
+    Term,
 )
 from common.alliance.resources import (
     ACCOUNTS,
@@ -45,12 +46,24 @@ from common.alliance.resources import (
     CLASSES,
     ROOMS,
     SCHOOLS,
+    SUBJECTS,
     TEACHERS,
     TERMINALS,
     TERMS,
+    sync_codes_by_room,
+    sync_groups_of_lessons,
 )
 from common.errors import AppError
-from streaming.access import INSPECTOR_ROLES, lesson_identity
+from research import review
+from research import service as research
+from research.models import ResearchGroup, ResearchSession
+from streaming.access import (
+    INSPECTOR_ROLES,
+    MEETING_CLOSES_AFTER,
+    MEETING_HOST_OPENS_BEFORE,
+    MEETING_OPENS_BEFORE,
+    lesson_identity,
+)
 from streaming.lifecycle import LessonClock, lesson_occurrences
 from web.deps import (
     SESSION_COOKIE,
@@ -103,6 +116,7 @@ NAV = (
     NavItem("/", "概况", ADMIN_ROLES),
     NavItem("/admin/schools", "学校与校区", ADMIN_ROLES),
     NavItem("/admin/rooms", "教室与终端", ADMIN_ROLES),
+    NavItem("/admin/lessons", "教学任务", ADMIN_ROLES),
     NavItem("/admin/bells", "作息时间", ADMIN_ROLES),
     NavItem("/admin/accounts", "账号", ADMIN_ROLES),
     NavItem("/admin/roster", "导入花名册", frozenset({"alliance_admin", "school_admin"})),
@@ -364,6 +378,58 @@ def _todays_lessons(
     return current, upcoming
 
 
+def _meeting_open(row: ResearchSession, *, may_run: bool, now: datetime) -> bool:
+    """Live or about to start: the window in which ``meeting_identity`` lets one in."""
+    if row.status == "cancelled":
+        return False
+    starts = research.starts_at(row)
+    opens = starts - (MEETING_HOST_OPENS_BEFORE if may_run else MEETING_OPENS_BEFORE)
+    return opens <= now <= starts + timedelta(minutes=row.minutes) + MEETING_CLOSES_AFTER
+
+
+def _research_soon(session: Session, principal: Principal, now: datetime) -> list[dict[str, Any]]:
+    """The teacher's 教研 sessions of the next 24 hours (or running now), for the home page."""
+    if principal.role != "teacher" or principal.teacher_id is None:
+        return []
+    rows = []
+    for row in research.sessions_soon(
+        session, teacher_id=principal.teacher_id, now=now, within=timedelta(hours=24)
+    ):
+        group = session.get_one(ResearchGroup, row.group_id)
+        may_run = research.may_run_session(principal, group, row)
+        starts = research.starts_at(row)
+        rows.append(
+            {
+                "id": row.id,
+                "when": f"{'今天' if starts.date() == now.date() else '明天'} "
+                f"{starts.strftime('%H:%M')}",
+                "starts_at": starts.isoformat(),
+                "group": group.name,
+                "topic": row.topic,
+                "host": row.host.name if row.host else "",
+                "host_is_me": row.host_id == principal.teacher_id,
+                "meeting_open": _meeting_open(row, may_run=may_run, now=now),
+            }
+        )
+    return rows
+
+
+def _my_comments(session: Session, principal: Principal) -> list[dict[str, Any]]:
+    """The teacher's latest 评语, each linking to its moment in the replay."""
+    if principal.role != "teacher":
+        return []
+    return [
+        {
+            "recording": recording.title,
+            "at": review.format_moment(comment.at_seconds),
+            "href": f"/replays/{recording.id}?t={int(comment.at_seconds)}",
+            "body": comment.body,
+            "is_reply": comment.parent_id is not None,
+        }
+        for comment, recording in review.recent_comments_by(session, principal)
+    ]
+
+
 @router.get("/", response_class=HTMLResponse)
 def home(request: Request, auth: MaybeAuth, session: DbSession) -> Response:
     if auth is None:
@@ -378,10 +444,11 @@ def home(request: Request, auth: MaybeAuth, session: DbSession) -> Response:
         partners = _sync_partners(session, (e.sync.group_id for e in week.entries if e.sync))
     overview = _overview(session, account) if account.role in ADMIN_ROLES else []
     settings = request.app.state.settings
+    now = _lesson_clock(request).now()
     current, upcoming = _todays_lessons(
         session,
         auth.principal,
-        _lesson_clock(request).now(),
+        now,
         timedelta(minutes=settings.lesson_open_before_minutes),
     )
     return _render(
@@ -401,6 +468,8 @@ def home(request: Request, auth: MaybeAuth, session: DbSession) -> Response:
             "can_subscribe": account.role in ("teacher", "student"),
             "current_lesson": current,
             "next_lesson": upcoming,
+            "research_soon": _research_soon(session, auth.principal, now),
+            "my_comments": _my_comments(session, auth.principal),
         },
     )
 
@@ -422,6 +491,16 @@ def _admin(auth: Authenticated | None) -> Authenticated | Response:
     return auth
 
 
+def _admin_only(
+    request: Request, session: Session, auth: Authenticated | None, message: str
+) -> Authenticated | Response:
+    """The signed-in admin or bureau account, else the login redirect or a 403 page."""
+    found = _admin(auth)
+    if isinstance(found, Response) or found.account.role in ADMIN_ROLES:
+        return found
+    return _denied(request, session, found, message)
+
+
 def _school_scopes(session: Session) -> dict[int, Scope]:
     return {
         school.id: Scope(alliance_id=school.alliance_id, school_id=school.id)
@@ -431,17 +510,25 @@ def _school_scopes(session: Session) -> dict[int, Scope]:
 
 @router.get("/admin/schools", response_class=HTMLResponse)
 def schools_page(request: Request, auth: MaybeAuth, session: DbSession) -> Response:
-    found = _admin(auth)
+    found = _admin_only(request, session, auth, "只有管理员和教育局可以查看学校管理页面。")
     if isinstance(found, Response):
         return found
-    if found.account.role not in ADMIN_ROLES:
-        return _denied(request, session, found, "只有管理员和教育局可以查看学校管理页面。")
     principal = found.principal
     schools = registry.list_rows(session, principal, SCHOOLS, limit=1000)
     campuses = registry.list_rows(session, principal, CAMPUSES, limit=1000)
-    by_school: dict[int, list[Campus]] = {}
+    bells: dict[int, list[str]] = {}
+    for schedule in registry.list_rows(session, principal, BELLS, limit=1000):
+        bells.setdefault(schedule.campus_id, []).append(schedule.name)
+    scopes = _school_scopes(session)
+    by_school: dict[int, list[dict[str, Any]]] = {}
     for campus in campuses:
-        by_school.setdefault(campus.school_id, []).append(campus)
+        by_school.setdefault(campus.school_id, []).append(
+            {
+                "campus": campus,
+                "bells": "、".join(bells.get(campus.id, [])),
+                "editable": can(principal, Action.MANAGE, Kind.CAMPUS, scopes[campus.school_id]),
+            }
+        )
     alliances = {a.id: a for a in session.scalars(select(Alliance))}
     rows = [
         {
@@ -450,19 +537,32 @@ def schools_page(request: Request, auth: MaybeAuth, session: DbSession) -> Respo
             "is_lead": alliances[school.alliance_id].lead_school_id == school.id,
             "stage": STAGE_LABELS.get(school.stage, school.stage),
             "campuses": by_school.get(school.id, []),
+            "editable": can(principal, Action.MANAGE, Kind.SCHOOL, scopes[school.id]),
         }
         for school in schools
     ]
-    return _render(request, session, found, "admin_schools.html", {"rows": rows})
+    alliance_id = found.account.alliance_id
+    may_found = alliance_id is not None and can(
+        principal, Action.MANAGE, Kind.SCHOOL, Scope(alliance_id=alliance_id)
+    )
+    return _render(
+        request,
+        session,
+        found,
+        "admin_schools.html",
+        {
+            "rows": rows,
+            "stages": list(STAGE_LABELS.items()),
+            "new_school_alliance": alliance_id if may_found else None,
+        },
+    )
 
 
 @router.get("/admin/rooms", response_class=HTMLResponse)
 def rooms_page(request: Request, auth: MaybeAuth, session: DbSession) -> Response:
-    found = _admin(auth)
+    found = _admin_only(request, session, auth, "只有管理员和教育局可以查看教室与终端。")
     if isinstance(found, Response):
         return found
-    if found.account.role not in ADMIN_ROLES:
-        return _denied(request, session, found, "只有管理员和教育局可以查看教室与终端。")
     principal = found.principal
     rooms = registry.list_rows(session, principal, ROOMS, limit=1000)
     terminals = {
@@ -470,20 +570,36 @@ def rooms_page(request: Request, auth: MaybeAuth, session: DbSession) -> Respons
     }
     campuses = {c.id: c for c in session.scalars(select(Campus).options(joinedload(Campus.school)))}
     groups: dict[int, dict[str, Any]] = {}
-    for room in rooms:
-        campus = campuses[room.campus_id]
-        group = groups.setdefault(
-            campus.id, {"campus": campus, "school": campus.school.name, "rooms": []}
-        )
-        terminal = terminals.get(room.id)
+
+    def group_of(campus: Campus) -> dict[str, Any]:
         scope = Scope(alliance_id=campus.school.alliance_id, school_id=campus.school_id)
+        return groups.setdefault(
+            campus.id,
+            {
+                "campus": campus,
+                "school": campus.school.name,
+                "rooms": [],
+                "scope": scope,
+                "editable": can(principal, Action.MANAGE, Kind.ROOM, scope),
+            },
+        )
+
+    in_sync = sync_codes_by_room(session, [room.id for room in rooms])
+    # Every visible campus gets its section, so a campus without rooms can get its first one.
+    for campus in registry.list_rows(session, principal, CAMPUSES, limit=1000):
+        group_of(campuses[campus.id])
+    for room in rooms:
+        group = group_of(campuses[room.campus_id])
+        terminal = terminals.get(room.id)
         group["rooms"].append(
             {
                 "room": room,
                 "is_sync": "sync" in room.features,
                 "terminal": terminal,
                 "can_pair": terminal is not None
-                and can(principal, Action.MANAGE, Kind.TERMINAL, scope),
+                and can(principal, Action.MANAGE, Kind.TERMINAL, group["scope"]),
+                "editable": group["editable"],
+                "sync_codes": in_sync.get(room.id, []),
             }
         )
     # Rooms with a terminal first: those are what an admin comes here for.
@@ -502,13 +618,79 @@ def rooms_page(request: Request, auth: MaybeAuth, session: DbSession) -> Respons
     )
 
 
-@router.get("/admin/bells", response_class=HTMLResponse)
-def bells_page(request: Request, auth: MaybeAuth, session: DbSession) -> Response:
-    found = _admin(auth)
+@router.get("/admin/lessons", response_class=HTMLResponse)
+def lessons_admin_page(
+    request: Request, auth: MaybeAuth, session: DbSession, campus_id: int | None = None
+) -> Response:
+    """教学任务 of one campus's classes in the current term: who teaches what, how often."""
+    found = _admin_only(request, session, auth, "只有管理员和教育局可以查看教学任务。")
     if isinstance(found, Response):
         return found
-    if found.account.role not in ADMIN_ROLES:
-        return _denied(request, session, found, "只有管理员和教育局可以查看作息时间。")
+    principal = found.principal
+    campuses = session.scalars(
+        select(Campus)
+        .where(Campus.id.in_([c.id for c in registry.list_rows(session, principal, CAMPUSES)]))
+        .options(joinedload(Campus.school))
+        .order_by(Campus.school_id, Campus.id)
+    ).all()
+    if not campuses:
+        return _render(request, session, found, "admin_lessons.html", {"campus": None})
+    campus = next((c for c in campuses if c.id == campus_id), campuses[0])
+    alliance_id = campus.school.alliance_id
+    term = session.get_one(Term, timetable.current_term_id(session, alliance_id))
+    classes = registry.list_rows(
+        session, principal, CLASSES, filters={"campus_id": campus.id}, limit=1000
+    )
+    lessons = session.scalars(
+        select(Lesson)
+        .where(Lesson.term_id == term.id, Lesson.class_id.in_([c.id for c in classes]))
+        .options(joinedload(Lesson.subject), joinedload(Lesson.teacher))
+        .order_by(Lesson.class_id, Lesson.subject_id)
+    ).all()
+    synced: dict[int, list[str]] = {}
+    for group in sync_groups_of_lessons(session, [lesson.id for lesson in lessons]):
+        for lesson_id in (group.lead_lesson_id, *(m.lesson_id for m in group.members)):
+            synced.setdefault(lesson_id, []).append(group.code)
+    school_names = {s.id: s.name for s in session.scalars(select(School))}
+    teachers = [
+        (t.id, f"{t.name}（{school_names[t.school_id]}）")
+        for t in registry.list_rows(session, principal, TEACHERS, limit=5000)
+        if session.get_one(School, t.school_id).alliance_id == alliance_id
+    ]
+    subjects = [
+        (s.id, s.name)
+        for s in registry.list_rows(
+            session, principal, SUBJECTS, filters={"alliance_id": alliance_id}, limit=1000
+        )
+    ]
+    by_class: dict[int, list[Lesson]] = {}
+    for lesson in lessons:
+        by_class.setdefault(lesson.class_id, []).append(lesson)
+    scope = Scope(alliance_id=alliance_id, school_id=campus.school_id)
+    return _render(
+        request,
+        session,
+        found,
+        "admin_lessons.html",
+        {
+            "campus": campus,
+            "campuses": [(c.id, f"{c.school.name} · {c.name}") for c in campuses],
+            "term": term,
+            "classes": [{"row": c, "lessons": by_class.get(c.id, [])} for c in classes],
+            "class_options": [(c.id, c.name) for c in classes],
+            "synced": synced,
+            "teachers": teachers,
+            "subjects": subjects,
+            "editable": can(principal, Action.MANAGE, Kind.LESSON, scope),
+        },
+    )
+
+
+@router.get("/admin/bells", response_class=HTMLResponse)
+def bells_page(request: Request, auth: MaybeAuth, session: DbSession) -> Response:
+    found = _admin_only(request, session, auth, "只有管理员和教育局可以查看作息时间。")
+    if isinstance(found, Response):
+        return found
     principal = found.principal
     schedules = registry.list_rows(session, principal, BELLS, limit=1000)
     campuses = {c.id: c for c in session.scalars(select(Campus).options(joinedload(Campus.school)))}
@@ -531,11 +713,9 @@ def bells_page(request: Request, auth: MaybeAuth, session: DbSession) -> Respons
 
 @router.get("/admin/accounts", response_class=HTMLResponse)
 def accounts_page(request: Request, auth: MaybeAuth, session: DbSession) -> Response:
-    found = _admin(auth)
+    found = _admin_only(request, session, auth, "只有管理员和教育局可以管理账号。")
     if isinstance(found, Response):
         return found
-    if found.account.role not in ADMIN_ROLES:
-        return _denied(request, session, found, "只有管理员和教育局可以管理账号。")
     principal = found.principal
     rows = registry.list_rows(session, principal, ACCOUNTS, limit=1000)
     schools = {s.id: s.name for s in session.scalars(select(School))}

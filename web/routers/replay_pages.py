@@ -86,8 +86,12 @@ def replay_page(
     auth: MaybeAuth,
     session: DbSession,
     settings: SettingsDep,
+    t: float | None = Query(None, ge=0, description="start at this second (a 评语's moment)"),
 ) -> Response:
-    """The player: chapters, speed, resume; for teachers the comments and the rubric."""
+    """The player: chapters, speed, resume; for teachers the comments and the rubric.
+
+    ``?t=SECONDS`` opens it at that moment instead of where the viewer last stopped.
+    """
     if auth is None:
         return RedirectResponse("/login", status_code=303)
     principal = auth.principal
@@ -118,7 +122,9 @@ def replay_page(
             "duration": duration,
             "duration_label": review.format_moment(duration) if duration is not None else "—",
             "status": STATUS_LABELS.get(recording.status, recording.status),
-            "position": recordings.position_of(session, principal, recording.id),
+            "position": t
+            if t is not None
+            else recordings.position_of(session, principal, recording.id),
             "can_review": can_review,
             "can_take_part": can_take_part,
             "research_sessions": review.linkable_sessions(session, recording)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -21,14 +21,11 @@ from research.models import ResearchGroup, ResearchSession
 from research.quotas import quota_report
 from research.resources import RESEARCH_GROUPS
 from streaming.access import (
-    MEETING_CLOSES_AFTER,
-    MEETING_HOST_OPENS_BEFORE,
-    MEETING_OPENS_BEFORE,
     meeting_identity,
     meeting_room_id,
 )
 from web.deps import DbSession, MaybeAuth
-from web.routers.pages import DAY_LABELS, _denied, _lesson_clock, _render
+from web.routers.pages import DAY_LABELS, _denied, _lesson_clock, _meeting_open, _render
 
 router = APIRouter(include_in_schema=False)
 
@@ -41,15 +38,6 @@ def _my_groups(session: Session, principal: Principal) -> list[ResearchGroup]:
         return groups
     mine = principal.teacher_id
     return [g for g in groups if g.leader_id == mine or any(m.id == mine for m in g.members)]
-
-
-def _meeting_open(row: ResearchSession, *, may_run: bool, now: datetime) -> bool:
-    """Live or about to start: the window in which ``meeting_identity`` lets one in."""
-    if row.status == "cancelled":
-        return False
-    starts = service.starts_at(row)
-    opens = starts - (MEETING_HOST_OPENS_BEFORE if may_run else MEETING_OPENS_BEFORE)
-    return opens <= now <= starts + timedelta(minutes=row.minutes) + MEETING_CLOSES_AFTER
 
 
 def _session_rows(
