@@ -110,6 +110,7 @@ class MeetingRecorder:
         self.recorders: dict[tuple[str, str], LessonRecorder] = {}  # (participant, file kind)
         self._stop_listening: Callable[[], None] | None = None
         self._stopping: asyncio.Task[None] | None = None
+        self._unseen: set[str] = set()  # inspectors
 
     @property
     def running(self) -> bool:
@@ -119,6 +120,9 @@ class MeetingRecorder:
         self.timeline.started_at = time.time()
         self._stop_listening = self.room.events.listen(self._on_event)
         for pid, participant in self.room.participants.items():
+            if participant.role == "inspector":
+                self._unseen.add(pid)
+                continue
             self._note("participant_joined", pid, {"role": participant.role}, at=0.0)
             self._follow(pid)
             if "screen" in participant.published and participant.negotiated:
@@ -170,6 +174,10 @@ class MeetingRecorder:
         if self._stopping is not None:
             return None
         pid = event.participant_id
+        if event.detail.get("role") == "inspector" and pid is not None:
+            self._unseen.add(pid)  # 巡课 looks in unseen: neither recorded nor listed
+        if pid in self._unseen:
+            return None
         if event.kind == "participant_joined" and pid is not None:
             self._follow(pid)
         elif event.kind == "publisher_joined" and pid is not None:

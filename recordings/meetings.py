@@ -18,16 +18,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from common.alliance.models import School, Teacher
 from common.db import transaction
-from common.errors import NotFoundError
+from common.errors import AppError, NotFoundError
 from common.jobs import JobQueue
 from common.logging import get_logger
 from recordings.models import Recording
 from recordings.service import RAW_NAME
 from research.models import ResearchGroup, ResearchSession
+from streaming.sfu.errors import RoomError
 
 if TYPE_CHECKING:
     from recordings.meeting_capture import MeetingRecorder
@@ -104,12 +106,20 @@ class MeetingRecordings:
             raise NotFoundError("这不是教研会议")
         prefix, _, number = by.participant_id.partition("-")
         started_by = int(number) if prefix == "teacher" and number.isdigit() else None
-        with transaction(self.sessions) as session:
-            recording = new_recording_for_research_session(
-                session, research_session_id=research_session_id, started_by=started_by
-            )
-            recording_id, raw_path = recording.id, recording.raw_path
-        recorder = MeetingRecorder(room, (self.media_root / raw_path).parent)
+        try:
+            with transaction(self.sessions) as session:
+                recording = new_recording_for_research_session(
+                    session, research_session_id=research_session_id, started_by=started_by
+                )
+                recording_id, raw_path = recording.id, recording.raw_path
+            folder = (self.media_root / raw_path).parent
+            folder.mkdir(parents=True, exist_ok=True)
+        except AppError as exc:  # the room tells the host why, the meeting goes on
+            raise RoomError(exc.message, code=exc.code) from exc
+        except (SQLAlchemyError, OSError) as exc:
+            log.exception("meeting_recording_start_failed", room=room.room_id)
+            raise RoomError("录像服务暂不可用，请稍后再试", code="recording_failed") from exc
+        recorder = MeetingRecorder(room, folder)
 
         async def queue_composition(stopped: MeetingRecorder) -> None:
             self.by_room.pop(room.room_id, None)
