@@ -184,6 +184,8 @@ async def test_a_meeting_recorded_into_the_library(
         assert (await client.get(f"/api/recordings/{recording.id}", headers=allowed)).is_success
         listed = await client.get("/api/recordings", headers=allowed)
         assert recording.id in {r["id"] for r in listed.json()}
+        replay = await client.get(f"/replays/{recording.id}", headers=allowed)
+        assert replay.status_code == 200 and "教研：" in replay.text
         for token in (pupil, stranger):
             headers = {"Authorization": f"Bearer {token}"}
             for url in (
