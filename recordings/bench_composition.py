@@ -96,12 +96,15 @@ def compose_and_measure(folder: Path, duration: float) -> None:
     started = time.perf_counter()
     composed = asyncio.run(compose_meeting(folder, raw_name="raw.webm"))
     seconds = time.perf_counter() - started
-    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # the largest child
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    peak_kib = children.ru_maxrss  # the largest child
+    cpu_s = children.ru_utime + children.ru_stime  # what a loaded machine does not change
     own_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     size = (folder / "raw.webm").stat().st_size
     print(f"segments: {len(composed['segments'])}, sources: {len(composed['sources'])}")
     print(
-        f"compose: {seconds:.1f} s wall ({duration / seconds:.1f}x real time), {size / 1e6:.1f} MB"
+        f"compose: {seconds:.1f} s wall ({duration / seconds:.1f}x real time), "
+        f"ffmpeg CPU {cpu_s:.1f} s, {composed['composed_size']}, {size / 1e6:.1f} MB"
     )
     print(f"peak RSS: ffmpeg {peak_kib / 1024:.0f} MiB, job process {own_kib / 1024:.0f} MiB")
 
@@ -111,19 +114,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--minutes", type=float, default=3.0)
     parser.add_argument("--participants", type=int, default=3)
     parser.add_argument("--turn", type=float, default=20.0, help="seconds between speakers")
+    parser.add_argument("--keep", type=Path, help="make the meeting here and keep it")
     parser.add_argument("--compose", type=Path, help=argparse.SUPPRESS)  # the measured child
     args = parser.parse_args(argv)
     if args.compose is not None:
         compose_and_measure(args.compose, args.minutes * 60)
         return
-    with tempfile.TemporaryDirectory(prefix="tongke-compose-") as root:
-        made = time.perf_counter()
-        duration = make_meeting(
-            Path(root), minutes=args.minutes, participants=args.participants, turn_s=args.turn
-        )
-        made = time.perf_counter() - made
-        print(f"meeting: {duration:.0f} s, {args.participants} participants (made in {made:.1f} s)")
-        child = [sys.executable, "-m", "recordings.bench_composition", "--compose", root]
+    with tempfile.TemporaryDirectory(prefix="tongke-compose-") as scratch:
+        root = args.keep or Path(scratch)
+        duration = args.minutes * 60
+        if not (root / TIMELINE_NAME).exists():  # --keep: made once, composed as often as asked
+            made = time.perf_counter()
+            make_meeting(
+                root, minutes=args.minutes, participants=args.participants, turn_s=args.turn
+            )
+            print(f"meeting made in {time.perf_counter() - made:.1f} s")
+        print(f"meeting: {duration:.0f} s, {args.participants} participants")
+        child = [sys.executable, "-m", "recordings.bench_composition", "--compose", str(root)]
         subprocess.run([*child, "--minutes", str(args.minutes)], check=True)
 
 

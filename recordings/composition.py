@@ -40,7 +40,7 @@ from recordings.storage import remote_storage
 
 log = get_logger(__name__)
 
-CANVAS = (1280, 720)
+MAX_HEIGHT = 720  # the picture is 16:9, as tall as the tallest source up to this
 FRAME_RATE = 25
 BACKGROUND = "0x202020"
 VIDEO_KBPS = 1200
@@ -141,6 +141,7 @@ class SourceFile:
     has_video: bool
     has_audio: bool
     gaps: list[dict[str, Any]]
+    height: int = 0
 
 
 def source_files(folder: Path, timeline: MeetingTimeline) -> list[SourceFile]:
@@ -169,9 +170,17 @@ def source_files(folder: Path, timeline: MeetingTimeline) -> list[SourceFile]:
                     has_video=facts.has_video and facts.duration_s > 0,
                     has_audio=facts.has_audio and kind == "camera",
                     gaps=list(document.get("gaps", [])),
+                    height=facts.height,
                 )
             )
     return found
+
+
+def canvas_for(sources: list[SourceFile]) -> tuple[int, int]:
+    """16:9 at the tallest source's height (at most 720p): upscaling adds nothing but cost."""
+    height = min(max((s.height for s in sources if s.has_video), default=360), MAX_HEIGHT)
+    height = max(height - height % 2, 2)
+    return (round(height * 16 / 9 / 2) * 2, height)
 
 
 def _enable(segments: list[Segment], key: SourceKey) -> str:
@@ -185,7 +194,7 @@ def compose_arguments(
     target: Path,
     *,
     duration_s: float,
-    canvas: tuple[int, int] = CANVAS,
+    canvas: tuple[int, int],
 ) -> tuple[list[str], str]:
     """ffmpeg's arguments and its filter graph (passed as a script: it grows with the
     number of speaker changes)."""
@@ -257,7 +266,10 @@ async def compose_meeting(
     target = folder / raw_name
     partial = folder / f".{target.stem}.partial{target.suffix}"
     script = folder / ".compose.filters"
-    arguments, graph = compose_arguments(sources, segments, partial, duration_s=duration_s)
+    canvas = canvas_for(sources)
+    arguments, graph = compose_arguments(
+        sources, segments, partial, duration_s=duration_s, canvas=canvas
+    )
     script.write_text(graph, "utf-8")
     arguments = _with_script(arguments, script)
 
@@ -289,6 +301,7 @@ async def compose_meeting(
     (folder / SIDECAR).write_text(json.dumps(sidecar, ensure_ascii=False, indent=1), "utf-8")
     return {
         "composed_duration_s": round(duration_s, 3),
+        "composed_size": f"{canvas[0]}x{canvas[1]}",
         "sources": [f"{pid}:{kind}" for pid, kind in (s.key for s in sources)],
         "segments": [
             {"from_s": round(s.start_s, 3), "to_s": round(s.end_s, 3), "source": ":".join(s.source)}
