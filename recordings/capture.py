@@ -402,7 +402,8 @@ class LessonRecorder:
     ``start()`` taps the room; ``stop()`` (or the room's ``lesson_ended``) drains what is
     left, closes the file and writes the sidecar; ``on_stopped`` callbacks run after that.
     By default the lead classroom is recorded; ``publisher_id`` picks another participant
-    (in a meeting room, without it, the first participant heard or seen is recorded).
+    (in a meeting room, without it, the first participant heard or seen is recorded) and
+    ``sources`` which of its tracks (a meeting's screen share goes to a file of its own).
     """
 
     def __init__(
@@ -412,6 +413,7 @@ class LessonRecorder:
         *,
         events_path: Path | None = None,
         publisher_id: str | None = None,
+        sources: tuple[str, ...] = ("camera", "mic"),
         metadata: dict[str, str] | None = None,
         flush_interval_s: float = 0.25,
         cluster_ms: int = 1000,
@@ -421,6 +423,7 @@ class LessonRecorder:
         self.path = Path(path)
         self.events_path = events_path or self.path.with_name("events.json")
         self.publisher_id = publisher_id
+        self.sources = sources
         self.flush_interval_s = flush_interval_s
         self.on_stopped: list[RecorderCallback] = []
         self.summary: RecordingSummary | None = None
@@ -483,7 +486,7 @@ class LessonRecorder:
 
     def _select(self, track: PublishedTrack) -> bool:
         wanted = (
-            track.participant_id == self.publisher_id and track.source in ("camera", "mic")
+            track.participant_id == self.publisher_id and track.source in self.sources
             if self.publisher_id is not None
             else _sources_of_lead(self.room, track)
         )

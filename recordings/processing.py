@@ -116,13 +116,15 @@ def probe_media(path: Path, *, trust_header: bool = False) -> MediaFacts:
 
 def chapters_from_sidecar(path: Path, *, duration_s: float) -> list[dict[str, Any]]:
     """Chapter marks from the lesson's events: start, hands taken, speaker changes, gaps."""
-    chapters: list[dict[str, Any]] = [{"t": 0.0, "title": "课堂开始", "kind": "start"}]
     if not path.exists():
-        return chapters
+        return [{"t": 0.0, "title": "课堂开始", "kind": "start"}]
     document = json.loads(path.read_text("utf-8"))
+    # a composed meeting (recordings.composition) names its own start and marks
+    start = {"t": 0.0, "title": document.get("start_title", "课堂开始"), "kind": "start"}
+    chapters: list[dict[str, Any]] = [start]
     marks: list[dict[str, Any]] = []
     for event in document.get("events", []):
-        title = CHAPTER_EVENTS.get(event.get("kind", ""))
+        title = event.get("title") or CHAPTER_EVENTS.get(event.get("kind", ""))
         if title is None:
             continue
         marks.append(

@@ -95,7 +95,12 @@ def visible_filter(principal: Principal) -> ColumnElement[bool]:
         )
     if principal.class_id is None:
         return false()
-    return in_alliance & _shown_to_classes(recording_classes.c.class_id == principal.class_id)
+    # pupils watch their classes' lessons, never a teachers' 教研 meeting
+    return (
+        in_alliance
+        & Recording.research_session_id.is_(None)
+        & _shown_to_classes(recording_classes.c.class_id == principal.class_id)
+    )
 
 
 def get_visible(session: Session, principal: Principal, recording_id: int) -> Recording:

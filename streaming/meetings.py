@@ -3,14 +3,15 @@
 A meeting room (``research-{id}``, kind "meeting") opens with its first participant, in the
 web process or in the SFU worker that hosts it; whichever process opens it calls
 ``MeetingTrackers.ensure`` so the attendance tracker (``research.lesson_runs``) listens to the
-room's events from its first join to its close.
+room's events from its first join to its close, and (given ``recordings``) the host's
+开始录制 / 停止录制 record the room right there, next to its packets (``recordings.meetings``).
 """
 
 from __future__ import annotations
 
 import weakref
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -18,6 +19,9 @@ from common.logging import get_logger
 from research.lesson_runs import AttendanceTracker, attach_attendance_tracker
 from streaming.access import research_session_of_room
 from streaming.sfu.room import Room
+
+if TYPE_CHECKING:
+    from recordings.meetings import MeetingRecordings
 
 log = get_logger(__name__)
 
@@ -29,9 +33,16 @@ class Clock(Protocol):
 class MeetingTrackers:
     """Attaches one attendance tracker to each research meeting room, once."""
 
-    def __init__(self, sessions: sessionmaker[Session], clock: Clock) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        clock: Clock,
+        *,
+        recordings: MeetingRecordings | None = None,
+    ) -> None:
         self._sessions = sessions
         self._clock = clock
+        self.recordings = recordings
         self._tracked: weakref.WeakKeyDictionary[Room, AttendanceTracker] = (
             weakref.WeakKeyDictionary()
         )
@@ -47,5 +58,6 @@ class MeetingTrackers:
                 room, research_session_id, self._sessions, self._clock
             )
             self._tracked[room] = tracker
+            room.recording_hooks = self.recordings
             log.info("meeting_attendance_tracked", room=room.room_id)
         return tracker

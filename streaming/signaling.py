@@ -16,10 +16,12 @@ Client → SFU: ``join {room, board?}``, ``offer {sdp}``, ``candidate {candidate
 ``inspect {participant|null}``, ``leave``; in a research meeting also ``lower_hand
 {participant}`` (host), ``mute {participant?}`` / ``unmute {participant?}`` (oneself, or the
 host for someone: unmuting someone lets them speak), ``mute_all {lock?}``, ``unlock_audio``,
-``spotlight {participant|null}`` (host), ``share_screen {sharing}``.
+``spotlight {participant|null}`` (host), ``share_screen {sharing}``, ``start_recording`` /
+``stop_recording`` (host: the meeting goes into the recordings library).
 SFU → client: ``joined {participant, role, media, participants}``, ``answer {sdp}``,
 ``participants {participants}`` (inspectors never listed), ``slots {slots}``,
-``speaker {participant}``, ``meeting {spotlight, screen, audio_locked}``, ``left``, ``closed``,
+``speaker {participant}``, ``meeting {spotlight, screen, audio_locked, recording}``, ``left``,
+``closed``,
 ``error {code, message}`` (message in Chinese).
 Every message carries ``"v": 1``. The client creates one transceiver per ``media`` entry, in
 order (``send`` → sendonly, ``recv`` → recvonly), VP8 and Opus only, and offers; the SFU
@@ -134,6 +136,14 @@ class ShareScreen(_Message):
     sharing: bool
 
 
+class StartRecording(_Message):
+    type: Literal["start_recording"]
+
+
+class StopRecording(_Message):
+    type: Literal["stop_recording"]
+
+
 ClientMessage = Annotated[
     Join
     | Offer
@@ -149,7 +159,9 @@ ClientMessage = Annotated[
     | MuteAll
     | UnlockAudio
     | Spotlight
-    | ShareScreen,
+    | ShareScreen
+    | StartRecording
+    | StopRecording,
     Field(discriminator="type"),
 ]
 MESSAGE_TYPES = frozenset(
@@ -169,6 +181,8 @@ MESSAGE_TYPES = frozenset(
         "unlock_audio",
         "spotlight",
         "share_screen",
+        "start_recording",
+        "stop_recording",
     }
 )
 _client_message: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
@@ -366,6 +380,10 @@ class _Session:
                 room.set_spotlight(participant, target)
             case ShareScreen(sharing=sharing):
                 room.share_screen(participant, sharing)
+            case StartRecording():
+                await room.start_recording(participant)
+            case StopRecording():
+                await room.stop_recording(participant)
             case Leave():
                 await self._leave()
                 self._reply({"v": PROTOCOL_VERSION, "type": "left"})

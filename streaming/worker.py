@@ -144,9 +144,6 @@ class SfuWorker:
         from streaming.lifecycle import LessonScheduler, RecordingTarget
 
         settings = self.settings
-        self._jobs = make_job_queue(settings)
-        if self._register_jobs is not None:
-            self._register_jobs(self._jobs, settings)
         self._scheduler = LessonScheduler(
             sessions=session_factory(get_engine(settings.database_url)),
             rooms=lambda: self.rooms,
@@ -154,21 +151,33 @@ class SfuWorker:
             close_after=timedelta(minutes=settings.lesson_close_after_minutes),
             interval=settings.lesson_scheduler_interval_seconds,
             recording=RecordingTarget(
-                media_root=settings.media_root, jobs=self._jobs, active=ActiveRecordings()
+                media_root=settings.media_root, jobs=self._job_queue(), active=ActiveRecordings()
             ),
             placement=self.may_host,
         )
         self._scheduler.start()
 
+    def _job_queue(self) -> JobQueue:
+        """Where this worker queues processing (recordings it made), made on first use."""
+        if self._jobs is None:
+            self._jobs = make_job_queue(self.settings)
+            if self._register_jobs is not None:
+                self._register_jobs(self._jobs, self.settings)
+        return self._jobs
+
     def meeting_trackers(self) -> Any:
         """The research meetings' attendance trackers (``streaming.meetings``)."""
         if self._meetings is None:
             from common.db import get_engine, session_factory
+            from recordings.meetings import MeetingRecordings
             from streaming.lifecycle import LessonClock
             from streaming.meetings import MeetingTrackers
 
+            sessions = session_factory(get_engine(self.settings.database_url))
             self._meetings = MeetingTrackers(
-                session_factory(get_engine(self.settings.database_url)), LessonClock()
+                sessions,
+                LessonClock(),
+                recordings=MeetingRecordings(sessions, self.settings.media_root, self._job_queue()),
             )
         return self._meetings
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from common.jobs import JobQueue
 from common.settings import Settings
 from common.worker import register_jobs as register_common_jobs
+from recordings.composition import register_jobs as register_meeting_recording_jobs
 from recordings.processing import register_jobs as register_recording_jobs
 from scheduler.service import register_jobs as register_timetable_jobs
 
@@ -13,3 +14,4 @@ def register_all(queue: JobQueue, settings: Settings) -> None:
     register_common_jobs(queue, settings)
     register_timetable_jobs(queue, settings)
     register_recording_jobs(queue, settings)
+    register_meeting_recording_jobs(queue, settings)

@@ -28,6 +28,9 @@ RoomEventKind = Literal[
     "muted_all",
     "spotlight_changed",
     "screen_share_changed",
+    "recording_started",
+    "recording_stopped",
+    "room_closed",
 ]
 
 EventListener = Callable[["RoomEvent"], Awaitable[None] | None]

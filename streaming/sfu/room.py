@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from aiortc import RTCConfiguration
 from aiortc.clock import current_ms
@@ -23,6 +23,16 @@ from streaming.sfu.track import PacketTap, PublishedTrack
 log = get_logger(__name__)
 
 Notify = Callable[[dict[str, Any]], None]
+
+
+class RecordingHooks(Protocol):
+    """What records a meeting room, attached by the process that owns the room
+    (``streaming.meetings``): the room checks who asks, the hooks do the recording."""
+
+    async def start(self, room: Room, by: ParticipantIdentity) -> None: ...
+
+    async def stop(self, room: Room) -> None: ...
+
 
 SPEAKER_WINDOW_S = 0.5
 SENDER_REPORT_INTERVAL_S = 1.0
@@ -56,6 +66,8 @@ class Room:
         self.audio_locked = False
         self.spotlight: str | None = None
         self.screen_sharer: str | None = None
+        self.recording_hooks: RecordingHooks | None = None
+        self.recording = False
         self.closed = False
         self._configuration = configuration or RTCConfiguration(iceServers=[])
         self._assignments: dict[str, Assignment] = {}
@@ -355,6 +367,32 @@ class Room:
         self._reassign()
         self._broadcast_meeting()
 
+    async def start_recording(self, host: Participant) -> None:
+        """Record the meeting into the library from now (the host, leader or alliance admin);
+        everyone is told (``meeting.recording``): they are being recorded."""
+        self._check_host(host)
+        if self.recording_hooks is None:
+            raise RoomError("此会议暂不能录制（服务器未启用录像）", code="recording_unavailable")
+        if self.recording:
+            raise RoomError("会议已在录制中", code="already_recording")
+        self.recording = True  # before the await: a second click meanwhile is refused
+        try:
+            await self.recording_hooks.start(self, host.identity)
+        except BaseException:
+            self.recording = False
+            raise
+        self._emit("recording_started", host.participant_id)
+        self._broadcast_meeting()
+
+    async def stop_recording(self, host: Participant) -> None:
+        self._check_host(host)
+        if not self.recording or self.recording_hooks is None:
+            raise RoomError("会议没有在录制", code="not_recording")
+        self.recording = False
+        self._emit("recording_stopped", host.participant_id)
+        self._broadcast_meeting()
+        await self.recording_hooks.stop(self)
+
     def meeting_state(self) -> dict[str, Any]:
         return {
             "v": 1,
@@ -362,6 +400,7 @@ class Room:
             "spotlight": self.spotlight,
             "screen": self.screen_sharer,
             "audio_locked": self.audio_locked,
+            "recording": self.recording,
         }
 
     def _broadcast_meeting(self) -> None:
@@ -534,4 +573,7 @@ class Room:
         self.participants.clear()
         if self._lesson_started:
             self._emit("lesson_ended", None)
+        if self.kind == "meeting":
+            self.recording = False
+            self._emit("room_closed", None)  # a recording still running stops with the room
         await self.events.close()

@@ -95,10 +95,15 @@ def meeting_clock(app: FastAPI) -> LessonClock:
 def _meeting_trackers(app: FastAPI) -> MeetingTrackers:
     trackers: MeetingTrackers | None = getattr(app.state, "meeting_trackers", None)
     if trackers is None:
+        from recordings.meetings import MeetingRecordings
         from streaming.meetings import MeetingTrackers
 
         trackers = app.state.meeting_trackers = MeetingTrackers(
-            app.state.sessions, meeting_clock(app)
+            app.state.sessions,
+            meeting_clock(app),
+            recordings=MeetingRecordings(
+                app.state.sessions, app.state.settings.media_root, app.state.jobs
+            ),
         )
     return trackers
 

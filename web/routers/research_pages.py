@@ -91,6 +91,10 @@ def _session_rows(
                     for m in shared.get(row.id, [])
                 ],
                 "may_share": may_share(principal, group, row),
+                # the meeting's recording in the library (pupils never see research recordings)
+                "recording_id": row.recording_id
+                if principal.role not in ("student", "terminal")
+                else None,
                 "meeting_open": now is not None
                 and principal.role not in ("student", "terminal")
                 and _meeting_open(row, may_run=may_run, now=now),

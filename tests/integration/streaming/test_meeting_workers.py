@@ -1,6 +1,7 @@
 """An online 教研 meeting when rooms live in SFU workers: the web process authenticates the
 join and relays it to the worker that claims ``research-{id}``; the host's mute-all is
-enforced there, and that worker takes the attendance.
+enforced there, and that worker takes the attendance; the host's 开始录制 records the room in
+that worker, and a job worker (arq on Redis) composes it into the library.
 
 Run in a private network namespace (only loopback), as CI does:
     unshare -n sh -c 'ip link set lo up && .venv/bin/pytest tests/integration/streaming'
@@ -9,7 +10,10 @@ Run in a private network namespace (only loopback), as CI does:
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -20,12 +24,20 @@ from sqlalchemy import select
 from common.accounts import service as accounts
 from common.accounts.models import Account
 from common.db import make_engine, session_scope
+from recordings.meeting_capture import TIMELINE_NAME, MeetingTimeline
+from recordings.models import Recording
 from research.models import Attendance as AttendanceRow
 from research.models import ResearchGroup, ResearchSession
 from tests.integration.streaming.test_meeting_socket import Attendee, Meeting, Member, attend
-from tests.integration.streaming.test_sfu_workers import Stack, stack  # noqa: F401 - fixture
+from tests.integration.streaming.test_sfu_workers import (
+    SECRET,
+    Stack,
+    _start,
+    _stop,
+    stack,  # noqa: F401 - fixture
+)
 
-pytestmark = [pytest.mark.redis, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.redis, pytest.mark.timeout(300)]
 
 GROUP = "王村口联盟英语教研组"
 
@@ -128,3 +140,82 @@ async def test_a_meeting_routed_to_a_worker(stack: Stack, tmp_path: Path) -> Non
         engine.dispose()
     assert set(rows) == {m.teacher_id for m in meeting.members}
     assert all(1 <= seconds <= elapsed + 2 for seconds in rows.values()), rows
+
+
+async def test_a_meeting_recorded_in_its_worker(stack: Stack, tmp_path: Path) -> None:  # noqa: F811
+    meeting = _meeting_now(tmp_path / "tongke.db")
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("TONGKE_")},
+        "TONGKE_ENVIRONMENT": "test",
+        "TONGKE_DATABASE_URL": f"sqlite:///{tmp_path / 'tongke.db'}",
+        "TONGKE_REDIS_URL": stack.redis_url,
+        "TONGKE_SECRET_KEY": SECRET,
+        "TONGKE_MEDIA_ROOT": str(tmp_path / "media"),
+    }
+    jobs = _start("jobs", ["worker"], env, tmp_path, 0)  # composes what the SFU worker recorded
+    base = stack.web.base.replace("http://", "ws://")
+    host = await attend(base, meeting, meeting.members[0], amplitude=0.3)
+    member = await attend(base, meeting, meeting.members[1], amplitude=0.0)
+    engine = make_engine(f"sqlite:///{tmp_path / 'tongke.db'}")
+
+    async def wait_for(condition: Callable[[], bool], what: str, within: float = 15) -> None:
+        deadline = time.monotonic() + within
+        while not condition():
+            assert time.monotonic() < deadline, f"{what}\n{stack.diagnostics()}\n{jobs.log()}"
+            await asyncio.sleep(0.2)
+
+    def told(attendee: Attendee, recording: bool) -> bool:
+        return any(
+            m["type"] == "meeting" and m.get("recording") is recording
+            for m in attendee.bot.messages
+        )
+
+    try:
+        for attendee in (host, member):
+            await wait_for(attendee.bot.connected.is_set, "connected", within=20)
+        await member.bot.send({"type": "start_recording"})  # not the host: refused
+        await wait_for(lambda: bool(member.bot.errors), "refusal")
+        assert member.bot.errors[-1]["code"] == "not_host"
+        await host.bot.send({"type": "start_recording"})
+        await wait_for(lambda: told(member, True), "录制中 through the relay")
+        await asyncio.sleep(4)
+        await host.bot.send({"type": "stop_recording"})
+        await wait_for(lambda: told(member, False), "recording stopped")
+    finally:
+        await host.stop()
+        await member.stop()
+
+    def recording() -> Recording | None:
+        with session_scope(engine) as session:
+            found = session.scalars(
+                select(Recording).where(Recording.research_session_id == meeting.session_id)
+            ).one_or_none()
+            if found is not None:
+                session.expunge(found)
+            return found
+
+    try:
+        await wait_for(
+            lambda: (
+                (r := recording()) is not None
+                and (r.status == "failed" or (r.outputs or {}).get("renditions") == "ready")
+            ),
+            "composed by the job worker",
+            within=150,
+        )
+    finally:
+        _stop(jobs.process)
+        engine.dispose()
+    done = recording()
+    assert done is not None and done.status == "ready", done and done.status_message
+    raw = tmp_path / "media" / done.raw_path
+    timeline = MeetingTimeline.read(raw.parent / TIMELINE_NAME)
+    assert timeline.duration_s is not None and timeline.duration_s >= 4
+    probed = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", raw],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    assert abs(float(probed.stdout) - timeline.duration_s) <= 0.5
+    assert done.outputs["chapters"][0]["title"] == "会议开始"

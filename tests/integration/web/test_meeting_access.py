@@ -161,6 +161,7 @@ def test_the_socket_refuses_with_a_reason_and_lets_the_host_in(
             "spotlight": None,
             "screen": None,
             "audio_locked": False,
+            "recording": False,
         }
         assert [line["name"] for line in joined["media"]][:2] == ["mic", "camera"]
         socket.send_json({"v": 1, "type": "leave"})

@@ -94,3 +94,17 @@ def test_an_alliance_admin_sees_every_group_of_the_alliance(
     page = app_client.get("/research").text
     assert "王村口联盟英语教研组" in page and "王村口联盟音乐教研组" in page
     assert "实验集团数学教研组" not in page  # another alliance's group
+
+
+def test_a_recorded_session_links_its_recording(
+    app_client: TestClient, sqlite_db: DemoDatabase
+) -> None:
+    from recordings.meetings import new_recording_for_research_session
+
+    username, row, _ = a_host(sqlite_db)
+    with sqlite_db.sessions() as session, session.begin():
+        recording = new_recording_for_research_session(session, research_session_id=row.id)
+        recording_id = recording.id
+    login(app_client, username)
+    page = app_client.get("/research")
+    assert f'<a href="/replays/{recording_id}">录像</a>' in page.text

@@ -252,3 +252,82 @@ def test_the_meeting_messages_are_validated() -> None:
         with pytest.raises(SignalingError) as refused:
             parse_message(bad)
         assert refused.value.code == "invalid_message"
+
+
+# -- recording --------------------------------------------------------------------------------
+
+
+class RecordingLog:
+    """Recording hooks that note what the room asked for (the real ones: recordings.meetings)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str | None]] = []
+
+    async def start(self, room: Room, by: ParticipantIdentity) -> None:
+        self.calls.append(("start", by.participant_id))
+
+    async def stop(self, room: Room) -> None:
+        self.calls.append(("stop", None))
+
+
+async def test_only_the_host_records_and_everyone_is_told(room: Room) -> None:
+    host, host_inbox = await join(room, who("teacher-1", host=True))
+    member, member_inbox = await join(room, who("teacher-2"))
+    with pytest.raises(RoomError) as refused:
+        await room.start_recording(host)
+    assert refused.value.code == "recording_unavailable"  # nothing records this room
+
+    hooks = room.recording_hooks = RecordingLog()
+    with pytest.raises(RoomError) as refused:
+        await room.start_recording(member)
+    assert refused.value.code == "not_host"
+    with pytest.raises(RoomError) as refused:
+        await room.stop_recording(host)
+    assert refused.value.code == "not_recording"
+    assert hooks.calls == [] and room.recording is False
+
+    await room.start_recording(host)
+    assert hooks.calls == [("start", "teacher-1")]
+    assert member_inbox.last("meeting")["recording"] is True
+    with pytest.raises(RoomError) as refused:
+        await room.start_recording(host)
+    assert refused.value.code == "already_recording"
+    with pytest.raises(RoomError) as refused:
+        await room.stop_recording(member)
+    assert refused.value.code == "not_host"
+
+    await room.stop_recording(host)
+    assert hooks.calls[-1] == ("stop", None)
+    assert host_inbox.last("meeting")["recording"] is False
+    kinds = [e.kind for e in room.events.history]
+    assert kinds.index("recording_started") < kinds.index("recording_stopped")
+
+
+async def test_a_failed_start_leaves_the_meeting_unrecorded(room: Room) -> None:
+    host, inbox = await join(room, who("teacher-1", host=True))
+
+    class Broken(RecordingLog):
+        async def start(self, room: Room, by: ParticipantIdentity) -> None:
+            raise RoomError("录像存储不可用", code="storage_unavailable")
+
+    room.recording_hooks = Broken()
+    with pytest.raises(RoomError):
+        await room.start_recording(host)
+    assert room.recording is False
+    assert all(not m.get("recording") for m in inbox.messages if m["type"] == "meeting")
+
+
+async def test_closing_the_room_ends_its_recording(room: Room) -> None:
+    host, _ = await join(room, who("teacher-1", host=True))
+    room.recording_hooks = RecordingLog()
+    await room.start_recording(host)
+    await room.close()
+    assert room.recording is False
+    assert room.events.history[-1].kind == "room_closed"
+
+
+def test_the_recording_messages_are_validated() -> None:
+    assert parse_message({"v": 1, "type": "start_recording"}).type == "start_recording"
+    assert parse_message({"v": 1, "type": "stop_recording"}).type == "stop_recording"
+    with pytest.raises(SignalingError):
+        parse_message({"v": 1, "type": "start_recording", "room": "research-8"})

@@ -1,7 +1,8 @@
 // The online 教研 meeting /research/sessions/{id}/meeting: everyone publishes camera and
 // microphone through the SFU, the active speaker (or the spotlit teacher, or a shared screen)
-// is shown large, and the host mutes all, spotlights and lowers hands. The SFU enforces the
-// host's controls; this page only asks for them (protocol: streaming/signaling.py).
+// is shown large, and the host mutes all, spotlights, lowers hands and records (everyone then
+// sees 录制中). The SFU enforces the host's controls; this page only asks for them (protocol:
+// streaming/signaling.py).
 import { LessonConnection } from "./lesson-client.js";
 
 const STATE_TEXT = {
@@ -47,6 +48,8 @@ function button(text, onClick, attributes = {}) {
 // -- the frame of the page -------------------------------------------------------------------
 
 const status = el("span", { class: "lv-status", role: "status", "aria-live": "polite", "data-testid": "meeting-state" });
+// Everyone sees when the meeting is being recorded into the library (they are in it).
+const recordingBadge = el("span", { class: "mt-recording", role: "status", hidden: true, "data-testid": "recording", text: "● 录制中" });
 const notice = el("p", { class: "lv-notice", role: "alert", hidden: true });
 const unlock = el("button", { type: "button", class: "lv-unlock", hidden: true, text: "点击开启声音" });
 const leave = button("离开会议", () => {
@@ -65,7 +68,7 @@ const hostPanel = el("aside", { class: "mt-host", hidden: true, "aria-labelledby
 const people = el("ul", { class: "lv-people", "data-testid": "people", "aria-label": "参会教师" });
 const audioBox = el("div", { hidden: true });
 view.replaceChildren(
-  el("div", { class: "lv-head" }, status, unlock, leave),
+  el("div", { class: "lv-head" }, status, recordingBadge, unlock, leave),
   notice,
   controls,
   stage,
@@ -78,9 +81,11 @@ view.replaceChildren(
 const muteAll = button("全体静音", () => connection.command("mute_all"), { "data-testid": "mute-all" });
 const muteAllLocked = button("全体静音并禁止自行开麦", () => connection.command("mute_all", { lock: true }));
 const unlockAudio = button("允许自行开麦", () => connection.command("unlock_audio"), { hidden: true });
+const startRecording = button("开始录制", () => connection.command("start_recording"), { "data-testid": "start-recording" });
+const stopRecording = button("停止录制", () => connection.command("stop_recording"), { hidden: true, "data-testid": "stop-recording" });
 hostPanel.append(
   el("h2", { id: "host-title", text: "主持人" }),
-  el("div", { class: "mt-controls" }, muteAll, muteAllLocked, unlockAudio),
+  el("div", { class: "mt-controls" }, muteAll, muteAllLocked, unlockAudio, startRecording, stopRecording),
 );
 
 // -- state -----------------------------------------------------------------------------------
@@ -188,6 +193,9 @@ function render() {
   // The people list, with the host's buttons per teacher.
   hostPanel.hidden = !connection.host;
   unlockAudio.hidden = !meeting.audio_locked;
+  recordingBadge.hidden = !meeting.recording;
+  startRecording.hidden = Boolean(meeting.recording);
+  stopRecording.hidden = !meeting.recording;
   people.replaceChildren(
     ...list.map((participant) => {
       const own = mine && participant.id === mine.id;
