@@ -111,6 +111,8 @@ def replay_page(
             "source": source,
             "mime": mime,
             "poster": shown.media.poster,
+            "hls": shown.media.hls,
+            "thumbnails": shown.media.thumbnails,
             "chapters": [
                 {**chapter, "at": review.format_moment(float(chapter.get("t", 0)))}
                 for chapter in shown.chapters
