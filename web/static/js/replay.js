@@ -91,8 +91,14 @@ function setUpPlayer() {
       duration = video.duration;
       renderMarkers();
     }
+    const start = root.dataset.start === "" ? NaN : Number(root.dataset.start);
     const resume = Number(root.dataset.position);
-    if (resume > 1 && (!duration || resume < duration - 2) && video.currentTime < 1) {
+    if (Number.isFinite(start) && video.currentTime < 1) {
+      // a link to a moment (a search hit in a comment) wins over the resume point
+      video.currentTime = duration ? Math.min(start, duration) : start;
+      highlight(start);
+      document.getElementById("resume-status").textContent = `已跳到 ${formatMoment(start)}`;
+    } else if (resume > 1 && (!duration || resume < duration - 2) && video.currentTime < 1) {
       video.currentTime = resume;
       document.getElementById("resume-status").textContent =
         `已从上次停下的 ${formatMoment(resume)} 处继续`;
