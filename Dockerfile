@@ -4,6 +4,12 @@
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
+# --- vendor: front-end libraries from npm, pinned and integrity-checked (never a CDN) ---
+FROM node:20-bookworm-slim AS vendor
+WORKDIR /src
+COPY deploy/fetch-vendor.sh deploy/
+RUN deploy/fetch-vendor.sh
+
 # --- build: install the package and its dependencies into a self-contained venv ---
 FROM ${PYTHON_IMAGE} AS build
 
@@ -15,6 +21,7 @@ ENV PATH="/opt/tongke/bin:${PATH}"
 
 WORKDIR /src
 COPY . .
+COPY --from=vendor /src/web/static/vendor web/static/vendor
 RUN pip install --upgrade pip \
  && pip install .
 

@@ -297,8 +297,45 @@ def children_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def children_peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+class FfmpegPeak:
+    """The highest peak RSS (``VmHWM``) of any ffmpeg this process starts while it watches,
+    sampled every 50 ms from /proc. ``ru_maxrss`` of children cannot tell: a child's starts
+    as the forked copy of this Python process (PyAV and the recorder loaded) before exec."""
+
+    def __init__(self) -> None:
+        self.peak_kib = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> FfmpegPeak:
+        self._task = asyncio.create_task(self._watch())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    @property
+    def mib(self) -> float:
+        return round(self.peak_kib / 1024, 1)
+
+    def sample(self) -> None:
+        for children in Path("/proc/self/task").glob("*/children"):
+            for pid in children.read_text("ascii").split():
+                try:
+                    status = Path(f"/proc/{pid}/status").read_text("ascii")
+                except OSError:
+                    continue  # already gone
+                if not status.startswith("Name:\tffmpeg\n"):
+                    continue
+                for line in status.splitlines():
+                    if line.startswith("VmHWM:"):
+                        self.peak_kib = max(self.peak_kib, int(line.split()[1]))
+
+    async def _watch(self) -> None:
+        while True:
+            self.sample()
+            await asyncio.sleep(0.05)
 
 
 def decodes_near_end(path: Path, *, duration_s: float) -> bool:
@@ -459,7 +496,8 @@ async def reference_transcode(raw: Path, *, stop_s: float) -> dict[str, Any]:
     cpu_before = children_cpu_s()
     encode_started = time.perf_counter()
     target = raw.with_name("reference.mp4")
-    await transcode_mp4(raw, target, facts=facts)
+    async with FfmpegPeak() as peak:
+        await transcode_mp4(raw, target, facts=facts)
     encoded = time.perf_counter()
     return {
         "what": "ffmpeg libx264 veryfast crf 26 + AAC 96k MP4 +faststart of stream 1",
@@ -468,20 +506,21 @@ async def reference_transcode(raw: Path, *, stop_s: float) -> dict[str, Any]:
         "ready_after_end_s": round(stop_s + encoded - started, 1),
         "speed_x": round(facts.duration_s / (encoded - encode_started), 1),
         "ffmpeg_cpu_s": round(children_cpu_s() - cpu_before, 1),
-        "ffmpeg_peak_rss_mib": round(children_peak_rss_mib(), 1),
+        "ffmpeg_peak_rss_mib": peak.mib,
         "mp4_bytes": target.stat().st_size,
     }
 
 
 async def renditions_run(raw: Path) -> dict[str, Any]:
     """The processing job's second step on one recording: HLS main + low rendition, thumbnail
-    sprite, MP4 remux (one decode, two encodes)."""
+    sprite, MP4 remux; ``ffmpeg_peak_rss_mib`` is the highest of its ffmpeg runs."""
     from recordings.processing import make_renditions, probe_media
 
     facts = await asyncio.to_thread(probe_media, raw, trust_header=True)
     cpu_before = children_cpu_s()
     started = time.perf_counter()
-    outputs = await make_renditions(raw, out_dir=raw.parent, facts=facts)
+    async with FfmpegPeak() as peak:
+        outputs = await make_renditions(raw, out_dir=raw.parent, facts=facts)
     seconds = time.perf_counter() - started
     return {
         "what": "HLS main (crf 26) + low 360p 300 kbit/s, thumbnails, MP4 remux",
@@ -489,7 +528,7 @@ async def renditions_run(raw: Path) -> dict[str, Any]:
         "seconds": round(seconds, 1),
         "speed_x": round(facts.duration_s / seconds, 1),
         "ffmpeg_cpu_s": round(children_cpu_s() - cpu_before, 1),
-        "ffmpeg_peak_rss_mib": round(children_peak_rss_mib(), 1),
+        "ffmpeg_peak_rss_mib": peak.mib,
         "mp4_bytes": outputs["size_bytes"],
     }
 
@@ -519,7 +558,8 @@ def print_table(report: dict[str, Any], write: Callable[[str], None]) -> None:
         write(
             f"renditions (HLS main + low, thumbnails, MP4) of one {renditions['media_minutes']} "
             f"min recording: {renditions['seconds']} s ({renditions['speed_x']}x real time), "
-            f"ffmpeg CPU {renditions['ffmpeg_cpu_s']} s"
+            f"ffmpeg CPU {renditions['ffmpeg_cpu_s']} s, processing peak RSS "
+            f"{renditions['ffmpeg_peak_rss_mib']} MiB"
         )
     reference = report.get("reference")
     if reference:

@@ -4,11 +4,12 @@ Two steps. ``make_playable`` (under a second for a 45-minute lesson: the duratio
 the header of a file the recorder closed, the poster from one decoded frame) checks
 ``raw.webm`` (VP8 + Opus, as captured), writes ``poster.jpg`` and the chapters from the
 sidecar, and the recording is ``ready``: the library serves the WebM, which Chromium, Firefox
-and Edge play. ``make_renditions`` then makes what every device plays, in one ffmpeg run (one
-decode, two encodes): HLS in ~4 s fMP4 segments with the main rendition and a 360p
-~300 kbit/s one, a thumbnail sprite with its WebVTT index, and ``lesson.mp4`` (the main
-rendition remuxed, ``+faststart``). That costs minutes for a 45-minute lesson (libx264
-veryfast at 360p runs ~7x real time on two busy cores; ``tongke bench recording``).
+and Edge play. ``make_renditions`` then makes what every device plays, one ffmpeg run per
+rendition and one for the sprite (each run's peak RSS stays under 100 MiB, flat in the
+lesson's length): HLS in ~4 s fMP4 segments with the main rendition and a 360p ~300 kbit/s
+one, a thumbnail sprite with its WebVTT index, and ``lesson.mp4`` (the main rendition
+remuxed, ``+faststart``). That costs minutes for a 45-minute lesson (``tongke bench
+recording --renditions``).
 
 Every output is written under a temporary name and moved into place, so re-running the job
 (a retry, a worker killed mid-job, a manual re-process) replaces the outputs whole or not at
@@ -23,7 +24,7 @@ import math
 import os
 import re
 import shutil
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -336,71 +337,105 @@ def _vtt_time(seconds: float) -> str:
     return f"{hours:02d}:{minutes:02d}:{rest // 1000:02d}.{rest % 1000:03d}"
 
 
+@dataclass(frozen=True)
+class Rendition:
+    """One HLS variant, encoded by its own ffmpeg run (see ``rendition_arguments``)."""
+
+    name: str
+    height: int | None  # None: the source's height
+    video_args: tuple[str, ...]
+    audio_kbps: int
+
+
+MAIN = Rendition("main", None, ("-crf", "26"), 96)
+LOW = Rendition(
+    "low",
+    LOW_HEIGHT,
+    (
+        "-b:v", f"{LOW_VIDEO_KBPS}k",
+        "-maxrate", f"{LOW_VIDEO_KBPS * 6 // 5}k",
+        "-bufsize", f"{LOW_VIDEO_KBPS * 2}k",
+    ),
+    48,
+)  # fmt: skip
+# Memory, not speed, bounds how many lessons a worker processes at once: one encoder per
+# ffmpeg run (two in one run cost ~50 MiB more at peak), with fixed thread counts (x264's
+# default, 1.5 x cores, and the decoder's grow with the machine's cores) keeps each run under
+# ~90 MiB, whatever the lesson's length (ffmpeg's own libraries are ~50 MiB of that).
+X264_THREADS = 2
+X264_LOOKAHEAD = 10
+DECODER_THREADS = 2
+
+
 def rendition_arguments(
-    raw: Path, work: Path, *, facts: MediaFacts, grid: ThumbnailGrid | None, loudnorm: bool
+    raw: Path, work: Path, *, rendition: Rendition, facts: MediaFacts, loudnorm: bool
 ) -> list[str]:
-    """One ffmpeg run, one decode: HLS (fMP4, ``SEGMENT_S`` s segments aligned across
-    renditions) with the main rendition and the low one, and the thumbnail sprite."""
+    """One ffmpeg run for one rendition: HLS (fMP4, ``SEGMENT_S`` s segments; the key frames
+    are forced on the same timestamps in every run, so segments align across renditions),
+    writing ``hls/master-<name>.m3u8`` (merged by ``merge_masters``)."""
     filters: list[str] = []
     maps: list[str] = []
-    variants: list[str] = []
-    video_outputs = 0
     if facts.has_video:
-        low_height = min(LOW_HEIGHT, facts.height or LOW_HEIGHT)
-        split = 3 if grid is not None else 2
-        tails = "[vm][vl]" + ("[vt]" if grid is not None else "")
-        filters.append(f"[0:v]split={split}{tails}")
-        filters.append(f"[vl]scale=-2:{low_height}[vlow]")
-        if grid is not None:
-            filters.append(
-                f"[vt]fps=1/{grid.interval_s},scale={grid.width}:{grid.height},"
-                f"tile={grid.columns}x{grid.rows}[sprite]"
-            )
-        video_outputs = 2
+        height = min(rendition.height, facts.height or rendition.height) if rendition.height else 0
+        filters.append("[0:v]" + (f"scale=-2:{height}" if height else "null") + "[v]")
+        maps += ["-map", "[v]"]
     if facts.has_audio:
         chain = f"{LOUDNORM}," if loudnorm else ""
-        count = 2 if facts.has_video else 1
         filters.append(
-            f"[0:a]{chain}aresample=48000,aformat=sample_fmts=fltp:channel_layouts=stereo,"
-            f"asplit={count}" + "".join(f"[a{i}]" for i in range(count))
+            f"[0:a]{chain}aresample=48000,aformat=sample_fmts=fltp:channel_layouts=stereo[a]"
         )
+        maps += ["-map", "[a]"]
+    streams = ["v:0"] if facts.has_video else []
+    streams += ["a:0"] if facts.has_audio else []
+    arguments = [
+        "-threads", str(DECODER_THREADS), "-i", str(raw),
+        "-filter_complex", ";".join(filters), *maps,
+    ]  # fmt: skip
     if facts.has_video:
-        maps += ["-map", "[vm]"] + (["-map", "[a0]"] if facts.has_audio else [])
-        maps += ["-map", "[vlow]"] + (["-map", "[a1]"] if facts.has_audio else [])
-        audio = ",a:{}" if facts.has_audio else ""
-        variants = [f"v:0{audio.format(0)},name:main", f"v:1{audio.format(1)},name:low"]
-    else:
-        maps += ["-map", "[a0]"]
-        variants = ["a:0,name:main"]
-    arguments = ["-i", str(raw), "-filter_complex", ";".join(filters), *maps]
-    if video_outputs:
         arguments += [
             "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p",
+            "-threads:v", str(X264_THREADS),
+            "-x264-params", f"rc-lookahead={X264_LOOKAHEAD}",
             "-force_key_frames", f"expr:gte(t,n_forced*{SEGMENT_S})",
-            "-crf:v:0", "26",
-            "-b:v:1", f"{LOW_VIDEO_KBPS}k",
-            "-maxrate:v:1", f"{LOW_VIDEO_KBPS * 6 // 5}k",
-            "-bufsize:v:1", f"{LOW_VIDEO_KBPS * 2}k",
+            *rendition.video_args,
         ]  # fmt: skip
     if facts.has_audio:
-        arguments += ["-c:a", "aac", "-b:a:0", "96k"]
-        if facts.has_video:
-            arguments += ["-b:a:1", "48k"]
+        arguments += ["-c:a", "aac", "-b:a", f"{rendition.audio_kbps}k"]
     hls = work / HLS_DIR
     arguments += [
         "-f", "hls", "-hls_time", str(SEGMENT_S), "-hls_playlist_type", "vod",
         "-hls_segment_type", "fmp4", "-hls_fmp4_init_filename", "init.mp4",
         "-hls_segment_filename", str(hls / "%v" / "seg_%05d.m4s"),
-        "-master_pl_name", HLS_MASTER,
-        "-var_stream_map", " ".join(variants),
+        "-master_pl_name", f"master-{rendition.name}.m3u8",
+        "-var_stream_map", ",".join([*streams, f"name:{rendition.name}"]),
         str(hls / "%v" / "index.m3u8"),
     ]  # fmt: skip
-    if grid is not None:
-        arguments += [
-            "-map", "[sprite]", "-frames:v", "1", "-update", "1", "-q:v", "5",
-            str(work / THUMBS_NAME),
-        ]  # fmt: skip
     return [*arguments, "-progress", "pipe:1", "-nostats"]
+
+
+def sprite_arguments(raw: Path, target: Path, *, grid: ThumbnailGrid) -> list[str]:
+    """The thumbnail sprite, by a run of its own: in a rendition's run its 1600-pixel-wide
+    tile and JPEG encoder add ~14 MiB to that run's peak; decoding once more costs less."""
+    return [
+        "-threads", str(DECODER_THREADS), "-i", str(raw), "-an",
+        "-vf", f"fps=1/{grid.interval_s},scale={grid.width}:{grid.height},"
+        f"tile={grid.columns}x{grid.rows}",
+        "-frames:v", "1", "-update", "1", "-q:v", "5", str(target),
+        "-progress", "pipe:1", "-nostats",
+    ]  # fmt: skip
+
+
+def merge_masters(hls: Path, names: Sequence[str]) -> None:
+    """One master playlist listing every rendition, from the one each run wrote."""
+    lines: list[str] = []
+    for name in names:
+        part = hls / f"master-{name}.m3u8"
+        for line in part.read_text("utf-8").splitlines():
+            header = line.startswith(("#EXTM3U", "#EXT-X-VERSION", "#EXT-X-INDEPENDENT"))
+            if line.strip() and not (header and line in lines):
+                lines.append(line)
+        part.unlink()
+    (hls / HLS_MASTER).write_text("\n".join(lines) + "\n", "utf-8")
 
 
 def _variant_bandwidths(playlist: Path) -> tuple[int, int]:
@@ -454,6 +489,16 @@ def _replace_tree(source: Path, target: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def _share(report: Report | None, first: float, last: float) -> Report:
+    """Progress of one ffmpeg run as its span of the renditions step (5 %..90 % of the job)."""
+
+    async def scaled(share: float, message: str) -> None:
+        if report is not None:
+            await report(0.05 + 0.85 * (first + (last - first) * share), message)
+
+    return scaled
+
+
 async def make_renditions(
     raw: Path,
     *,
@@ -465,23 +510,32 @@ async def make_renditions(
     """What every device plays, after the recording is already playable from its raw file:
     HLS with the main and a low-bitrate rendition, a thumbnail strip with its WebVTT index,
     and the MP4 (the main rendition remuxed, +faststart) for download and old players. One
-    decode and two encodes; everything is built in a work folder and moved into place, so a
+    ffmpeg run per rendition; everything is built in a work folder and moved into place, so a
     re-run replaces the outputs whole."""
     work = out_dir / ".renditions.partial"
     shutil.rmtree(work, ignore_errors=True)
     (work / HLS_DIR).mkdir(parents=True)
     grid = ThumbnailGrid.for_media(facts) if facts.has_video else None
 
-    async def encoding(share: float, message: str) -> None:
-        if report is not None:
-            await report(0.05 + 0.85 * share, message)
-
+    # one ffmpeg run per rendition, then one for the sprite (see X264_THREADS): decoding the
+    # raw file again costs ~10 % of an encode
+    renditions = [MAIN, LOW] if facts.has_video else [MAIN]
+    # the main rendition is most of the work, the sprite little
+    spans = [(0.0, 0.6), (0.6, 0.9)] if facts.has_video else [(0.0, 1.0)]
     try:
-        await _ffmpeg(
-            rendition_arguments(raw, work, facts=facts, grid=grid, loudnorm=loudnorm),
-            duration_s=facts.duration_s,
-            report=encoding,
-        )
+        for rendition, (first, last) in zip(renditions, spans, strict=True):
+            await _ffmpeg(
+                rendition_arguments(raw, work, rendition=rendition, facts=facts, loudnorm=loudnorm),
+                duration_s=facts.duration_s,
+                report=_share(report, first, last),
+            )
+        merge_masters(work / HLS_DIR, [r.name for r in renditions])
+        if grid is not None:
+            await _ffmpeg(
+                sprite_arguments(raw, work / THUMBS_NAME, grid=grid),
+                duration_s=facts.duration_s,
+                report=_share(report, 0.9, 1.0),
+            )
         rewrite_master(work / HLS_DIR / HLS_MASTER)
         if report is not None:
             await report(0.92, "生成 MP4")

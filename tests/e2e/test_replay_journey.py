@@ -27,7 +27,8 @@ from playwright.sync_api import Browser, expect, sync_playwright
 
 from common.db import make_engine, session_factory
 from recordings import service as recordings
-from recordings.processing import process_recording
+from recordings.models import Recording
+from recordings.processing import make_playable, process_recording
 from tests.e2e.demo_process import running_demo
 from tests.e2e.test_ui_journeys import CHROMIUM, CHROMIUM_ARGS, Tab
 
@@ -46,10 +47,12 @@ HAND_AT_S = 3.0
 class Replay:
     base: str
     recording_id: int
+    raw_only_id: int  # playable from its WebM, HLS not made yet
 
 
-def _record_lesson(root: Path) -> int:
-    """A processed recording in the demo's database and media root, as the job leaves it."""
+def _record_lesson(root: Path, *, renditions: bool = True) -> int:
+    """A processed recording in the demo's database and media root, as the job leaves it (or,
+    without ``renditions``, as it is between its two steps: playable, HLS still to come)."""
     media_root = root / "media"
     engine = make_engine(f"sqlite:///{root / 'demo.db'}")
     sessions = session_factory(engine)
@@ -74,10 +77,20 @@ def _record_lesson(root: Path) -> int:
         raw.with_name("events.json").write_text(json.dumps(events, ensure_ascii=False), "utf-8")
         # Playwright's sync API may own this thread's event loop: process on another thread.
         with ThreadPoolExecutor(max_workers=1) as worker:
-            worker.submit(
-                asyncio.run,
-                process_recording(sessions, media_root=media_root, recording_id=recording_id),
-            ).result()
+            if renditions:
+                worker.submit(
+                    asyncio.run,
+                    process_recording(sessions, media_root=media_root, recording_id=recording_id),
+                ).result()
+            else:
+                _, outputs = worker.submit(
+                    asyncio.run, make_playable(raw, out_dir=raw.parent)
+                ).result()
+                with sessions() as session:
+                    recording = session.get_one(Recording, recording_id)
+                    recording.status = "ready"
+                    recording.outputs = {**outputs, "renditions": "processing"}
+                    session.commit()
     finally:
         engine.dispose()
     return recording_id
@@ -87,7 +100,8 @@ def _record_lesson(root: Path) -> int:
 def replay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replay]:
     root = tmp_path_factory.mktemp("replay-demo")
     with running_demo(root) as demo:
-        yield Replay(demo.base, _record_lesson(root))
+        raw_only = _record_lesson(root, renditions=False)  # older: listed second
+        yield Replay(demo.base, _record_lesson(root), raw_only)
 
 
 @pytest.fixture(scope="module")
@@ -212,3 +226,57 @@ def test_a_teacher_comments_at_a_moment_and_a_pupil_sees_no_comments(
     assert page.request.get(f"/api/recordings/{replay.recording_id}/comments").status == 403
     pupil.check_labels()
     pupil.shot("replay-student")
+
+
+def test_the_player_streams_hls_switches_quality_and_previews_thumbnails(
+    browser: Browser, replay: Replay, tabs: list[Tab]
+) -> None:
+    page = open_tab(browser, replay, tabs).login("teacher-wang")
+    page.goto(f"/replays/{replay.recording_id}")
+    page.wait_for_function("document.getElementById('video').dataset.player === 'hls.js'")
+    video = page.locator("#video")
+    # hls.js feeds the element through Media Source Extensions, not the MP4
+    page.wait_for_function("document.getElementById('video').readyState >= 2")
+    assert video.evaluate("v => v.currentSrc").startswith("blob:")
+    video.evaluate("v => { v.muted = true; return v.play(); }")
+    page.wait_for_function("document.getElementById('video').currentTime > 1")
+    quality = page.get_by_label("清晰度")
+    expect(quality).to_be_visible()
+    quality.select_option(label="流畅")
+    page.wait_for_function("document.getElementById('video').dataset.level === 'low'")
+    before = video.evaluate("v => v.currentTime")
+    page.wait_for_function(f"document.getElementById('video').currentTime > {before} + 0.5")
+    quality.select_option(label="原画")
+    page.wait_for_function("document.getElementById('video').dataset.level === 'main'")
+
+    # hovering the timeline shows the sprite's tile for that moment
+    preview = page.locator("#thumb-preview")
+    expect(preview).to_be_hidden()
+    page.wait_for_function("document.getElementById('timeline').classList.contains('has-thumbs')")
+    box = page.locator("#timeline").bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] * 0.8, box["y"] + box["height"] / 2)
+    expect(preview).to_be_visible()
+    assert abs(float(preview.get_attribute("data-at") or 0) - 0.8 * LESSON_S) < 0.3
+    image = preview.locator(".thumb-image")
+    assert "thumbs.jpg" in image.evaluate("e => e.style.backgroundImage")
+    # 6.4 s is in the fourth 2-second tile: x = 3 * 160
+    assert image.evaluate("e => e.style.backgroundPosition").startswith("-480px")
+    page.mouse.move(box["x"], box["y"] - 200)
+    expect(preview).to_be_hidden()
+
+
+def test_the_player_falls_back_to_the_file_while_hls_is_being_made(
+    browser: Browser, replay: Replay, tabs: list[Tab]
+) -> None:
+    page = open_tab(browser, replay, tabs).login("teacher-wang")
+    page.goto(f"/replays/{replay.raw_only_id}")
+    page.wait_for_function("document.getElementById('video').readyState >= 1")
+    video = page.locator("#video")
+    assert "rendition=raw" in video.evaluate("v => v.currentSrc")
+    assert video.evaluate("v => v.dataset.player") is None
+    expect(page.get_by_label("清晰度")).to_be_hidden()
+    video.evaluate("v => { v.muted = true; return v.play(); }")
+    page.wait_for_function("document.getElementById('video').currentTime > 1")
+    page.get_by_label("播放速度").select_option("2")
+    assert video.evaluate("v => v.playbackRate") == 2

@@ -33,6 +33,7 @@ from recordings.storage import MediaStorage, remote_storage
 from streaming.access import lesson_room_id
 from web.deps import CurrentPrincipal, DbSession, SettingsDep
 from web.lesson_rooms import LessonRooms
+from web.library_search import CommentHit, search_comments
 
 router = APIRouter(prefix="/api/recordings", tags=["recordings"])
 
@@ -84,6 +85,17 @@ def list_recordings(
     rows = service.search(session, principal, filters)
     replays = service.replays_of(session, [r.id for r in rows])
     return [_out(r, media_root=settings.media_root, replays=replays.get(r.id, 0)) for r in rows]
+
+
+@router.get("/comment-hits", response_model=list[CommentHit])
+def comment_hits(
+    principal: CurrentPrincipal,
+    session: DbSession,
+    q: Annotated[str, Query(min_length=1, max_length=100)],
+) -> list[CommentHit]:
+    """听评课 comments containing every word of `q`, with their moment (teachers and admins;
+    pupils and terminals get 403: they never read comments)."""
+    return search_comments(session, principal, q)
 
 
 @router.post("/start", response_model=RecordingOut, status_code=201)

@@ -18,6 +18,7 @@ from recordings import service as recordings
 from recordings.schemas import RecordingFilters, RecordingMedia
 from research import review
 from web.deps import DbSession, MaybeAuth, SettingsDep
+from web.library_search import may_search_comments, search_comments
 from web.routers.pages import _denied, _render
 from web.routers.recordings import _out as recording_out
 
@@ -49,6 +50,12 @@ def replays_page(
     if auth.account.role not in REPLAY_ROLES:
         return _denied(request, session, auth, "教室终端不能浏览录像回放。")
     rows = recordings.search(session, auth.principal, RecordingFilters(q=q or None, limit=200))
+    # pupils never read 评语, so they never find a lesson through one
+    comment_hits = (
+        search_comments(session, auth.principal, q)
+        if q and may_search_comments(auth.principal)
+        else []
+    )
     subjects = {s.id: s.name for s in session.scalars(select(Subject))}
     teachers = {t.id: t.name for t in session.scalars(select(Teacher))}
     schools = {s.id: s.name for s in session.scalars(select(School))}
@@ -59,6 +66,7 @@ def replays_page(
         "replays.html",
         {
             "q": q or "",
+            "comment_hits": comment_hits,
             "rows": [
                 {
                     "id": r.id,
@@ -86,12 +94,10 @@ def replay_page(
     auth: MaybeAuth,
     session: DbSession,
     settings: SettingsDep,
-    t: float | None = Query(None, ge=0, description="start at this second (a 评语's moment)"),
+    t: Annotated[float | None, Query(ge=0, le=86_400)] = None,
 ) -> Response:
-    """The player: chapters, speed, resume; for teachers the comments and the rubric.
-
-    ``?t=SECONDS`` opens it at that moment instead of where the viewer last stopped.
-    """
+    """The player: chapters, speed, resume; for teachers the comments and the rubric. ``t``
+    starts at that moment (a search hit in a comment links there)."""
     if auth is None:
         return RedirectResponse("/login", status_code=303)
     principal = auth.principal
@@ -115,6 +121,8 @@ def replay_page(
             "source": source,
             "mime": mime,
             "poster": shown.media.poster,
+            "hls": shown.media.hls,
+            "thumbnails": shown.media.thumbnails,
             "chapters": [
                 {**chapter, "at": review.format_moment(float(chapter.get("t", 0)))}
                 for chapter in shown.chapters
@@ -122,9 +130,8 @@ def replay_page(
             "duration": duration,
             "duration_label": review.format_moment(duration) if duration is not None else "—",
             "status": STATUS_LABELS.get(recording.status, recording.status),
-            "position": t
-            if t is not None
-            else recordings.position_of(session, principal, recording.id),
+            "position": recordings.position_of(session, principal, recording.id),
+            "start": t,
             "can_review": can_review,
             "can_take_part": can_take_part,
             "research_sessions": review.linkable_sessions(session, recording)

@@ -1,5 +1,6 @@
-// The replay player: speed, chapters, resume where the viewer stopped; for teachers the
-// timestamped 评语 (markers on the timeline and a threaded list) and the 评课 rubric form.
+// The replay player: HLS (hls.js, vendored at build time) with a 清晰度 menu, thumbnail
+// previews over the timeline, speed, chapters, resume where the viewer stopped; for teachers
+// the timestamped 评语 (markers on the timeline and a threaded list) and the 评课 rubric form.
 import { ApiError, api, clearFormErrors, showFormError } from "./api.js";
 
 const root = document.getElementById("replay");
@@ -8,6 +9,7 @@ const video = document.getElementById("video");
 const canReview = root.dataset.canReview === "yes";
 const canTakePart = root.dataset.canTakePart === "yes";
 const REPORT_EVERY_S = 10;
+const HLS_MODULE = "/static/vendor/hls.mjs";
 
 let duration = Number(root.dataset.duration) || 0;
 let comments = [];
@@ -89,8 +91,14 @@ function setUpPlayer() {
       duration = video.duration;
       renderMarkers();
     }
+    const start = root.dataset.start === "" ? NaN : Number(root.dataset.start);
     const resume = Number(root.dataset.position);
-    if (resume > 1 && (!duration || resume < duration - 2) && video.currentTime < 1) {
+    if (Number.isFinite(start) && video.currentTime < 1) {
+      // a link to a moment (a search hit in a comment) wins over the resume point
+      video.currentTime = duration ? Math.min(start, duration) : start;
+      highlight(start);
+      document.getElementById("resume-status").textContent = `已跳到 ${formatMoment(start)}`;
+    } else if (resume > 1 && (!duration || resume < duration - 2) && video.currentTime < 1) {
       video.currentTime = resume;
       document.getElementById("resume-status").textContent =
         `已从上次停下的 ${formatMoment(resume)} 处继续`;
@@ -126,6 +134,148 @@ function setUpPlayer() {
     }
   });
   updateClock();
+}
+
+// --- source: hls.js, native HLS or the progressive file -------------------------------------
+let hls = null;
+let levelOf = {}; // 清晰度 value -> hls.js level index
+
+function useFallback() {
+  const at = video.currentTime || 0;
+  video.removeAttribute("src");
+  video.replaceChildren();
+  const source = element("source", {
+    attrs: { src: video.dataset.fallback, type: video.dataset.fallbackType },
+  });
+  video.append(source);
+  video.dataset.player = "progressive";
+  document.getElementById("quality-box").hidden = true;
+  video.load();
+  if (at > 0) video.addEventListener("loadedmetadata", () => { video.currentTime = at; }, { once: true });
+}
+
+function markLevel(index) {
+  const name = Object.keys(levelOf).find((key) => levelOf[key] === index);
+  if (name) video.dataset.level = name;
+}
+
+// hls.js wherever Media Source Extensions work (it gives the 清晰度 menu and the adaptive
+// choice); the browser's own HLS where they do not (iOS); else the MP4/WebM.
+async function attachSource() {
+  const url = root.dataset.hls;
+  if (!video || !url) return;
+  let Hls = null;
+  try {
+    ({ default: Hls } = await import(HLS_MODULE));
+  } catch {
+    Hls = null; // not vendored on this server: the native player or the file
+  }
+  const quality = document.getElementById("quality");
+  if (Hls && Hls.isSupported()) {
+    hls = new Hls({ capLevelToPlayerSize: false });
+    hls.on(Hls.Events.MANIFEST_PARSED, (_event, data) => {
+      // the renditions are named by their folder (recordings/processing.py: main/, low/)
+      levelOf = {};
+      data.levels.forEach((level, index) => {
+        const folder = String(level.uri || level.url).match(/(main|low)\/index\.m3u8/);
+        if (folder) levelOf[folder[1]] = index;
+      });
+      document.getElementById("quality-box").hidden = data.levels.length < 2;
+    });
+    hls.on(Hls.Events.LEVEL_SWITCHED, (_event, data) => markLevel(data.level));
+    hls.on(Hls.Events.ERROR, (_event, data) => {
+      if (!data.fatal) return;
+      hls.destroy();
+      hls = null;
+      useFallback();
+    });
+    quality.addEventListener("change", () => {
+      if (!hls) return;
+      // an explicit choice switches now (the buffer is flushed); 自动 lets hls.js adapt
+      hls.currentLevel = quality.value === "auto" ? -1 : levelOf[quality.value];
+    });
+    video.dataset.player = "hls.js";
+    hls.loadSource(url);
+    hls.attachMedia(video);
+    return;
+  }
+  if (video.canPlayType("application/vnd.apple.mpegurl")) {
+    video.dataset.player = "native-hls";
+    video.src = url;
+    const variant = (name) => url.replace(/[^/]+$/, `${name}/index.m3u8`);
+    const variants = { auto: url, main: variant("main"), low: variant("low") };
+    document.getElementById("quality-box").hidden = false;
+    quality.addEventListener("change", () => {
+      const at = video.currentTime;
+      const playing = !video.paused;
+      video.src = variants[quality.value];
+      video.dataset.level = quality.value;
+      video.addEventListener("loadedmetadata", () => {
+        video.currentTime = at;
+        if (playing) video.play().catch(() => {});
+      }, { once: true });
+    });
+    return;
+  }
+  useFallback();
+}
+
+// --- thumbnail previews over the timeline ---------------------------------------------------
+function parseThumbnails(text, base) {
+  const cues = [];
+  const seconds = (stamp) => stamp.split(":").reduce((sum, part) => sum * 60 + Number(part), 0);
+  const lines = text.split(/\r?\n/);
+  for (let i = 0; i < lines.length - 1; i += 1) {
+    const timing = lines[i].match(/^([\d:.]+)\s+-->\s+([\d:.]+)/);
+    const tile = timing && lines[i + 1].match(/^(.+)#xywh=(\d+),(\d+),(\d+),(\d+)$/);
+    if (!tile) continue;
+    cues.push({
+      start: seconds(timing[1]),
+      end: seconds(timing[2]),
+      sprite: new URL(tile[1], base).href,
+      x: Number(tile[2]),
+      y: Number(tile[3]),
+      w: Number(tile[4]),
+      h: Number(tile[5]),
+    });
+  }
+  return cues;
+}
+
+async function setUpThumbnails() {
+  const url = root.dataset.thumbnails;
+  const timeline = document.getElementById("timeline");
+  const preview = document.getElementById("thumb-preview");
+  if (!url || !timeline || !preview) return;
+  let cues = [];
+  try {
+    const response = await fetch(url, { credentials: "same-origin" });
+    if (!response.ok) return;
+    cues = parseThumbnails(await response.text(), new URL(url, window.location.href));
+  } catch {
+    return; // previews are a nicety: the player works without them
+  }
+  if (!cues.length) return;
+  timeline.classList.add("has-thumbs");
+  const image = preview.querySelector(".thumb-image");
+  const label = preview.querySelector(".thumb-time");
+  timeline.addEventListener("mousemove", (event) => {
+    const box = timeline.getBoundingClientRect();
+    const share = Math.min(1, Math.max(0, (event.clientX - box.left) / box.width));
+    const at = share * (duration || cues[cues.length - 1].end);
+    const cue = cues.find((c) => at >= c.start && at < c.end) || cues[cues.length - 1];
+    image.style.width = `${cue.w}px`;
+    image.style.height = `${cue.h}px`;
+    image.style.backgroundImage = `url("${cue.sprite}")`;
+    image.style.backgroundPosition = `-${cue.x}px -${cue.y}px`;
+    label.textContent = formatMoment(at);
+    preview.style.left = `${Math.min(box.width - cue.w / 2, Math.max(cue.w / 2, share * box.width))}px`;
+    preview.dataset.at = String(Math.round(at * 10) / 10);
+    preview.hidden = false;
+  });
+  timeline.addEventListener("mouseleave", () => {
+    preview.hidden = true;
+  });
 }
 
 // --- comments ------------------------------------------------------------------------------
@@ -509,6 +659,8 @@ function setUpLinkForm() {
 
 // --- start ---------------------------------------------------------------------------------
 setUpPlayer();
+attachSource();
+setUpThumbnails();
 if (canReview) {
   setUpCommentForm();
   setUpScoreForm();

@@ -1,0 +1,139 @@
+"""Searching the library through 听评课 comments, on SQLite and PostgreSQL: a hit is the
+comment's moment with an excerpt; only those who may read a lesson's 评课 find its comments."""
+
+from __future__ import annotations
+
+import re
+
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from common.alliance.models import ClassroomTerminal
+from recordings import service as recordings
+from tests.conftest import DEMO_PASSWORD, DemoDatabase, bearer
+from web.library_search import excerpt, query_words
+
+WCK_EN_4 = 4  # shown to student-cy-4-1
+WCK_EN_3 = 2  # not shown to student-cy-4-1
+
+
+def _recording(db: DemoDatabase, sync_group_id: int, topic: str) -> int:
+    with db.sessions() as session:
+        recording = recordings.new_recording_for_sync_group(
+            session, sync_group_id=sync_group_id, topic=topic
+        )
+        recording.status = "ready"
+        recording.outputs = {"mp4": "lesson.mp4", "duration_s": 2400.0, "chapters": []}
+        session.commit()
+        return recording.id
+
+
+def _comment(
+    client: TestClient, headers: dict[str, str], recording: int, body: str, at: float
+) -> int:
+    response = client.post(
+        f"/api/recordings/{recording}/comments",
+        json={"body": body, "at_seconds": at},
+        headers=headers,
+    )
+    assert response.status_code == 201, response.text
+    return int(response.json()["id"])
+
+
+def _terminal(client: TestClient, db: DemoDatabase, admin: dict[str, str]) -> dict[str, str]:
+    """A classroom screen of the alliance, paired the way a school pairs it."""
+    with db.sessions() as session:
+        terminal_id = next(
+            t.id
+            for t in session.scalars(select(ClassroomTerminal).order_by(ClassroomTerminal.id))
+            if t.room.campus.school.alliance.name == "王村口老区教育联盟"
+        )
+    code = client.post(f"/api/terminals/{terminal_id}/pairing-code", headers=admin).json()["code"]
+    token = client.post("/api/devices/pair", json={"code": code}).json()["access_token"]
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_words_and_excerpts() -> None:
+    assert query_words(" 板书  Ｕｎｉｔ 板书 ") == ["板书", "unit"]
+    body = "开头用歌曲导入，孩子们很投入；" * 3 + "板书设计清楚，重点突出。" + "后面" * 30
+    cut = excerpt(body, "板书")
+    assert cut.startswith("…") and cut.endswith("…") and "板书设计清楚" in cut
+    assert len(cut) <= 2 * 24 + len("板书") + 2
+    assert excerpt("板书好", "板书") == "板书好"
+
+
+def test_comments_are_found_at_their_moment_by_those_who_may_read_them(
+    client: TestClient, db: DemoDatabase
+) -> None:
+    shown = _recording(db, WCK_EN_4, "Unit 3 My friends")
+    other = _recording(db, WCK_EN_3, "Unit 2 Colours")
+    wang = bearer(client, "teacher-wang")
+    board = _comment(client, wang, shown, "远端学生跟读清楚，板书设计合理，重点突出。", 95.0)
+    _comment(client, wang, shown, "导入用歌曲，蔡源的孩子很投入", 5.0)
+    late = _comment(client, wang, other, "这节课的板书可以更简洁", 1830.5)
+
+    def hits(q: str, headers: dict[str, str] = wang) -> list[dict[str, object]]:
+        response = client.get("/api/recordings/comment-hits", params={"q": q}, headers=headers)
+        assert response.status_code == 200, response.text
+        return list(response.json())
+
+    found = hits("板书")
+    assert {h["comment_id"] for h in found} == {board, late}
+    first = next(h for h in found if h["comment_id"] == board)
+    assert first["recording_id"] == shown and first["at_seconds"] == 95.0
+    assert first["at"] == "01:35" and first["author_name"] == "王丽娟"
+    assert "板书设计合理" in str(first["excerpt"])
+    assert [h["comment_id"] for h in hits("板书 合理")] == [board]  # every word
+    assert hits("板书 颜色") == []
+    assert [h["at"] for h in hits("简洁")] == ["30:30"]
+    # titles and topics are not comments: the recordings' own search finds those
+    assert hits("Colours") == []
+    # a pattern character is a character
+    assert hits("%") == []
+
+    # admins and the bureau read 评课 too
+    for username in ("admin-wck", "principal-cy", "bureau"):
+        assert board in {h["comment_id"] for h in hits("板书", bearer(client, username))}
+
+    # pupils and classroom screens never read comments, so they cannot search them
+    pupil = bearer(client, "student-cy-4-1")
+    refused = client.get("/api/recordings/comment-hits", params={"q": "板书"}, headers=pupil)
+    assert refused.status_code == 403
+    assert "评语" in refused.json()["error"]["message"]
+    screen = _terminal(client, db, bearer(client, "admin-wck"))
+    assert (
+        client.get("/api/recordings/comment-hits", params={"q": "板书"}, headers=screen).status_code
+        == 403
+    )
+    assert client.get("/api/recordings/comment-hits", params={"q": "板书"}).status_code == 401
+    assert (
+        client.get("/api/recordings/comment-hits", params={"q": ""}, headers=wang).status_code
+        == 422
+    )
+
+
+def test_the_library_page_shows_comment_hits_and_links_to_the_moment(
+    client: TestClient, db: DemoDatabase
+) -> None:
+    shown = _recording(db, WCK_EN_4, "Unit 3 My friends")
+    wang = bearer(client, "teacher-wang")
+    _comment(client, wang, shown, "远端学生跟读清楚，板书设计合理。", 95.0)
+
+    client.post("/login", data={"username": "teacher-wang", "password": DEMO_PASSWORD})
+    teacher = client.get("/replays", params={"q": "板书设计"})
+    assert teacher.status_code == 200
+    assert 'data-testid="comment-hit"' in teacher.text
+    assert f'href="/replays/{shown}?t=95.0"' in teacher.text
+    assert "01:35" in teacher.text and "板书设计合理" in teacher.text
+
+    player = client.get(f"/replays/{shown}", params={"t": 95})
+    assert player.status_code == 200
+    assert re.search(r'data-start="95(\.0)?"', player.text)
+    assert client.get(f"/replays/{shown}", params={"t": -1}).status_code == 422
+
+    # the pupil may watch this lesson but finds nothing through its comments
+    client.cookies.clear()
+    client.post("/login", data={"username": "student-cy-4-1", "password": DEMO_PASSWORD})
+    pupil = client.get("/replays", params={"q": "板书设计"})
+    assert pupil.status_code == 200 and "退出" in pupil.text
+    assert "comment-hit" not in pupil.text and "板书设计合理" not in pupil.text
