@@ -485,15 +485,44 @@ async def attach_recorder(
     """Record a sync group's lesson room from now until ``stop_recording`` or the lesson ends;
     processing is queued as soon as it stops. Called by the start route, and by the SFU side
     when a timetabled lesson room opens (``principal=None``: the system records)."""
-    from recordings.capture import LessonRecorder
-
     if (running := active.recording_of(sync_group_id)) is not None:
         raise ConflictError("这节同步课堂正在录制", detail={"recording_id": running})
     with transaction(sessions) as session:
         recording = new_recording_for_sync_group(
             session, sync_group_id=sync_group_id, topic=topic, principal=principal
         )
-        recording_id, raw_path, title = recording.id, recording.raw_path, recording.title
+        recording_id = recording.id
+    recorder = record_into(
+        room,
+        recording_id=recording_id,
+        sync_group_id=sync_group_id,
+        sessions=sessions,
+        media_root=media_root,
+        jobs=jobs,
+        active=active,
+    )
+    return recording_id, recorder
+
+
+def record_into(
+    room: Room,
+    *,
+    recording_id: int,
+    sync_group_id: int,
+    sessions: sessionmaker[Session],
+    media_root: Path,
+    jobs: JobQueue,
+    active: ActiveRecordings,
+) -> LessonRecorder:
+    """Start a recorder on ``room`` for a ``recording`` row made already (an SFU worker does
+    this for a row the web process made when it checked who may record)."""
+    from recordings.capture import LessonRecorder
+
+    if (running := active.recording_of(sync_group_id)) is not None:
+        raise ConflictError("这节同步课堂正在录制", detail={"recording_id": running})
+    with transaction(sessions) as session:
+        recording = session.get_one(Recording, recording_id)
+        raw_path, title = recording.raw_path, recording.title
     recorder = LessonRecorder(
         room,
         media_root / raw_path,
@@ -508,7 +537,7 @@ async def attach_recorder(
     active.by_id[recording_id] = recorder
     active.sync_groups[sync_group_id] = recording_id
     recorder.start()
-    return recording_id, recorder
+    return recorder
 
 
 async def finish_recording(

@@ -460,3 +460,74 @@ def test_the_demo_with_redis_streams_its_lessons_through_an_sfu_worker(
             assert owner is not None and client.get(f"tongke:sfu:worker:{owner}") is not None
     finally:
         client.close()
+
+
+async def test_recording_by_hand_runs_in_the_worker_that_hosts_the_lesson(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """The web process holds no room: start and stop go to the room's worker, which records."""
+    (lead, remote), _ = _lesson_seats(stack)
+    group = lead.sync_group_id
+    attendances: list[Attendance] = []
+    try:
+        for seat in (lead, remote):
+            attendances.append(await attend_until_connected(stack.web.base, seat, within=20))
+        await until(
+            lambda: attendances[1].video_frames() > 10, within=20, what="frames", stack=stack
+        )
+        owner = stack.owner(f"sync-{group}")
+        assert owner is not None
+        async with httpx.AsyncClient(base_url=stack.web.base, timeout=20) as client:
+
+            async def headers(username: str) -> dict[str, str]:
+                response = await client.post(
+                    "/api/auth/token", json={"username": username, "password": DEMO_PASSWORD}
+                )
+                return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+            admin = await headers("admin-wck")
+
+            async def recording_now() -> list[int]:
+                rows = await client.get("/api/recordings?status=recording", headers=admin)
+                return [row["id"] for row in rows.json() if row["sync_group_id"] == group]
+
+            for username in ("student-cy-4-1", "teacher-ye"):
+                refused = await client.post(
+                    "/api/recordings/start",
+                    json={"sync_group_id": group},
+                    headers=await headers(username),
+                )
+                assert refused.status_code == 403, (username, refused.text)
+            started = await client.post(
+                "/api/recordings/start", json={"sync_group_id": group, "topic": "分机录制"},
+                headers=admin,
+            )  # fmt: skip
+            assert started.status_code == 201, started.text + stack.diagnostics()
+            recording = started.json()
+            assert recording["status"] == "recording"
+            twice = await client.post(
+                "/api/recordings/start", json={"sync_group_id": group}, headers=admin
+            )
+            assert (
+                twice.status_code == 409
+                and twice.json()["error"]["message"] == "这节同步课堂正在录制"
+            )
+            assert await recording_now() == [recording["id"]], "the refused start left a row"
+
+            folder = tmp_path / "media" / "recordings" / str(recording["id"])
+            await until(
+                lambda: any(f.stat().st_size > 20_000 for f in folder.glob("*.webm")),
+                within=20, what=f"the worker {owner} writing the recording", stack=stack,
+            )  # fmt: skip
+            stopped = await client.post(f"/api/recordings/{recording['id']}/stop", headers=admin)
+            assert stopped.status_code == 200, stopped.text
+            assert stopped.json()["status"] == "processing"
+            assert stopped.json()["job_id"]
+            again = await client.post(f"/api/recordings/{recording['id']}/stop", headers=admin)
+            assert (
+                again.status_code == 409
+                and again.json()["error"]["message"] == "这段录像没有在录制"
+            )
+            assert await recording_now() == []
+    finally:
+        await asyncio.gather(*(a.stop() for a in attendances))
