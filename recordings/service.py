@@ -562,6 +562,115 @@ async def finish_recording(
     return job_id
 
 
+PENDING_START_S = 30.0  # a row the web process made for a start still on its way
+
+
+@dataclass(frozen=True)
+class InterruptedRecording:
+    recording_id: int
+    topic: str
+    interrupted_at: datetime  # the raw file's last write (UTC)
+    captured: bool  # whether anything was written before the interruption
+
+
+def _interrupted(
+    session: Session, *, sync_group_id: int, running: set[int], media_root: Path, now: datetime
+) -> list[InterruptedRecording]:
+    found = []
+    rows = session.scalars(
+        select(Recording).where(
+            Recording.sync_group_id == sync_group_id, Recording.status == "recording"
+        )
+    ).all()
+    for row in rows:
+        if row.id in running:
+            continue
+        raw = media_root / row.raw_path if row.raw_path else None
+        if raw is not None and raw.is_file():
+            written = datetime.fromtimestamp(raw.stat().st_mtime, UTC)
+            found.append(InterruptedRecording(row.id, row.topic, written, raw.stat().st_size > 0))
+            continue
+        created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
+        if (now - created).total_seconds() > PENDING_START_S:
+            found.append(InterruptedRecording(row.id, row.topic, created, False))
+    return found
+
+
+async def resume_interrupted_recordings(
+    room: Room,
+    *,
+    sync_group_id: int,
+    sessions: sessionmaker[Session],
+    media_root: Path,
+    jobs: JobQueue,
+    active: ActiveRecordings,
+) -> int | None:
+    """Called by the SFU worker that has just claimed a sync group's room for a join: a
+    recording still "recording" there that no recorder of this worker holds was left by a
+    worker that died (its claim ran out, or we could not have claimed the room). What it
+    captured is queued for processing, its interruption noted; the lesson goes on (someone is
+    joining), so recording carries on into a continuation whose gap is noted. Returns the
+    continuation's id (None: nothing was interrupted, or this group already records here)."""
+    now = datetime.now(UTC)
+    with transaction(sessions) as session:
+        interrupted = _interrupted(
+            session,
+            sync_group_id=sync_group_id,
+            running=set(active.by_id),
+            media_root=media_root,
+            now=now,
+        )
+        for part in interrupted:
+            row = session.get_one(Recording, part.recording_id)
+            local = part.interrupted_at.astimezone(TIMEZONE)
+            row.outputs = {**(row.outputs or {}), "interrupted_at": part.interrupted_at.isoformat()}
+            if part.captured:
+                row.status = "processing"
+                row.status_message = (
+                    f"媒体服务器中断，录像止于 {local:%H:%M:%S}，之后的内容在续录中"
+                )
+            else:
+                row.status = "failed"
+                row.status_message = "媒体服务器中断，没有录下音视频"
+    for part in interrupted:
+        log.warning("recording_interrupted", recording=part.recording_id, sync_group=sync_group_id)
+        if part.captured:
+            job_id = await jobs.enqueue(
+                PROCESS_JOB,
+                job_id=f"recording-{part.recording_id}-interrupted",
+                recording_id=part.recording_id,
+            )
+            with transaction(sessions) as session:
+                session.get_one(Recording, part.recording_id).job_id = job_id
+    if not interrupted or active.recording_of(sync_group_id) is not None:
+        return None
+    last = max(interrupted, key=lambda part: part.interrupted_at)
+    with transaction(sessions) as session:
+        continuation = new_recording_for_sync_group(
+            session, sync_group_id=sync_group_id, topic=last.topic
+        )
+        gap_from = last.interrupted_at.astimezone(TIMEZONE)
+        continuation.status_message = (
+            f"续录：{gap_from:%H:%M:%S} 至 {now.astimezone(TIMEZONE):%H:%M:%S} 媒体服务器中断，"
+            "这段没有录到"
+        )
+        continuation.outputs = {
+            "continues_recording_id": last.recording_id,
+            "gap": {"from": last.interrupted_at.isoformat(), "to": now.isoformat()},
+        }
+        continuation_id = continuation.id
+    record_into(
+        room,
+        recording_id=continuation_id,
+        sync_group_id=sync_group_id,
+        sessions=sessions,
+        media_root=media_root,
+        jobs=jobs,
+        active=active,
+    )
+    return continuation_id
+
+
 async def stop_recording(active: ActiveRecordings, recording_id: int) -> None:
     recorder = active.by_id.get(recording_id)
     if recorder is None:

@@ -29,6 +29,12 @@ def lesson_room_id(sync_group_id: int) -> str:
     return f"sync-{sync_group_id}"
 
 
+def sync_group_of_room(room_id: str) -> int | None:
+    """The sync group a lesson room belongs to (None for other rooms)."""
+    prefix, _, number = room_id.partition("-")
+    return int(number) if prefix == "sync" and number.isdigit() else None
+
+
 def _campus_of(session: Session, lesson: Lesson) -> int:
     return session.get_one(SchoolClass, lesson.class_id).campus_id
 

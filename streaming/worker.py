@@ -175,6 +175,30 @@ class SfuWorker:
             )
         return self._recording
 
+    async def _resume_interrupted_recording(self, room: Any) -> None:
+        """A lesson room's first join here: carry on a recording a dead worker left behind."""
+        from recordings.service import resume_interrupted_recordings
+        from streaming.access import sync_group_of_room
+
+        sync_group_id = sync_group_of_room(room.room_id)
+        if sync_group_id is None:
+            return
+        target = self.recording_target()
+        try:
+            continuation = await resume_interrupted_recordings(
+                room,
+                sync_group_id=sync_group_id,
+                sessions=self._sessions(),
+                media_root=target.media_root,
+                jobs=target.jobs,
+                active=target.active,
+            )
+        except Exception:  # the join must go on whatever happened to an old recording
+            log.exception("sfu_recording_resume_failed", room=room.room_id)
+            return
+        if continuation is not None:
+            log.info("sfu_recording_resumed", room=room.room_id, recording=continuation)
+
     async def record(self, command: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         """Start or stop a recording the web process authorized (a ``record`` ticket's
         command): the HTTP status and body to answer with."""
@@ -294,6 +318,8 @@ class SfuWorker:
             return "unavailable"
         if room.kind == "meeting":
             self.meeting_trackers().ensure(room)  # attendance from the room's first join
+        elif not room.participants:
+            await self._resume_interrupted_recording(room)
         with contextlib.suppress(RedisError):
             await self._beat()  # the new load, before the next room is placed
         await websocket.send_json({"v": 1, "type": "route", "worker": self.worker_id})

@@ -531,3 +531,69 @@ async def test_recording_by_hand_runs_in_the_worker_that_hosts_the_lesson(
             assert await recording_now() == []
     finally:
         await asyncio.gather(*(a.stop() for a in attendances))
+
+
+async def test_a_recording_whose_worker_was_killed_goes_on_where_the_lesson_moves(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """SIGKILL the recording worker: no recording stays "recording" for ever. When the lesson
+    comes back on another worker, what was captured is queued for processing with the
+    interruption noted, and recording goes on in a continuation that notes the gap."""
+    (lead, remote), _ = _lesson_seats(stack)
+    group = lead.sync_group_id
+    attendances: list[Attendance] = []
+    media = tmp_path / "media" / "recordings"
+    try:
+        for seat in (lead, remote):
+            attendances.append(await attend_until_connected(stack.web.base, seat, within=20))
+        owner = stack.owner(f"sync-{group}")
+        assert owner is not None
+        async with httpx.AsyncClient(base_url=stack.web.base, timeout=20) as client:
+            token = await client.post(
+                "/api/auth/token", json={"username": "admin-wck", "password": DEMO_PASSWORD}
+            )
+            admin = {"Authorization": f"Bearer {token.json()['access_token']}"}
+            started = await client.post(
+                "/api/recordings/start", json={"sync_group_id": group, "topic": "第一部分"},
+                headers=admin,
+            )  # fmt: skip
+            assert started.status_code == 201, started.text
+            first = started.json()["id"]
+            await until(
+                lambda: any(f.stat().st_size > 20_000 for f in (media / str(first)).glob("*")),
+                within=20, what="the first part written", stack=stack,
+            )  # fmt: skip
+
+            stack.workers[owner].process.send_signal(signal.SIGKILL)
+            stack.workers[owner].process.wait(timeout=10)
+            await until(
+                lambda: all(a.task.done() for a in attendances),
+                within=10, what="the classrooms noticing the dead worker", stack=stack,
+            )  # fmt: skip
+            for seat in (lead, remote):
+                attendances.append(
+                    await attend_until_connected(stack.web.base, seat, within=LEASE_S + 20)
+                )
+            assert stack.owner(f"sync-{group}") not in (None, owner)
+
+            async def rows() -> dict[int, dict[str, Any]]:
+                listed = await client.get("/api/recordings", headers=admin)
+                return {r["id"]: r for r in listed.json() if r["sync_group_id"] == group}
+
+            found = await rows()
+            assert found[first]["status"] == "processing", found[first]
+            assert "媒体服务器中断" in found[first]["status_message"]
+            assert found[first]["job_id"]
+            (second,) = [i for i, r in found.items() if r["status"] == "recording"]
+            assert second != first and found[second]["topic"] == "第一部分"
+            assert "续录" in found[second]["status_message"]
+            await until(
+                lambda: any(f.stat().st_size > 20_000 for f in (media / str(second)).glob("*")),
+                within=20, what="the continuation written on the new worker", stack=stack,
+            )  # fmt: skip
+            stopped = await client.post(f"/api/recordings/{second}/stop", headers=admin)
+            assert stopped.status_code == 200, stopped.text
+            assert stopped.json()["status"] == "processing"
+            assert not [r for r in (await rows()).values() if r["status"] == "recording"]
+    finally:
+        await asyncio.gather(*(a.stop() for a in attendances))
