@@ -490,15 +490,44 @@ async def attach_recorder(
     """Record a sync group's lesson room from now until ``stop_recording`` or the lesson ends;
     processing is queued as soon as it stops. Called by the start route, and by the SFU side
     when a timetabled lesson room opens (``principal=None``: the system records)."""
-    from recordings.capture import LessonRecorder
-
     if (running := active.recording_of(sync_group_id)) is not None:
         raise ConflictError("这节同步课堂正在录制", detail={"recording_id": running})
     with transaction(sessions) as session:
         recording = new_recording_for_sync_group(
             session, sync_group_id=sync_group_id, topic=topic, principal=principal
         )
-        recording_id, raw_path, title = recording.id, recording.raw_path, recording.title
+        recording_id = recording.id
+    recorder = record_into(
+        room,
+        recording_id=recording_id,
+        sync_group_id=sync_group_id,
+        sessions=sessions,
+        media_root=media_root,
+        jobs=jobs,
+        active=active,
+    )
+    return recording_id, recorder
+
+
+def record_into(
+    room: Room,
+    *,
+    recording_id: int,
+    sync_group_id: int,
+    sessions: sessionmaker[Session],
+    media_root: Path,
+    jobs: JobQueue,
+    active: ActiveRecordings,
+) -> LessonRecorder:
+    """Start a recorder on ``room`` for a ``recording`` row made already (an SFU worker does
+    this for a row the web process made when it checked who may record)."""
+    from recordings.capture import LessonRecorder
+
+    if (running := active.recording_of(sync_group_id)) is not None:
+        raise ConflictError("这节同步课堂正在录制", detail={"recording_id": running})
+    with transaction(sessions) as session:
+        recording = session.get_one(Recording, recording_id)
+        raw_path, title = recording.raw_path, recording.title
     recorder = LessonRecorder(
         room,
         media_root / raw_path,
@@ -513,7 +542,7 @@ async def attach_recorder(
     active.by_id[recording_id] = recorder
     active.sync_groups[sync_group_id] = recording_id
     recorder.start()
-    return recording_id, recorder
+    return recorder
 
 
 async def finish_recording(
@@ -536,6 +565,115 @@ async def finish_recording(
     with transaction(sessions) as session:
         session.get_one(Recording, recording_id).job_id = job_id
     return job_id
+
+
+PENDING_START_S = 30.0  # a row the web process made for a start still on its way
+
+
+@dataclass(frozen=True)
+class InterruptedRecording:
+    recording_id: int
+    topic: str
+    interrupted_at: datetime  # the raw file's last write (UTC)
+    captured: bool  # whether anything was written before the interruption
+
+
+def _interrupted(
+    session: Session, *, sync_group_id: int, running: set[int], media_root: Path, now: datetime
+) -> list[InterruptedRecording]:
+    found = []
+    rows = session.scalars(
+        select(Recording).where(
+            Recording.sync_group_id == sync_group_id, Recording.status == "recording"
+        )
+    ).all()
+    for row in rows:
+        if row.id in running:
+            continue
+        raw = media_root / row.raw_path if row.raw_path else None
+        if raw is not None and raw.is_file():
+            written = datetime.fromtimestamp(raw.stat().st_mtime, UTC)
+            found.append(InterruptedRecording(row.id, row.topic, written, raw.stat().st_size > 0))
+            continue
+        created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
+        if (now - created).total_seconds() > PENDING_START_S:
+            found.append(InterruptedRecording(row.id, row.topic, created, False))
+    return found
+
+
+async def resume_interrupted_recordings(
+    room: Room,
+    *,
+    sync_group_id: int,
+    sessions: sessionmaker[Session],
+    media_root: Path,
+    jobs: JobQueue,
+    active: ActiveRecordings,
+) -> int | None:
+    """Called by the SFU worker that has just claimed a sync group's room for a join: a
+    recording still "recording" there that no recorder of this worker holds was left by a
+    worker that died (its claim ran out, or we could not have claimed the room). What it
+    captured is queued for processing, its interruption noted; the lesson goes on (someone is
+    joining), so recording carries on into a continuation whose gap is noted. Returns the
+    continuation's id (None: nothing was interrupted, or this group already records here)."""
+    now = datetime.now(UTC)
+    with transaction(sessions) as session:
+        interrupted = _interrupted(
+            session,
+            sync_group_id=sync_group_id,
+            running=set(active.by_id),
+            media_root=media_root,
+            now=now,
+        )
+        for part in interrupted:
+            row = session.get_one(Recording, part.recording_id)
+            local = part.interrupted_at.astimezone(TIMEZONE)
+            row.outputs = {**(row.outputs or {}), "interrupted_at": part.interrupted_at.isoformat()}
+            if part.captured:
+                row.status = "processing"
+                row.status_message = (
+                    f"媒体服务器中断，录像止于 {local:%H:%M:%S}，之后的内容在续录中"
+                )
+            else:
+                row.status = "failed"
+                row.status_message = "媒体服务器中断，没有录下音视频"
+    for part in interrupted:
+        log.warning("recording_interrupted", recording=part.recording_id, sync_group=sync_group_id)
+        if part.captured:
+            job_id = await jobs.enqueue(
+                PROCESS_JOB,
+                job_id=f"recording-{part.recording_id}-interrupted",
+                recording_id=part.recording_id,
+            )
+            with transaction(sessions) as session:
+                session.get_one(Recording, part.recording_id).job_id = job_id
+    if not interrupted or active.recording_of(sync_group_id) is not None:
+        return None
+    last = max(interrupted, key=lambda part: part.interrupted_at)
+    with transaction(sessions) as session:
+        continuation = new_recording_for_sync_group(
+            session, sync_group_id=sync_group_id, topic=last.topic
+        )
+        gap_from = last.interrupted_at.astimezone(TIMEZONE)
+        continuation.status_message = (
+            f"续录：{gap_from:%H:%M:%S} 至 {now.astimezone(TIMEZONE):%H:%M:%S} 媒体服务器中断，"
+            "这段没有录到"
+        )
+        continuation.outputs = {
+            "continues_recording_id": last.recording_id,
+            "gap": {"from": last.interrupted_at.isoformat(), "to": now.isoformat()},
+        }
+        continuation_id = continuation.id
+    record_into(
+        room,
+        recording_id=continuation_id,
+        sync_group_id=sync_group_id,
+        sessions=sessions,
+        media_root=media_root,
+        jobs=jobs,
+        active=active,
+    )
+    return continuation_id
 
 
 async def stop_recording(active: ActiveRecordings, recording_id: int) -> None:

@@ -8,7 +8,15 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session
 
 from common.accounts.permissions import Principal
-from common.alliance.models import ClassroomTerminal, Lesson, Room, SchoolClass, SyncGroup, Term
+from common.alliance.models import (
+    ClassroomTerminal,
+    Lesson,
+    Room,
+    SchoolClass,
+    Subject,
+    SyncGroup,
+    Term,
+)
 from common.errors import ConflictError, NotFoundError, PermissionDeniedError
 from research import service as research
 from research.models import ResearchGroup, ResearchSession
@@ -19,6 +27,12 @@ INSPECTOR_ROLES = frozenset({"bureau", "alliance_admin", "school_admin"})
 
 def lesson_room_id(sync_group_id: int) -> str:
     return f"sync-{sync_group_id}"
+
+
+def sync_group_of_room(room_id: str) -> int | None:
+    """The sync group a lesson room belongs to (None for other rooms)."""
+    prefix, _, number = room_id.partition("-")
+    return int(number) if prefix == "sync" and number.isdigit() else None
 
 
 def _campus_of(session: Session, lesson: Lesson) -> int:
@@ -89,6 +103,20 @@ MEETING_INSPECTOR_ROLES = frozenset({"bureau", "school_admin"})
 
 def meeting_room_id(research_session_id: int) -> str:
     return f"research-{research_session_id}"
+
+
+def meeting_listing(session: Session, research_session_id: int) -> dict[str, object]:
+    """What the 巡课 list shows of a live meeting: its group, subject, host and topic."""
+    row = session.get_one(ResearchSession, research_session_id)
+    group = session.get_one(ResearchGroup, row.group_id)
+    subject = session.get(Subject, group.subject_id)
+    return {
+        "research_session_id": row.id,
+        "group": group.name,
+        "subject": subject.name if subject is not None else "",
+        "host": row.host.name if row.host is not None else None,
+        "topic": row.topic,
+    }
 
 
 def research_session_of_room(room_id: str) -> int | None:

@@ -24,11 +24,18 @@ Per run (sfu × resolution × subscribers), over a window of ``seconds``:
   SRTP). For the relay, which re-packetizes, per video frame: first packet out to first
   packet in, matched by RTP timestamp;
 - ``first_frame_ms``: a subscriber's first signaling message to its first video packet,
-  median over subscribers;
+  median over subscribers (``first_frame_ms_max`` the slowest); ``connected_ms``: the same
+  to its ICE and DTLS being up (not for Janus's subscribers), what the SFU cannot shorten;
+- ``memory_mib_per_subscriber``: the SFU process's resident memory once the subscribers have
+  joined and warmed up, minus before they joined, / N (their downlinks, transports and any
+  per-subscriber cache; the publisher's packet caches are in the "before");
 - ``delivered_ratio``: packets the subscribers received / packets they should have (the
   publisher's packets in the window × N). A re-encoder sends other packets than it receives,
   so for ``mediarelay`` it counts media frames (video frames by RTP marker, audio packets):
   ``delivered_unit`` says which; ``delivered_frames_ratio`` is given for every SFU.
+
+``soak`` keeps one room with N subscribers running for minutes and samples the SFU's
+resident memory every minute: the growth is what a lesson-long run would leak.
 """
 
 from __future__ import annotations
@@ -85,6 +92,14 @@ def _cpu_seconds(pid: int) -> float:
     """User + system time of the whole process (all its threads)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of a process, MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
 
 
 def packet_key(payload: bytes) -> str:
@@ -286,8 +301,8 @@ class SubscriberProcesses:
         process.stdin.write(json.dumps(message).encode() + b"\n")
         await process.stdin.drain()
 
-    async def join(self, target: dict[str, Any], count: int) -> list[float | None]:
-        """Every subscriber joins; their join-to-first-video times (ms)."""
+    async def join(self, target: dict[str, Any], count: int) -> list[list[float | None]]:
+        """Every subscriber joins; their join-to-first-video and join-to-connected times (ms)."""
         shares = [
             list(range(start, min(start + SUBSCRIBERS_PER_PROCESS, count)))
             for start in range(0, count, SUBSCRIBERS_PER_PROCESS)
@@ -437,8 +452,10 @@ async def bench_room(
             publisher = room.publisher
             await asyncio.sleep(warm_up)
             baseline_percent = await _window(room.pid, publisher, min(BASELINE_S, seconds), None)
-            first_frames = await viewers.join(room.target, subscribers)
+            rss_before = rss_mib(room.pid)
+            joins = await viewers.join(room.target, subscribers)
             await asyncio.sleep(warm_up)
+            rss_joined = rss_mib(room.pid)
             cpu_percent = await _window(room.pid, publisher, seconds, viewers)
             sent = (publisher.packets, publisher.frames, publisher.octets)
             packets, frames, delays = await viewers.report(publisher.sent_at)
@@ -455,8 +472,62 @@ async def bench_room(
         sent=sent,
         received=(packets, frames),
         delays_ms=delays,
-        first_frames_ms=first_frames,
+        first_frames_ms=[first_frame for first_frame, _ in joins],
+        connected_ms=[connected for _, connected in joins],
+        rss_mib=(rss_before, rss_joined),
     )
+
+
+async def soak(
+    open_room: RoomOpener,
+    work_dir: Path,
+    *,
+    resolution: str,
+    subscribers: int,
+    minutes: int,
+    on_sample: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """One room with ``subscribers`` viewers for ``minutes``: the SFU's RSS each minute."""
+    viewers = await SubscriberProcesses.start(subscribers, work_dir)
+    try:
+        room = await open_room(resolution)
+        try:
+            await asyncio.sleep(WARM_UP_S)
+            rss_before = rss_mib(room.pid)
+            joins = await viewers.join(room.target, subscribers)
+            await asyncio.sleep(WARM_UP_S)
+            samples: list[dict[str, Any]] = []
+            started = time.monotonic()
+            for minute in range(minutes + 1):
+                await asyncio.sleep(max(0.0, started + 60 * minute - time.monotonic()))
+                rss = rss_mib(room.pid)
+                growth = rss - samples[0]["rss_mib"] if samples else 0.0
+                sample = {
+                    "minute": minute,
+                    "rss_mib": round(rss, 2),
+                    "growth_mib": round(growth, 2),
+                }
+                samples.append(sample)
+                if on_sample is not None:
+                    on_sample(sample)
+        finally:
+            await room.close()
+    finally:
+        await viewers.close()
+    joined = [first_frame for first_frame, _ in joins if first_frame is not None]
+    first, last = samples[0]["rss_mib"], samples[-1]["rss_mib"]
+    return {
+        "sfu": room.sfu,
+        "resolution": resolution,
+        "subscribers": subscribers,
+        "subscribers_joined": len(joined),
+        "minutes": minutes,
+        "rss_mib_before_join": round(rss_before, 2),
+        "memory_mib_per_subscriber": round((first - rss_before) / subscribers, 3),
+        "growth_mib": round(last - first, 2),
+        "growth_mib_per_hour": round((last - first) * 60 / minutes, 2) if minutes else None,
+        "samples": samples,
+    }
 
 
 def summarize(
@@ -470,8 +541,11 @@ def summarize(
     received: tuple[list[int], list[int]],
     delays_ms: list[float],
     first_frames_ms: list[float | None],
+    rss_mib: tuple[float, float] | None = None,
+    connected_ms: list[float | None] | None = None,
 ) -> dict[str, Any]:
-    """The JSON of one run from what was counted."""
+    """The JSON of one run from what was counted; ``rss_mib`` is the SFU's resident memory
+    before the subscribers joined and after."""
     sent_packets, sent_frames, sent_octets = sent
     packets, frames = received
     subscribers = len(packets)
@@ -480,6 +554,7 @@ def summarize(
     frame_ratio = sum(frames) / (sent_frames * subscribers) if sent_frames else None
     marginal_cpu_s = (cpu_percent - baseline_percent) / 100 * seconds
     joined = [ms for ms in first_frames_ms if ms is not None]
+    connected = [ms for ms in connected_ms or [] if ms is not None]
     relay = sfu == "mediarelay"
     delivered = frame_ratio if relay else packet_ratio
     return {
@@ -495,6 +570,11 @@ def summarize(
         "delay_ms_p50": _percentile(delays_ms, 0.5),
         "delay_ms_p99": _percentile(delays_ms, 0.99),
         "first_frame_ms": round(statistics.median(joined), 1) if joined else None,
+        "first_frame_ms_max": max(joined) if joined else None,
+        "connected_ms": round(statistics.median(connected), 1) if connected else None,
+        "memory_mib_per_subscriber": (
+            round((rss_mib[1] - rss_mib[0]) / subscribers, 3) if rss_mib and subscribers else None
+        ),
         "delivered_ratio": round(delivered, 4) if delivered is not None else None,
         # context for reading the figures
         "delivered_unit": "frames" if relay else "packets",
@@ -577,3 +657,31 @@ async def run_bench(
                         if on_run is not None:
                             on_run(run)
     return {"runs": runs, "skipped": skipped}
+
+
+async def run_soak(
+    *,
+    resolution: str,
+    subscribers: int,
+    minutes: int,
+    sfu: str = "tongke",
+    on_sample: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """``soak`` in a fresh SFU process and working directory."""
+    import logging
+
+    logging.getLogger("aiortc").setLevel(logging.ERROR)
+    logging.getLogger("aioice").setLevel(logging.ERROR)
+    reason = unavailable(sfu)
+    if reason is not None:
+        raise RuntimeError(f"{sfu} cannot be measured here: {reason}")
+    with tempfile.TemporaryDirectory(prefix="tongke-soak-") as work:
+        async with sfu_under_test(sfu)(Path(work)) as open_room:
+            return await soak(
+                open_room,
+                Path(work),
+                resolution=resolution,
+                subscribers=subscribers,
+                minutes=minutes,
+                on_sample=on_sample,
+            )

@@ -9,7 +9,8 @@ decoding, and notes when the first packet of each video key arrived (see
 
 The orchestrator speaks JSON lines on stdin/stdout:
 
-- ``{"join": {...target...}, "indices": [...]}`` → ``{"joined": [first_frame_ms | null, ...]}``
+- ``{"join": {...target...}, "indices": [...]}`` →
+  ``{"joined": [[first_frame_ms | null, connected_ms | null], ...]}``
 - ``{"window": [t0, t1]}`` (``time.monotonic()``, the same clock in every process): count only
   what arrives in that window, so no start/stop message races the media
 - ``{"report": {key: sent_at}}`` → ``{"packets": [...], "frames": [...], "delays_ms": [...]}``
@@ -39,6 +40,7 @@ class SubscriberCounts:
 
     key_kind: str
     joined_at: float = 0.0
+    connected_at: float | None = None  # ICE and DTLS done (peers made by ``recvonly_pc``)
     first_video_at: float | None = None
     window: tuple[float, float] = (0.0, 0.0)
     packets: int = 0
@@ -75,7 +77,17 @@ def recvonly_pc(counts: SubscriberCounts, kinds: list[str]) -> Any:
     for kind in kinds:
         transceiver = pc.addTransceiver(kind, direction="recvonly")
         PublisherReceiver(transceiver.receiver, counts.on_rtp(kind))
+
+    @pc.on("connectionstatechange")
+    def on_state() -> None:
+        if pc.connectionState == "connected" and counts.connected_at is None:
+            counts.connected_at = time.monotonic()
+
     return pc
+
+
+def _ms_since(start: float, then: float | None) -> float | None:
+    return None if then is None else round((then - start) * 1000, 1)
 
 
 def subscribe_function(
@@ -95,7 +107,9 @@ class Pool:
         self.subscribers: list[SubscriberCounts] = []
         self.closers: list[Closer] = []
 
-    async def join(self, target: dict[str, Any], indices: list[int]) -> list[float | None]:
+    async def join(self, target: dict[str, Any], indices: list[int]) -> list[list[float | None]]:
+        """Join every subscriber; per subscriber, ms from joining to its first video packet
+        and to its connection being up."""
         subscribe = subscribe_function(target["sfu"])
         for index in indices:
             counts = SubscriberCounts(key_kind=target["key"], joined_at=time.monotonic())
@@ -107,7 +121,7 @@ class Pool:
         ):
             await asyncio.sleep(0.05)
         return [
-            None if s.first_video_at is None else round((s.first_video_at - s.joined_at) * 1000, 1)
+            [_ms_since(s.joined_at, s.first_video_at), _ms_since(s.joined_at, s.connected_at)]
             for s in self.subscribers
         ]
 

@@ -19,6 +19,7 @@ import httpx
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
+from common.errors import AppError, ConflictError
 from common.logging import get_logger
 from streaming.cluster import SfuCluster, WorkerInfo
 from streaming.sfu.identity import ParticipantIdentity
@@ -152,3 +153,47 @@ async def live_rooms(cluster: SfuCluster, *, secret: str) -> dict[str, list[dict
             with contextlib.suppress(KeyError, TypeError):
                 rooms[room["room"]] = room["participants"]
     return rooms
+
+
+RECORD_TIMEOUT_S = 10.0
+
+
+class SfuUnavailableError(AppError):
+    """No SFU worker could be reached for a room."""
+
+    status_code = 503
+    code = "sfu_unavailable"
+
+
+async def command_recording(
+    cluster: SfuCluster, *, secret: str, room_id: str, command: dict[str, Any]
+) -> dict[str, Any]:
+    """Have the worker hosting ``room_id`` (or, for a start, the one that should host it)
+    start or stop a recording: ``command`` is ``{"action": "start", "recording_id",
+    "sync_group_id"}`` or ``{"action": "stop", "recording_id"}``, already authorized here.
+    A worker's refusal comes back as a ``ConflictError`` with its message."""
+    async with httpx.AsyncClient(timeout=RECORD_TIMEOUT_S) as client:
+        for _ in range(3):  # the room may move between looking it up and asking
+            worker, _owner = await cluster.placement(room_id)
+            if worker is None:
+                raise SfuUnavailableError("媒体服务器暂时不可用，请稍后再试")
+            ticket = sign_ticket(
+                secret=secret, worker_id=worker.worker_id, purpose="record", command=command
+            )
+            try:
+                response = await client.post(
+                    f"{worker.url}/sfu/recordings", headers={"Authorization": f"Bearer {ticket}"}
+                )
+            except httpx.HTTPError as exc:
+                log.warning("sfu_record_failed", worker=worker.worker_id, error=str(exc))
+                raise SfuUnavailableError("媒体服务器暂时不可用，请稍后再试") from exc
+            body: dict[str, Any] = response.json()
+            if response.status_code == 409 and body.get("code") == "elsewhere":
+                continue
+            if response.status_code >= 400:
+                log.warning("sfu_record_refused", worker=worker.worker_id, reply=body)
+                if response.status_code == 409:
+                    raise ConflictError(str(body.get("message", "录制操作被拒绝")))
+                raise SfuUnavailableError("媒体服务器暂时不可用，请稍后再试")
+            return body
+    raise SfuUnavailableError("课堂正在迁移到另一台媒体服务器，请稍后再试")

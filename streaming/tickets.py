@@ -21,7 +21,7 @@ from streaming.sfu.errors import StreamingError
 from streaming.sfu.identity import ParticipantIdentity
 
 TICKET_LIFETIME_S = 30.0
-Purpose = Literal["join", "rooms"]
+Purpose = Literal["join", "rooms", "record"]
 
 
 class TicketError(StreamingError):
@@ -46,12 +46,16 @@ def sign_ticket(
     worker_id: str,
     purpose: Purpose,
     identity: ParticipantIdentity | None = None,
+    command: dict[str, Any] | None = None,
     lifetime: float = TICKET_LIFETIME_S,
 ) -> str:
-    """A ticket for ``worker_id`` only, valid for ``lifetime`` seconds."""
+    """A ticket for ``worker_id`` only, valid for ``lifetime`` seconds; ``command`` is what
+    the web process authorized the worker to do (a ``record`` ticket's start or stop)."""
     claims: dict[str, Any] = {"aud": worker_id, "pur": purpose, "exp": time.time() + lifetime}
     if identity is not None:
         claims["who"] = asdict(identity)
+    if command is not None:
+        claims["cmd"] = command
     body = _b64(json.dumps(claims, ensure_ascii=False, separators=(",", ":")).encode())
     signature = hmac.new(_key(secret), body.encode(), hashlib.sha256).digest()
     return f"{body}.{_b64(signature)}"

@@ -12,7 +12,8 @@ attendance tracker (``streaming.meetings``) with it.
 
 HTTP: ``GET /healthz`` (503 while Redis has not heard from this worker for a lease),
 ``GET /metrics`` (Prometheus), ``GET /sfu/rooms`` (ticket ``rooms``: the rooms and who is in
-them, for the 巡课 list), ``WS /sfu/ws`` (ticket ``join``).
+them, for the 巡课 list), ``POST /sfu/recordings`` (ticket ``record``: start or stop the
+recording the web process authorized), ``WS /sfu/ws`` (ticket ``join``).
 """
 
 from __future__ import annotations
@@ -107,6 +108,7 @@ class SfuWorker:
         self.last_heartbeat: float | None = None  # time.monotonic() of the last good one
         self._register_jobs = register_jobs
         self._jobs: JobQueue | None = None
+        self._recording: Any = None  # streaming.lifecycle.RecordingTarget, made on first use
         self._scheduler: Any = None  # streaming.lifecycle.LessonScheduler
         self._meetings: Any = None  # streaming.meetings.MeetingTrackers, made on first use
         self._heartbeat_task: asyncio.Task[None] | None = None
@@ -139,20 +141,16 @@ class SfuWorker:
         log.info("sfu_worker_started", worker=self.worker_id, url=self.url)
 
     def _start_scheduler(self) -> None:
-        from common.db import get_engine, session_factory
-        from recordings.service import ActiveRecordings
-        from streaming.lifecycle import LessonScheduler, RecordingTarget
+        from streaming.lifecycle import LessonScheduler
 
         settings = self.settings
         self._scheduler = LessonScheduler(
-            sessions=session_factory(get_engine(settings.database_url)),
+            sessions=self._sessions(),
             rooms=lambda: self.rooms,
             open_before=timedelta(minutes=settings.lesson_open_before_minutes),
             close_after=timedelta(minutes=settings.lesson_close_after_minutes),
             interval=settings.lesson_scheduler_interval_seconds,
-            recording=RecordingTarget(
-                media_root=settings.media_root, jobs=self._job_queue(), active=ActiveRecordings()
-            ),
+            recording=self.recording_target(),
             placement=self.may_host,
         )
         self._scheduler.start()
@@ -164,6 +162,90 @@ class SfuWorker:
             if self._register_jobs is not None:
                 self._register_jobs(self._jobs, self.settings)
         return self._jobs
+
+    def _sessions(self) -> Any:
+        from common.db import get_engine, session_factory
+
+        return session_factory(get_engine(self.settings.database_url))
+
+    def recording_target(self) -> Any:
+        """The recorders running here (timetabled and started by hand) and where they write."""
+        if self._recording is None:
+            from recordings.service import ActiveRecordings
+            from streaming.lifecycle import RecordingTarget
+
+            self._recording = RecordingTarget(
+                media_root=self.settings.media_root,
+                jobs=self._job_queue(),
+                active=ActiveRecordings(),
+            )
+        return self._recording
+
+    async def _resume_interrupted_recording(self, room: Any) -> None:
+        """A lesson room's first join here: carry on a recording a dead worker left behind."""
+        from recordings.service import resume_interrupted_recordings
+        from streaming.access import sync_group_of_room
+
+        sync_group_id = sync_group_of_room(room.room_id)
+        if sync_group_id is None:
+            return
+        target = self.recording_target()
+        try:
+            continuation = await resume_interrupted_recordings(
+                room,
+                sync_group_id=sync_group_id,
+                sessions=self._sessions(),
+                media_root=target.media_root,
+                jobs=target.jobs,
+                active=target.active,
+            )
+        except Exception:  # the join must go on whatever happened to an old recording
+            log.exception("sfu_recording_resume_failed", room=room.room_id)
+            return
+        if continuation is not None:
+            log.info("sfu_recording_resumed", room=room.room_id, recording=continuation)
+
+    async def record(self, command: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """Start or stop a recording the web process authorized (a ``record`` ticket's
+        command): the HTTP status and body to answer with."""
+        from common.errors import AppError
+        from recordings.service import record_into
+        from streaming.access import lesson_room_id
+        from streaming.sfu.errors import RoomOwnedElsewhere
+
+        target = self.recording_target()
+        recording_id = int(command["recording_id"])
+        if command.get("action") == "stop":
+            recorder = target.active.by_id.get(recording_id)
+            if recorder is None:
+                return 409, {"code": "not_recording", "message": "这段录像没有在录制"}
+            await recorder.stop()
+            return 200, {"recording_id": recording_id, "worker": self.worker_id}
+        sync_group_id = int(command["sync_group_id"])
+        try:
+            room = await self.rooms.open(lesson_room_id(sync_group_id), kind="lesson")
+        except RoomOwnedElsewhere as exc:
+            return 409, {
+                "code": "elsewhere",
+                "message": "课堂在另一台媒体服务器上",
+                "worker": exc.owner,
+            }
+        try:
+            record_into(
+                room,
+                recording_id=recording_id,
+                sync_group_id=sync_group_id,
+                sessions=self._sessions(),
+                media_root=target.media_root,
+                jobs=target.jobs,
+                active=target.active,
+            )
+        except AppError as exc:
+            return exc.status_code, {"code": exc.code, "message": exc.message}
+        with contextlib.suppress(RedisError):
+            await self._beat()
+        log.info("sfu_recording_started", worker=self.worker_id, recording=recording_id)
+        return 200, {"recording_id": recording_id, "worker": self.worker_id}
 
     def meeting_trackers(self) -> Any:
         """The research meetings' attendance trackers (``streaming.meetings``)."""
@@ -246,6 +328,8 @@ class SfuWorker:
             return "unavailable"
         if room.kind == "meeting":
             self.meeting_trackers().ensure(room)  # attendance from the room's first join
+        elif not room.participants:
+            await self._resume_interrupted_recording(room)
         with contextlib.suppress(RedisError):
             await self._beat()  # the new load, before the next room is placed
         await websocket.send_json({"v": 1, "type": "route", "worker": self.worker_id})
@@ -335,6 +419,23 @@ def create_worker_app(
         except TicketError as exc:
             return JSONResponse({"code": exc.code, "message": exc.message}, status_code=401)
         return {"worker": worker.worker_id, "rooms": worker.room_listing()}
+
+    @app.post("/sfu/recordings", response_model=None)
+    async def recordings(request: Request) -> dict[str, Any] | JSONResponse:
+        try:
+            claims = read_ticket(
+                _bearer(request.headers.get("authorization")),
+                secret=settings.secret_key,
+                worker_id=worker.worker_id,
+                purpose="record",
+            )
+        except TicketError as exc:
+            return JSONResponse({"code": exc.code, "message": exc.message}, status_code=401)
+        command = claims.get("cmd")
+        if not isinstance(command, dict) or command.get("action") not in ("start", "stop"):
+            return JSONResponse({"code": "bad_command", "message": "录制指令无效"}, status_code=400)
+        status, body = await worker.record(command)
+        return body if status == 200 else JSONResponse(body, status_code=status)
 
     @app.websocket("/sfu/ws")
     async def signaling(websocket: WebSocket) -> None:

@@ -378,6 +378,40 @@ def bench_recording(
 BENCH_NETNS_FLAG = "TONGKE_BENCH_IN_NETNS"
 
 
+def _bench_soak(
+    sfu: str, resolution: str, subscribers: int, minutes: int, json_path: str | None
+) -> None:
+    import asyncio
+    import json
+    from pathlib import Path
+
+    from streaming.bench import run_soak
+
+    typer.echo(f"长时间运行：{sfu} {resolution} × {subscribers} 订阅者，{minutes} 分钟")
+    typer.echo(f"{'minute':>8}  {'rss_mib':>10}  {'growth_mib':>10}")
+
+    def print_sample(sample: dict[str, Any]) -> None:
+        typer.echo(f"{sample['minute']:>8}  {sample['rss_mib']:>10}  {sample['growth_mib']:>10}")
+
+    result = asyncio.run(
+        run_soak(
+            resolution=resolution,
+            subscribers=subscribers,
+            minutes=minutes,
+            sfu=sfu,
+            on_sample=print_sample,
+        )
+    )
+    typer.echo(
+        f"每订阅者内存 {result['memory_mib_per_subscriber']} MiB；"
+        f"{minutes} 分钟增长 {result['growth_mib']} MiB"
+        f"（折合每小时 {result['growth_mib_per_hour']} MiB）"
+    )
+    if json_path:
+        Path(json_path).write_text(json.dumps({"soak": result}, ensure_ascii=False, indent=2))
+        typer.echo(f"已写入 {json_path}")
+
+
 @bench_app.command("sfu")
 def bench_sfu(
     subscribers: Annotated[str, typer.Option(help="订阅者人数，逗号分隔")] = "1,8,32,64",
@@ -394,6 +428,12 @@ def bench_sfu(
     netns: Annotated[
         bool, typer.Option("--netns/--no-netns", help="在私有网络命名空间中运行（需 root）")
     ] = True,
+    soak_minutes: Annotated[
+        int,
+        typer.Option(
+            help="长时间运行：一个房间（第一个 SFU、分辨率与人数）持续 N 分钟，每分钟打印内存"
+        ),
+    ] = 0,
 ) -> None:
     """Measure the tongke SFU beside aiortc's MediaRelay and Janus videoroom, each in its own
     process and fed the same stream: one publisher, N subscribers."""
@@ -423,10 +463,15 @@ def bench_sfu(
     counts = [int(n) for n in subscribers.split(",") if n.strip()]
     if not counts or min(counts) < 1:
         _fail("订阅者人数须为正整数")
+    if soak_minutes < 0:
+        _fail("长时间运行分钟数不能为负")
+    if soak_minutes:
+        _bench_soak(chosen[0], sizes[0], counts[0], soak_minutes, json_path)
+        return
     columns = (
         "sfu", "resolution", "subscribers", "cpu_percent", "cpu_percent_per_subscriber",
-        "us_per_packet", "delay_ms_p50", "delay_ms_p99", "first_frame_ms", "delivered_ratio",
-        "publisher_kbps",
+        "us_per_packet", "delay_ms_p50", "delay_ms_p99", "first_frame_ms", "connected_ms",
+        "delivered_ratio", "memory_mib_per_subscriber", "publisher_kbps",
     )  # fmt: skip
     typer.echo("  ".join(f"{c:>12}" for c in columns))
 

@@ -173,6 +173,12 @@ class RtpSink:
             return
         transport.sendto(self._protect(data), self._addr)  # type: ignore[misc]
 
+    def ready(self) -> bool:
+        """Whether a packet sent now would leave (ICE nominated and DTLS connected)."""
+        return (
+            self._connection._nominated.get(1) is not None and self._dtls._state is State.CONNECTED
+        )
+
     def _resolve(self, pair: Any) -> bool:
         self._pair = None
         self._transport = None

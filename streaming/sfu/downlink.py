@@ -44,6 +44,7 @@ class Downlink:
     """
 
     __slots__ = (
+        "_keyframe_asked",
         "_last_arrival_ms",
         "_on_report",
         "_rebase",
@@ -54,6 +55,7 @@ class Downlink:
         "_sink",
         "_ts_offset",
         "forwarded_keyframe_at",
+        "gop_bursts",
         "keyframe_requests",
         "kind",
         "last_seq",
@@ -91,7 +93,9 @@ class Downlink:
         self._sampled_nacks = 0
         self._sampled_packets = 0
         self.keyframe_requests = 0
+        self.gop_bursts = 0
         self.forwarded_keyframe_at: int | None = None
+        self._keyframe_asked = False
         self._sink: RtpSink | None = None
         self._on_report = on_report
         self._rebase = True
@@ -105,8 +109,7 @@ class Downlink:
         """Called once negotiation has fixed the transport and payload type."""
         self._sink = sink
         self.payload_type = payload_type
-        if self.source is not None:
-            self.source.request_keyframe()
+        self._need_keyframe()
 
     def assign(self, track: PublishedTrack | None) -> None:
         if track is self.source:
@@ -114,30 +117,37 @@ class Downlink:
         if self.source is not None:
             self.source.downlinks.remove(self)
         self.source = track
-        self._rebase = True
         if track is not None:
             track.downlinks.append(self)
-            if self._sink is not None and not self.paused:
-                track.request_keyframe()
+        self._need_keyframe()
 
     def set_paused(self, paused: bool) -> None:
         if paused == self.paused:
             return
         self.paused = paused
         if not paused:
-            self._rebase = True
-            if self.source is not None:
-                self.source.request_keyframe()
+            self._need_keyframe()
+
+    def _need_keyframe(self) -> None:
+        """Wait for a picture the subscriber can decode from: the source's cached GOP if it
+        will still be fresh once the subscriber can receive, else a keyframe asked of the
+        publisher now (rate-limited there), which starts a fresh GOP meanwhile."""
+        self._rebase = True
+        self._keyframe_asked = False
+        source = self.source
+        if source is None or self._sink is None or self.paused:
+            return
+        if self.kind == "video" and not source.gop_fresh():
+            # a GOP whose keyframe arrives before ICE and DTLS finish is replayed in ``_start``
+            source.request_keyframe()
 
     def forward(self, packet: RtpPacket, keyframe: bool, arrival_ms: int) -> None:
         """Hot path: rewrite the header and send. No decode, two small allocations."""
         sink = self._sink
         if sink is None or self.paused:
             return
-        if self._rebase:
-            if not keyframe:
-                return
-            self._rebase_on(packet, arrival_ms)
+        if self._rebase and not self._start(sink, packet, keyframe, arrival_ms):
+            return
         seq = (packet.sequence_number + self._seq_offset) & SEQ_MASK
         ts = (packet.timestamp + self._ts_offset) & TS_MASK
         payload = packet.payload
@@ -178,6 +188,37 @@ class Downlink:
         self._rebase = False
         if self.kind == "video":
             self.forwarded_keyframe_at = arrival_ms
+
+    def _start(self, sink: RtpSink, packet: RtpPacket, keyframe: bool, arrival_ms: int) -> bool:
+        """Whether ``packet`` can now be forwarded to a subscriber waiting for a picture.
+
+        On a keyframe, yes. Mid-GOP, the cached packets from the last keyframe up to
+        ``packet`` are sent first in one burst, rewritten as the live stream that follows
+        them will be, so the subscriber needs no new keyframe; when the cache cannot serve,
+        a keyframe is asked for (once the subscriber can receive it) and it keeps waiting."""
+        if not sink.ready():
+            return False  # what is sent before DTLS is up would only be dropped
+        if keyframe:
+            self._rebase_on(packet, arrival_ms)
+            return True
+        source = self.source
+        if source is None or source.cache is None:
+            return False
+        span = source.gop_span(packet.sequence_number)
+        first = None if span is None else source.cache.get(source.gop_start_seq)  # type: ignore[arg-type]
+        if span is None or first is None:
+            if not self._keyframe_asked:
+                self._keyframe_asked = True
+                source.request_keyframe()
+            return False
+        self._rebase_on(first, arrival_ms)
+        start = first.sequence_number
+        for offset in range(span):
+            cached = source.cache.get((start + offset) & SEQ_MASK)
+            if cached is not None and cached.payload:  # a gap is NACKed and resent like any
+                self.forward(cached, False, arrival_ms)
+        self.gop_bursts += 1
+        return True
 
     def _resend(self, sequence_number: int) -> bool:
         source, sink = self.source, self._sink

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from aiortc import RTCRtpReceiver
@@ -15,7 +16,7 @@ from streaming.sfu.aiortc_hooks import PublisherReceiver
 from streaming.sfu.cache import PacketCache
 from streaming.sfu.keyframes import KeyframeRequester
 from streaming.sfu.layout import MediaKind
-from streaming.sfu.packets import vp8_keyframe_start
+from streaming.sfu.packets import HALF_SEQ, SEQ_MASK, vp8_keyframe_start
 from streaming.sfu.speakers import level_from_opus_size
 
 if TYPE_CHECKING:
@@ -25,6 +26,22 @@ log = get_logger(__name__)
 
 PacketTap = Callable[["PublishedTrack", RtpPacket], None]
 AudioLevelSink = Callable[[str, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class GopLimits:
+    """How much of the current group of pictures a late joiner may be sent as a burst.
+
+    The packets themselves stay in the NACK cache's preallocated ring, so ``max_packets``
+    must leave that ring room; beyond any bound the joiner falls back to a keyframe request.
+    """
+
+    max_packets: int = 384
+    max_bytes: int = 384 * 1024
+    max_age_ms: int = 3000
+
+
+DEFAULT_GOP_LIMITS = GopLimits()
 
 
 class PublishedTrack:
@@ -39,6 +56,7 @@ class PublishedTrack:
         kind: MediaKind,
         receiver: RTCRtpReceiver,
         on_audio_level: AudioLevelSink | None = None,
+        gop_limits: GopLimits | None = None,
     ) -> None:
         self.participant_id = participant_id
         self.source = source
@@ -47,6 +65,12 @@ class PublishedTrack:
         self.downlinks: list[Downlink] = []
         self.taps: list[PacketTap] = []
         self.cache = PacketCache() if kind == "video" else None
+        # the current GOP inside ``cache``: from its keyframe's first packet to the newest
+        self.gop_limits = gop_limits or DEFAULT_GOP_LIMITS
+        self.gop_start_seq: int | None = None
+        self.gop_start_ms = 0
+        self.gop_packets = 0
+        self.gop_bytes = 0
         self.keyframes = KeyframeRequester(self._send_keyframe_request)
         self.ssrc: int | None = None
         self.last_arrival_ms = 0
@@ -82,6 +106,7 @@ class PublishedTrack:
             self.ssrc = packet.ssrc
             self._statistics = self._receiver.statistics_for(packet.ssrc, self.clock_rate)
             self._nack = NackGenerator() if self.kind == "video" else None
+            self.gop_start_seq = None
         self._statistics.add(packet)  # type: ignore[union-attr]
         self.last_arrival_ms = arrival_time_ms
         self.packets += 1
@@ -89,6 +114,12 @@ class PublishedTrack:
         if self.cache is not None:
             self.cache.put(packet)
             keyframe = vp8_keyframe_start(payload)
+            if keyframe:
+                self.gop_start_seq = packet.sequence_number
+                self.gop_start_ms = arrival_time_ms
+                self.gop_packets = self.gop_bytes = 0
+            self.gop_packets += 1
+            self.gop_bytes += len(payload)
             if self._nack is not None and self._nack.add(packet):
                 await self._receiver.send_nack(packet.ssrc, sorted(self._nack.missing))
         else:
@@ -108,6 +139,35 @@ class PublishedTrack:
                 tap(self, packet)
             except Exception:
                 log.exception("packet_tap_failed", participant=self.participant_id)
+
+    def gop_fresh(self) -> bool:
+        """Whether the cached GOP is young enough (within half its bounds) to still serve a
+        subscriber that is only now connecting; else it is better to ask for a new one."""
+        limits = self.gop_limits
+        return (
+            self.gop_start_seq is not None
+            and self.gop_packets * 2 <= limits.max_packets
+            and self.gop_bytes * 2 <= limits.max_bytes
+            and (self.last_arrival_ms - self.gop_start_ms) * 2 <= limits.max_age_ms
+        )
+
+    def gop_span(self, sequence_number: int) -> int | None:
+        """Packets from the cached GOP's keyframe up to (not including) ``sequence_number``,
+        or None when a joiner cannot start from the cache: no keyframe yet, the GOP outgrew
+        the cache's bounds, or it is too old to replay."""
+        start = self.gop_start_seq
+        limits = self.gop_limits
+        if (
+            start is None
+            or self.gop_packets > limits.max_packets
+            or self.gop_bytes > limits.max_bytes
+            or self.last_arrival_ms - self.gop_start_ms > limits.max_age_ms
+        ):
+            return None
+        span = (sequence_number - start) & SEQ_MASK
+        if span >= HALF_SEQ or span > limits.max_packets:
+            return None  # a late retransmission from before the keyframe
+        return span
 
     def request_keyframe(self) -> None:
         if self.kind == "video" and not self._closed:

@@ -112,6 +112,33 @@ def test_two_members_see_each_other_and_the_host_mutes_all(server: str, pages: P
     expect(member.get_by_test_id("mute-all")).to_be_hidden()  # not a host
     shot(host, "host")
 
+    # 巡课: a principal of the alliance finds the meeting on the patrol wall and looks in,
+    # unseen by the teachers.
+    principal = pages.login("principal", "principal-cy")
+    principal.get_by_role("link", name="巡课").click()
+    tile = principal.get_by_test_id("patrol-tile").filter(has_text="线上教研")
+    expect(tile).to_contain_text(GROUP, timeout=15_000)
+    expect(tile).to_contain_text("主持：王丽娟")
+    patrol_stats = (
+        f"() => ({SLOT_STATS})(window.tongkePatrol.get('research-{session_id}').connection)"
+    )
+    wait_for(
+        "the meeting decoded on the patrol wall",
+        lambda: principal.evaluate(patrol_stats),
+        lambda found: any(
+            v["frames"] > 0 for k, v in found.items() if k.startswith("speaker_video")
+        ),
+    )
+    wait_for(
+        "the tile shows the speaker's picture",
+        lambda: tile.locator("video").evaluate("video => video.videoWidth"),
+        lambda width: width > 0,
+    )
+    expect(tile.get_by_test_id("patrol-people")).to_contain_text("参会教师 2 人")
+    time.sleep(1.0)  # a participants update the inspector would cause
+    expect(host.get_by_test_id("people").locator("li")).to_have_count(2)
+    shot(principal, "patrol")
+
     # The member's microphone reaches the host until the host mutes everyone.
     start = audio_bytes(host)
     wait_for("host hears the member", lambda: audio_bytes(host), lambda n: n > start + 2000)

@@ -19,7 +19,12 @@ from common.accounts.permissions import Principal
 from common.alliance.models import SyncGroup
 from common.db import transaction
 from common.errors import AppError, AuthenticationError, PermissionDeniedError
-from streaming.access import lesson_identity, meeting_identity
+from streaming.access import (
+    lesson_identity,
+    meeting_identity,
+    meeting_listing,
+    research_session_of_room,
+)
 from streaming.lifecycle import LessonClock
 from streaming.sfu.identity import ParticipantIdentity
 from web.deps import SESSION_COOKIE, CurrentPrincipal, DbSession, principal_of
@@ -156,9 +161,30 @@ async def _serve_socket(websocket: WebSocket, identity_of: IdentityOf) -> None:
 async def live_lessons(
     principal: CurrentPrincipal, session: DbSession, request: Request
 ) -> list[dict[str, Any]]:
-    """巡课: the synchronized lessons live right now that the caller may look in on."""
+    """巡课: the synchronized lessons and online 教研 meetings (``kind`` "meeting") live right
+    now that the caller may take part in or look in on."""
     live = []
+    now = meeting_clock(request.app).now()
     for room_id, participants in (await _open_rooms(request.app)).items():
+        research_session_id = research_session_of_room(room_id)
+        if research_session_id is not None:
+            try:
+                identity = meeting_identity(
+                    session, principal, research_session_id, display_name="", now=now
+                )
+            except AppError:
+                continue
+            live.append(
+                {
+                    "kind": "meeting",
+                    **meeting_listing(session, research_session_id),
+                    "room": room_id,
+                    "my_role": identity.role,
+                    "participants": participants,
+                    "websocket": f"/ws/research/{research_session_id}",
+                }
+            )
+            continue
         if not room_id.startswith("sync-") or not room_id[5:].isdigit():
             continue
         try:

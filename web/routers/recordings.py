@@ -11,7 +11,9 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from common.errors import NotFoundError
+from common.accounts.permissions import Principal
+from common.db import transaction
+from common.errors import AppError, ConflictError, NotFoundError
 from common.jobs import JobQueue
 from common.settings import Settings
 from recordings import service
@@ -106,7 +108,10 @@ async def start(
     settings: SettingsDep,
     active: Active,
 ) -> RecordingOut:
-    """Record a sync group's live room by hand (meetings, a lesson outside the timetable)."""
+    """Record a sync group's live room by hand (meetings, a lesson outside the timetable);
+    with SFU workers, the worker hosting the room records it."""
+    if request.app.state.sfu_cluster is not None:
+        return await _start_on_worker(body, principal, request, settings)
     lesson_rooms: LessonRooms = request.app.state.rooms
     rooms = lesson_rooms.registry()
     jobs: JobQueue = request.app.state.jobs
@@ -126,6 +131,35 @@ async def start(
         return _out(session.get_one(Recording, recording_id), media_root=settings.media_root)
 
 
+async def _start_on_worker(
+    body: StartRecording, principal: Principal, request: Request, settings: Settings
+) -> RecordingOut:
+    from streaming.relay import command_recording
+
+    sessions = request.app.state.sessions
+    with transaction(sessions) as session:  # who may record is checked here, not in the worker
+        recording_id = service.new_recording_for_sync_group(
+            session, sync_group_id=body.sync_group_id, topic=body.topic, principal=principal
+        ).id
+    try:
+        await command_recording(
+            request.app.state.sfu_cluster,
+            secret=settings.secret_key,
+            room_id=lesson_room_id(body.sync_group_id),
+            command={
+                "action": "start",
+                "recording_id": recording_id,
+                "sync_group_id": body.sync_group_id,
+            },
+        )
+    except AppError:
+        with transaction(sessions) as session:  # nothing half-saved
+            session.delete(session.get_one(Recording, recording_id))
+        raise
+    with sessions() as session:
+        return _out(session.get_one(Recording, recording_id), media_root=settings.media_root)
+
+
 @router.post("/{recording_id}/stop", response_model=RecordingOut)
 async def stop(
     recording_id: int,
@@ -137,8 +171,23 @@ async def stop(
     """Stop recording; processing is queued at once (see `job_id`)."""
     sessions = request.app.state.sessions
     with sessions() as session:
-        service.authorize_manage(principal, service.get_visible(session, principal, recording_id))
-    await service.stop_recording(active, recording_id)
+        recording = service.get_visible(session, principal, recording_id)
+        service.authorize_manage(principal, recording)
+        sync_group_id = recording.sync_group_id
+    cluster = request.app.state.sfu_cluster
+    if cluster is None:
+        await service.stop_recording(active, recording_id)
+    elif sync_group_id is None:
+        raise ConflictError("这段录像没有在录制")
+    else:
+        from streaming.relay import command_recording
+
+        await command_recording(
+            cluster,
+            secret=settings.secret_key,
+            room_id=lesson_room_id(sync_group_id),
+            command={"action": "stop", "recording_id": recording_id},
+        )
     with sessions() as session:
         return _out(session.get_one(Recording, recording_id), media_root=settings.media_root)
 

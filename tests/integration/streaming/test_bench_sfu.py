@@ -15,12 +15,13 @@ from typing import Any
 
 import pytest
 
-from streaming.bench import SFUS
+from streaming.bench import SFUS, run_soak
 from streaming.bench_janus import janus_missing
 
 KEYS = {
     "sfu", "resolution", "subscribers", "cpu_percent", "cpu_percent_per_subscriber",
     "us_per_packet", "delay_ms_p50", "delay_ms_p99", "first_frame_ms", "delivered_ratio",
+    "memory_mib_per_subscriber",
 }  # fmt: skip
 
 
@@ -73,7 +74,18 @@ def test_each_sfu_is_measured_with_sane_figures(bench_result: dict[str, Any], sf
     assert run["delivered_ratio"] > 0.8
     assert run["first_frame_ms"] is not None and run["first_frame_ms"] > 0
     assert 0 <= run["delay_ms_p50"] <= run["delay_ms_p99"]
+    assert run["memory_mib_per_subscriber"] is not None
     # the table names every run
     assert any(
         line.split()[:3] == [sfu, "640x360", "1"] for line in bench_result["stdout"].splitlines()
     )
+
+
+async def test_soak_samples_the_sfu_memory_with_subscribers_joined() -> None:
+    """The soak's plumbing with no minute to wait: one sample right after the joins."""
+    result = await run_soak(resolution="640x360", subscribers=2, minutes=0)
+    assert result["subscribers_joined"] == 2
+    assert [sample["minute"] for sample in result["samples"]] == [0]
+    assert result["samples"][0]["rss_mib"] > result["rss_mib_before_join"] > 0
+    assert result["memory_mib_per_subscriber"] > 0
+    assert result["growth_mib"] == 0

@@ -8,6 +8,9 @@ import time
 import aiortc.rtcrtpreceiver
 import pytest
 
+import streaming.sfu.track
+from streaming.sfu.track import GopLimits
+
 pytestmark = pytest.mark.timeout(60)
 
 
@@ -50,7 +53,44 @@ async def test_lead_reaches_two_remote_classrooms_without_decoding(
     assert not decoder_spy & sfu_queues, "the SFU created a decoder"
 
 
-async def test_late_joiner_gets_a_keyframe_on_request(rooms, classrooms, eventually):
+async def test_late_joiner_starts_from_the_cached_gop_without_a_new_keyframe(
+    rooms, classrooms, eventually, monkeypatch
+):
+    """aiortc's encoder makes a keyframe every 3000 frames only: the late joiner can decode
+    only if the SFU replays the GOP since the publisher's last keyframe."""
+    monkeypatch.setattr(
+        streaming.sfu.track,
+        "DEFAULT_GOP_LIMITS",
+        GopLimits(max_packets=500, max_bytes=4 << 20, max_age_ms=30_000),
+    )
+    lead = classrooms.start("lead", "lead")
+    early = classrooms.start("remote-early", "remote")
+    await eventually(lambda: "lead_camera" in early.stats)
+    await eventually(lambda: early.slot("lead_camera").frames > 20, timeout=15)
+    room = await rooms.get("lesson-1")
+    camera = room.participants["lead"].published["camera"]
+    requests_before = camera.keyframes.sent
+
+    late = classrooms.start("remote-late", "remote")
+    await eventually(lambda: "lead_camera" in late.stats)
+    await eventually(lambda: late.slot("lead_camera").frames > 0, timeout=5)
+    first_frame_ms = (late.slot("lead_camera").first_frame_at - late.joined_at) * 1000
+    print(f"late joiner from the GOP cache: first frame {first_frame_ms:.0f} ms after join")
+    # the burst and then the live stream decode on: no gap, no request, no new keyframe
+    frames_then = late.slot("lead_camera").frames
+    await eventually(lambda: late.slot("lead_camera").frames > frames_then + 15, timeout=5)
+    downlink = room.participants["remote-late"].downlinks["lead_camera"]
+    assert downlink.gop_bursts == 1
+    assert downlink.nacks_missed == 0
+    assert downlink.keyframe_requests == 0
+    assert camera.keyframes.sent == requests_before
+    assert lead.errors == early.errors == late.errors == []
+
+
+async def test_late_joiner_asks_for_a_keyframe_when_the_gop_outgrew_the_cache(
+    rooms, classrooms, eventually, monkeypatch
+):
+    monkeypatch.setattr(streaming.sfu.track, "DEFAULT_GOP_LIMITS", GopLimits(max_packets=0))
     lead = classrooms.start("lead", "lead")
     early = classrooms.start("remote-early", "remote")
     await eventually(lambda: "lead_camera" in early.stats)
@@ -64,8 +104,9 @@ async def test_late_joiner_gets_a_keyframe_on_request(rooms, classrooms, eventua
     await eventually(lambda: late.slot("lead_camera").frames > 0, timeout=5)
 
     first_frame_ms = (late.slot("lead_camera").first_frame_at - late.joined_at) * 1000
-    print(f"late joiner: first frame {first_frame_ms:.0f} ms after join")
+    print(f"late joiner on a keyframe request: first frame {first_frame_ms:.0f} ms after join")
     assert camera.keyframes.sent > requests_before
+    assert room.participants["remote-late"].downlinks["lead_camera"].gop_bursts == 0
     assert first_frame_ms < 2000
     assert lead.errors == early.errors == late.errors == []
 

@@ -67,15 +67,30 @@ class FakeSink:
     def send(self, data: bytes) -> None:
         self.sent.append(data)
 
+    def ready(self) -> bool:
+        return True
+
 
 class FakeTrack:
-    def __init__(self) -> None:
+    """A published track's surface as a downlink sees it; ``gop_start_seq`` set means the
+    cache holds a GOP from that keyframe on."""
+
+    def __init__(self, gop_start_seq: int | None = None) -> None:
         self.downlinks: list[Downlink] = []
         self.cache = PacketCache(64)
         self.keyframe_requests = 0
+        self.gop_start_seq = gop_start_seq
 
     def request_keyframe(self) -> None:
         self.keyframe_requests += 1
+
+    def gop_fresh(self) -> bool:
+        return self.gop_start_seq is not None
+
+    def gop_span(self, sequence_number: int) -> int | None:
+        if self.gop_start_seq is None:
+            return None
+        return (sequence_number - self.gop_start_seq) & 0xFFFF
 
 
 def header(data: bytes) -> tuple[int, int, int, int]:
@@ -114,6 +129,45 @@ async def test_downlink_gates_on_keyframes_and_stays_continuous_across_sources()
     assert downlink._resend(s3)
     assert header(sink.sent[-1])[1:3] == (s3, t3)
     assert not downlink._resend(s2), "sent before the switch: not resendable"
+
+
+def test_late_downlink_replays_the_cached_gop_then_continues_live():
+    sender: Any = SimpleNamespace(_ssrc=778)
+    downlink = Downlink(kind="video", slot="lead_camera", sender=sender, on_report=print)
+    sink = FakeSink()
+    track = FakeTrack(gop_start_seq=200)
+    track.cache.put(packet(200, 3000, KEYFRAME))
+    track.cache.put(packet(201, 3000, CONTINUATION, marker=1))
+    track.cache.put(packet(203, 6000, DELTA, marker=1))  # 202 never arrived
+    track.cache.put(packet(204, 9000, DELTA, marker=1))
+    downlink.assign(track)  # type: ignore[arg-type]
+    downlink.connect(sink=sink, payload_type=97)  # type: ignore[arg-type]
+
+    downlink.forward(packet(204, 9000, DELTA, marker=1), False, 2000)
+    downlink.forward(packet(205, 12000, DELTA, marker=1), False, 2033)
+    headers = [header(data) for data in sink.sent]
+    assert track.keyframe_requests == 0 and downlink.gop_bursts == 1
+    assert [data[12:] for data in sink.sent[:2]] == [KEYFRAME, CONTINUATION]
+    first_seq, first_ts = headers[0][1], headers[0][2]
+    # 200, 201, 203, 204 from the cache, 205 live: one numbering, the hole where 202 was
+    assert [(seq - first_seq) & 0xFFFF for _, seq, _, _ in headers] == [0, 1, 3, 4, 5]
+    assert [(ts - first_ts) & 0xFFFFFFFF for _, _, ts, _ in headers] == [0, 0, 3000, 6000, 9000]
+    assert {ssrc for *_, ssrc in headers} == {778}
+    track.cache.put(packet(202, 6000, DELTA))  # the publisher's retransmission
+    assert downlink._resend((first_seq + 2) & 0xFFFF), "the hole is NACKed and resent"
+
+
+def test_downlink_asks_for_a_keyframe_when_there_is_no_cached_gop():
+    sender: Any = SimpleNamespace(_ssrc=779)
+    downlink = Downlink(kind="video", slot="lead_camera", sender=sender, on_report=print)
+    sink = FakeSink()
+    track = FakeTrack()
+    downlink.assign(track)  # type: ignore[arg-type]
+    downlink.connect(sink=sink, payload_type=97)  # type: ignore[arg-type]
+    assert track.keyframe_requests == 1, "asked early, while ICE and DTLS finish"
+    downlink.forward(packet(300, 1, DELTA), False, 1000)
+    downlink.forward(packet(301, 1, DELTA), False, 1010)
+    assert sink.sent == [] and track.keyframe_requests == 2, "asked once more, once ready"
 
 
 async def test_keyframe_requests_are_rate_limited_but_not_lost():

@@ -460,3 +460,140 @@ def test_the_demo_with_redis_streams_its_lessons_through_an_sfu_worker(
             assert owner is not None and client.get(f"tongke:sfu:worker:{owner}") is not None
     finally:
         client.close()
+
+
+async def test_recording_by_hand_runs_in_the_worker_that_hosts_the_lesson(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """The web process holds no room: start and stop go to the room's worker, which records."""
+    (lead, remote), _ = _lesson_seats(stack)
+    group = lead.sync_group_id
+    attendances: list[Attendance] = []
+    try:
+        for seat in (lead, remote):
+            attendances.append(await attend_until_connected(stack.web.base, seat, within=20))
+        await until(
+            lambda: attendances[1].video_frames() > 10, within=20, what="frames", stack=stack
+        )
+        owner = stack.owner(f"sync-{group}")
+        assert owner is not None
+        async with httpx.AsyncClient(base_url=stack.web.base, timeout=20) as client:
+
+            async def headers(username: str) -> dict[str, str]:
+                response = await client.post(
+                    "/api/auth/token", json={"username": username, "password": DEMO_PASSWORD}
+                )
+                return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+            admin = await headers("admin-wck")
+
+            async def recording_now() -> list[int]:
+                rows = await client.get("/api/recordings?status=recording", headers=admin)
+                return [row["id"] for row in rows.json() if row["sync_group_id"] == group]
+
+            for username in ("student-cy-4-1", "teacher-ye"):
+                refused = await client.post(
+                    "/api/recordings/start",
+                    json={"sync_group_id": group},
+                    headers=await headers(username),
+                )
+                assert refused.status_code == 403, (username, refused.text)
+            started = await client.post(
+                "/api/recordings/start", json={"sync_group_id": group, "topic": "分机录制"},
+                headers=admin,
+            )  # fmt: skip
+            assert started.status_code == 201, started.text + stack.diagnostics()
+            recording = started.json()
+            assert recording["status"] == "recording"
+            twice = await client.post(
+                "/api/recordings/start", json={"sync_group_id": group}, headers=admin
+            )
+            assert (
+                twice.status_code == 409
+                and twice.json()["error"]["message"] == "这节同步课堂正在录制"
+            )
+            assert await recording_now() == [recording["id"]], "the refused start left a row"
+
+            folder = tmp_path / "media" / "recordings" / str(recording["id"])
+            await until(
+                lambda: any(f.stat().st_size > 20_000 for f in folder.glob("*.webm")),
+                within=20, what=f"the worker {owner} writing the recording", stack=stack,
+            )  # fmt: skip
+            stopped = await client.post(f"/api/recordings/{recording['id']}/stop", headers=admin)
+            assert stopped.status_code == 200, stopped.text
+            assert stopped.json()["status"] == "processing"
+            assert stopped.json()["job_id"]
+            again = await client.post(f"/api/recordings/{recording['id']}/stop", headers=admin)
+            assert (
+                again.status_code == 409
+                and again.json()["error"]["message"] == "这段录像没有在录制"
+            )
+            assert await recording_now() == []
+    finally:
+        await asyncio.gather(*(a.stop() for a in attendances))
+
+
+async def test_a_recording_whose_worker_was_killed_goes_on_where_the_lesson_moves(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """SIGKILL the recording worker: no recording stays "recording" for ever. When the lesson
+    comes back on another worker, what was captured is queued for processing with the
+    interruption noted, and recording goes on in a continuation that notes the gap."""
+    (lead, remote), _ = _lesson_seats(stack)
+    group = lead.sync_group_id
+    attendances: list[Attendance] = []
+    media = tmp_path / "media" / "recordings"
+    try:
+        for seat in (lead, remote):
+            attendances.append(await attend_until_connected(stack.web.base, seat, within=20))
+        owner = stack.owner(f"sync-{group}")
+        assert owner is not None
+        async with httpx.AsyncClient(base_url=stack.web.base, timeout=20) as client:
+            token = await client.post(
+                "/api/auth/token", json={"username": "admin-wck", "password": DEMO_PASSWORD}
+            )
+            admin = {"Authorization": f"Bearer {token.json()['access_token']}"}
+            started = await client.post(
+                "/api/recordings/start", json={"sync_group_id": group, "topic": "第一部分"},
+                headers=admin,
+            )  # fmt: skip
+            assert started.status_code == 201, started.text
+            first = started.json()["id"]
+            await until(
+                lambda: any(f.stat().st_size > 20_000 for f in (media / str(first)).glob("*")),
+                within=20, what="the first part written", stack=stack,
+            )  # fmt: skip
+
+            stack.workers[owner].process.send_signal(signal.SIGKILL)
+            stack.workers[owner].process.wait(timeout=10)
+            await until(
+                lambda: all(a.task.done() for a in attendances),
+                within=10, what="the classrooms noticing the dead worker", stack=stack,
+            )  # fmt: skip
+            for seat in (lead, remote):
+                attendances.append(
+                    await attend_until_connected(stack.web.base, seat, within=LEASE_S + 20)
+                )
+            assert stack.owner(f"sync-{group}") not in (None, owner)
+
+            async def rows() -> dict[int, dict[str, Any]]:
+                listed = await client.get("/api/recordings", headers=admin)
+                return {r["id"]: r for r in listed.json() if r["sync_group_id"] == group}
+
+            found = await rows()
+            assert found[first]["status"] == "processing", found[first]
+            assert "媒体服务器中断" in found[first]["status_message"]
+            assert found[first]["job_id"]
+            (second,) = [i for i, r in found.items() if r["status"] == "recording"]
+            assert second != first and found[second]["topic"] == "第一部分"
+            assert "续录" in found[second]["status_message"]
+            await until(
+                lambda: any(f.stat().st_size > 20_000 for f in (media / str(second)).glob("*")),
+                within=20, what="the continuation written on the new worker", stack=stack,
+            )  # fmt: skip
+            stopped = await client.post(f"/api/recordings/{second}/stop", headers=admin)
+            assert stopped.status_code == 200, stopped.text
+            assert stopped.json()["status"] == "processing"
+            assert not [r for r in (await rows()).values() if r["status"] == "recording"]
+    finally:
+        await asyncio.gather(*(a.stop() for a in attendances))

@@ -189,3 +189,36 @@ def test_the_research_page_links_the_meeting_that_is_about_to_start(
     assert "/static/js/meeting.js" in meeting.text
     ended = client.get(f"/research/sessions/{other.id}/meeting")
     assert "本次教研已于" in ended.text and "meeting.js" not in ended.text
+
+
+def test_a_live_meeting_is_listed_for_patrol_to_those_who_may_look_in(
+    meeting_client: TestClient, sqlite_db: DemoDatabase
+) -> None:
+    client = meeting_client
+    hosted, _ = _sessions(sqlite_db)
+
+    def listed(username: str) -> list[dict[str, Any]]:
+        response = client.get("/api/live-lessons", headers=bearer(client, username))
+        assert response.status_code == 200, response.text
+        return [row for row in response.json() if row["kind"] == "meeting"]
+
+    with client.websocket_connect(
+        f"/ws/research/{hosted.id}?token={_token(client, 'teacher-lan')}"
+    ) as socket:
+        socket.send_json({"v": 1, "type": "join", "room": f"research-{hosted.id}"})
+        assert socket.receive_json()["type"] == "joined"
+        (meeting,) = listed("bureau")
+        assert meeting["research_session_id"] == hosted.id
+        assert (meeting["group"], meeting["subject"], meeting["host"]) == (GROUP, "英语", "蓝美玲")
+        assert meeting["my_role"] == "inspector"
+        assert meeting["websocket"] == f"/ws/research/{hosted.id}"
+        assert [p["host"] for p in meeting["participants"]] == [True]
+        assert listed("principal-cy")[0]["my_role"] == "inspector"
+        assert listed("teacher-wang")[0]["my_role"] == "meeting"  # the group's leader
+        # who may not join may not see that it is on
+        for username in ("student-cy-4-1", "admin-sy", "teacher-ye"):
+            assert listed(username) == [], username
+        socket.send_json({"v": 1, "type": "leave"})
+        while socket.receive_json()["type"] != "left":
+            pass
+    assert listed("bureau") == []

@@ -1,5 +1,6 @@
-// 巡课 wall: every live synchronized lesson the principal or bureau may look in on, each as
-// a muted tile joined invisibly (inspector role); click 收听 to hear one lesson at a time.
+// 巡课 wall: every live synchronized lesson and online 教研 meeting the principal or bureau
+// may look in on, each as a muted tile joined invisibly (inspector role); click 收听 to hear
+// one room at a time.
 import { api } from "./api.js";
 import { LessonConnection } from "./lesson-client.js";
 
@@ -14,7 +15,7 @@ const empty = document.getElementById("patrol-empty");
 const status = document.getElementById("patrol-status");
 const schoolFilter = document.getElementById("filter-school");
 const subjectFilter = document.getElementById("filter-subject");
-const tiles = new Map(); // group id -> {node, connection, audios}
+const tiles = new Map(); // sync group id or meeting room -> {node, connection, audios}
 let live = [];
 let listeningTo = null;
 let pollTimer = null;
@@ -28,15 +29,26 @@ function text(tag, className, value) {
   return node;
 }
 
+const isMeeting = (lesson) => lesson.kind === "meeting";
+// a lesson's tile is keyed by its sync group id, a meeting's by its room ("research-3")
+const roomOf = (lesson) => (isMeeting(lesson) ? lesson.room : lesson.sync_group_id);
+
 function matches(lesson) {
-  const info = groups.get(lesson.sync_group_id);
   const school = schoolFilter.value;
   const subject = subjectFilter.value;
+  if (isMeeting(lesson)) return !school && (!subject || lesson.subject === subject);
+  const info = groups.get(lesson.sync_group_id);
   if (!info) return !school && !subject;
   return (!school || info.schools.includes(school)) && (!subject || info.subject === subject);
 }
 
 function describe(lesson) {
+  if (isMeeting(lesson)) {
+    return {
+      title: `线上教研 · ${lesson.subject} · ${lesson.group}`,
+      meta: `主持：${lesson.host || "未定"}${lesson.topic ? `；主题：${lesson.topic}` : ""}`,
+    };
+  }
   const info = groups.get(lesson.sync_group_id);
   if (!info) return { title: lesson.code, meta: "" };
   return {
@@ -49,7 +61,8 @@ function makeTile(lesson) {
   const { title, meta } = describe(lesson);
   const node = document.createElement("article");
   node.className = "patrol-tile";
-  node.dataset.group = lesson.sync_group_id;
+  if (isMeeting(lesson)) node.dataset.room = lesson.room;
+  else node.dataset.group = lesson.sync_group_id;
   node.dataset.testid = "patrol-tile";
   node.setAttribute("data-testid", "patrol-tile");
   const heading = text("h2", "", title);
@@ -70,27 +83,34 @@ function makeTile(lesson) {
   listen.setAttribute("aria-pressed", "false");
   listen.setAttribute("aria-label", `收听：${title}`);
   const open = text("a", "button secondary small", "进入巡课");
-  open.href = `/lessons/${lesson.sync_group_id}`;
+  open.href = isMeeting(lesson)
+    ? `/research/sessions/${lesson.research_session_id}/meeting`
+    : `/lessons/${lesson.sync_group_id}`;
   const actions = document.createElement("div");
   actions.className = "actions";
   actions.append(listen, open);
   node.append(heading, figure, metaLine, people, actions);
 
-  const connection = new LessonConnection({ groupId: lesson.sync_group_id, publish: false });
+  const id = roomOf(lesson);
+  const connection = isMeeting(lesson)
+    ? new LessonConnection({ socketPath: lesson.websocket, room: lesson.room, publish: false })
+    : new LessonConnection({ groupId: lesson.sync_group_id, publish: false });
+  // a lesson shows its lead classroom, a meeting its current speaker (or the spotlit teacher)
+  const shownSlot = isMeeting(lesson) ? "speaker_video_0" : "lead_camera";
   const audios = [];
-  const tile = { node, connection, audios, listen, people };
+  const tile = { node, connection, audios, listen, people, meeting: isMeeting(lesson) };
   connection.addEventListener("state", (event) => {
     caption.textContent = STATE_TEXT[event.detail.state] || "";
     node.dataset.state = event.detail.state;
   });
   connection.addEventListener("track", (event) => {
     const { slot, kind, track } = event.detail;
-    if (kind === "video" && slot === "lead_camera") {
+    if (kind === "video" && slot === shownSlot) {
       video.srcObject = new MediaStream([track]);
     } else if (kind === "audio") {
       const audio = document.createElement("audio");
       audio.autoplay = true;
-      audio.muted = listeningTo !== lesson.sync_group_id;
+      audio.muted = listeningTo !== id;
       audio.srcObject = new MediaStream([track]);
       audio.hidden = true;
       audios.push(audio);
@@ -98,21 +118,26 @@ function makeTile(lesson) {
     }
   });
   connection.addEventListener("participants", () => renderPeople(tile));
-  listen.addEventListener("click", () => setListening(listeningTo === lesson.sync_group_id ? null : lesson.sync_group_id));
+  listen.addEventListener("click", () => setListening(listeningTo === id ? null : id));
   connection.start();
   return tile;
 }
 
 function renderPeople(tile) {
   const list = tile.connection.participants;
+  if (tile.meeting) {
+    const hosts = list.filter((p) => p.host).map((p) => p.name);
+    tile.people.textContent = `参会教师 ${list.length} 人：${list.map((p) => p.name).join("、")}${hosts.length ? `；主持：${hosts.join("、")}` : ""}`;
+    return;
+  }
   const hands = list.filter((p) => p.hand !== "none").map((p) => `${p.name}（${p.hand === "accepted" ? "发言中" : "举手"}）`);
   tile.people.textContent = `在线教室 ${list.length} 个：${list.map((p) => p.name).join("、")}${hands.length ? `；${hands.join("、")}` : ""}`;
 }
 
-function setListening(groupId) {
-  listeningTo = groupId;
+function setListening(roomId) {
+  listeningTo = roomId;
   for (const [id, tile] of tiles) {
-    const on = id === groupId;
+    const on = id === roomId;
     tile.node.dataset.listening = String(on);
     tile.listen.textContent = on ? "停止收听" : "收听";
     tile.listen.setAttribute("aria-pressed", String(on));
@@ -124,7 +149,7 @@ function setListening(groupId) {
 }
 
 function render() {
-  const wanted = new Map(live.filter(matches).map((lesson) => [lesson.sync_group_id, lesson]));
+  const wanted = new Map(live.filter(matches).map((lesson) => [roomOf(lesson), lesson]));
   for (const [id, tile] of tiles) {
     if (!wanted.has(id)) {
       tile.connection.stop();
@@ -141,7 +166,7 @@ function render() {
     }
   }
   empty.hidden = tiles.size > 0;
-  empty.textContent = live.length ? "没有符合筛选条件的直播课堂。" : "当前没有正在进行的同步课堂。";
+  empty.textContent = live.length ? "没有符合筛选条件的直播课堂或教研。" : "当前没有正在进行的同步课堂或线上教研。";
 }
 
 async function poll() {
