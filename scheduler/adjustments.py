@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 
@@ -469,12 +469,18 @@ def adjusted_dates(session: Session, *, term_id: int) -> set[date]:
 
 
 def dated_view_entries(
-    session: Session, term: Term, problem: d.Problem, kind: ViewKind, key: str
+    session: Session,
+    term: Term,
+    problem: d.Problem,
+    kind: ViewKind,
+    key: str,
+    days: Iterable[date] | None = None,
 ) -> dict[date, list[ViewEntry]]:
-    """For each date an applied adjustment changes, what one class/teacher/room/campus has
-    that day (for ``to_ics(dated=...)``): moved lessons at their new period, a substituted
-    lesson with the substitute (in the substitute's calendar, not the absent teacher's)."""
-    days = sorted(adjusted_dates(session, term_id=term.id))
+    """For ``days`` (default: each date an applied adjustment changes), what one
+    class/teacher/room/campus has that day (for ``to_ics(dated=...)`` and dated exports):
+    moved lessons at their new period, a substituted lesson with the substitute (in the
+    substitute's calendar, not the absent teacher's)."""
+    days = sorted(adjusted_dates(session, term_id=term.id) if days is None else set(days))
     placements = dated_placements(session, term, days)
     rooms = dict(session.execute(select(Room.id, Room.code)).all())
     teachers = {t.id: t for t in session.scalars(select(Teacher))}
@@ -550,3 +556,16 @@ def teaching_week(
         ),
         d.Solution(lessons=[p for p in solution.lessons if p.day not in off]),
     )
+
+
+def dated_week_entries(
+    session: Session, term: Term, problem: d.Problem, kind: ViewKind, key: str, day: date
+) -> dict[str, list[ViewEntry]]:
+    """The week of ``day`` for a dated export: weekday -> entries of that week's date (a
+    weekday without school that week has none)."""
+    dates = week_of(term, day)
+    on_dates = dated_view_entries(session, term, problem, kind, key, dates.values())
+    return {
+        weekday: on_dates.get(dates[weekday], []) if weekday in dates else []
+        for weekday in problem.days
+    }

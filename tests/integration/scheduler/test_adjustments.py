@@ -15,6 +15,7 @@ from common.accounts.models import Account
 from common.alliance import timetable
 from common.alliance.models import (
     WEEKDAYS,
+    Campus,
     Lesson,
     SyncGroup,
     Teacher,
@@ -426,3 +427,35 @@ def test_the_week_template_marks_changed_lessons_and_names_the_substitute(
     assert f"代课：{substitute}" in html and ">调</span>" in html
     following = rendered(NEXT_MONDAY)
     assert "代课：" not in following and ">调</span>" not in following
+
+
+def test_the_campus_sheet_of_that_week_prints_the_changes(
+    client: TestClient, db: DemoDatabase
+) -> None:
+    term_id, _, admin, body = planned_monday(client, db)
+    assert apply(client, term_id, admin, body).status_code == 201
+    with db.sessions() as session:
+        lesson = session.get_one(Lesson, body["moves"][0]["lesson_id"])
+        campus = session.get_one(Campus, lesson.school_class.campus_id).code
+
+    def sheet(**query: Any) -> str:
+        response = client.get(
+            "/api/timetable/export",
+            params={"kind": "campus", "key": campus, "format": "html", "term_id": term_id} | query,
+            headers=admin,
+        )
+        assert response.status_code == 200, response.text
+        text: str = response.text
+        return text
+
+    dated = sheet(week=MONDAY.isoformat())
+    moved_here = [m for m in body["moves"] if m["lesson_id"] == lesson.id]
+    assert dated.count('class="lesson adjusted"') + dated.count(
+        'class="lesson sync adjusted"'
+    ) >= len(moved_here)
+    assert "【调】调课：原9月7日周一" in dated
+    assert "【调】" not in sheet(week=NEXT_MONDAY.isoformat())
+    assert "【调】" not in sheet()  # the weekly pattern
+    assert sheet(week=NEXT_MONDAY.isoformat()).count('class="lesson') == sheet().count(
+        'class="lesson'
+    )
