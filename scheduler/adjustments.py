@@ -69,10 +69,11 @@ class CancellationIn:
     period: int
 
 
-def load_term(session: Session, term_id: int) -> Term:
-    term = session.scalars(
-        select(Term).where(Term.id == term_id).options(selectinload(Term.calendar_days))
-    ).first()
+def load_term(session: Session, term_id: int, *, lock: bool = False) -> Term:
+    """The term with its calendar; ``lock`` holds its row (PostgreSQL) so that two admins
+    applying or revoking 调课 of one term are judged one after the other."""
+    stmt = select(Term).where(Term.id == term_id).options(selectinload(Term.calendar_days))
+    term = session.scalars(stmt.with_for_update(of=Term) if lock else stmt).first()
     if term is None:
         raise NotFoundError(f"学期 {term_id} 不存在")
     return term
@@ -201,10 +202,15 @@ def apply_plan(
     """Store a plan for ``teacher_id``'s absence on ``day`` after judging it against the week
     as it stands. ValidationFailedError for malformed plans, ConflictError (409) for stale or
     conflicting ones; nothing is stored then."""
-    term = load_term(session, term_id)
+    term = load_term(session, term_id, lock=True)
     teacher = session.get(Teacher, teacher_id)
     if teacher is None:
         raise NotFoundError(f"教师 {teacher_id} 不存在")
+    own = _teacher_lessons(session, term_id, teacher_id)
+    if not own:
+        raise ValidationFailedError(
+            f"{teacher.name} 本学期在「{term.name}」没有课，无需调课", field="teacher_id"
+        )
     weekday = timetable_weekday(term, day)
     if weekday is None:
         raise ValidationFailedError(f"{day.isoformat()} 不是本学期的上课日", field="date")
@@ -328,7 +334,6 @@ def apply_plan(
     candidate.items = items
 
     after = dated_placements(session, term, teaching, adjustments=[*existing, candidate])
-    own = _teacher_lessons(session, term_id, teacher_id)
     left = [p for p in after if p.day == day and p.substitute_id is None and p.lesson_id in own]
     if left:
         first = left[0]
@@ -434,9 +439,10 @@ def describe_item(item: TimetableAdjustmentItem, rooms: dict[int, str]) -> str:
 def revoke_adjustment(session: Session, *, adjustment: TimetableAdjustment) -> None:
     """Back to the weekly timetable on the adjustment's dates. A later adjustment of the same
     week may rely on it: that one is revoked first (409 naming it)."""
+    term = load_term(session, adjustment.term_id, lock=True)
+    session.refresh(adjustment)
     if adjustment.status != "applied":
         raise ConflictError("这次调课已经撤销")
-    term = load_term(session, adjustment.term_id)
     week = set(week_of(term, adjustment.day).values())
     later = [
         other

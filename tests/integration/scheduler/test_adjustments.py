@@ -349,6 +349,10 @@ def test_stale_and_conflicting_plans_are_refused_and_nothing_is_stored(
     assert empty.status_code == 422 and "没有任何调整" in empty.json()["error"]["message"]
     holiday = apply(client, term_id, admin, body | {"date": "2026-09-25"})
     assert holiday.status_code == 422
+    with db.sessions() as session:
+        elsewhere = session.scalars(select(Teacher).where(Teacher.name == "叶建平")).one().id
+    foreign = apply(client, term_id, admin, body | {"teacher_id": elsewhere})
+    assert foreign.status_code == 422 and "没有课" in foreign.json()["error"]["message"]
 
 
 def class_of(db: DemoDatabase, lesson_id: int) -> int:
