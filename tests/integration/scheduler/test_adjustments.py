@@ -463,3 +463,13 @@ def test_the_campus_sheet_of_that_week_prints_the_changes(
     assert sheet(week=NEXT_MONDAY.isoformat()).count('class="lesson') == sheet().count(
         'class="lesson'
     )
+
+
+def test_the_page_offers_apply_and_the_applied_list(client: TestClient) -> None:
+    page = client.get("/admin/adjust", headers=bearer(client, ADMIN))
+    assert page.status_code == 200
+    assert '<label for="reason">请假原因（可选）</label>' in page.text
+    assert ">应用此方案</button>" in page.text and "本学期已应用的调课" in page.text
+    for username in ("teacher-ye", "principal-cy", "bureau"):
+        denied = client.get("/admin/adjust", headers=bearer(client, username))
+        assert "应用此方案" not in denied.text, username
