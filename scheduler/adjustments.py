@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 
@@ -69,10 +69,11 @@ class CancellationIn:
     period: int
 
 
-def load_term(session: Session, term_id: int) -> Term:
-    term = session.scalars(
-        select(Term).where(Term.id == term_id).options(selectinload(Term.calendar_days))
-    ).first()
+def load_term(session: Session, term_id: int, *, lock: bool = False) -> Term:
+    """The term with its calendar; ``lock`` holds its row (PostgreSQL) so that two admins
+    applying or revoking 调课 of one term are judged one after the other."""
+    stmt = select(Term).where(Term.id == term_id).options(selectinload(Term.calendar_days))
+    term = session.scalars(stmt.with_for_update(of=Term) if lock else stmt).first()
     if term is None:
         raise NotFoundError(f"学期 {term_id} 不存在")
     return term
@@ -201,10 +202,15 @@ def apply_plan(
     """Store a plan for ``teacher_id``'s absence on ``day`` after judging it against the week
     as it stands. ValidationFailedError for malformed plans, ConflictError (409) for stale or
     conflicting ones; nothing is stored then."""
-    term = load_term(session, term_id)
+    term = load_term(session, term_id, lock=True)
     teacher = session.get(Teacher, teacher_id)
     if teacher is None:
         raise NotFoundError(f"教师 {teacher_id} 不存在")
+    own = _teacher_lessons(session, term_id, teacher_id)
+    if not own:
+        raise ValidationFailedError(
+            f"{teacher.name} 本学期在「{term.name}」没有课，无需调课", field="teacher_id"
+        )
     weekday = timetable_weekday(term, day)
     if weekday is None:
         raise ValidationFailedError(f"{day.isoformat()} 不是本学期的上课日", field="date")
@@ -328,7 +334,6 @@ def apply_plan(
     candidate.items = items
 
     after = dated_placements(session, term, teaching, adjustments=[*existing, candidate])
-    own = _teacher_lessons(session, term_id, teacher_id)
     left = [p for p in after if p.day == day and p.substitute_id is None and p.lesson_id in own]
     if left:
         first = left[0]
@@ -434,9 +439,10 @@ def describe_item(item: TimetableAdjustmentItem, rooms: dict[int, str]) -> str:
 def revoke_adjustment(session: Session, *, adjustment: TimetableAdjustment) -> None:
     """Back to the weekly timetable on the adjustment's dates. A later adjustment of the same
     week may rely on it: that one is revoked first (409 naming it)."""
+    term = load_term(session, adjustment.term_id, lock=True)
+    session.refresh(adjustment)
     if adjustment.status != "applied":
         raise ConflictError("这次调课已经撤销")
-    term = load_term(session, adjustment.term_id)
     week = set(week_of(term, adjustment.day).values())
     later = [
         other
@@ -469,12 +475,18 @@ def adjusted_dates(session: Session, *, term_id: int) -> set[date]:
 
 
 def dated_view_entries(
-    session: Session, term: Term, problem: d.Problem, kind: ViewKind, key: str
+    session: Session,
+    term: Term,
+    problem: d.Problem,
+    kind: ViewKind,
+    key: str,
+    days: Iterable[date] | None = None,
 ) -> dict[date, list[ViewEntry]]:
-    """For each date an applied adjustment changes, what one class/teacher/room/campus has
-    that day (for ``to_ics(dated=...)``): moved lessons at their new period, a substituted
-    lesson with the substitute (in the substitute's calendar, not the absent teacher's)."""
-    days = sorted(adjusted_dates(session, term_id=term.id))
+    """For ``days`` (default: each date an applied adjustment changes), what one
+    class/teacher/room/campus has that day (for ``to_ics(dated=...)`` and dated exports):
+    moved lessons at their new period, a substituted lesson with the substitute (in the
+    substitute's calendar, not the absent teacher's)."""
+    days = sorted(adjusted_dates(session, term_id=term.id) if days is None else set(days))
     placements = dated_placements(session, term, days)
     rooms = dict(session.execute(select(Room.id, Room.code)).all())
     teachers = {t.id: t for t in session.scalars(select(Teacher))}
@@ -550,3 +562,16 @@ def teaching_week(
         ),
         d.Solution(lessons=[p for p in solution.lessons if p.day not in off]),
     )
+
+
+def dated_week_entries(
+    session: Session, term: Term, problem: d.Problem, kind: ViewKind, key: str, day: date
+) -> dict[str, list[ViewEntry]]:
+    """The week of ``day`` for a dated export: weekday -> entries of that week's date (a
+    weekday without school that week has none)."""
+    dates = week_of(term, day)
+    on_dates = dated_view_entries(session, term, problem, kind, key, dates.values())
+    return {
+        weekday: on_dates.get(dates[weekday], []) if weekday in dates else []
+        for weekday in problem.days
+    }

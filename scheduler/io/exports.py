@@ -30,25 +30,44 @@ def _cell_text(entry: ViewEntry, kind: ViewKind) -> str:
         parts.append(entry.room)
     if entry.sync_note:
         parts.append(entry.sync_note)
+    if entry.change:
+        parts.append(f"【调】{entry.change}")
     return "\n".join(parts)
 
 
-def _by_day(problem: Problem, items: list[ViewEntry]) -> dict[str, list[ViewEntry]]:
+# A dated week: weekday -> what one class/teacher/room/campus has on that week's date.
+DatedWeek = Mapping[str, list[ViewEntry]]
+
+
+def _by_day(
+    problem: Problem, items: list[ViewEntry], dated: DatedWeek | None = None
+) -> dict[str, list[ViewEntry]]:
     grouped: dict[str, list[ViewEntry]] = {day: [] for day in problem.days}
     for entry in items:
         grouped.setdefault(entry.day, []).append(entry)
+    if dated is not None:
+        grouped = {day: list(dated.get(day, [])) for day in problem.days}
     return grouped
 
 
-def to_xlsx(problem: Problem, solution: Solution, kind: ViewKind, keys: Iterable[str]) -> bytes:
-    """One sheet per class/teacher/room/campus: a column per day, lessons in time order."""
+def to_xlsx(
+    problem: Problem,
+    solution: Solution,
+    kind: ViewKind,
+    keys: Iterable[str],
+    dated: Mapping[str, DatedWeek] | None = None,
+) -> bytes:
+    """One sheet per class/teacher/room/campus: a column per day, lessons in time order;
+    ``dated`` (key -> weekday -> entries) prints one dated week instead of the pattern."""
     workbook = Workbook()
     workbook.remove(workbook.active)  # type: ignore[arg-type]
     for key in keys:
         sheet = workbook.create_sheet(title=key[:31])
         sheet.append([title_of(problem, kind, key)])
         sheet["A1"].font = Font(bold=True, size=14)
-        grouped = _by_day(problem, entries(problem, solution, kind, key))
+        grouped = _by_day(
+            problem, entries(problem, solution, kind, key), dated.get(key) if dated else None
+        )
         sheet.append([DAY_LABELS[day] for day in problem.days])
         for cell in sheet[2]:
             cell.font = Font(bold=True)
@@ -137,16 +156,26 @@ def to_ics(
     return ical
 
 
-def to_html(problem: Problem, solution: Solution, kind: ViewKind, keys: Iterable[str]) -> str:
-    """A printable page (A4 landscape), one table per class/teacher/room/campus."""
+def to_html(
+    problem: Problem,
+    solution: Solution,
+    kind: ViewKind,
+    keys: Iterable[str],
+    dated: Mapping[str, DatedWeek] | None = None,
+) -> str:
+    """A printable page (A4 landscape), one table per class/teacher/room/campus (``dated``:
+    one dated week, as in ``to_xlsx``)."""
     sections = []
     for key in keys:
-        grouped = _by_day(problem, entries(problem, solution, kind, key))
+        grouped = _by_day(
+            problem, entries(problem, solution, kind, key), dated.get(key) if dated else None
+        )
         head = "".join(f"<th>{DAY_LABELS[d]}</th>" for d in problem.days)
         cells = []
         for day in problem.days:
             items = "".join(
-                f'<div class="lesson{" sync" if e.sync_note else ""}">'
+                f'<div class="lesson{" sync" if e.sync_note else ""}'
+                f'{" adjusted" if e.change else ""}">'
                 + "<br>".join(html.escape(line) for line in _cell_text(e, kind).split("\n"))
                 + "</div>"
                 for e in grouped[day]
@@ -163,6 +192,6 @@ def to_html(problem: Problem, solution: Solution, kind: ViewKind, keys: Iterable
         "body{font-family:'Noto Sans CJK SC',sans-serif;font-size:10pt}"
         "section{page-break-after:always}table{border-collapse:collapse;width:100%;table-layout:fixed}"
         "th,td{border:1px solid #999;vertical-align:top;padding:3px}"
-        ".lesson{margin-bottom:4px}.sync{background:#e2f4ec}"
+        ".lesson{margin-bottom:4px}.sync{background:#e2f4ec}.adjusted{outline:1px dashed #d97706}"
         "</style></head><body>" + "".join(sections) + "</body></html>"
     )

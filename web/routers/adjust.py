@@ -72,7 +72,8 @@ def absence_plan(
 ) -> dict[str, Any]:
     """The fewest changes to the week of ``date`` so that the teacher teaches nothing that day
     (minimal perturbation; optionally a free colleague of the same subject substitutes).
-    A plan to print and announce: the weekly timetable itself is not changed."""
+    Computed on the week as it stands (applied 调课 included); nothing is stored until the
+    plan is applied (``absence-plan/apply``)."""
     authorize(principal, Action.MANAGE, Kind.TIMETABLE, _term_scope(session, term_id))
     plan = plan_absence(
         session,

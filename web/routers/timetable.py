@@ -28,7 +28,7 @@ from common.alliance.models import (
 )
 from common.errors import AuthenticationError, NotFoundError, ValidationFailedError
 from common.jobs import JobQueue
-from scheduler.adjustments import dated_view_entries, load_term
+from scheduler.adjustments import dated_view_entries, dated_week_entries, load_term
 from scheduler.alliance_bridge import current_solution, problem_from_alliance
 from scheduler.io.exports import TermCalendar, to_html, to_ics, to_xlsx
 from scheduler.service import SOLVE_JOB, solve_job_id, term_of_job
@@ -115,6 +115,7 @@ def _export(
     key: str,
     fmt: ExportFormat,
     term_id: int | None,
+    week: date | None = None,
 ) -> Response:
     scope = _scope_of_code(session, kind, key)
     authorize(principal, Action.READ, Kind.TIMETABLE, scope)
@@ -128,20 +129,28 @@ def _export(
     problem = problem_from_alliance(session, term_id=term.id).problem
     solution = current_solution(session, term_id=term.id)
     filename = f"timetable-{kind}-{key}"
+    # One dated week (applied 调课 included) instead of the weekly pattern.
+    dated = (
+        {key: dated_week_entries(session, load_term(session, term.id), problem, kind, key, week)}
+        if week is not None
+        else None
+    )
+    if dated is not None:
+        filename += f"-{week}"
     if fmt == "xlsx":
         return Response(
-            to_xlsx(problem, solution, kind, [key]),
+            to_xlsx(problem, solution, kind, [key], dated),
             media_type=XLSX,
             headers={"Content-Disposition": f'attachment; filename="{filename}.xlsx"'},
         )
     if fmt == "ics":
-        dated = dated_view_entries(session, load_term(session, term.id), problem, kind, key)
+        on_dates = dated_view_entries(session, load_term(session, term.id), problem, kind, key)
         return Response(
-            to_ics(problem, solution, kind, key, term_calendar(term), dated),
+            to_ics(problem, solution, kind, key, term_calendar(term), on_dates),
             media_type="text/calendar; charset=utf-8",
             headers={"Content-Disposition": f'attachment; filename="{filename}.ics"'},
         )
-    return HTMLResponse(to_html(problem, solution, kind, [key]))
+    return HTMLResponse(to_html(problem, solution, kind, [key], dated))
 
 
 @router.get("/api/timetable/export")
@@ -152,9 +161,12 @@ def export(
     key: str,
     format: ExportFormat = "xlsx",
     term_id: int | None = None,
+    week: date | None = None,
 ) -> Response:
-    """The stored timetable of one class/teacher/room/campus (by code) as xlsx, ICS or HTML."""
-    return _export(session, principal, kind=kind, key=key, fmt=format, term_id=term_id)
+    """The stored timetable of one class/teacher/room/campus (by code) as xlsx, ICS or HTML;
+    xlsx/HTML with ``week`` (any date of it) print that dated week with its applied 调课.
+    The ICS calendar always carries every applied 调课 on its dates."""
+    return _export(session, principal, kind=kind, key=key, fmt=format, term_id=term_id, week=week)
 
 
 def _feed_subject(session: Session, account: Account) -> tuple[ExportKind, str]:

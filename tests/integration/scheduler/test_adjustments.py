@@ -15,6 +15,7 @@ from common.accounts.models import Account
 from common.alliance import timetable
 from common.alliance.models import (
     WEEKDAYS,
+    Campus,
     Lesson,
     SyncGroup,
     Teacher,
@@ -348,6 +349,10 @@ def test_stale_and_conflicting_plans_are_refused_and_nothing_is_stored(
     assert empty.status_code == 422 and "没有任何调整" in empty.json()["error"]["message"]
     holiday = apply(client, term_id, admin, body | {"date": "2026-09-25"})
     assert holiday.status_code == 422
+    with db.sessions() as session:
+        elsewhere = session.scalars(select(Teacher).where(Teacher.name == "叶建平")).one().id
+    foreign = apply(client, term_id, admin, body | {"teacher_id": elsewhere})
+    assert foreign.status_code == 422 and "没有课" in foreign.json()["error"]["message"]
 
 
 def class_of(db: DemoDatabase, lesson_id: int) -> int:
@@ -426,3 +431,45 @@ def test_the_week_template_marks_changed_lessons_and_names_the_substitute(
     assert f"代课：{substitute}" in html and ">调</span>" in html
     following = rendered(NEXT_MONDAY)
     assert "代课：" not in following and ">调</span>" not in following
+
+
+def test_the_campus_sheet_of_that_week_prints_the_changes(
+    client: TestClient, db: DemoDatabase
+) -> None:
+    term_id, _, admin, body = planned_monday(client, db)
+    assert apply(client, term_id, admin, body).status_code == 201
+    with db.sessions() as session:
+        lesson = session.get_one(Lesson, body["moves"][0]["lesson_id"])
+        campus = session.get_one(Campus, lesson.school_class.campus_id).code
+
+    def sheet(**query: Any) -> str:
+        response = client.get(
+            "/api/timetable/export",
+            params={"kind": "campus", "key": campus, "format": "html", "term_id": term_id} | query,
+            headers=admin,
+        )
+        assert response.status_code == 200, response.text
+        text: str = response.text
+        return text
+
+    dated = sheet(week=MONDAY.isoformat())
+    moved_here = [m for m in body["moves"] if m["lesson_id"] == lesson.id]
+    assert dated.count('class="lesson adjusted"') + dated.count(
+        'class="lesson sync adjusted"'
+    ) >= len(moved_here)
+    assert "【调】调课：原9月7日周一" in dated
+    assert "【调】" not in sheet(week=NEXT_MONDAY.isoformat())
+    assert "【调】" not in sheet()  # the weekly pattern
+    assert sheet(week=NEXT_MONDAY.isoformat()).count('class="lesson') == sheet().count(
+        'class="lesson'
+    )
+
+
+def test_the_page_offers_apply_and_the_applied_list(client: TestClient) -> None:
+    page = client.get("/admin/adjust", headers=bearer(client, ADMIN))
+    assert page.status_code == 200
+    assert '<label for="reason">请假原因（可选）</label>' in page.text
+    assert ">应用此方案</button>" in page.text and "本学期已应用的调课" in page.text
+    for username in ("teacher-ye", "principal-cy", "bureau"):
+        denied = client.get("/admin/adjust", headers=bearer(client, username))
+        assert "应用此方案" not in denied.text, username

@@ -18,11 +18,13 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from common.alliance.models import SyncGroup
+from common.alliance.models import Lesson, SyncGroup
 from common.jobs import InProcessJobQueue, JobContext
 from recordings.models import Recording
 from recordings.processing import PROCESS_JOB
 from recordings.service import ActiveRecordings
+from scheduler.absence import plan_absence
+from scheduler.adjustments import MoveIn, apply_plan
 from streaming.bots import ClassroomBot, start_local
 from streaming.lifecycle import (
     LOCAL_TIMEZONE,
@@ -277,3 +279,42 @@ def test_test_apps_do_not_run_the_scheduler_unless_asked(
 ) -> None:
     with TestClient(make_test_app(sqlite_db, tmp_path)) as client:
         assert client.app.state.lesson_scheduler is None  # type: ignore[attr-defined]
+
+
+async def test_a_sync_lesson_moved_by_an_applied_adjustment_opens_at_its_new_bell(
+    harness: Harness,
+) -> None:
+    english = group_id(harness.db, "wck-en-3")
+    with harness.db.sessions() as session:
+        group = session.get_one(SyncGroup, english)
+        lead = session.get_one(Lesson, group.lead_lesson_id)
+        plan = plan_absence(session, term_id=group.term_id, teacher_id=lead.teacher_id, day=MONDAY)
+        apply_plan(
+            session,
+            term_id=group.term_id,
+            teacher_id=lead.teacher_id,
+            day=MONDAY,
+            reason="",
+            created_by=None,
+            moves=[
+                MoveIn(
+                    m.lesson_id, m.old.date, m.old.period, m.new.date, m.new.period, m.new.room_code
+                )
+                for m in plan.moves
+            ],
+            substitutions=[],
+        )
+        session.commit()
+        moved = next(m for m in plan.moves if m.lesson_id == lead.id)
+        (occurrence,) = [
+            o
+            for o in lesson_occurrences(session, moved.new.date)
+            if o.sync_group_id == english and o.lead_period == moved.new.period
+        ]
+    harness.clock.set(MONDAY, 9, 6)  # its weekly bell: nothing opens that Monday
+    await harness.scheduler.tick()
+    assert f"sync-{english}" not in await harness.open_rooms()
+    before = occurrence.starts_at - timedelta(minutes=4)
+    harness.clock.set(before.date(), before.hour, before.minute)
+    await harness.scheduler.tick()
+    assert f"sync-{english}" in await harness.open_rooms()
