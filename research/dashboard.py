@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from common.accounts.models import Account
 from common.accounts.permissions import Action, Kind, Principal, Scope, authorize, visibility
+from common.alliance.adjustments import adjusted_dates
 from common.alliance.models import (
     Alliance,
     Lesson,
@@ -306,12 +307,17 @@ def term_occurrences(
     """The synchronized lessons of ``first`` … ``last`` (``lesson_occurrences`` day by day).
 
     Two days that run the same weekday's timetable have the same lessons at the same bells,
-    so the timetable is read once per weekday and its lessons moved to each day.
+    so the timetable is read once per weekday and its lessons moved to each day; a day that
+    an applied 调课 changes (or that lends its weekday's template) is read on its own.
     """
+    adjusted = adjusted_dates(session, term_id=term.id)
     read: dict[str, tuple[date, list[LessonOccurrence]]] = {}
     for day in _days(first, last):
         weekday = timetable_weekday(term, day)
         if weekday is None:
+            continue
+        if day in adjusted:
+            yield from lesson_occurrences(session, day)
             continue
         if weekday not in read:
             read[weekday] = (day, lesson_occurrences(session, day))

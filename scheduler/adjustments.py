@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, joinedload, selectinload
 
 from common.alliance.adjustments import (
     DatedPlacement,
+    adjusted_dates,
     applied_adjustments,
     dated_placements,
     timetable_weekday,
@@ -458,20 +459,6 @@ def revoke_adjustment(session: Session, *, adjustment: TimetableAdjustment) -> N
     adjustment.status = "revoked"
     adjustment.revoked_at = datetime.now(UTC)
     session.flush()
-
-
-def adjusted_dates(session: Session, *, term_id: int) -> set[date]:
-    """Every date an applied adjustment of the term changes."""
-    dates: set[date] = set()
-    for old_date, new_date in session.execute(
-        select(TimetableAdjustmentItem.old_date, TimetableAdjustmentItem.new_date)
-        .join(TimetableAdjustment)
-        .where(TimetableAdjustment.term_id == term_id, TimetableAdjustment.status == "applied")
-    ):
-        dates.add(old_date)
-        if new_date is not None:
-            dates.add(new_date)
-    return dates
 
 
 def dated_view_entries(

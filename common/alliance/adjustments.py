@@ -63,6 +63,20 @@ class DatedPlacement:
     adjustment_id: int | None = None
 
 
+def adjusted_dates(session: Session, *, term_id: int) -> set[date]:
+    """Every date an applied adjustment of the term changes."""
+    dates: set[date] = set()
+    for old_date, new_date in session.execute(
+        select(TimetableAdjustmentItem.old_date, TimetableAdjustmentItem.new_date)
+        .join(TimetableAdjustment)
+        .where(TimetableAdjustment.term_id == term_id, TimetableAdjustment.status == "applied")
+    ):
+        dates.add(old_date)
+        if new_date is not None:
+            dates.add(new_date)
+    return dates
+
+
 def applied_adjustments(
     session: Session, *, term_id: int, days: Iterable[date]
 ) -> list[TimetableAdjustment]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -24,6 +24,7 @@ from common.alliance.models import (
     TimetableAdjustmentItem,
     TimetableEntry,
 )
+from research.dashboard import term_occurrences
 from scheduler.adjustments import load_term, week_solution
 from scheduler.alliance_bridge import problem_from_alliance
 from scheduler.checker import check
@@ -176,6 +177,19 @@ def test_an_applied_plan_changes_that_week_only_and_revoking_restores_it(
         assert (group, lead_move["old_period"]) in {
             (o.sync_group_id, o.lead_period) for o in next_monday
         }
+        # The bureau dashboard's term count reads the changed days as they now run.
+        first, last = MONDAY - timedelta(days=7), NEXT_MONDAY + timedelta(days=6)
+        counted = sorted(
+            (o.day, o.sync_group_id, o.lead_period)
+            for o in term_occurrences(session, term, first, last)
+        )
+        day_by_day = sorted(
+            (o.day, o.sync_group_id, o.lead_period)
+            for offset in range((last - first).days + 1)
+            for o in lesson_occurrences(session, first + timedelta(days=offset))
+        )
+        assert counted == day_by_day
+        assert (new_day, group, lead_move["new_period"]) in counted
 
     # Listed for the term; revoking brings the weekly timetable back on those dates.
     listed = client.get(
