@@ -213,6 +213,15 @@ def test_a_teacher_comments_at_a_moment_and_a_pupil_sees_no_comments(
     page.wait_for_function("Math.abs(document.getElementById('video').currentTime - 5) < 0.3")
     expect(page.get_by_test_id("comment-marker")).to_have_count(1)
 
+    # 我的评课 on the home page opens the replay at the comment's moment, not where she left
+    page.get_by_role("navigation", name="主导航").get_by_role("link", name="我的课表").click()
+    mine = page.locator("#my-comments")
+    expect(mine).to_contain_text("互动自然")
+    teacher.shot("teacher-home-comments")
+    mine.get_by_role("link", name=re.compile("00:03")).first.click()
+    expect(page).to_have_url(re.compile(rf"/replays/{replay.recording_id}\?t=3$"))
+    page.wait_for_function("Math.abs(document.getElementById('video').currentTime - 3) < 0.3")
+
     pupil = open_tab(browser, replay, tabs)
     page = pupil.login("student-cy-4-1")
     page.get_by_role("link", name=re.compile("录像回放")).click()

@@ -637,7 +637,16 @@ def lessons_admin_page(
         return _render(request, session, found, "admin_lessons.html", {"campus": None})
     campus = next((c for c in campuses if c.id == campus_id), campuses[0])
     alliance_id = campus.school.alliance_id
-    term = session.get_one(Term, timetable.current_term_id(session, alliance_id))
+    try:
+        term = session.get_one(Term, timetable.current_term_id(session, alliance_id))
+    except AppError as exc:
+        return _render(
+            request,
+            session,
+            found,
+            "admin_lessons.html",
+            {"campus": None, "message": f"{exc.message}，请先设置学期。"},
+        )
     classes = registry.list_rows(
         session, principal, CLASSES, filters={"campus_id": campus.id}, limit=1000
     )

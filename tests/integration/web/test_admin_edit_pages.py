@@ -7,7 +7,7 @@ import re
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import DEMO_PASSWORD
+from tests.conftest import DEMO_PASSWORD, bearer
 
 
 def _page(client: TestClient, username: str, path: str) -> tuple[int, str]:
@@ -65,3 +65,33 @@ def test_the_bureau_reads_the_lessons_without_controls(client: TestClient) -> No
     status, text = _page(client, "bureau", "/admin/lessons")
     assert status == 200 and "教学任务" in text
     assert "data-delete" not in text and "新增教学任务" not in text
+
+
+def test_a_new_alliance_without_a_term_is_told_to_set_one_up(client: TestClient) -> None:
+    bureau = bearer(client, "bureau")
+    alliance = client.post("/api/alliances", json={"name": "新建教联体"}, headers=bureau).json()
+    created = client.post(
+        "/api/accounts",
+        json={
+            "username": "admin-new",
+            "display_name": "新教联体管理员",
+            "role": "alliance_admin",
+            "password": DEMO_PASSWORD,
+            "alliance_id": alliance["id"],
+        },
+        headers=bureau,
+    )
+    assert created.status_code == 201, created.text
+    admin = bearer(client, "admin-new")
+    school = client.post(
+        "/api/schools", json={"alliance_id": alliance["id"], "name": "新学校"}, headers=admin
+    ).json()
+    campus = client.post(
+        "/api/campuses",
+        json={"school_id": school["id"], "code": "new-1", "name": "本部"},
+        headers=admin,
+    )
+    assert campus.status_code == 201, campus.text
+    status, text = _page(client, "admin-new", "/admin/lessons")
+    assert status == 200
+    assert "还没有学期" in text and "请先设置学期" in text
