@@ -278,15 +278,35 @@ def _overview(session: Session, account: Account) -> list[dict[str, Any]]:
     return rows
 
 
-def _my_week(session: Session, account: Account, principal: Principal) -> timetable.Week | None:
+def _my_week(
+    session: Session, account: Account, principal: Principal, today: date
+) -> timetable.Week | None:
+    """The account's week as it runs this week (applied 调课 and holidays included) while
+    the term lasts, else the weekly timetable."""
+    class_id = teacher_id = room_id = None
     if account.role == "teacher" and account.teacher_id:
-        return timetable.week(session, principal, teacher_id=account.teacher_id)
-    if account.role == "student" and account.class_id:
-        return timetable.week(session, principal, class_id=account.class_id)
-    if account.role == "terminal" and account.terminal_id:
-        terminal = session.get_one(ClassroomTerminal, account.terminal_id)
-        return timetable.week(session, principal, room_id=terminal.room_id)
-    return None
+        teacher_id = account.teacher_id
+    elif account.role == "student" and account.class_id:
+        class_id = account.class_id
+    elif account.role == "terminal" and account.terminal_id:
+        room_id = session.get_one(ClassroomTerminal, account.terminal_id).room_id
+    else:
+        return None
+    weekly = timetable.week(
+        session, principal, class_id=class_id, teacher_id=teacher_id, room_id=room_id
+    )
+    term = session.get_one(Term, weekly.term_id)
+    if not term.start_date <= today <= term.end_date:
+        return weekly
+    return timetable.week(
+        session,
+        principal,
+        class_id=class_id,
+        teacher_id=teacher_id,
+        room_id=room_id,
+        term_id=term.id,
+        week_of=today,
+    )
 
 
 def _classroom_label(lesson: Lesson) -> str:
@@ -435,7 +455,7 @@ def home(request: Request, auth: MaybeAuth, session: DbSession) -> Response:
     if auth is None:
         return RedirectResponse("/login", status_code=303)
     account = auth.account
-    week = _my_week(session, account, auth.principal)
+    week = _my_week(session, account, auth.principal, _lesson_clock(request).now().date())
     grid: dict[str, list[Any]] = {}
     partners: dict[int, dict[str, Any]] = {}
     if week is not None:

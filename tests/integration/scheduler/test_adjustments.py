@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from fastapi.testclient import TestClient
 from icalendar import Calendar
@@ -31,12 +32,15 @@ from scheduler.checker import check
 from scheduler.views import DAY_LABELS
 from streaming.lifecycle import lesson_occurrences
 from tests.conftest import DemoDatabase, bearer
+from tests.integration.web.test_current_lesson import FixedClock
+from tests.integration.web.test_research_page import login
 from web.deps import principal_of
 from web.routers.pages import templates
 
 ADMIN = "admin-wck"  # the rural alliance: 专递课堂 led from the core school
 MONDAY = date(2026, 9, 7)  # a plain week (no holiday, no make-up day)
 NEXT_MONDAY = date(2026, 9, 14)
+SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 def current_term(session: Session, admin: str) -> Term:
@@ -487,3 +491,33 @@ def test_the_page_offers_apply_and_the_applied_list(client: TestClient) -> None:
     for username in ("teacher-ye", "principal-cy", "bureau"):
         denied = client.get("/admin/adjust", headers=bearer(client, username))
         assert "应用此方案" not in denied.text, username
+
+
+def test_the_absent_teachers_home_shows_that_weeks_substitutes_only(
+    client: TestClient, db: DemoDatabase
+) -> None:
+    with db.sessions() as session:
+        absent = session.scalars(select(Teacher).where(Teacher.name == "叶建平")).one()
+        term_id = session.scalars(
+            select(Lesson.term_id).where(Lesson.teacher_id == absent.id)
+        ).first()
+        assert term_id is not None
+        username = session.scalars(
+            select(Account.username).where(Account.teacher_id == absent.id)
+        ).one()
+    admin = bearer(client, "admin-sy")
+    plan = compute(
+        client, term_id, admin, teacher_id=absent.id, date=MONDAY.isoformat(), substitute="auto"
+    )
+    assert plan["substitutions"]
+    assert apply(client, term_id, admin, apply_body(plan, absent.id)).status_code == 201
+    login(client, username)
+
+    client.app.state.lesson_clock = FixedClock(  # type: ignore[attr-defined]
+        datetime.combine(MONDAY, time(7, 0), tzinfo=SHANGHAI)
+    )
+    assert f"代课：{plan['substitutions'][0]['substitute']}" in client.get("/").text
+    client.app.state.lesson_clock = FixedClock(  # type: ignore[attr-defined]
+        datetime.combine(NEXT_MONDAY, time(7, 0), tzinfo=SHANGHAI)
+    )
+    assert "代课：" not in client.get("/").text
