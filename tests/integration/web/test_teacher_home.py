@@ -91,7 +91,7 @@ def test_my_comments_link_to_their_moment_in_the_replay(
     assert f'href="/replays/{recording}?t=95">' in page and "01:35" in page
     assert "远端学生跟读声音清楚" in page
     replay = app_client.get(f"/replays/{recording}?t=95").text
-    assert 'data-position="95.0"' in replay
+    assert 'data-start="95.0"' in replay
 
     login(app_client, "teacher-lan")
     page = app_client.get("/").text
