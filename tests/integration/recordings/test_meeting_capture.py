@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from recordings.composition import compose_meeting
-from recordings.meeting_capture import MeetingRecorder
+from recordings.meeting_capture import TIMELINE_NAME, MeetingRecorder
 from recordings.processing import probe_media
 from streaming.bots import ClassroomBot, LocalSession, start_local
 from streaming.sfu import InProcessRoomRegistry, ParticipantIdentity
@@ -88,3 +88,10 @@ async def test_a_rejoin_and_a_screen_share_in_the_meeting_files(
     assert "li:screen" in shown and shown[0] == "wang:camera"
     chapters = json.loads((folder / "events.json").read_text("utf-8"))["events"]
     assert "li老师共享屏幕" in [chapter["title"] for chapter in chapters]
+
+    # the recording process died before stopping: composed as far as the files go
+    document = json.loads((folder / TIMELINE_NAME).read_text("utf-8"))
+    document["stopped_at"] = document["duration_s"] = None
+    (folder / TIMELINE_NAME).write_text(json.dumps(document), "utf-8")
+    recovered = await compose_meeting(folder, raw_name="raw.webm")
+    assert abs(recovered["composed_duration_s"] - timeline.duration_s) <= 1.0
