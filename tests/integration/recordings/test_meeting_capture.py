@@ -95,3 +95,28 @@ async def test_a_rejoin_and_a_screen_share_in_the_meeting_files(
     (folder / TIMELINE_NAME).write_text(json.dumps(document), "utf-8")
     recovered = await compose_meeting(folder, raw_name="raw.webm")
     assert abs(recovered["composed_duration_s"] - timeline.duration_s) <= 1.0
+
+
+async def test_the_recording_stops_when_the_room_closes(
+    rooms: InProcessRoomRegistry, tmp_path: Path, eventually: Callable[..., Any]
+) -> None:
+    bot = ClassroomBot(teacher("wang", host=True), fps=10, amplitude=0.3)
+    session = start_local(bot, rooms)
+    try:
+        await eventually(bot.connected.is_set)
+        room = await rooms.get(ROOM)
+        assert room is not None
+        recorder = MeetingRecorder(room, tmp_path / "rec")
+        stopped: list[MeetingRecorder] = []
+        recorder.on_stopped.append(stopped.append)
+        recorder.start()
+        await asyncio.sleep(1.5)
+        await room.close()  # the meeting ends with the recording still running
+    finally:
+        await session.stop()
+    assert stopped == [recorder] and not recorder.running
+    assert recorder.timeline.duration_s is not None and recorder.timeline.duration_s >= 1.5
+    written = json.loads((tmp_path / "rec" / TIMELINE_NAME).read_text("utf-8"))
+    assert written["stopped_at"] == recorder.timeline.stopped_at
+    [camera] = recorder.recorders.values()
+    assert camera.summary is not None and camera.summary.bytes > 0
