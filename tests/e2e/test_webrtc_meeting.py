@@ -182,6 +182,18 @@ def test_two_members_see_each_other_and_the_host_mutes_all(server: str, pages: P
     member.get_by_role("button", name="停止共享").click()
     expect(host.locator('figure[data-slot="screen_share"]')).to_have_count(0, timeout=5_000)
 
+    # Recording: only the host has the buttons; while it runs, everyone sees 录制中.
+    expect(member.get_by_test_id("start-recording")).to_be_hidden()
+    expect(member.get_by_test_id("recording")).to_be_hidden()
+    host.get_by_role("button", name="开始录制").click()
+    for page in (host, member):
+        expect(page.get_by_test_id("recording")).to_have_text("● 录制中", timeout=5_000)
+    expect(host.get_by_role("button", name="开始录制")).to_be_hidden()
+    shot(member, "recording")
+    host.get_by_role("button", name="停止录制").click()
+    expect(member.get_by_test_id("recording")).to_be_hidden(timeout=10_000)
+    expect(host.get_by_role("button", name="开始录制")).to_be_visible()
+
     member.get_by_role("button", name="离开会议").click()
     member.wait_for_url(f"{server}/research")
     expect(host.get_by_test_id("people").locator("li")).to_have_count(1, timeout=10_000)

@@ -17,6 +17,7 @@ from common.errors import AppError, ConflictError, NotFoundError
 from common.jobs import JobQueue
 from common.settings import Settings
 from recordings import service
+from recordings.meetings import COMPOSE_JOB
 from recordings.models import Recording
 from recordings.processing import PROCESS_JOB, content_type
 from recordings.schemas import (
@@ -200,11 +201,14 @@ async def reprocess(
     settings: SettingsDep,
     session: DbSession,
 ) -> RecordingOut:
-    """Run processing again (idempotent: the outputs are replaced whole)."""
+    """Run processing again (idempotent: the outputs are replaced whole). A 教研 meeting is
+    composed again from its teachers' files first (also how one whose recording process died
+    is recovered: the files are crash-safe)."""
     recording = service.get_visible(session, principal, recording_id)
     service.authorize_manage(principal, recording)
     jobs: JobQueue = request.app.state.jobs
-    recording.job_id = await jobs.enqueue(PROCESS_JOB, recording_id=recording.id)
+    job = PROCESS_JOB if recording.research_session_id is None else COMPOSE_JOB
+    recording.job_id = await jobs.enqueue(job, recording_id=recording.id)
     session.flush()
     return _out(recording, media_root=settings.media_root)
 

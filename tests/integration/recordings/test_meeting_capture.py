@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from recordings.composition import compose_meeting
-from recordings.meeting_capture import MeetingRecorder
+from recordings.meeting_capture import TIMELINE_NAME, MeetingRecorder
 from recordings.processing import probe_media
 from streaming.bots import ClassroomBot, LocalSession, start_local
 from streaming.sfu import InProcessRoomRegistry, ParticipantIdentity
@@ -88,3 +88,35 @@ async def test_a_rejoin_and_a_screen_share_in_the_meeting_files(
     assert "li:screen" in shown and shown[0] == "wang:camera"
     chapters = json.loads((folder / "events.json").read_text("utf-8"))["events"]
     assert "li老师共享屏幕" in [chapter["title"] for chapter in chapters]
+
+    # the recording process died before stopping: composed as far as the files go
+    document = json.loads((folder / TIMELINE_NAME).read_text("utf-8"))
+    document["stopped_at"] = document["duration_s"] = None
+    (folder / TIMELINE_NAME).write_text(json.dumps(document), "utf-8")
+    recovered = await compose_meeting(folder, raw_name="raw.webm")
+    assert abs(recovered["composed_duration_s"] - timeline.duration_s) <= 1.0
+
+
+async def test_the_recording_stops_when_the_room_closes(
+    rooms: InProcessRoomRegistry, tmp_path: Path, eventually: Callable[..., Any]
+) -> None:
+    bot = ClassroomBot(teacher("wang", host=True), fps=10, amplitude=0.3)
+    session = start_local(bot, rooms)
+    try:
+        await eventually(bot.connected.is_set)
+        room = await rooms.get(ROOM)
+        assert room is not None
+        recorder = MeetingRecorder(room, tmp_path / "rec")
+        stopped: list[MeetingRecorder] = []
+        recorder.on_stopped.append(stopped.append)
+        recorder.start()
+        await asyncio.sleep(1.5)
+        await room.close()  # the meeting ends with the recording still running
+    finally:
+        await session.stop()
+    assert stopped == [recorder] and not recorder.running
+    assert recorder.timeline.duration_s is not None and recorder.timeline.duration_s >= 1.5
+    written = json.loads((tmp_path / "rec" / TIMELINE_NAME).read_text("utf-8"))
+    assert written["stopped_at"] == recorder.timeline.stopped_at
+    [camera] = recorder.recorders.values()
+    assert camera.summary is not None and camera.summary.bytes > 0

@@ -45,7 +45,7 @@ def _recording_of(db: DemoDatabase, session_id: int) -> Recording | None:
         ).one_or_none()
 
 
-def _ffprobe_duration(path: Path) -> float:
+def ffprobe_duration(path: Path) -> float:
     out = subprocess.run(
         ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", path],
         check=True,
@@ -146,8 +146,8 @@ async def test_a_meeting_recorded_into_the_library(
     raw = media_root / recording.raw_path
     timeline = MeetingTimeline.read(raw.parent / TIMELINE_NAME)
     assert timeline.duration_s is not None and timeline.duration_s > 13
-    assert abs(_ffprobe_duration(raw) - timeline.duration_s) <= 0.5
-    assert abs(_ffprobe_duration(raw.parent / "lesson.mp4") - timeline.duration_s) <= 0.5
+    assert abs(ffprobe_duration(raw) - timeline.duration_s) <= 0.5
+    assert abs(ffprobe_duration(raw.parent / "lesson.mp4") - timeline.duration_s) <= 0.5
     with av.open(str(raw)) as container:
         assert container.streams.video and container.streams.audio
     assert _loudest(raw) > 0.1  # the speakers' tones, mixed

@@ -10,8 +10,6 @@ Run in a private network namespace (only loopback), as CI does:
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -28,9 +26,9 @@ from recordings.meeting_capture import TIMELINE_NAME, MeetingTimeline
 from recordings.models import Recording
 from research.models import Attendance as AttendanceRow
 from research.models import ResearchGroup, ResearchSession
+from tests.integration.streaming.test_meeting_recording import ffprobe_duration
 from tests.integration.streaming.test_meeting_socket import Attendee, Meeting, Member, attend
 from tests.integration.streaming.test_sfu_workers import (
-    SECRET,
     Stack,
     _start,
     _stop,
@@ -144,15 +142,8 @@ async def test_a_meeting_routed_to_a_worker(stack: Stack, tmp_path: Path) -> Non
 
 async def test_a_meeting_recorded_in_its_worker(stack: Stack, tmp_path: Path) -> None:  # noqa: F811
     meeting = _meeting_now(tmp_path / "tongke.db")
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("TONGKE_")},
-        "TONGKE_ENVIRONMENT": "test",
-        "TONGKE_DATABASE_URL": f"sqlite:///{tmp_path / 'tongke.db'}",
-        "TONGKE_REDIS_URL": stack.redis_url,
-        "TONGKE_SECRET_KEY": SECRET,
-        "TONGKE_MEDIA_ROOT": str(tmp_path / "media"),
-    }
-    jobs = _start("jobs", ["worker"], env, tmp_path, 0)  # composes what the SFU worker recorded
+    # a job worker beside the stack: it composes what the SFU worker recorded
+    jobs = _start("jobs", ["worker"], stack.env, tmp_path, 0)
     base = stack.web.base.replace("http://", "ws://")
     host = await attend(base, meeting, meeting.members[0], amplitude=0.3)
     member = await attend(base, meeting, meeting.members[1], amplitude=0.0)
@@ -211,11 +202,5 @@ async def test_a_meeting_recorded_in_its_worker(stack: Stack, tmp_path: Path) ->
     raw = tmp_path / "media" / done.raw_path
     timeline = MeetingTimeline.read(raw.parent / TIMELINE_NAME)
     assert timeline.duration_s is not None and timeline.duration_s >= 4
-    probed = subprocess.run(
-        ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", raw],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    assert abs(float(probed.stdout) - timeline.duration_s) <= 0.5
+    assert abs(ffprobe_duration(raw) - timeline.duration_s) <= 0.5
     assert done.outputs["chapters"][0]["title"] == "会议开始"

@@ -63,6 +63,7 @@ class Stack:
     redis_url: str
     seats: list[DemoSeat]
     logs: list[Process] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)  # what the processes were started with
 
     def owner(self, room_id: str) -> str | None:
         client = redis.Redis.from_url(self.redis_url, decode_responses=True)
@@ -157,7 +158,7 @@ def stack(redis_server: str, sqlite_demo_template: Path, tmp_path: Path) -> Iter
         started.append(web)
         for process in started:
             _wait_healthy(process)
-        yield Stack(web, workers, redis_url, seats)
+        yield Stack(web, workers, redis_url, seats, env=env)
     finally:
         for process in started:
             _stop(process.process)

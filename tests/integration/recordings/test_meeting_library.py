@@ -1,0 +1,77 @@
+"""A 教研 meeting's recording in the library (SQLite and PostgreSQL): tagged with its session,
+seen by the alliance's teachers, never by pupils nor other alliances; re-processing it
+composes it again from the teachers' files."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import ColumnElement, select
+
+from common.accounts import service as accounts
+from common.accounts.models import Account
+from recordings.meetings import new_recording_for_research_session
+from research.models import ResearchGroup, ResearchSession
+from tests.conftest import DemoDatabase, make_test_app
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _token(db: DemoDatabase, *conditions: ColumnElement[bool]) -> dict[str, str]:
+    with db.sessions() as session, session.begin():
+        account = session.scalars(select(Account).where(*conditions).order_by(Account.id)).first()
+        assert account is not None
+        token = accounts.issue_token(session, account=account, kind="api", lifetime=None)[0]
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _meeting_recording(db: DemoDatabase) -> tuple[int, int, int]:
+    """(recording, alliance, host teacher) of a session hosted by a teacher with a login."""
+    with db.sessions() as session, session.begin():
+        hosts = {a.teacher_id for a in session.scalars(select(Account)) if a.teacher_id}
+        row = next(
+            r
+            for r in session.scalars(select(ResearchSession).order_by(ResearchSession.id))
+            if r.host_id in hosts
+        )
+        group = session.get_one(ResearchGroup, row.group_id)
+        recording = new_recording_for_research_session(session, research_session_id=row.id)
+        recording.status = "failed"
+        assert row.recording_id == recording.id and row.host_id is not None
+        assert recording.title.startswith(f"教研：{group.name} ")
+        assert (recording.subject_id, recording.teacher_id) == (group.subject_id, row.host_id)
+        return recording.id, group.alliance_id, row.host_id
+
+
+def test_a_meeting_recording_is_for_teachers_only(client: TestClient, db: DemoDatabase) -> None:
+    recording_id, alliance_id, host_id = _meeting_recording(db)
+    host = _token(db, Account.teacher_id == host_id)
+    pupil = _token(db, Account.role == "student", Account.alliance_id == alliance_id)
+    stranger = _token(db, Account.role == "teacher", Account.alliance_id != alliance_id)
+    assert client.get(f"/api/recordings/{recording_id}", headers=host).status_code == 200
+    for refused in (pupil, stranger):
+        assert client.get(f"/api/recordings/{recording_id}", headers=refused).status_code == 403
+        listed = client.get("/api/recordings", headers=refused).json()
+        assert recording_id not in {r["id"] for r in listed}
+        again = client.post(f"/api/recordings/{recording_id}/process", headers=refused)
+        assert again.status_code == 403
+
+
+def test_reprocessing_a_meeting_composes_it_again(sqlite_db: DemoDatabase, tmp_path: Path) -> None:
+    # SQLite only: the job opens its own connection, which sees only committed rows
+    recording_id, _, host_id = _meeting_recording(sqlite_db)
+    host = _token(sqlite_db, Account.teacher_id == host_id)
+    with TestClient(make_test_app(sqlite_db, tmp_path)) as client:
+        # here without any files: the composition fails, and says why
+        assert client.post(f"/api/recordings/{recording_id}/process", headers=host).is_success
+        deadline = time.monotonic() + 30
+        while True:
+            message = client.get(f"/api/recordings/{recording_id}", headers=host).json()
+            if "会议录像合成失败" in message["status_message"]:
+                break
+            assert time.monotonic() < deadline, message
+            time.sleep(0.2)
+    assert "meeting.json" in message["status_message"]
