@@ -50,6 +50,11 @@ log = get_logger(__name__)
 
 RegisterJobs = Callable[[JobQueue, Settings], None]
 
+# A recording whose room nobody hosts and whose file stood still this long is over: the
+# worker that recorded it died and no classroom came back (a join within it resumes it).
+ABANDONED_RECORDING_S = 120.0
+SWEEP_EVERY_BEATS = 30
+
 # Close codes of the internal socket (4000 + the HTTP status it stands for).
 CLOSE_BAD_TICKET = 4401
 CLOSE_ELSEWHERE = 4409
@@ -277,12 +282,45 @@ class SfuWorker:
 
     async def _heartbeats(self) -> None:
         interval = self.settings.sfu_lease_seconds / 3
+        beats = 0
         while True:
             await asyncio.sleep(interval)
             try:
                 await self._beat()
             except RedisError as exc:  # keep serving the rooms; health turns red after a lease
                 log.warning("sfu_heartbeat_failed", worker=self.worker_id, error=str(exc))
+            beats += 1
+            if beats % SWEEP_EVERY_BEATS == 0:
+                try:
+                    await self.close_abandoned_recordings()
+                except Exception:  # a database hiccup must not stop the heartbeat
+                    log.exception("sfu_recording_sweep_failed", worker=self.worker_id)
+
+    async def close_abandoned_recordings(
+        self, *, stale_after_s: float = ABANDONED_RECORDING_S
+    ) -> int:
+        """Finalize the recordings a dead worker left in rooms nobody hosts any more (the
+        lesson is over); returns how many. Idempotent, so every worker may sweep."""
+        from recordings.service import close_interrupted_recordings, groups_recording
+        from streaming.access import lesson_room_id
+
+        sessions = self._sessions()
+        closed = 0
+        for group in await asyncio.to_thread(groups_recording, sessions):
+            if await self.cluster.owner(lesson_room_id(group)) is not None:
+                continue  # hosted: its worker records it, or resumes it on the next join
+            target = self.recording_target()
+            closed += len(
+                await close_interrupted_recordings(
+                    sync_group_id=group,
+                    sessions=sessions,
+                    media_root=target.media_root,
+                    jobs=target.jobs,
+                    running=set(target.active.by_id),
+                    stale_after_s=stale_after_s,
+                )
+            )
+        return closed
 
     # -- signaling --------------------------------------------------------------------
 
