@@ -44,7 +44,7 @@ from common.jobs import JobQueue, make_job_queue
 from common.logging import get_logger
 from common.settings import Settings
 from streaming.cluster import SfuCluster, WorkerInfo
-from streaming.tickets import TicketError, identity_of, read_ticket
+from streaming.tickets import Purpose, TicketError, identity_of, read_ticket
 
 log = get_logger(__name__)
 
@@ -435,30 +435,30 @@ def create_worker_app(
     def prometheus() -> Response:
         return Response(generate_latest(metrics), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/sfu/rooms", response_model=None)
-    def rooms(request: Request) -> dict[str, Any] | JSONResponse:
+    def ticket_claims(request: Request, purpose: Purpose) -> dict[str, Any] | JSONResponse:
+        """The request's ticket claims, or the 401 to answer with."""
         try:
-            read_ticket(
+            return read_ticket(
                 _bearer(request.headers.get("authorization")),
                 secret=settings.secret_key,
                 worker_id=worker.worker_id,
-                purpose="rooms",
+                purpose=purpose,
             )
         except TicketError as exc:
             return JSONResponse({"code": exc.code, "message": exc.message}, status_code=401)
+
+    @app.get("/sfu/rooms", response_model=None)
+    def rooms(request: Request) -> dict[str, Any] | JSONResponse:
+        claims = ticket_claims(request, "rooms")
+        if isinstance(claims, JSONResponse):
+            return claims
         return {"worker": worker.worker_id, "rooms": worker.room_listing()}
 
     @app.post("/sfu/recordings", response_model=None)
     async def recordings(request: Request) -> dict[str, Any] | JSONResponse:
-        try:
-            claims = read_ticket(
-                _bearer(request.headers.get("authorization")),
-                secret=settings.secret_key,
-                worker_id=worker.worker_id,
-                purpose="record",
-            )
-        except TicketError as exc:
-            return JSONResponse({"code": exc.code, "message": exc.message}, status_code=401)
+        claims = ticket_claims(request, "record")
+        if isinstance(claims, JSONResponse):
+            return claims
         command = claims.get("cmd")
         if not isinstance(command, dict) or command.get("action") not in ("start", "stop"):
             return JSONResponse({"code": "bad_command", "message": "录制指令无效"}, status_code=400)
