@@ -47,6 +47,9 @@ class UdpSink:
         except BlockingIOError:
             pass
 
+    def ready(self) -> bool:
+        return True
+
 
 async def run(subscribers: int, packets: int, port: int) -> dict[str, Any]:
     pc = RTCPeerConnection()

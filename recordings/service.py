@@ -601,39 +601,38 @@ def _interrupted(
     return found
 
 
-async def resume_interrupted_recordings(
-    room: Room,
+async def close_interrupted_recordings(
     *,
     sync_group_id: int,
     sessions: sessionmaker[Session],
     media_root: Path,
     jobs: JobQueue,
-    active: ActiveRecordings,
-) -> int | None:
-    """Called by the SFU worker that has just claimed a sync group's room for a join: a
-    recording still "recording" there that no recorder of this worker holds was left by a
-    worker that died (its claim ran out, or we could not have claimed the room). What it
-    captured is queued for processing, its interruption noted; the lesson goes on (someone is
-    joining), so recording carries on into a continuation whose gap is noted. Returns the
-    continuation's id (None: nothing was interrupted, or this group already records here)."""
+    running: set[int],
+    stale_after_s: float = 0.0,
+) -> list[InterruptedRecording]:
+    """Recordings of the group still "recording" that no recorder in ``running`` holds and
+    whose raw file has not grown for ``stale_after_s``: queue what they captured for
+    processing (or fail them if nothing was), the interruption noted in the status."""
     now = datetime.now(UTC)
     with transaction(sessions) as session:
-        interrupted = _interrupted(
-            session,
-            sync_group_id=sync_group_id,
-            running=set(active.by_id),
-            media_root=media_root,
-            now=now,
-        )
+        interrupted = [
+            part
+            for part in _interrupted(
+                session,
+                sync_group_id=sync_group_id,
+                running=running,
+                media_root=media_root,
+                now=now,
+            )
+            if (now - part.interrupted_at).total_seconds() >= stale_after_s
+        ]
         for part in interrupted:
             row = session.get_one(Recording, part.recording_id)
             local = part.interrupted_at.astimezone(TIMEZONE)
             row.outputs = {**(row.outputs or {}), "interrupted_at": part.interrupted_at.isoformat()}
             if part.captured:
                 row.status = "processing"
-                row.status_message = (
-                    f"媒体服务器中断，录像止于 {local:%H:%M:%S}，之后的内容在续录中"
-                )
+                row.status_message = f"媒体服务器中断，录像止于 {local:%H:%M:%S}"
             else:
                 row.status = "failed"
                 row.status_message = "媒体服务器中断，没有录下音视频"
@@ -647,6 +646,47 @@ async def resume_interrupted_recordings(
             )
             with transaction(sessions) as session:
                 session.get_one(Recording, part.recording_id).job_id = job_id
+    return interrupted
+
+
+def groups_recording(sessions: sessionmaker[Session]) -> list[int]:
+    """The sync groups with a recording in the "recording" state."""
+    with sessions() as session:
+        return sorted(
+            {
+                group
+                for group in session.scalars(
+                    select(Recording.sync_group_id).where(Recording.status == "recording")
+                )
+                if group is not None
+            }
+        )
+
+
+async def resume_interrupted_recordings(
+    room: Room,
+    *,
+    sync_group_id: int,
+    sessions: sessionmaker[Session],
+    media_root: Path,
+    jobs: JobQueue,
+    active: ActiveRecordings,
+) -> int | None:
+    """Called by the SFU worker that has just claimed a sync group's room for a join: a
+    recording still "recording" there that no recorder of this worker holds was left by a
+    worker that died (its claim ran out, or we could not have claimed the room). What it
+    captured is queued for processing (``close_interrupted_recordings``); the lesson goes on
+    (someone is joining), so recording carries on into a continuation whose gap is noted.
+    Returns the continuation's id (None: nothing was interrupted, or the group already
+    records here)."""
+    now = datetime.now(UTC)
+    interrupted = await close_interrupted_recordings(
+        sync_group_id=sync_group_id,
+        sessions=sessions,
+        media_root=media_root,
+        jobs=jobs,
+        running=set(active.by_id),
+    )
     if not interrupted or active.recording_of(sync_group_id) is not None:
         return None
     last = max(interrupted, key=lambda part: part.interrupted_at)

@@ -44,11 +44,16 @@ from common.jobs import JobQueue, make_job_queue
 from common.logging import get_logger
 from common.settings import Settings
 from streaming.cluster import SfuCluster, WorkerInfo
-from streaming.tickets import TicketError, identity_of, read_ticket
+from streaming.tickets import Purpose, TicketError, identity_of, read_ticket
 
 log = get_logger(__name__)
 
 RegisterJobs = Callable[[JobQueue, Settings], None]
+
+# A recording whose room nobody hosts and whose file stood still this long is over: the
+# worker that recorded it died and no classroom came back (a join within it resumes it).
+ABANDONED_RECORDING_S = 120.0
+SWEEP_EVERY_BEATS = 30
 
 # Close codes of the internal socket (4000 + the HTTP status it stands for).
 CLOSE_BAD_TICKET = 4401
@@ -287,12 +292,45 @@ class SfuWorker:
 
     async def _heartbeats(self) -> None:
         interval = self.settings.sfu_lease_seconds / 3
+        beats = 0
         while True:
             await asyncio.sleep(interval)
             try:
                 await self._beat()
             except RedisError as exc:  # keep serving the rooms; health turns red after a lease
                 log.warning("sfu_heartbeat_failed", worker=self.worker_id, error=str(exc))
+            beats += 1
+            if beats % SWEEP_EVERY_BEATS == 0:
+                try:
+                    await self.close_abandoned_recordings()
+                except Exception:  # a database hiccup must not stop the heartbeat
+                    log.exception("sfu_recording_sweep_failed", worker=self.worker_id)
+
+    async def close_abandoned_recordings(
+        self, *, stale_after_s: float = ABANDONED_RECORDING_S
+    ) -> int:
+        """Finalize the recordings a dead worker left in rooms nobody hosts any more (the
+        lesson is over); returns how many. Idempotent, so every worker may sweep."""
+        from recordings.service import close_interrupted_recordings, groups_recording
+        from streaming.access import lesson_room_id
+
+        sessions = self._sessions()
+        closed = 0
+        for group in await asyncio.to_thread(groups_recording, sessions):
+            if await self.cluster.owner(lesson_room_id(group)) is not None:
+                continue  # hosted: its worker records it, or resumes it on the next join
+            target = self.recording_target()
+            closed += len(
+                await close_interrupted_recordings(
+                    sync_group_id=group,
+                    sessions=sessions,
+                    media_root=target.media_root,
+                    jobs=target.jobs,
+                    running=set(target.active.by_id),
+                    stale_after_s=stale_after_s,
+                )
+            )
+        return closed
 
     # -- signaling --------------------------------------------------------------------
 
@@ -407,30 +445,30 @@ def create_worker_app(
     def prometheus() -> Response:
         return Response(generate_latest(metrics), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/sfu/rooms", response_model=None)
-    def rooms(request: Request) -> dict[str, Any] | JSONResponse:
+    def ticket_claims(request: Request, purpose: Purpose) -> dict[str, Any] | JSONResponse:
+        """The request's ticket claims, or the 401 to answer with."""
         try:
-            read_ticket(
+            return read_ticket(
                 _bearer(request.headers.get("authorization")),
                 secret=settings.secret_key,
                 worker_id=worker.worker_id,
-                purpose="rooms",
+                purpose=purpose,
             )
         except TicketError as exc:
             return JSONResponse({"code": exc.code, "message": exc.message}, status_code=401)
+
+    @app.get("/sfu/rooms", response_model=None)
+    def rooms(request: Request) -> dict[str, Any] | JSONResponse:
+        claims = ticket_claims(request, "rooms")
+        if isinstance(claims, JSONResponse):
+            return claims
         return {"worker": worker.worker_id, "rooms": worker.room_listing()}
 
     @app.post("/sfu/recordings", response_model=None)
     async def recordings(request: Request) -> dict[str, Any] | JSONResponse:
-        try:
-            claims = read_ticket(
-                _bearer(request.headers.get("authorization")),
-                secret=settings.secret_key,
-                worker_id=worker.worker_id,
-                purpose="record",
-            )
-        except TicketError as exc:
-            return JSONResponse({"code": exc.code, "message": exc.message}, status_code=401)
+        claims = ticket_claims(request, "record")
+        if isinstance(claims, JSONResponse):
+            return claims
         command = claims.get("cmd")
         if not isinstance(command, dict) or command.get("action") not in ("start", "stop"):
             return JSONResponse({"code": "bad_command", "message": "录制指令无效"}, status_code=400)

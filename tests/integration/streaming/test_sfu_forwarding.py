@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import Any
 
 import aiortc.rtcrtpreceiver
 import pytest
@@ -53,6 +54,24 @@ async def test_lead_reaches_two_remote_classrooms_without_decoding(
     assert not decoder_spy & sfu_queues, "the SFU created a decoder"
 
 
+async def _late_joiner(rooms: Any, classrooms: Any, eventually: Any) -> Any:
+    """A lesson with an early viewer decoding, then a late one that has its first frame:
+    (the three bots, the room, the lead's camera, its keyframe requests before the late join,
+    the late joiner's first frame in ms after joining)."""
+    lead = classrooms.start("lead", "lead")
+    early = classrooms.start("remote-early", "remote")
+    await eventually(lambda: "lead_camera" in early.stats)
+    await eventually(lambda: early.slot("lead_camera").frames > 20, timeout=15)
+    room = await rooms.get("lesson-1")
+    camera = room.participants["lead"].published["camera"]
+    requests_before = camera.keyframes.sent
+    late = classrooms.start("remote-late", "remote")
+    await eventually(lambda: "lead_camera" in late.stats)
+    await eventually(lambda: late.slot("lead_camera").frames > 0, timeout=5)
+    first_frame_ms = (late.slot("lead_camera").first_frame_at - late.joined_at) * 1000
+    return (lead, early, late), room, camera, requests_before, first_frame_ms
+
+
 async def test_late_joiner_starts_from_the_cached_gop_without_a_new_keyframe(
     rooms, classrooms, eventually, monkeypatch
 ):
@@ -63,18 +82,10 @@ async def test_late_joiner_starts_from_the_cached_gop_without_a_new_keyframe(
         "DEFAULT_GOP_LIMITS",
         GopLimits(max_packets=500, max_bytes=4 << 20, max_age_ms=30_000),
     )
-    lead = classrooms.start("lead", "lead")
-    early = classrooms.start("remote-early", "remote")
-    await eventually(lambda: "lead_camera" in early.stats)
-    await eventually(lambda: early.slot("lead_camera").frames > 20, timeout=15)
-    room = await rooms.get("lesson-1")
-    camera = room.participants["lead"].published["camera"]
-    requests_before = camera.keyframes.sent
-
-    late = classrooms.start("remote-late", "remote")
-    await eventually(lambda: "lead_camera" in late.stats)
-    await eventually(lambda: late.slot("lead_camera").frames > 0, timeout=5)
-    first_frame_ms = (late.slot("lead_camera").first_frame_at - late.joined_at) * 1000
+    bots, room, camera, requests_before, first_frame_ms = await _late_joiner(
+        rooms, classrooms, eventually
+    )
+    late = bots[2]
     print(f"late joiner from the GOP cache: first frame {first_frame_ms:.0f} ms after join")
     # the burst and then the live stream decode on: no gap, no request, no new keyframe
     frames_then = late.slot("lead_camera").frames
@@ -84,31 +95,21 @@ async def test_late_joiner_starts_from_the_cached_gop_without_a_new_keyframe(
     assert downlink.nacks_missed == 0
     assert downlink.keyframe_requests == 0
     assert camera.keyframes.sent == requests_before
-    assert lead.errors == early.errors == late.errors == []
+    assert all(bot.errors == [] for bot in bots)
 
 
 async def test_late_joiner_asks_for_a_keyframe_when_the_gop_outgrew_the_cache(
     rooms, classrooms, eventually, monkeypatch
 ):
     monkeypatch.setattr(streaming.sfu.track, "DEFAULT_GOP_LIMITS", GopLimits(max_packets=0))
-    lead = classrooms.start("lead", "lead")
-    early = classrooms.start("remote-early", "remote")
-    await eventually(lambda: "lead_camera" in early.stats)
-    await eventually(lambda: early.slot("lead_camera").frames > 20, timeout=15)
-    room = await rooms.get("lesson-1")
-    camera = room.participants["lead"].published["camera"]
-    requests_before = camera.keyframes.sent
-
-    late = classrooms.start("remote-late", "remote")
-    await eventually(lambda: "lead_camera" in late.stats)
-    await eventually(lambda: late.slot("lead_camera").frames > 0, timeout=5)
-
-    first_frame_ms = (late.slot("lead_camera").first_frame_at - late.joined_at) * 1000
+    bots, room, camera, requests_before, first_frame_ms = await _late_joiner(
+        rooms, classrooms, eventually
+    )
     print(f"late joiner on a keyframe request: first frame {first_frame_ms:.0f} ms after join")
     assert camera.keyframes.sent > requests_before
     assert room.participants["remote-late"].downlinks["lead_camera"].gop_bursts == 0
     assert first_frame_ms < 2000
-    assert lead.errors == early.errors == late.errors == []
+    assert all(bot.errors == [] for bot in bots)
 
 
 async def test_forwarded_stream_is_continuous_for_each_subscriber(rooms, classrooms, eventually):

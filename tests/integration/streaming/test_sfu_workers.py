@@ -26,17 +26,24 @@ import httpx
 import pytest
 import redis
 import websockets
+from sqlalchemy import select
 from websockets.asyncio.client import connect
 
+from common.alliance.models import SyncGroup
 from common.db import make_engine, session_scope
+from common.settings import Settings
+from recordings.models import Recording
+from recordings.service import new_recording_for_sync_group
 from streaming.bots import ClassroomBot
 from streaming.cluster import SfuCluster, WorkerInfo, preferred
 from streaming.demo_classrooms import DemoSeat, plan_demo_classrooms, websocket_url
 from streaming.relay import relay_to_worker
 from streaming.sfu.identity import ParticipantIdentity
 from streaming.tickets import sign_ticket
-from tests.conftest import DEMO_PASSWORD
+from streaming.worker import SfuWorker
+from tests.conftest import DEMO_PASSWORD, DemoDatabase
 from tests.e2e.demo_process import free_port, running_demo
+from web.jobs import register_all
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(180)]
 
@@ -598,3 +605,45 @@ async def test_a_recording_whose_worker_was_killed_goes_on_where_the_lesson_move
             assert not [r for r in (await rows()).values() if r["status"] == "recording"]
     finally:
         await asyncio.gather(*(a.stop() for a in attendances))
+
+
+async def test_a_worker_closes_what_a_dead_worker_recorded_once_nobody_hosts_the_room(
+    redis_server: str, sqlite_db: DemoDatabase, tmp_path: Path
+) -> None:
+    """The lesson is over (nobody came back): the sweep finalizes the recording whose room no
+    worker hosts, and leaves alone one whose room is hosted (its worker records it)."""
+    redis_url = redis_server.rsplit("/", 1)[0] + "/8"
+    with redis.Redis.from_url(redis_url) as flush:
+        flush.flushdb()
+    settings = Settings(
+        environment="test",
+        database_url=sqlite_db.url,
+        redis_url=redis_url,
+        media_root=tmp_path / "media",
+        secret_key=SECRET,
+    )
+    with sqlite_db.sessions() as session, session.begin():
+        groups = session.scalars(select(SyncGroup.id).order_by(SyncGroup.id).limit(2)).all()
+        left, hosted = (new_recording_for_sync_group(session, sync_group_id=g) for g in groups)
+        rows = {left.id: left.raw_path, hosted.id: hosted.raw_path}
+    for raw_path in rows.values():
+        raw = settings.media_root / str(raw_path)
+        raw.parent.mkdir(parents=True)
+        raw.write_bytes(b"\x1a\x45\xdf\xa3" + bytes(4000))  # what a recorder wrote
+    worker = SfuWorker(
+        settings, worker_id="sweeper", url="http://127.0.0.1:9", register_jobs=register_all
+    )
+    try:
+        assert await worker.cluster.claim(f"sync-{groups[1]}", "sfu-alive") == "sfu-alive"
+        assert await worker.close_abandoned_recordings(stale_after_s=3600) == 0, "still fresh"
+        assert await worker.close_abandoned_recordings(stale_after_s=0) == 1
+        assert await worker.close_abandoned_recordings(stale_after_s=0) == 0, "done once"
+    finally:
+        if worker._jobs is not None:
+            await worker._jobs.close()
+        await worker.cluster.close()
+    with sqlite_db.sessions() as session:
+        closed, untouched = (session.get_one(Recording, i) for i in rows)
+        assert closed.status == "processing" and closed.job_id
+        assert "媒体服务器中断" in closed.status_message
+        assert untouched.status == "recording"

@@ -166,7 +166,7 @@ function render() {
     }
   }
   empty.hidden = tiles.size > 0;
-  empty.textContent = live.length ? "没有符合筛选条件的直播课堂或教研。" : "当前没有正在进行的同步课堂或线上教研。";
+  empty.textContent = live.length ? "没有符合筛选条件的直播课堂。" : "当前没有正在进行的同步课堂或线上教研。";
 }
 
 async function poll() {
