@@ -90,7 +90,5 @@ def downgrade() -> None:
         table_name="recording_collection_items",
     )
     op.drop_table("recording_collection_items")
-    op.drop_index(
-        op.f("ix_recording_collections_alliance_id"), table_name="recording_collections"
-    )
+    op.drop_index(op.f("ix_recording_collections_alliance_id"), table_name="recording_collections")
     op.drop_table("recording_collections")
