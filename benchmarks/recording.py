@@ -2,10 +2,11 @@
 processing that makes each one playable.
 
     tongke bench recording [--minutes 45] [--streams 1,4,8] [--json PATH] [--pace fast|realtime]
-                           [--no-reference] [--renditions]
+                           [--no-reference] [--renditions] [--resolution 1920x1080]
     .venv/bin/python benchmarks/recording.py (same options)
 
-Input: one clip of real media, encoded once with ffmpeg (VP8 640x360 30 fps, 1 Mbit/s CBR,
+Input: one clip of real media, encoded once with ffmpeg (VP8 640x360 30 fps, 1 Mbit/s CBR;
+``--resolution 1920x1080``: that size at 3 Mbit/s, see ``clip_kbps``;
 keyframe every 3 s; Opus 48 kHz stereo 32 kbit/s), demuxed with PyAV without decoding,
 packetized into RTP as a browser does (VP8 RFC 7741 descriptor with a 15-bit picture id,
 payloads ≤ 1200 bytes; one Opus frame per packet) and looped to the lesson's length with
@@ -47,6 +48,7 @@ import json
 import math
 import os
 import random
+import re
 import resource
 import shutil
 import subprocess
@@ -100,8 +102,33 @@ class Clip:
         return self.media_bytes * 8 / self.seconds / 1000
 
 
-def encode_clip(path: Path, *, seconds: float) -> None:
+BASE_RESOLUTION = (640, 360)
+BASE_KBPS = 1000
+
+
+def parse_resolution(text: str) -> tuple[int, int]:
+    """``WxH`` (even, 160x90 to 3840x2160) or ValueError."""
+    found = re.fullmatch(r"(\d{3,4})x(\d{2,4})", text.strip())
+    if found is None:
+        raise ValueError(f"resolution must look like 1920x1080, not {text!r}")
+    width, height = int(found.group(1)), int(found.group(2))
+    if width % 2 or height % 2 or not (160 <= width <= 3840 and 90 <= height <= 2160):
+        raise ValueError(f"resolution {text} must be even, from 160x90 to 3840x2160")
+    return width, height
+
+
+def clip_kbps(resolution: tuple[int, int]) -> int:
+    """What a browser sends at that size: 1 Mbit/s at 360p, scaled with the square root of
+    the pixel count (2 Mbit/s at 720p, 3 Mbit/s at 1080p)."""
+    pixels = resolution[0] * resolution[1]
+    return round(BASE_KBPS * math.sqrt(pixels / (BASE_RESOLUTION[0] * BASE_RESOLUTION[1])))
+
+
+def encode_clip(
+    path: Path, *, seconds: float, resolution: tuple[int, int] = BASE_RESOLUTION
+) -> None:
     """A camera-like clip: moving test pattern with a clock, a tone; encoded once."""
+    kbps = clip_kbps(resolution)
     path.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run(
         [
@@ -114,7 +141,7 @@ def encode_clip(path: Path, *, seconds: float) -> None:
             "-f",
             "lavfi",
             "-i",
-            "testsrc2=size=640x360:rate=30",
+            f"testsrc2=size={resolution[0]}x{resolution[1]}:rate=30",
             "-f",
             "lavfi",
             "-i",
@@ -124,13 +151,13 @@ def encode_clip(path: Path, *, seconds: float) -> None:
             "-c:v",
             "libvpx",
             "-b:v",
-            "1M",
+            f"{kbps}k",
             "-minrate",
-            "1M",
+            f"{kbps}k",
             "-maxrate",
-            "1M",
+            f"{kbps}k",
             "-bufsize",
-            "1M",
+            f"{kbps}k",
             "-deadline",
             "realtime",
             "-cpu-used",
@@ -580,6 +607,7 @@ async def run_benchmark(
     renditions: bool = False,
     clip_seconds: float = 30.0,
     workdir: Path | None = None,
+    resolution: tuple[int, int] = BASE_RESOLUTION,
 ) -> dict[str, Any]:
     """Every run, then the reference; returns the JSON document."""
     if shutil.which("ffmpeg") is None:
@@ -589,7 +617,7 @@ async def run_benchmark(
     with tempfile.TemporaryDirectory(prefix="tongke-bench-recording-", dir=workdir) as temporary:
         directory = Path(temporary)
         clip_path = directory / "clip.webm"
-        encode_clip(clip_path, seconds=clip_seconds)
+        encode_clip(clip_path, seconds=clip_seconds, resolution=resolution)
         clip = load_clip(clip_path, seconds=clip_seconds)
         report: dict[str, Any] = {
             "runs": [],
@@ -598,7 +626,7 @@ async def run_benchmark(
             "load": os.getloadavg()[0],
             "cpu_count": os.cpu_count(),
             "input": {
-                "video": "640x360 30 fps",
+                "video": f"{resolution[0]}x{resolution[1]} 30 fps",
                 "clip_seconds": clip_seconds,
                 "kbps": round(clip.kbps, 1),
                 "video_frames_per_clip": clip.video_frames,
@@ -632,6 +660,7 @@ def main(
     renditions: bool = False,
     clip_seconds: float = 30.0,
     workdir: Path | None = None,
+    resolution: tuple[int, int] = BASE_RESOLUTION,
     write: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Run, print the table, write the JSON; the entry point of ``tongke bench recording``."""
@@ -644,6 +673,7 @@ def main(
             renditions=renditions,
             clip_seconds=clip_seconds,
             workdir=workdir,
+            resolution=resolution,
         )
     )
     print_table(report, write)
@@ -666,6 +696,7 @@ if __name__ == "__main__":
     parser.add_argument("--no-reference", action="store_true")
     parser.add_argument("--renditions", action="store_true")
     parser.add_argument("--clip-seconds", type=float, default=30.0)
+    parser.add_argument("--resolution", type=parse_resolution, default=BASE_RESOLUTION)
     arguments = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     main(
@@ -676,4 +707,5 @@ if __name__ == "__main__":
         reference=not arguments.no_reference,
         renditions=arguments.renditions,
         clip_seconds=arguments.clip_seconds,
+        resolution=arguments.resolution,
     )

@@ -25,7 +25,12 @@ from common.alliance.models import (
     TravelTime,
 )
 from common.db import Base
-from recordings.models import Recording, RecordingView
+from recordings.models import (
+    Recording,
+    RecordingCollection,
+    RecordingCollectionItem,
+    RecordingView,
+)
 from research.lesson_runs import LessonRun, LessonRunClassroom
 from research.materials import ResearchMaterial
 from research.models import Attendance, ResearchGroup, ResearchSession, Visit
@@ -56,6 +61,8 @@ __all__ = [
     "ObservationScore",
     "Period",
     "Recording",
+    "RecordingCollection",
+    "RecordingCollectionItem",
     "RecordingView",
     "ResearchGroup",
     "ResearchMaterial",

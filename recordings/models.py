@@ -150,3 +150,41 @@ class RecordingView(Base):
     replays: Mapped[int] = mapped_column(default=1)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class RecordingCollection(TimestampMixin, Base):
+    """单元合集: a teacher's ordered recordings of one course unit (``recordings.collections``)."""
+
+    __tablename__ = "recording_collections"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    alliance_id: Mapped[int] = mapped_column(
+        ForeignKey("alliances.id", ondelete="CASCADE"), index=True
+    )
+    owner_account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("accounts.id", ondelete="SET NULL"), default=None
+    )
+    owner_name: Mapped[str] = mapped_column(String(100), default="")
+    title: Mapped[str] = mapped_column(String(200))
+    subject_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subjects.id", ondelete="SET NULL"), default=None
+    )
+    grade_level: Mapped[int | None] = mapped_column(default=None)
+    unit_name: Mapped[str] = mapped_column(String(200), default="")
+    items: Mapped[list[RecordingCollectionItem]] = relationship(
+        cascade="all, delete-orphan", order_by="RecordingCollectionItem.position"
+    )
+
+
+class RecordingCollectionItem(Base):
+    """One recording of a collection, at its place in the unit's order."""
+
+    __tablename__ = "recording_collection_items"
+
+    collection_id: Mapped[int] = mapped_column(
+        ForeignKey("recording_collections.id", ondelete="CASCADE"), primary_key=True
+    )
+    recording_id: Mapped[int] = mapped_column(
+        ForeignKey("recordings.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    position: Mapped[int]

@@ -92,3 +92,38 @@ class PositionOut(BaseModel):
     recording_id: int
     position_s: float
     replays: int
+
+
+class CollectionIn(BaseModel):
+    """单元合集: title, subject, grade and the unit's name."""
+
+    title: str = Field(min_length=1, max_length=200)
+    subject_id: int | None = None
+    grade_level: int | None = Field(default=None, ge=1, le=12)
+    unit_name: str = Field(min_length=1, max_length=200)
+
+
+class CollectionItemsIn(BaseModel):
+    """The collection's recordings in their order (adds, removes and reorders at once)."""
+
+    recording_ids: list[int] = Field(max_length=200)
+
+
+class CollectionItemOut(BaseModel):
+    recording_id: int
+    title: str
+    topic: str
+    date: date
+    position: int
+
+
+class CollectionOut(BaseModel):
+    id: int
+    alliance_id: int
+    title: str
+    subject_id: int | None
+    grade_level: int | None
+    unit_name: str
+    owner_name: str
+    can_edit: bool
+    items: list[CollectionItemOut]

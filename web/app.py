@@ -29,6 +29,7 @@ from web.routers import (
     adjust,
     admin,
     auth,
+    collections,
     dashboard,
     lessons,
     pages,
@@ -142,6 +143,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(research_pages.router)
     app.include_router(research_materials.router)
     app.include_router(recordings_router.router)
+    app.include_router(collections.router)
     app.include_router(reviews.router)
     app.include_router(replay_pages.router)
     app.include_router(dashboard.router)

@@ -349,6 +349,9 @@ def bench_recording(
         bool, typer.Option("--renditions/--no-renditions", help="同时测 HLS 多码率与缩略图")
     ] = False,
     clip_seconds: Annotated[float, typer.Option(help="循环使用的编码片段长度（秒）")] = 30.0,
+    resolution: Annotated[
+        str, typer.Option(help="模拟摄像头的分辨率，例如 640x360、1920x1080")
+    ] = "640x360",
 ) -> None:
     """Record simulated live lessons through the real recorder, then make them playable."""
     from pathlib import Path
@@ -363,7 +366,12 @@ def bench_recording(
         _fail("--pace 只能是 fast 或 realtime")
     if minutes <= 0:
         _fail("--minutes 必须大于 0")
-    _load_benchmark("recording").main(
+    bench = _load_benchmark("recording")
+    try:
+        size = bench.parse_resolution(resolution)
+    except ValueError:
+        _fail("--resolution 应为偶数的 宽x高，从 160x90 到 3840x2160，例如 1920x1080")
+    bench.main(
         minutes=minutes,
         streams=counts,
         json_path=Path(json_path) if json_path else None,
@@ -371,6 +379,7 @@ def bench_recording(
         reference=reference,
         renditions=renditions,
         clip_seconds=clip_seconds,
+        resolution=size,
         write=typer.echo,
     )
 

@@ -289,3 +289,8 @@ def test_the_player_falls_back_to_the_file_while_hls_is_being_made(
     page.wait_for_function("document.getElementById('video').currentTime > 1")
     page.get_by_label("播放速度").select_option("2")
     assert video.evaluate("v => v.playbackRate") == 2
+
+    # a link to a moment (a comment found by search) starts the player there
+    page.goto(f"/replays/{replay.raw_only_id}?t=5")
+    expect(page.locator("#resume-status")).to_have_text("已跳到 00:05")
+    page.wait_for_function("Math.abs(document.getElementById('video').currentTime - 5) < 0.3")

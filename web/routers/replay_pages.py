@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from common.alliance.models import School, Subject, Teacher
 from common.errors import AppError
+from recordings import collections
 from recordings import service as recordings
 from recordings.schemas import RecordingFilters, RecordingMedia
 from research import review
@@ -67,6 +68,7 @@ def replays_page(
         {
             "q": q or "",
             "comment_hits": comment_hits,
+            "collections": collections.list_collections(session, auth.principal),
             "rows": [
                 {
                     "id": r.id,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -55,3 +56,38 @@ def test_bad_stream_counts_are_refused() -> None:
     result = CliRunner().invoke(app, ["bench", "recording", "--streams", "0,x"])
     assert result.exit_code == 1
     assert "--streams" in result.output
+
+
+def _bench(tmp_path: Path, *options: str) -> tuple[str, dict[str, Any]]:
+    target = tmp_path / "bench.json"
+    result = CliRunner().invoke(
+        app,
+        [
+            "bench", "recording", "--minutes", "0.15", "--streams", "1", "--clip-seconds", "2",
+            "--no-reference", *options, "--json", str(target),
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return result.output, json.loads(target.read_text("utf-8"))
+
+
+def test_a_camera_of_another_size(tmp_path: Path) -> None:
+    _, report = _bench(tmp_path, "--resolution", "1280x720")
+    assert report["input"]["video"] == "1280x720 30 fps"
+    assert 1500 < report["input"]["kbps"] < 2600  # 2 Mbit/s at 720p
+    [run] = report["runs"]
+    assert run["frames_lost"] == 0 and run["playable_verified"] is True
+
+
+def test_the_renditions_step_stays_under_100_mib(tmp_path: Path) -> None:
+    output, report = _bench(tmp_path, "--renditions")
+    assert "processing peak RSS" in output
+    # the peak of every ffmpeg the step ran (sampled from /proc), for the 360p lesson
+    assert 40 < report["renditions"]["ffmpeg_peak_rss_mib"] < 100
+
+
+def test_bad_resolutions_are_refused() -> None:
+    for text in ("1920", "1921x1080", "8000x4000"):
+        result = CliRunner().invoke(app, ["bench", "recording", "--resolution", text])
+        assert result.exit_code == 1, text
+        assert "--resolution" in result.output
