@@ -411,19 +411,30 @@ def test_a_week_with_a_holiday_never_moves_a_lesson_onto_it(
     assert response.status_code == 201, response.text
 
 
-def test_the_week_template_marks_changed_lessons_and_names_the_substitute(
-    client: TestClient, db: DemoDatabase
-) -> None:
+def ye_covered_on_monday(client: TestClient, db: DemoDatabase) -> tuple[Teacher, int, Any]:
+    """叶建平 of 遂昌实验 away on MONDAY with substitutes found: (teacher, term id, plan)."""
     with db.sessions() as session:
         absent = session.scalars(select(Teacher).where(Teacher.name == "叶建平")).one()
         term_id = session.scalars(
             select(Lesson.term_id).where(Lesson.teacher_id == absent.id)
         ).first()
         assert term_id is not None
-    admin = bearer(client, "admin-sy")
     plan = compute(
-        client, term_id, admin, teacher_id=absent.id, date=MONDAY.isoformat(), substitute="auto"
+        client,
+        term_id,
+        bearer(client, "admin-sy"),
+        teacher_id=absent.id,
+        date=MONDAY.isoformat(),
+        substitute="auto",
     )
+    return absent, term_id, plan
+
+
+def test_the_week_template_marks_changed_lessons_and_names_the_substitute(
+    client: TestClient, db: DemoDatabase
+) -> None:
+    absent, term_id, plan = ye_covered_on_monday(client, db)
+    admin = bearer(client, "admin-sy")
     assert apply(client, term_id, admin, apply_body(plan, absent.id)).status_code == 201
     substitute = plan["substitutions"][0]["substitute"]
 
@@ -496,19 +507,12 @@ def test_the_page_offers_apply_and_the_applied_list(client: TestClient) -> None:
 def test_the_absent_teachers_home_shows_that_weeks_substitutes_only(
     client: TestClient, db: DemoDatabase
 ) -> None:
+    absent, term_id, plan = ye_covered_on_monday(client, db)
+    admin = bearer(client, "admin-sy")
     with db.sessions() as session:
-        absent = session.scalars(select(Teacher).where(Teacher.name == "叶建平")).one()
-        term_id = session.scalars(
-            select(Lesson.term_id).where(Lesson.teacher_id == absent.id)
-        ).first()
-        assert term_id is not None
         username = session.scalars(
             select(Account.username).where(Account.teacher_id == absent.id)
         ).one()
-    admin = bearer(client, "admin-sy")
-    plan = compute(
-        client, term_id, admin, teacher_id=absent.id, date=MONDAY.isoformat(), substitute="auto"
-    )
     assert plan["substitutions"]
     assert apply(client, term_id, admin, apply_body(plan, absent.id)).status_code == 201
     login(client, username)
