@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
+import websockets
 from aiortc import (
     RTCBundlePolicy,
     RTCConfiguration,
@@ -35,6 +36,7 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import AudioFrame, VideoFrame
+from websockets.asyncio.client import ClientConnection
 
 from common.logging import get_logger
 from streaming.sfu.identity import ParticipantIdentity
@@ -55,6 +57,32 @@ FONT_PATHS = (
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
+
+
+def websocket_channel(socket: ClientConnection) -> tuple[Send, Receive]:
+    """A bot's ``send``/``receive`` over a signaling WebSocket (JSON text frames); a closed
+    socket reads as ``ConnectionError``, which ends ``ClassroomBot.run`` cleanly."""
+
+    async def send(message: dict[str, Any]) -> None:
+        await socket.send(json.dumps(message, ensure_ascii=False))
+
+    async def receive() -> dict[str, Any]:
+        try:
+            message: dict[str, Any] = json.loads(await socket.recv())
+        except websockets.ConnectionClosed as exc:
+            raise ConnectionError(str(exc)) from exc
+        return message
+
+    return send, receive
+
+
+async def run_over_websocket(bot: ClassroomBot, socket: ClientConnection) -> None:
+    """Run ``bot`` over ``socket`` until the session ends, then close the socket."""
+    send, receive = websocket_channel(socket)
+    try:
+        await bot.run(send, receive)
+    finally:
+        await socket.close()
 
 
 # -- media sources -------------------------------------------------------------------------

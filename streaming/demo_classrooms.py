@@ -25,7 +25,6 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from datetime import timedelta
-from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy import select, update
@@ -140,10 +139,9 @@ def websocket_url(base_url: str, seat: DemoSeat) -> str:
 
 async def _attend_once(base_url: str, seat: DemoSeat) -> bool:
     """One connection, until the room closes or the link drops; True once media flowed."""
-    import websockets
     from websockets.asyncio.client import connect
 
-    from streaming.bots import ClassroomBot
+    from streaming.bots import ClassroomBot, websocket_channel
     from streaming.sfu.identity import ParticipantIdentity
 
     identity = ParticipantIdentity(
@@ -156,18 +154,7 @@ async def _attend_once(base_url: str, seat: DemoSeat) -> bool:
     )
     bot = ClassroomBot(identity, tone_hz=seat.tone_hz, width=WIDTH, height=HEIGHT, fps=FPS)
     async with connect(websocket_url(base_url, seat), open_timeout=5, max_size=2**20) as socket:
-
-        async def send(message: dict[str, Any]) -> None:
-            await socket.send(json.dumps(message, ensure_ascii=False))
-
-        async def receive() -> dict[str, Any]:
-            try:
-                raw = await socket.recv()
-            except websockets.ConnectionClosed as exc:
-                raise ConnectionError(str(exc)) from exc
-            message: dict[str, Any] = json.loads(raw)
-            return message
-
+        send, receive = websocket_channel(socket)
         running = asyncio.ensure_future(bot.run(send, receive))
         started = time.monotonic()
         try:

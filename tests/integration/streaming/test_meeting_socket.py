@@ -11,18 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import pytest
 import uvicorn
-import websockets
 from fastapi import FastAPI
 from sqlalchemy import select
 from websockets.asyncio.client import connect
@@ -32,7 +29,7 @@ from common.accounts.models import Account
 from common.alliance.models import Teacher
 from research.models import Attendance, ResearchGroup, ResearchSession
 from research.service import starts_at
-from streaming.bots import ClassroomBot, SlotStats
+from streaming.bots import ClassroomBot, SlotStats, run_over_websocket
 from streaming.lifecycle import LessonClock
 from streaming.sfu.identity import ParticipantIdentity, Role
 from streaming.sfu.room import Room
@@ -154,24 +151,7 @@ async def attend(base: str, meeting: Meeting, member: Member, *, amplitude: floa
     socket = await connect(
         f"{base}/ws/research/{meeting.session_id}?token={member.token}", open_timeout=5
     )
-
-    async def send(message: dict[str, Any]) -> None:
-        await socket.send(json.dumps(message, ensure_ascii=False))
-
-    async def receive() -> dict[str, Any]:
-        try:
-            message: dict[str, Any] = json.loads(await socket.recv())
-        except websockets.ConnectionClosed as exc:
-            raise ConnectionError(str(exc)) from exc
-        return message
-
-    async def run() -> None:
-        try:
-            await bot.run(send, receive)
-        finally:
-            await socket.close()
-
-    return Attendee(bot, asyncio.ensure_future(run()))
+    return Attendee(bot, asyncio.ensure_future(run_over_websocket(bot, socket)))
 
 
 async def until(condition: Callable[[], bool], *, within: float, what: str) -> None:

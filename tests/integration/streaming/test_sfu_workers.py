@@ -25,7 +25,6 @@ from typing import Any
 import httpx
 import pytest
 import redis
-import websockets
 from sqlalchemy import select
 from websockets.asyncio.client import connect
 
@@ -34,7 +33,7 @@ from common.db import make_engine, session_scope
 from common.settings import Settings
 from recordings.models import Recording
 from recordings.service import new_recording_for_sync_group
-from streaming.bots import ClassroomBot
+from streaming.bots import ClassroomBot, run_over_websocket
 from streaming.cluster import SfuCluster, WorkerInfo, preferred
 from streaming.demo_classrooms import DemoSeat, plan_demo_classrooms, websocket_url
 from streaming.relay import relay_to_worker
@@ -200,24 +199,7 @@ async def attend(base: str, seat: DemoSeat) -> Attendance:
     )
     bot = ClassroomBot(identity, tone_hz=seat.tone_hz, width=320, height=180, fps=10)
     socket = await connect(websocket_url(base, seat), open_timeout=5, max_size=2**20)
-
-    async def send(message: dict[str, Any]) -> None:
-        await socket.send(json.dumps(message, ensure_ascii=False))
-
-    async def receive() -> dict[str, Any]:
-        try:
-            message: dict[str, Any] = json.loads(await socket.recv())
-        except websockets.ConnectionClosed as exc:
-            raise ConnectionError(str(exc)) from exc
-        return message
-
-    async def run() -> None:
-        try:
-            await bot.run(send, receive)
-        finally:
-            await socket.close()
-
-    return Attendance(bot, asyncio.ensure_future(run()))
+    return Attendance(bot, asyncio.ensure_future(run_over_websocket(bot, socket)))
 
 
 async def attend_until_connected(base: str, seat: DemoSeat, *, within: float) -> Attendance:
