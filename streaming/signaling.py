@@ -41,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from common.logging import get_logger
 from streaming.sfu.errors import StreamingError
 from streaming.sfu.identity import ParticipantIdentity
+from streaming.sfu.layout import primary_video_slot
 from streaming.sfu.participant import Participant
 from streaming.sfu.registry import RoomRegistry
 from streaming.sfu.room import Room
@@ -136,6 +137,14 @@ class ShareScreen(_Message):
     sharing: bool
 
 
+class SetVideoQuality(_Message):
+    """What this subscriber wants of the video it receives: ``low`` = base temporal layer only
+    (a weak link, a small tile), ``auto`` = as much as its link carries."""
+
+    type: Literal["video_quality"]
+    quality: Literal["auto", "low"]
+
+
 class StartRecording(_Message):
     type: Literal["start_recording"]
 
@@ -160,6 +169,7 @@ ClientMessage = Annotated[
     | UnlockAudio
     | Spotlight
     | ShareScreen
+    | SetVideoQuality
     | StartRecording
     | StopRecording,
     Field(discriminator="type"),
@@ -181,6 +191,7 @@ MESSAGE_TYPES = frozenset(
         "unlock_audio",
         "spotlight",
         "share_screen",
+        "video_quality",
         "start_recording",
         "stop_recording",
     }
@@ -380,6 +391,9 @@ class _Session:
                 room.set_spotlight(participant, target)
             case ShareScreen(sharing=sharing):
                 room.share_screen(participant, sharing)
+            case SetVideoQuality(quality=quality):
+                participant.set_quality(quality, primary_video_slot(participant.layout))
+                self._reply({"v": PROTOCOL_VERSION, "type": "video_quality", "quality": quality})
             case StartRecording():
                 await room.start_recording(participant)
             case StopRecording():

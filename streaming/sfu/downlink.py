@@ -28,6 +28,7 @@ from streaming.sfu.packets import (
     TS_MASK,
     ntp_from_ms,
 )
+from streaming.sfu.temporal import ALL_LAYERS, TemporalFilter
 from streaming.sfu.track import PublishedTrack
 
 ReportSink = Callable[["Downlink", int], None]
@@ -46,6 +47,8 @@ class Downlink:
     __slots__ = (
         "_keyframe_asked",
         "_last_arrival_ms",
+        "_layers",
+        "_layers_from",
         "_on_report",
         "_rebase",
         "_rebase_seq",
@@ -103,6 +106,10 @@ class Downlink:
         self._seq_offset = 0
         self._ts_offset = 0
         self._last_arrival_ms = 0
+        # temporal-layer thinning (see streaming/sfu/temporal.py): created the first time the
+        # subscriber is limited to fewer layers; ``_layers_from`` is the first number it mapped
+        self._layers: TemporalFilter | None = None
+        self._layers_from = 0
         attach_subscriber_rtcp(sender, self._on_rtcp)
 
     def connect(self, *, sink: RtpSink, payload_type: int) -> None:
@@ -128,6 +135,33 @@ class Downlink:
         if not paused:
             self._need_keyframe()
 
+    def set_temporal_target(self, target: int) -> None:
+        """Forward only temporal layers up to ``target`` of a VP8 stream that has them (the
+        change takes effect at a frame the subscriber can decode from)."""
+        if self.kind != "video":
+            return
+        layers = self._layers
+        if layers is not None:
+            raised = target > layers.active
+            layers.target = target
+            if raised and self.source is not None:
+                # a keyframe lets the upper layers back in at once; without it they wait for
+                # a layer-sync frame, which not every encoder sends
+                self.source.request_keyframe()
+        elif target < ALL_LAYERS:
+            self._layers = TemporalFilter(target)
+            self._layers_from = (self.last_seq + 1) & SEQ_MASK
+
+    @property
+    def temporal_target(self) -> int:
+        return ALL_LAYERS if self._layers is None else self._layers.target
+
+    @property
+    def frames_thinned(self) -> int:
+        """Frames of upper temporal layers not sent to this subscriber (since the last
+        change of source)."""
+        return 0 if self._layers is None else self._layers.frames_dropped
+
     def _need_keyframe(self) -> None:
         """Wait for a picture the subscriber can decode from: the source's cached GOP if it
         will still be fresh once the subscriber can receive, else a keyframe asked of the
@@ -148,9 +182,22 @@ class Downlink:
             return
         if self._rebase and not self._start(sink, packet, keyframe, arrival_ms):
             return
-        seq = (packet.sequence_number + self._seq_offset) & SEQ_MASK
+        layers = self._layers
+        if layers is None:
+            seq = (packet.sequence_number + self._seq_offset) & SEQ_MASK
+            payload = packet.payload
+        else:
+            if not layers.admit(packet, keyframe):
+                return
+            rewritten = layers.rewrite(packet)
+            if rewritten is None:
+                return
+            payload = rewritten
+            seq = (
+                packet.sequence_number + self._seq_offset - layers.seq_shift(packet.sequence_number)
+            ) & SEQ_MASK
+            layers.remember(seq, packet.sequence_number)
         ts = (packet.timestamp + self._ts_offset) & TS_MASK
-        payload = packet.payload
         sink.send(
             RTP_HEADER.pack(
                 RTP_VERSION_BYTE,
@@ -186,6 +233,11 @@ class Downlink:
         self._last_arrival_ms = arrival_ms
         self._rebase_seq = next_seq
         self._rebase = False
+        if self._layers is not None:
+            # a new numbering starts: nothing dropped before it counts any more
+            target = self._layers.target
+            self._layers = TemporalFilter(target) if target < ALL_LAYERS else None
+            self._layers_from = next_seq
         if self.kind == "video":
             self.forwarded_keyframe_at = arrival_ms
 
@@ -226,8 +278,15 @@ class Downlink:
             return False
         if ((sequence_number - self._rebase_seq) & SEQ_MASK) >= HALF_SEQ:
             return False  # sent before the last change of source
-        original = source.cache.get((sequence_number - self._seq_offset) & SEQ_MASK)
-        if original is None:
+        layers = self._layers
+        if layers is not None and ((sequence_number - self._layers_from) & SEQ_MASK) < HALF_SEQ:
+            source_seq = layers.source_of(sequence_number)
+            original = None if source_seq is None else source.cache.get(source_seq)
+            payload = None if original is None else layers.rewrite(original)
+        else:
+            original = source.cache.get((sequence_number - self._seq_offset) & SEQ_MASK)
+            payload = None if original is None else original.payload
+        if original is None or payload is None:
             return False
         sink.send(
             RTP_HEADER.pack(
@@ -237,7 +296,7 @@ class Downlink:
                 (original.timestamp + self._ts_offset) & TS_MASK,
                 self.ssrc,
             )
-            + original.payload
+            + payload
         )
         return True
 

@@ -45,6 +45,33 @@ def vp8_keyframe_start(payload: bytes) -> bool:
     return size > offset and not payload[offset] & 0x01
 
 
+def vp8_temporal_layer(payload: bytes) -> tuple[int, bool]:
+    """The temporal layer (TID) of an RTP VP8 payload and its layer-sync bit (Y), RFC 7741;
+    layer -1 when the descriptor carries no TID (a stream without temporal layers)."""
+    size = len(payload)
+    if size < 2 or not payload[0] & 0x80:
+        return -1, False
+    extension = payload[1]
+    if not extension & 0x20:  # T: no TID
+        return -1, False
+    offset = 2
+    if extension & 0x80:  # I: picture id, 7 or 15 bits
+        if size <= offset:
+            return -1, False
+        offset += 2 if payload[offset] & 0x80 else 1
+    if extension & 0x40:  # L: TL0PICIDX
+        offset += 1
+    if size <= offset:
+        return -1, False
+    tid_byte = payload[offset]
+    return tid_byte >> 6, bool(tid_byte & 0x20)
+
+
+def vp8_has_temporal_layers(payload: bytes) -> bool:
+    """Whether the VP8 payload descriptor carries a temporal layer index (X and T set)."""
+    return len(payload) > 1 and bool(payload[0] & 0x80) and bool(payload[1] & 0x20)
+
+
 def ntp_from_ms(ms_since_1900: int) -> int:
     """64-bit NTP timestamp from milliseconds since the NTP epoch (as aiortc's clock gives)."""
     seconds, millis = divmod(ms_since_1900, 1000)

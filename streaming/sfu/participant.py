@@ -21,10 +21,17 @@ from streaming.sfu.downlink import Downlink, ReportSink
 from streaming.sfu.errors import NegotiationError
 from streaming.sfu.identity import ParticipantIdentity
 from streaming.sfu.layout import MediaLine
-from streaming.sfu.protection import LossProtection
+from streaming.sfu.protection import (
+    AUDIO_ONLY,
+    BASE_LAYER_ONLY,
+    PRIMARY_VIDEO_ONLY,
+    LossProtection,
+)
+from streaming.sfu.temporal import ALL_LAYERS, BASE_LAYER
 from streaming.sfu.track import AudioLevelSink, PublishedTrack
 
 HandState = Literal["none", "raised", "accepted"]
+VideoQuality = Literal["auto", "low"]
 
 # The SFU forwards what it receives, so every peer must use the same codecs: VP8 and Opus.
 FORWARDED_CODECS = {"video": "video/VP8", "audio": "audio/opus"}
@@ -59,7 +66,8 @@ class Participant:
         self.hand: HandState = "none"
         self.negotiated = False
         self.replacement: Participant | None = None  # set when a failed offer reset us
-        self.protection = LossProtection()
+        self.protection = LossProtection(has_layers=self._receives_layers)
+        self.quality: VideoQuality = "auto"
         self.published: dict[str, PublishedTrack] = {}
         self.downlinks: dict[str, Downlink] = {}
         # One transport for every m-line: aiortc's "balanced" policy leaves the second line of
@@ -167,11 +175,28 @@ class Participant:
         parsed.sdpMid = sdp_mid
         await self.pc.addIceCandidate(parsed)
 
+    def _receives_layers(self) -> bool:
+        return any(
+            downlink.source is not None and downlink.source.temporal_layers
+            for downlink in self.downlinks.values()
+        )
+
     def apply_protection_level(self, level: int, primary_video: str | None) -> None:
+        thin = level >= BASE_LAYER_ONLY or self.quality == "low"
         for slot, downlink in self.downlinks.items():
             if downlink.kind != "video":
                 continue
-            downlink.set_paused(level >= 2 or (level == 1 and slot != primary_video))
+            downlink.set_temporal_target(BASE_LAYER if thin else ALL_LAYERS)
+            downlink.set_paused(
+                level >= AUDIO_ONLY or (level == PRIMARY_VIDEO_ONLY and slot != primary_video)
+            )
+
+    def set_quality(self, quality: VideoQuality, primary_video: str | None) -> None:
+        """The subscriber's own choice: ``low`` keeps video at its base temporal layer (fewer
+        frames and bits for a weak link or a small tile), ``auto`` leaves it to the loss
+        protection."""
+        self.quality = quality
+        self.apply_protection_level(self.protection.level, primary_video)
 
     async def close(self) -> None:
         for track in self.published.values():

@@ -1,4 +1,5 @@
-"""Protecting a weak subscriber from its own receiver reports: pause video before audio."""
+"""Protecting a weak subscriber from its own receiver reports: thin video, then pause video,
+never audio."""
 
 from __future__ import annotations
 
@@ -6,13 +7,15 @@ import time
 from collections.abc import Callable
 
 FULL = 0
-PRIMARY_VIDEO_ONLY = 1
-AUDIO_ONLY = 2
+BASE_LAYER_ONLY = 1  # video thinned to its lowest temporal layer (when it has layers)
+PRIMARY_VIDEO_ONLY = 2
+AUDIO_ONLY = 3
 
 
 class LossProtection:
-    """A per-subscriber ladder driven by RTCP fraction lost: full media, then only the primary
-    video, then audio only. Steps down at once under heavy loss (at most every
+    """A per-subscriber ladder driven by RTCP fraction lost: full media, then video thinned to
+    its base temporal layer (skipped when no stream it receives has layers), then only the
+    primary video, then audio only. Steps down at once under heavy loss (at most every
     ``step_interval_s``), steps back up after ``recover_after_s`` of low loss. Audio is never
     paused: it is what a class most needs to keep."""
 
@@ -24,6 +27,7 @@ class LossProtection:
         recover_after_s: float = 5.0,
         step_interval_s: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
+        has_layers: Callable[[], bool] = lambda: False,
     ) -> None:
         self.level = FULL
         self._loss_by_kind = {"audio": 0.0, "video": 0.0}
@@ -32,6 +36,7 @@ class LossProtection:
         self._recover_after_s = recover_after_s
         self._step_interval_s = step_interval_s
         self._clock = clock
+        self._has_layers = has_layers
         self._last_step = -float("inf")
         self._good_since: float | None = None
 
@@ -61,6 +66,8 @@ class LossProtection:
         return None
 
     def _step(self, level: int, now: float) -> int:
+        if level == BASE_LAYER_ONLY and not self._has_layers():
+            level = PRIMARY_VIDEO_ONLY if self.level < level else FULL
         self.level = level
         self._last_step = now
         return level

@@ -16,7 +16,12 @@ from streaming.sfu.aiortc_hooks import PublisherReceiver
 from streaming.sfu.cache import PacketCache
 from streaming.sfu.keyframes import KeyframeRequester
 from streaming.sfu.layout import MediaKind
-from streaming.sfu.packets import HALF_SEQ, SEQ_MASK, vp8_keyframe_start
+from streaming.sfu.packets import (
+    HALF_SEQ,
+    SEQ_MASK,
+    vp8_has_temporal_layers,
+    vp8_keyframe_start,
+)
 from streaming.sfu.speakers import level_from_opus_size
 
 if TYPE_CHECKING:
@@ -76,6 +81,8 @@ class PublishedTrack:
         self.last_arrival_ms = 0
         self.packets = 0
         self.rejected = 0
+        # whether the publisher sends temporal layers (a browser with scalabilityMode L1T3)
+        self.temporal_layers = False
         self._rtp_receiver = receiver
         self._receiver = PublisherReceiver(receiver, self._on_rtp)
         self._statistics: StreamStatistics | None = None
@@ -120,6 +127,8 @@ class PublishedTrack:
                 self.gop_packets = self.gop_bytes = 0
             self.gop_packets += 1
             self.gop_bytes += len(payload)
+            if keyframe:
+                self.temporal_layers = vp8_has_temporal_layers(payload)
             if self._nack is not None and self._nack.add(packet):
                 await self._receiver.send_nack(packet.ssrc, sorted(self._nack.missing))
         else:

@@ -340,6 +340,93 @@ def test_a_live_lesson_reaches_two_remote_classrooms_hands_and_the_patrol_wall(
     shot(long, "remote-kiosk-rejoined")
 
 
+# The lead camera as one classroom receives it, and what the lead's browser sends.
+LEAD_CAMERA_IN = """async () => {
+  const lesson = window.tongkeLesson;
+  const index = lesson.media.findIndex((line) => line.name === 'lead_camera');
+  const mid = lesson.pc.getTransceivers()[index].mid;
+  let out = null;
+  (await lesson.pc.getStats()).forEach((s) => {
+    if (s.type === 'inbound-rtp' && s.mid === mid) {
+      out = {frames: s.framesDecoded || 0, bytes: s.bytesReceived || 0,
+             freezes: s.freezeCount || 0, nacks: s.nackCount || 0, at: performance.now()};
+    }
+  });
+  return out;
+}"""
+CAMERA_OUT = """async () => {
+  const modes = [];
+  (await window.tongkeLesson.pc.getStats()).forEach((s) => {
+    if (s.type === 'outbound-rtp' && s.kind === 'video' && s.framesEncoded > 0) {
+      modes.push(s.scalabilityMode || null);
+    }
+  });
+  return modes;
+}"""
+
+
+def receive_rate(page: Page, seconds: float = 4.0) -> dict[str, float]:
+    """Decoded frames per second, kbit/s and new freezes of the lead camera over ``seconds``."""
+    before = page.evaluate(LEAD_CAMERA_IN)
+    time.sleep(seconds)
+    after = page.evaluate(LEAD_CAMERA_IN)
+    elapsed = (after["at"] - before["at"]) / 1000
+    return {
+        "fps": (after["frames"] - before["frames"]) / elapsed,
+        "kbps": (after["bytes"] - before["bytes"]) * 8 / 1000 / elapsed,
+        "freezes": after["freezes"] - before["freezes"],
+    }
+
+
+@pytest.mark.timeout(180)
+def test_a_classroom_on_a_weak_link_receives_the_base_layer_only(server: str, pages: Pages) -> None:
+    """The lead's browser sends VP8 with three temporal layers; a classroom that picks 流畅
+    gets only layer 0 (forwarded, not re-encoded): fewer frames and bits, still decoded
+    without freezing, and the full stream again after 自动."""
+    api = httpx.Client(base_url=server, timeout=10)
+    admin_token = api.post(
+        "/api/auth/token", json={"username": "admin-wck", "password": DEMO_PASSWORD}
+    ).json()["access_token"]
+    admin = {"Authorization": f"Bearer {admin_token}"}
+    terminal = next(
+        t for t in api.get("/api/terminals", headers=admin).json() if t["name"] == TERMINALS[0]
+    )
+    lead = pages.login("lead", "teacher-wang")
+    lead.get_by_role("link", name="同步课堂", exact=True).click()
+    lead.get_by_role("row").filter(has_text=GROUP_CODE).get_by_role("link", name="开始上课").click()
+    expect(lead.locator("#lesson-view")).to_have_attribute("data-state", "live", timeout=15_000)
+    wait_for("the camera sent in layers", lambda: lead.evaluate(CAMERA_OUT), lambda m: bool(m))
+    assert lead.evaluate(CAMERA_OUT) == ["L1T3"]
+
+    code = api.post(f"/api/terminals/{terminal['id']}/pairing-code", headers=admin)
+    kiosk = pages.open(TERMINALS[0])
+    kiosk.goto(server + "/terminal")
+    kiosk.get_by_label(re.compile("配对码")).fill(code.json()["code"])
+    kiosk.get_by_role("button", name="配对").click()
+    live = kiosk.get_by_test_id("live-lesson")
+    expect(live).to_have_attribute("data-state", "live", timeout=15_000)
+    wait_for("the lead's video decoded", partial(slot_stats, kiosk), frames("lead_camera"))
+    time.sleep(2)  # past the first seconds' ramp-up of the encoder
+    full = receive_rate(kiosk)
+
+    kiosk.get_by_test_id("video-quality").select_option("low")
+    time.sleep(1)
+    low = receive_rate(kiosk)
+    shot(kiosk, "remote-kiosk-low-quality")
+    print(f"lead camera at the classroom: full {full}, base layer only {low}")
+    assert 0 < low["fps"] < 0.5 * full["fps"], (full, low)
+    assert low["kbps"] < 0.85 * full["kbps"], (full, low)
+    assert low["freezes"] == 0, (full, low)
+
+    kiosk.get_by_test_id("video-quality").select_option("auto")
+    wait_for(
+        "the full frame rate back",
+        lambda: receive_rate(kiosk, 2.0)["fps"],
+        lambda fps: fps > 0.8 * full["fps"],
+        timeout=20,
+    )
+
+
 def test_lesson_pages_follow_the_lesson_roles(server: str) -> None:
     def client(username: str) -> httpx.Client:
         browser = httpx.Client(base_url=server, timeout=10)

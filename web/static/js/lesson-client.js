@@ -54,6 +54,22 @@ function preferCodec(transceiver, kind) {
   if (codecs.length) transceiver.setCodecPreferences(codecs);
 }
 
+/**
+ * A send-only transceiver; video goes out with three temporal layers (VP8 L1T3) so the SFU can
+ * send a weak classroom only the base layer without re-encoding. A browser that refuses the
+ * mode sends one layer.
+ */
+function addSender(pc, trackOrKind, init) {
+  if (trackOrKind === "video" || (trackOrKind && trackOrKind.kind === "video")) {
+    try {
+      return pc.addTransceiver(trackOrKind, { ...init, sendEncodings: [{ scalabilityMode: "L1T3" }] });
+    } catch {
+      // fall through: no temporal layers in this browser
+    }
+  }
+  return pc.addTransceiver(trackOrKind, init);
+}
+
 export class LessonConnection extends EventTarget {
   /**
    * @param {object} options
@@ -72,6 +88,7 @@ export class LessonConnection extends EventTarget {
     this.socketPath = socketPath || `/ws/lessons/${groupId}`;
     this.room = room || `sync-${groupId}`;
     this.board = board;
+    this.videoQuality = "auto";
     this.host = false;
     this.meeting = null;
     this.speaker = null;
@@ -121,6 +138,15 @@ export class LessonConnection extends EventTarget {
   }
   revokeHand(participant) {
     this._send({ type: "revoke_hand", participant });
+  }
+  /**
+   * "low": receive only the base temporal layer of every video (fewer frames, about half the
+   * bits: a weak link or a small screen); "auto": as much as the link carries. Kept across
+   * reconnects.
+   */
+  setVideoQuality(quality) {
+    this.videoQuality = quality;
+    this._send({ type: "video_quality", quality });
   }
   inspect(participant) {
     this._send({ type: "inspect", participant });
@@ -197,6 +223,9 @@ export class LessonConnection extends EventTarget {
         this.participants = message.participants || [];
         this.host = Boolean(message.host);
         this.meeting = message.meeting || null;
+        if (this.videoQuality && this.videoQuality !== "auto") {
+          this._send({ type: "video_quality", quality: this.videoQuality });
+        }
         this._emit("joined", message);
         if (this.meeting) this._emit("meeting", this.meeting);
         this._emit("participants", this.participants);
@@ -280,8 +309,8 @@ export class LessonConnection extends EventTarget {
           ? this.localStream.getTracks().find((t) => t.kind === line.kind)
           : null;
         transceiver = local
-          ? pc.addTransceiver(local, { direction: "sendonly", streams: [this.localStream] })
-          : pc.addTransceiver(line.kind, { direction: "sendonly" });
+          ? addSender(pc, local, { direction: "sendonly", streams: [this.localStream] })
+          : addSender(pc, line.kind, { direction: "sendonly" });
       } else {
         transceiver = pc.addTransceiver(line.kind, { direction: "recvonly" });
       }

@@ -14,6 +14,19 @@ const STATE_TEXT = {
 };
 const HAND_TEXT = { raised: "举手中", accepted: "发言中" };
 
+/** 画质: "low" asks the SFU for the base temporal layer only (a weak link, a small screen). */
+function qualityPicker(connection) {
+  const select = el(
+    "select",
+    { class: "lv-quality", "data-testid": "video-quality", "aria-label": "画质" },
+    el("option", { value: "auto", text: "画质：自动" }),
+    el("option", { value: "low", text: "画质：流畅（省流量）" }),
+  );
+  select.value = connection.videoQuality || "auto";
+  select.addEventListener("change", () => connection.setVideoQuality(select.value));
+  return select;
+}
+
 function el(tag, attributes = {}, ...children) {
   const node = document.createElement(tag);
   for (const [key, value] of Object.entries(attributes)) {
@@ -121,6 +134,7 @@ export function mountLessonView(root, connection, options = {}) {
       board.figure.hidden = true;
       tiles.set("lead_board", board);
       stage.append(lead.figure, board.figure);
+      side.append(qualityPicker(connection));
       if (role === "inspector") {
         const inspected = videoTile("inspect_video", "");
         inspected.figure.hidden = true;
