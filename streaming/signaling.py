@@ -13,14 +13,16 @@ identity it authenticated, and the room registry::
 
 Client → SFU: ``join {room, board?}``, ``offer {sdp}``, ``candidate {candidate, sdpMid}``,
 ``raise_hand``, ``lower_hand``, ``accept_hand {participant}``, ``revoke_hand {participant}``,
-``inspect {participant|null}``, ``leave``; in a research meeting also ``lower_hand
+``inspect {participant|null}``, ``video_quality {quality: "auto"|"low"}`` ("low": only
+the base temporal layer of the videos one receives), ``leave``; in a research meeting also ``lower_hand
 {participant}`` (host), ``mute {participant?}`` / ``unmute {participant?}`` (oneself, or the
 host for someone: unmuting someone lets them speak), ``mute_all {lock?}``, ``unlock_audio``,
 ``spotlight {participant|null}`` (host), ``share_screen {sharing}``, ``start_recording`` /
 ``stop_recording`` (host: the meeting goes into the recordings library).
 SFU → client: ``joined {participant, role, media, participants}``, ``answer {sdp}``,
 ``participants {participants}`` (inspectors never listed), ``slots {slots}``,
-``speaker {participant}``, ``meeting {spotlight, screen, audio_locked, recording}``, ``left``,
+``speaker {participant}``, ``meeting {spotlight, screen, audio_locked, recording}``,
+``video_quality {quality}`` (the choice is applied), ``left``,
 ``closed``,
 ``error {code, message}`` (message in Chinese).
 Every message carries ``"v": 1``. The client creates one transceiver per ``media`` entry, in
