@@ -370,7 +370,7 @@ def expire_recordings(
                 session.commit()  # one by one: a crash midway leaves every row true
                 expired.append(recording.id)
     if expired:
-        log.info("recordings_expired", count=len(expired))
+        log.info("recordings_expired", count=len(expired), recording_ids=expired)
     return expired
 
 
