@@ -12,25 +12,15 @@ from sqlalchemy import select, text
 from common.alliance.models import ClassroomTerminal
 from common.db import make_engine
 from common.migrate import upgrade_engine
-from recordings import service as recordings
 from recordings.search import index_terms
 from research.review_models import ReviewCommentSearchTerm
 from tests.conftest import DEMO_PASSWORD, DemoDatabase, bearer
+from tests.fixtures.recordings import WCK_EN_3, WCK_EN_4, make_recording
 from web.library_search import excerpt, query_words
-
-WCK_EN_4 = 4  # shown to student-cy-4-1
-WCK_EN_3 = 2  # not shown to student-cy-4-1
 
 
 def _recording(db: DemoDatabase, sync_group_id: int, topic: str) -> int:
-    with db.sessions() as session:
-        recording = recordings.new_recording_for_sync_group(
-            session, sync_group_id=sync_group_id, topic=topic
-        )
-        recording.status = "ready"
-        recording.outputs = {"mp4": "lesson.mp4", "duration_s": 2400.0, "chapters": []}
-        session.commit()
-        return recording.id
+    return make_recording(db, sync_group_id, topic=topic, duration_s=2400.0)
 
 
 def _comment(
