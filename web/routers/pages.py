@@ -282,7 +282,7 @@ def _todays_lessons(
         group = groups.get(occurrence.sync_group_id)
         if group is None or now >= occurrence.ends_at:
             continue
-        row = _group_rows(session, [group])[0]
+        row = group_rows(session, [group])[0]
         identity = lesson_identity(session, principal, group.id, display_name="")
         row |= {
             "role": identity.role,
@@ -298,7 +298,7 @@ def _todays_lessons(
     return current, upcoming
 
 
-def _meeting_open(row: ResearchSession, *, may_run: bool, now: datetime) -> bool:
+def meeting_open(row: ResearchSession, *, may_run: bool, now: datetime) -> bool:
     """Live or about to start: the window in which ``meeting_identity`` lets one in."""
     if row.status == "cancelled":
         return False
@@ -328,7 +328,7 @@ def _research_soon(session: Session, principal: Principal, now: datetime) -> lis
                 "topic": row.topic,
                 "host": row.host.name if row.host else "",
                 "host_is_me": row.host_id == principal.teacher_id,
-                "meeting_open": _meeting_open(row, may_run=may_run, now=now),
+                "meeting_open": meeting_open(row, may_run=may_run, now=now),
             }
         )
     return rows
@@ -737,7 +737,7 @@ def terminal_page(request: Request) -> Response:
 
 
 # --- live synchronized lessons --------------------------------------------------------------------
-def _group_rows(session: Session, groups: Iterable[SyncGroup]) -> list[dict[str, Any]]:
+def group_rows(session: Session, groups: Iterable[SyncGroup]) -> list[dict[str, Any]]:
     """What a page shows about a sync group: subject, kind, the lead and remote classrooms."""
     rows = []
     for group in groups:
@@ -762,7 +762,8 @@ def _group_rows(session: Session, groups: Iterable[SyncGroup]) -> list[dict[str,
     return rows
 
 
-def _sync_groups(session: Session, where: Any = None) -> list[SyncGroup]:
+def sync_groups(session: Session, where: Any = None) -> list[SyncGroup]:
+    """Every sync group (matching ``where``), with what `group_rows` reads loaded at once."""
     stmt = select(SyncGroup).order_by(SyncGroup.id)
     if where is not None:
         stmt = stmt.where(where)
@@ -788,7 +789,7 @@ def _sync_groups(session: Session, where: Any = None) -> list[SyncGroup]:
 def _visible_groups(session: Session, principal: Principal) -> list[SyncGroup]:
     """The sync groups of current terms the principal could join (in any role)."""
     groups = []
-    for group in _sync_groups(session):
+    for group in sync_groups(session):
         try:
             lesson_identity(session, principal, group.id, display_name="")
         except AppError:
@@ -814,7 +815,7 @@ def lessons_page(request: Request, auth: MaybeAuth, session: DbSession) -> Respo
             return RedirectResponse("/patrol", status_code=303)
         return denied(request, session, auth, "同步课堂由主讲和远端教师、教室终端加入。")
     rows = []
-    for row in _group_rows(session, _visible_groups(session, principal)):
+    for row in group_rows(session, _visible_groups(session, principal)):
         identity = lesson_identity(session, principal, row["id"], display_name="")
         rows.append({**row, "role": identity.role})
     return render(request, session, auth, "lessons.html", {"groups": rows})
@@ -831,7 +832,7 @@ def lesson_page(request: Request, group_id: int, auth: MaybeAuth, session: DbSes
         )
     except AppError as exc:
         return denied(request, session, auth, exc.message)
-    group = _group_rows(session, _sync_groups(session, SyncGroup.id == group_id))[0]
+    group = group_rows(session, sync_groups(session, SyncGroup.id == group_id))[0]
     back = "/patrol" if identity.role == "inspector" else "/lessons"
     return render(
         request,
@@ -849,7 +850,7 @@ def patrol_page(request: Request, auth: MaybeAuth, session: DbSession) -> Respon
         return RedirectResponse("/login", status_code=303)
     if auth.account.role not in INSPECTOR_ROLES:
         return denied(request, session, auth, "只有校长、教联体管理员和教育局可以巡课。")
-    groups = _group_rows(session, _visible_groups(session, auth.principal))
+    groups = group_rows(session, _visible_groups(session, auth.principal))
     schools = sorted({school for g in groups for school in g["schools"]})
     subjects = sorted({g["subject"] for g in groups})
     return render(

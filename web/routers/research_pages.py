@@ -26,7 +26,7 @@ from streaming.access import (
 )
 from web.deps import DbSession, MaybeAuth
 from web.page_shell import denied, lesson_clock, render
-from web.routers.pages import DAY_LABELS, _meeting_open
+from web.routers.pages import DAY_LABELS, meeting_open
 
 router = APIRouter(include_in_schema=False)
 
@@ -98,7 +98,7 @@ def _session_rows(
                 else None,
                 "meeting_open": now is not None
                 and principal.role not in ("student", "terminal")
-                and _meeting_open(row, may_run=may_run, now=now),
+                and meeting_open(row, may_run=may_run, now=now),
             }
         )
     return out

@@ -17,7 +17,7 @@ from common.alliance.models import Campus, Lesson, SchoolClass, SyncGroup
 from web.deps import DbSession, MaybeAuth
 from web.page_shell import denied, render
 from web.routers.adjust import _managed_terms
-from web.routers.pages import SYNC_KIND_LABELS, _group_rows, _sync_groups
+from web.routers.pages import SYNC_KIND_LABELS, group_rows, sync_groups
 
 router = APIRouter(include_in_schema=False)
 
@@ -65,8 +65,8 @@ def sync_groups_page(request: Request, auth: MaybeAuth, session: DbSession) -> R
     if not terms:
         return denied(request, session, auth, "只有教联体管理员可以设置本教联体的同步课堂。")
     term_ids = [t.id for t in terms]
-    groups = _sync_groups(session, SyncGroup.term_id.in_(term_ids))
-    rows = _group_rows(session, groups)
+    groups = sync_groups(session, SyncGroup.term_id.in_(term_ids))
+    rows = group_rows(session, groups)
     for row, group in zip(rows, groups, strict=True):
         row["term_id"] = group.term_id
     grouped = {g.lead_lesson_id for g in groups} | {m.lesson_id for g in groups for m in g.members}
