@@ -5,6 +5,9 @@ web process enqueues it and polls ``status()``; ``InProcessJobQueue`` runs it as
 task of the same process, ``ArqJobQueue`` hands it to arq workers through redis and keeps the
 status in the redis hash ``tongke:job:{id}`` so any process can read it. Results must be
 JSON-serialisable. Failures are retried ``max_retries`` times with exponential backoff.
+
+A registered job may also run daily at a local (school) time (``register_daily``): arq cron in
+``tongke worker`` with Redis, ``DailySchedule`` in the web process when embedded.
 """
 
 from __future__ import annotations
@@ -16,10 +19,11 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Concatenate, Literal, TypeVar, cast
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.cron import CronJob, cron
 from arq.jobs import Job
 from arq.worker import Function, Retry, func
 from pydantic import BaseModel, Field, JsonValue
@@ -37,6 +41,9 @@ JobState = Literal["queued", "running", "complete", "failed", "cancelled"]
 FINISHED_STATES: frozenset[JobState] = frozenset({"complete", "failed", "cancelled"})
 STATUS_KEY_PREFIX = "tongke:job:"
 MAX_BACKOFF_S = 300.0
+# Daily jobs run by the schools' clock (China has one time zone and no daylight saving).
+SCHOOL_TIME = timezone(timedelta(hours=8), "Asia/Shanghai")
+CRON_PREFIX = "cron:"
 
 
 class JobStatus(BaseModel):
@@ -124,6 +131,21 @@ def _utc(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, tz=UTC)
 
 
+@dataclass(frozen=True)
+class DailyJob:
+    """A registered job that runs once a day at ``hour:minute`` school time."""
+
+    name: str
+    hour: int
+    minute: int = 0
+
+    def next_run(self, after: datetime) -> datetime:
+        """The first run time strictly after ``after`` (an aware datetime)."""
+        local = after.astimezone(SCHOOL_TIME)
+        at = local.replace(hour=self.hour, minute=self.minute, second=0, microsecond=0)
+        return at if at > local else at + timedelta(days=1)
+
+
 class JobQueue(ABC):
     """Register job functions by name, enqueue them, poll and cancel them."""
 
@@ -134,6 +156,7 @@ class JobQueue(ABC):
         self.retry_backoff = retry_backoff
         self.job_timeout = job_timeout
         self._registry: dict[str, _Registration] = {}
+        self._daily: dict[str, DailyJob] = {}
 
     def register(self, name: str, func: JobFunc, *, max_retries: int | None = None) -> None:
         """Make ``func`` runnable as job ``name``; ``max_retries`` overrides the queue default."""
@@ -141,6 +164,17 @@ class JobQueue(ABC):
             raise ValueError(f"job {name!r} is already registered")
         retries = self.max_retries if max_retries is None else max_retries
         self._registry[name] = _Registration(func=func, max_retries=retries)
+
+    def register_daily(self, name: str, *, hour: int, minute: int = 0) -> None:
+        """Run the registered job ``name`` every day at ``hour:minute`` school time."""
+        self._registration(name)
+        if not (0 <= hour < 24 and 0 <= minute < 60):
+            raise ValueError(f"not a time of day: {hour}:{minute}")
+        self._daily[name] = DailyJob(name=name, hour=hour, minute=minute)
+
+    @property
+    def daily_jobs(self) -> list[DailyJob]:
+        return list(self._daily.values())
 
     def _registration(self, name: str) -> _Registration:
         try:
@@ -576,6 +610,24 @@ class ArqJobQueue(JobQueue):
         """One arq function per registered job, each running through the queue."""
         return [self._worker_function(name) for name in self._registry]
 
+    def cron_jobs(self) -> list[CronJob]:
+        """One arq cron job per daily job; ``unique`` so several workers still run it once."""
+        jobs = []
+        for daily in self._daily.values():
+            function = self._worker_function(daily.name)
+            jobs.append(
+                cron(
+                    function.coroutine,
+                    name=CRON_PREFIX + daily.name,
+                    hour=daily.hour,
+                    minute=daily.minute,
+                    unique=True,
+                    timeout=function.timeout_s,
+                    max_tries=function.max_tries,
+                )
+            )
+        return jobs
+
     def _worker_function(self, name: str) -> Function:
         async def run(ctx: dict[Any, Any], **kwargs: Any) -> Any:
             return await self._run_in_worker(ctx, name, kwargs)
@@ -600,6 +652,8 @@ def arq_worker_settings(queue: ArqJobQueue, **overrides: Any) -> dict[str, Any]:
     """
     settings: dict[str, Any] = {
         "functions": queue.worker_functions(),
+        "cron_jobs": queue.cron_jobs(),
+        "timezone": SCHOOL_TIME,
         "queue_name": queue.queue_name,
         "redis_settings": queue.redis_settings,
         "allow_abort_jobs": True,
@@ -614,3 +668,63 @@ def make_job_queue(settings: Settings) -> JobQueue:
     if settings.redis_url:
         return ArqJobQueue(settings.redis_url)
     return InProcessJobQueue()
+
+
+class DailySchedule:
+    """Runs a queue's daily jobs from this process (the embedded web app, which has no arq
+    worker): each is enqueued once per day, under an id naming the day, so a second enqueue of
+    the same day is a no-op. ``clock`` is injectable so tests decide what time it is."""
+
+    def __init__(
+        self,
+        queue: JobQueue,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(SCHOOL_TIME),
+        poll_seconds: float = 60.0,
+    ) -> None:
+        self.queue = queue
+        self.clock = clock
+        self.poll_seconds = poll_seconds
+        started = clock()
+        self._due = {job.name: job.next_run(started) for job in queue.daily_jobs}
+        self._task: asyncio.Task[None] | None = None
+
+    def next_runs(self) -> dict[str, datetime]:
+        return dict(self._due)
+
+    async def run_due(self) -> list[str]:
+        """Enqueue every daily job whose time has come; returns the job ids enqueued."""
+        now = self.clock()
+        enqueued = []
+        for job in self.queue.daily_jobs:
+            due = self._due.setdefault(job.name, job.next_run(now))
+            if now < due:
+                continue
+            job_id = f"daily:{job.name}:{due.date().isoformat()}"
+            await self.queue.enqueue(job.name, job_id=job_id)
+            log.info("job.daily_enqueued", job=job.name, job_id=job_id)
+            enqueued.append(job_id)
+            self._due[job.name] = job.next_run(now)
+        return enqueued
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._loop(), name="daily-jobs")
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.run_due()
+            except Exception as exc:  # a failed enqueue must not end the schedule
+                log.error("job.daily_failed", error=_describe(exc))
+            await asyncio.sleep(self.poll_seconds)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None

@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     # EBU R128 loudness normalisation (ffmpeg loudnorm) of recordings' web versions: cheap in
     # CPU, but about 110 MiB more memory in each processing job.
     recording_loudnorm: bool = False
+    # Retention runs daily at this hour, school time (arq cron in `tongke worker` with Redis,
+    # a task of the web process when embedded): files past each alliance's keep-days go.
+    recording_expire_hour: int = Field(default=3, ge=0, le=23)
     # SFU workers (`tongke sfu`): with Redis, rooms live in worker processes that register in
     # Redis and claim rooms there; the web process authenticates joins and relays signaling to
     # the room's worker. None: on exactly when TONGKE_REDIS_URL is set; off: rooms in process.

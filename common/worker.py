@@ -67,6 +67,10 @@ def run_worker(
         return 0
     queue = ArqJobQueue(settings.redis_url)
     register(queue, settings)
-    log.info("worker starting", queue=queue.queue_name)
+    log.info(
+        "worker starting",
+        queue=queue.queue_name,
+        daily=[f"{job.name}@{job.hour:02d}:{job.minute:02d}" for job in queue.daily_jobs],
+    )
     Worker(**arq_worker_settings(queue)).run()
     return 0

@@ -133,6 +133,8 @@ def create_collection(
     )
     session.add(collection)
     session.flush()
+    if data.recording_ids is not None:
+        _place(session, principal, collection, data.recording_ids)
     return collection
 
 
@@ -146,6 +148,8 @@ def update_collection(
     collection.subject_id = data.subject_id
     collection.grade_level = data.grade_level
     collection.unit_name = data.unit_name.strip()
+    if data.recording_ids is not None:
+        _place(session, principal, collection, data.recording_ids)
     return collection
 
 
@@ -155,6 +159,16 @@ def set_items(
     """The collection's recordings become ``recording_ids``, in that order: every one must be
     a recording the teacher may see, each once; otherwise nothing changes."""
     collection = _editable(session, principal, collection_id)
+    _place(session, principal, collection, recording_ids)
+    return collection
+
+
+def _place(
+    session: Session,
+    principal: Principal,
+    collection: RecordingCollection,
+    recording_ids: list[int],
+) -> None:
     if len(set(recording_ids)) != len(recording_ids):
         raise ValidationFailedError("同一节录像不能在合集中出现两次", field="recording_ids")
     visible = set(
@@ -173,7 +187,6 @@ def set_items(
         RecordingCollectionItem(recording_id=rid, position=index)
         for index, rid in enumerate(recording_ids)
     )
-    return collection
 
 
 def delete_collection(session: Session, principal: Principal, collection_id: int) -> None:

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from common.alliance.models import SchoolClass
 from common.db import Base, TimestampMixin, utcnow
-from recordings.search import MAX_TERM_LENGTH, index_terms
+from recordings.search import MAX_TERM_LENGTH, index_terms, rewrite_terms
 
 RECORDING_STATUSES = ("recording", "processing", "ready", "failed")
 
@@ -128,11 +128,7 @@ def _reindex_recordings(session: Session, context: object, instances: object) ->
         ):
             continue
         wanted = index_terms(recording.title or "", recording.topic or "")
-        current = {row.term: row for row in recording.search_terms}
-        for term in current.keys() - wanted:
-            recording.search_terms.remove(current[term])
-        for term in sorted(wanted - current.keys()):
-            recording.search_terms.append(RecordingSearchTerm(term=term))
+        rewrite_terms(recording.search_terms, wanted, lambda term: RecordingSearchTerm(term=term))
 
 
 class RecordingView(Base):

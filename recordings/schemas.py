@@ -101,6 +101,8 @@ class CollectionIn(BaseModel):
     subject_id: int | None = None
     grade_level: int | None = Field(default=None, ge=1, le=12)
     unit_name: str = Field(min_length=1, max_length=200)
+    # With the recordings too (the page's form): saved together, or nothing is saved.
+    recording_ids: list[int] | None = Field(default=None, max_length=200)
 
 
 class CollectionItemsIn(BaseModel):

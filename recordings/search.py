@@ -14,6 +14,11 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
+from typing import Protocol, TypeVar
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import InstrumentedAttribute
 
 MAX_TERM_LENGTH = 64
 # CJK unified ideographs (with extension A and compatibility ideographs), kana, hangul.
@@ -51,3 +56,33 @@ def query_terms(query: str) -> set[str]:
         else:
             terms.add(token[:MAX_TERM_LENGTH])
     return terms
+
+
+class _TermRow(Protocol):
+    term: str
+
+
+Row = TypeVar("Row", bound=_TermRow)
+
+
+def rewrite_terms(rows: list[Row], wanted: set[str], make: Callable[[str], Row]) -> None:
+    """Bring an index relationship (``rows``) to exactly the ``wanted`` terms, touching only
+    the terms that changed."""
+    current = {row.term: row for row in rows}
+    for term in current.keys() - wanted:
+        rows.remove(current[term])
+    for term in sorted(wanted - current.keys()):
+        rows.append(make(term))
+
+
+def having_all_terms(
+    owner: InstrumentedAttribute[int], term: InstrumentedAttribute[str], terms: set[str]
+) -> Select[int]:
+    """The ids (``owner``, a column of an index table) that have every one of ``terms``: the
+    same SQL on SQLite and PostgreSQL."""
+    return (
+        select(owner)
+        .where(term.in_(sorted(terms)))
+        .group_by(owner)
+        .having(func.count(term) == len(terms))
+    )

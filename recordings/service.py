@@ -48,7 +48,7 @@ from recordings.models import (
 )
 from recordings.processing import PROCESS_JOB
 from recordings.schemas import RecordingFilters
-from recordings.search import query_terms
+from recordings.search import having_all_terms, query_terms
 from recordings.storage import LocalStorage, MediaStorage
 
 if TYPE_CHECKING:
@@ -168,11 +168,8 @@ def search(session: Session, principal: Principal, filters: RecordingFilters) ->
         stmt = stmt.where(Recording.date <= filters.date_to)
     if filters.q and (terms := query_terms(filters.q)):
         # every term of the query (recordings.search): the same SQL on SQLite and PostgreSQL
-        having_all = (
-            select(RecordingSearchTerm.recording_id)
-            .where(RecordingSearchTerm.term.in_(sorted(terms)))
-            .group_by(RecordingSearchTerm.recording_id)
-            .having(func.count(RecordingSearchTerm.term) == len(terms))
+        having_all = having_all_terms(
+            RecordingSearchTerm.recording_id, RecordingSearchTerm.term, terms
         )
         stmt = stmt.where(Recording.id.in_(having_all))
     stmt = stmt.order_by(Recording.date.desc(), Recording.id.desc())
@@ -373,7 +370,7 @@ def expire_recordings(
                 session.commit()  # one by one: a crash midway leaves every row true
                 expired.append(recording.id)
     if expired:
-        log.info("recordings_expired", count=len(expired))
+        log.info("recordings_expired", count=len(expired), recording_ids=expired)
     return expired
 
 

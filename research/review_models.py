@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import CheckConstraint, ForeignKey, String, Text, UniqueConstraint, event, inspect
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from common.db import Base, TimestampMixin, utcnow
+from recordings.search import MAX_TERM_LENGTH, index_terms, rewrite_terms
 
 
 class Rubric(Base):
@@ -82,6 +83,34 @@ class ReviewComment(TimestampMixin, Base):
     )
     author_name: Mapped[str] = mapped_column(String(100))
     edited_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    search_terms: Mapped[list[ReviewCommentSearchTerm]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class ReviewCommentSearchTerm(Base):
+    """One term of a comment's text (``recordings.search``), kept on every write; the rows go
+    with the comment (and so with its recording) through the foreign key."""
+
+    __tablename__ = "review_comment_search_terms"
+
+    comment_id: Mapped[int] = mapped_column(
+        ForeignKey("review_comments.id", ondelete="CASCADE"), primary_key=True
+    )
+    term: Mapped[str] = mapped_column(String(MAX_TERM_LENGTH), primary_key=True, index=True)
+
+
+@event.listens_for(Session, "before_flush")
+def _reindex_comments(session: Session, context: object, instances: object) -> None:
+    """New comments, and those whose text changed, get their terms rewritten."""
+    for comment in (*session.new, *session.dirty):
+        if not isinstance(comment, ReviewComment):
+            continue
+        if comment in session.dirty and not inspect(comment).attrs.body.history.has_changes():
+            continue
+        wanted = index_terms(comment.body or "")
+        rewrite_terms(comment.search_terms, wanted, lambda term: ReviewCommentSearchTerm(term=term))
 
 
 class Observation(TimestampMixin, Base):

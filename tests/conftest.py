@@ -20,7 +20,7 @@ from common.settings import Settings
 from research.demo import seed_research
 from web.app import create_app
 
-pytest_plugins = ["tests.fixtures.servers"]
+pytest_plugins = ["tests.fixtures.servers", "tests.fixtures.recordings"]
 
 DEMO_PASSWORD = "tongke-demo"
 

@@ -15,7 +15,7 @@ from sqlalchemy import text
 
 from common.bus import make_bus
 from common.db import get_engine, session_factory
-from common.jobs import make_job_queue
+from common.jobs import DailySchedule, make_job_queue
 from common.logging import configure_logging, get_logger
 from common.ratelimit import make_failure_limiter
 from common.settings import Settings, get_settings
@@ -70,6 +70,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 settings.redis_url, lease_seconds=settings.sfu_lease_seconds
             )
         register_all(app.state.jobs, settings)
+        # With Redis, `tongke worker` runs the daily jobs (arq cron); embedded, this process does.
+        app.state.daily_jobs = None if settings.redis_url else DailySchedule(app.state.jobs)
+        if app.state.daily_jobs is not None:
+            app.state.daily_jobs.start()
         app.state.recordings = getattr(app.state, "recordings", None) or ActiveRecordings()
         app.state.lesson_scheduler = None
         if settings.runs_lesson_scheduler and app.state.sfu_cluster is None:
@@ -98,6 +102,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.info("tongke web stopping")
             if app.state.lesson_scheduler is not None:
                 await app.state.lesson_scheduler.stop()
+            if app.state.daily_jobs is not None:
+                await app.state.daily_jobs.stop()
             await app.state.rooms.close_all()
             if app.state.sfu_cluster is not None:
                 await app.state.sfu_cluster.close()

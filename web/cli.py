@@ -125,7 +125,7 @@ def demo(
     from common.errors import ConflictError
     from common.migrate import upgrade
     from research.demo import seed_research
-    from web.routers.pages import ROLE_LABELS
+    from web.page_shell import ROLE_LABELS
 
     settings = get_settings()
     if reset:

@@ -6,6 +6,7 @@ from common.jobs import JobQueue
 from common.settings import Settings
 from common.worker import register_jobs as register_common_jobs
 from recordings.composition import register_jobs as register_meeting_recording_jobs
+from recordings.processing import EXPIRE_JOB
 from recordings.processing import register_jobs as register_recording_jobs
 from scheduler.service import register_jobs as register_timetable_jobs
 
@@ -15,3 +16,5 @@ def register_all(queue: JobQueue, settings: Settings) -> None:
     register_timetable_jobs(queue, settings)
     register_recording_jobs(queue, settings)
     register_meeting_recording_jobs(queue, settings)
+    # Retention is a daily chore: files past each alliance's keep-days, every night.
+    queue.register_daily(EXPIRE_JOB, hour=settings.recording_expire_hour)

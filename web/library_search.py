@@ -2,9 +2,11 @@
 
 Comments belong to research (research.review), what a viewer may see of the library to
 recordings; this module, in the web layer that may use both, joins them. A comment is found
-when its text contains every word of the query (spaces separate words; Chinese needs none:
-``板书设计`` finds “……板书设计清楚……”), within the recordings the caller may see and whose
-评课 they may read. Pupils and classroom terminals never read comments, so they never find one.
+through the same term index as titles and topics (``recordings.search``: CJK characters and
+bigrams, folded words), so the same SQL runs on SQLite and PostgreSQL: it must have every term
+of the query (spaces separate words; Chinese needs none: ``板书设计`` finds “……板书设计清楚……”),
+within the recordings the caller may see and whose 评课 they may read. Pupils and classroom
+terminals never read comments, so they never find one.
 """
 
 from __future__ import annotations
@@ -12,15 +14,16 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from common.accounts.permissions import Principal
 from common.errors import PermissionDeniedError
 from recordings.models import Recording
+from recordings.search import having_all_terms, query_terms
 from recordings.service import visible_filter
 from research import review
-from research.review_models import ReviewComment
+from research.review_models import ReviewComment, ReviewCommentSearchTerm
 
 COMMENT_READERS = frozenset({"bureau", "alliance_admin", "school_admin", "teacher"})
 EXCERPT_AROUND = 24  # characters shown either side of the first word found
@@ -45,7 +48,9 @@ def query_words(query: str) -> list[str]:
 
 def excerpt(body: str, word: str) -> str:
     """The comment around ``word``'s first occurrence, with … where it was cut."""
-    at = body.lower().find(word)
+    folded = unicodedata.normalize("NFKC", body).lower()
+    # Folding keeps full-width text's length, so a place in it is the same place in the body.
+    at = folded.find(word) if len(folded) == len(body) else body.lower().find(word)
     if at < 0:
         at = 0
     start = max(0, at - EXCERPT_AROUND)
@@ -65,15 +70,17 @@ def search_comments(
     if not may_search_comments(principal):
         raise PermissionDeniedError("学生和教室终端不能搜索评语", detail={"role": principal.role})
     words = query_words(query)
-    if not words:
+    terms = query_terms(query)
+    if not terms:
         return []
+    having_all = having_all_terms(
+        ReviewCommentSearchTerm.comment_id, ReviewCommentSearchTerm.term, terms
+    )
     stmt = (
         select(ReviewComment, Recording)
         .join(Recording, ReviewComment.recording_id == Recording.id)
-        .where(visible_filter(principal))
+        .where(visible_filter(principal), ReviewComment.id.in_(having_all))
     )
-    for word in words:
-        stmt = stmt.where(func.lower(ReviewComment.body).contains(word, autoescape=True))
     stmt = stmt.order_by(
         Recording.date.desc(), Recording.id.desc(), ReviewComment.at_seconds, ReviewComment.id
     )

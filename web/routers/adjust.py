@@ -20,7 +20,7 @@ from common.errors import NotFoundError, ValidationFailedError
 from scheduler import adjustments
 from scheduler.absence import AbsencePlan, Slot, Substitute, plan_absence
 from web.deps import CurrentPrincipal, DbSession, MaybeAuth
-from web.routers.pages import _denied, _render
+from web.page_shell import denied, render
 
 router = APIRouter(tags=["timetable"])
 
@@ -228,7 +228,7 @@ def adjust_page(request: Request, auth: MaybeAuth, session: DbSession) -> Respon
         return RedirectResponse("/login", status_code=303)
     terms = _managed_terms(session, auth.principal)
     if not terms:
-        return _denied(request, session, auth, "只有教联体管理员可以为本教联体调课。")
+        return denied(request, session, auth, "只有教联体管理员可以为本教联体调课。")
     term_ids = [t.id for t in terms]
     teachers = session.execute(
         select(Teacher.id, Teacher.name, Teacher.code, Lesson.term_id)
@@ -237,7 +237,7 @@ def adjust_page(request: Request, auth: MaybeAuth, session: DbSession) -> Respon
         .distinct()
         .order_by(Teacher.name)
     ).all()
-    return _render(
+    return render(
         request,
         session,
         auth,

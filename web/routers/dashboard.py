@@ -16,7 +16,7 @@ from common.alliance.models import School
 from common.errors import AppError, ValidationFailedError
 from research.dashboard import Dashboard, build_dashboard, dashboard_xlsx, visible_terms
 from web.deps import CurrentPrincipal, DbSession, MaybeAuth
-from web.routers.pages import _denied, _render
+from web.page_shell import denied, render
 
 router = APIRouter(tags=["dashboard"])
 
@@ -165,7 +165,7 @@ def dashboard_page(
         return RedirectResponse("/login", status_code=303)
     principal = auth.principal
     if visibility(principal, Kind.DASHBOARD) is None:
-        return _denied(request, session, auth, "只有教育局、教联体管理员和校长可以查看数据看板。")
+        return denied(request, session, auth, "只有教育局、教联体管理员和校长可以查看数据看板。")
     # The filter form sends "" for 全部; a school or subject of another term's alliance (the
     # term was just switched) falls back to the whole alliance.
     school_id = int(school) if school and school.isdigit() else None
@@ -178,7 +178,7 @@ def dashboard_page(
             school_id = subject = None
             dashboard = build_dashboard(session, principal, term_id=term_id)
     except AppError as exc:
-        return _denied(request, session, auth, exc.message)
+        return denied(request, session, auth, exc.message)
     data = dashboard.as_json()
     query = {
         key: value
@@ -196,7 +196,7 @@ def dashboard_page(
         )
         if principal.role != "school_admin" or school.id == principal.school_id
     ]
-    return _render(
+    return render(
         request,
         session,
         auth,

@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, joinedload
 
@@ -64,7 +61,7 @@ from streaming.access import (
     MEETING_OPENS_BEFORE,
     lesson_identity,
 )
-from streaming.lifecycle import LessonClock, lesson_occurrences
+from streaming.lifecycle import lesson_occurrences
 from web.deps import (
     SESSION_COOKIE,
     Authenticated,
@@ -73,19 +70,19 @@ from web.deps import (
     MaybeAuth,
     SettingsDep,
 )
+from web.page_shell import (
+    ADMIN_ROLES,
+    PASSWORD_ROLES,
+    ROLE_LABELS,
+    denied,
+    lesson_clock,
+    render,
+    templates,
+)
 from web.routers.auth import PAIRING_MINUTES, LoginIn, _login, set_session_cookie
 
 router = APIRouter(include_in_schema=False)
-templates = Jinja2Templates(directory=Path(__file__).parent.parent / "templates")
 
-ROLE_LABELS = {
-    "bureau": "教育局",
-    "alliance_admin": "教联体管理员",
-    "school_admin": "学校管理员",
-    "teacher": "教师",
-    "terminal": "教室终端",
-    "student": "学生",
-}
 DAY_LABELS = dict(
     zip(WEEKDAYS, ["周一", "周二", "周三", "周四", "周五", "周六", "周日"], strict=True)
 )
@@ -98,93 +95,8 @@ FEATURE_LABELS = {
     "lab": "实验",
 }
 SYNC_KIND_LABELS = {"sync": "同步课堂", "delivered": "专递课堂", "master": "名师课堂"}
-ADMIN_ROLES = frozenset({"bureau", "alliance_admin", "school_admin"})
-PASSWORD_ROLES = frozenset(ROLE_LABELS) - {"terminal"}
 # Roles an admin page offers to create; the API decides in the end (GRANTABLE_ROLES).
 CREATABLE_ROLES = ("teacher", "student")
-
-
-@dataclass(frozen=True)
-class NavItem:
-    href: str
-    label: str
-    roles: frozenset[str]
-
-
-NAV = (
-    NavItem("/", "我的课表", frozenset({"teacher", "student", "terminal"})),
-    NavItem("/", "概况", ADMIN_ROLES),
-    NavItem("/admin/schools", "学校与校区", ADMIN_ROLES),
-    NavItem("/admin/rooms", "教室与终端", ADMIN_ROLES),
-    NavItem("/admin/lessons", "教学任务", ADMIN_ROLES),
-    NavItem("/admin/bells", "作息时间", ADMIN_ROLES),
-    NavItem("/admin/accounts", "账号", ADMIN_ROLES),
-    NavItem("/admin/roster", "导入花名册", frozenset({"alliance_admin", "school_admin"})),
-    NavItem("/admin/sync-groups", "同步课堂设置", frozenset({"alliance_admin"})),
-    NavItem("/admin/solve", "课表求解", frozenset({"alliance_admin"})),
-    NavItem("/admin/adjust", "调课", frozenset({"alliance_admin"})),
-    NavItem("/lessons", "同步课堂", frozenset({"teacher"})),
-    NavItem("/research", "教研", frozenset({"teacher"}) | ADMIN_ROLES),
-    NavItem("/patrol", "巡课", ADMIN_ROLES),
-    NavItem("/dashboard", "数据看板", ADMIN_ROLES),
-    NavItem("/replays", "录像回放", frozenset({"teacher"}) | ADMIN_ROLES),
-    NavItem("/password", "修改密码", PASSWORD_ROLES),
-)
-
-
-def _scope_names(session: Session, account: Account) -> list[str]:
-    names = (
-        session.get_one(Alliance, account.alliance_id).name if account.alliance_id else None,
-        session.get_one(School, account.school_id).name if account.school_id else None,
-        session.get_one(SchoolClass, account.class_id).name if account.class_id else None,
-    )
-    return [name for name in names if name]
-
-
-def _render(
-    request: Request,
-    session: Session,
-    auth: Authenticated,
-    template: str,
-    context: dict[str, Any],
-    *,
-    status_code: int = 200,
-) -> Response:
-    role = auth.account.role
-    path = request.url.path
-    nav = [
-        {
-            "href": item.href,
-            "label": item.label,
-            "current": item.href == path or (item.href != "/" and path.startswith(item.href + "/")),
-        }
-        for item in NAV
-        if role in item.roles
-    ]
-    return templates.TemplateResponse(
-        request,
-        template,
-        {
-            "account": auth.account,
-            "role_label": ROLE_LABELS.get(role, role),
-            "scope_names": _scope_names(session, auth.account),
-            "nav": nav,
-            "csrf_token": auth.token.csrf_token or "",
-            **context,
-        },
-        status_code=status_code,
-    )
-
-
-def _denied(request: Request, session: Session, auth: Authenticated, message: str) -> Response:
-    return _render(
-        request,
-        session,
-        auth,
-        "denied.html",
-        {"title": "没有权限", "message": message},
-        status_code=403,
-    )
 
 
 # --- login / logout -----------------------------------------------------------------------------
@@ -351,18 +263,6 @@ def _export_subject(session: Session, account: Account) -> tuple[str, str] | Non
     return None
 
 
-def _lesson_clock(request: Request) -> LessonClock:
-    """The clock rooms open by: the app's (tests fix it), else the scheduler's, else real time."""
-    state = request.app.state
-    for clock in (
-        getattr(state, "lesson_clock", None),
-        getattr(getattr(state, "lesson_scheduler", None), "clock", None),
-    ):
-        if isinstance(clock, LessonClock):
-            return clock
-    return LessonClock()
-
-
 def _todays_lessons(
     session: Session, principal: Principal, now: datetime, open_before: timedelta
 ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
@@ -382,7 +282,7 @@ def _todays_lessons(
         group = groups.get(occurrence.sync_group_id)
         if group is None or now >= occurrence.ends_at:
             continue
-        row = _group_rows(session, [group])[0]
+        row = group_rows(session, [group])[0]
         identity = lesson_identity(session, principal, group.id, display_name="")
         row |= {
             "role": identity.role,
@@ -398,7 +298,7 @@ def _todays_lessons(
     return current, upcoming
 
 
-def _meeting_open(row: ResearchSession, *, may_run: bool, now: datetime) -> bool:
+def meeting_open(row: ResearchSession, *, may_run: bool, now: datetime) -> bool:
     """Live or about to start: the window in which ``meeting_identity`` lets one in."""
     if row.status == "cancelled":
         return False
@@ -428,7 +328,7 @@ def _research_soon(session: Session, principal: Principal, now: datetime) -> lis
                 "topic": row.topic,
                 "host": row.host.name if row.host else "",
                 "host_is_me": row.host_id == principal.teacher_id,
-                "meeting_open": _meeting_open(row, may_run=may_run, now=now),
+                "meeting_open": meeting_open(row, may_run=may_run, now=now),
             }
         )
     return rows
@@ -455,7 +355,7 @@ def home(request: Request, auth: MaybeAuth, session: DbSession) -> Response:
     if auth is None:
         return RedirectResponse("/login", status_code=303)
     account = auth.account
-    week = _my_week(session, account, auth.principal, _lesson_clock(request).now().date())
+    week = _my_week(session, account, auth.principal, lesson_clock(request).now().date())
     grid: dict[str, list[Any]] = {}
     partners: dict[int, dict[str, Any]] = {}
     if week is not None:
@@ -464,14 +364,14 @@ def home(request: Request, auth: MaybeAuth, session: DbSession) -> Response:
         partners = _sync_partners(session, (e.sync.group_id for e in week.entries if e.sync))
     overview = _overview(session, account) if account.role in ADMIN_ROLES else []
     settings = request.app.state.settings
-    now = _lesson_clock(request).now()
+    now = lesson_clock(request).now()
     current, upcoming = _todays_lessons(
         session,
         auth.principal,
         now,
         timedelta(minutes=settings.lesson_open_before_minutes),
     )
-    return _render(
+    return render(
         request,
         session,
         auth,
@@ -500,8 +400,8 @@ def password_page(request: Request, auth: MaybeAuth, session: DbSession) -> Resp
     if auth is None:
         return RedirectResponse("/login", status_code=303)
     if auth.account.role not in PASSWORD_ROLES:
-        return _denied(request, session, auth, "教室终端没有密码，需要时请重新配对。")
-    return _render(request, session, auth, "password.html", {})
+        return denied(request, session, auth, "教室终端没有密码，需要时请重新配对。")
+    return render(request, session, auth, "password.html", {})
 
 
 # --- admin pages ----------------------------------------------------------------------------------
@@ -518,7 +418,7 @@ def _admin_only(
     found = _admin(auth)
     if isinstance(found, Response) or found.account.role in ADMIN_ROLES:
         return found
-    return _denied(request, session, found, message)
+    return denied(request, session, found, message)
 
 
 def _school_scopes(session: Session) -> dict[int, Scope]:
@@ -565,7 +465,7 @@ def schools_page(request: Request, auth: MaybeAuth, session: DbSession) -> Respo
     may_found = alliance_id is not None and can(
         principal, Action.MANAGE, Kind.SCHOOL, Scope(alliance_id=alliance_id)
     )
-    return _render(
+    return render(
         request,
         session,
         found,
@@ -625,7 +525,7 @@ def rooms_page(request: Request, auth: MaybeAuth, session: DbSession) -> Respons
     # Rooms with a terminal first: those are what an admin comes here for.
     for group in groups.values():
         group["rooms"].sort(key=lambda r: (r["terminal"] is None, r["room"].id))
-    return _render(
+    return render(
         request,
         session,
         found,
@@ -654,13 +554,13 @@ def lessons_admin_page(
         .order_by(Campus.school_id, Campus.id)
     ).all()
     if not campuses:
-        return _render(request, session, found, "admin_lessons.html", {"campus": None})
+        return render(request, session, found, "admin_lessons.html", {"campus": None})
     campus = next((c for c in campuses if c.id == campus_id), campuses[0])
     alliance_id = campus.school.alliance_id
     try:
         term = session.get_one(Term, timetable.current_term_id(session, alliance_id))
     except AppError as exc:
-        return _render(
+        return render(
             request,
             session,
             found,
@@ -696,7 +596,7 @@ def lessons_admin_page(
     for lesson in lessons:
         by_class.setdefault(lesson.class_id, []).append(lesson)
     scope = Scope(alliance_id=alliance_id, school_id=campus.school_id)
-    return _render(
+    return render(
         request,
         session,
         found,
@@ -737,7 +637,7 @@ def bells_page(request: Request, auth: MaybeAuth, session: DbSession) -> Respons
                 "editable": can(principal, Action.MANAGE, Kind.BELLS, scope),
             }
         )
-    return _render(request, session, found, "admin_bells.html", {"groups": list(groups.values())})
+    return render(request, session, found, "admin_bells.html", {"groups": list(groups.values())})
 
 
 @router.get("/admin/accounts", response_class=HTMLResponse)
@@ -764,7 +664,7 @@ def accounts_page(request: Request, auth: MaybeAuth, session: DbSession) -> Resp
         for c in registry.list_rows(session, principal, CLASSES, limit=1000)
         if can(principal, Action.MANAGE, Kind.STUDENT, scopes[c.school_id])
     ]
-    return _render(
+    return render(
         request,
         session,
         found,
@@ -798,7 +698,7 @@ def solve_page(request: Request, auth: MaybeAuth, session: DbSession) -> Respons
         if can(principal, Action.MANAGE, Kind.TIMETABLE, Scope(alliance_id=term.alliance_id))
     ]
     if not terms:
-        return _denied(request, session, found, "只有教联体管理员可以求解本教联体的课表。")
+        return denied(request, session, found, "只有教联体管理员可以求解本教联体的课表。")
     terms.sort(key=lambda t: (not t.is_current, -t.start_date.toordinal()))
     alliance_ids = {t.alliance_id for t in terms}
     campuses = session.scalars(
@@ -808,7 +708,7 @@ def solve_page(request: Request, auth: MaybeAuth, session: DbSession) -> Respons
         .options(joinedload(Campus.school))
         .order_by(School.id, Campus.id)
     ).all()
-    return _render(
+    return render(
         request,
         session,
         found,
@@ -837,7 +737,7 @@ def terminal_page(request: Request) -> Response:
 
 
 # --- live synchronized lessons --------------------------------------------------------------------
-def _group_rows(session: Session, groups: Iterable[SyncGroup]) -> list[dict[str, Any]]:
+def group_rows(session: Session, groups: Iterable[SyncGroup]) -> list[dict[str, Any]]:
     """What a page shows about a sync group: subject, kind, the lead and remote classrooms."""
     rows = []
     for group in groups:
@@ -862,7 +762,8 @@ def _group_rows(session: Session, groups: Iterable[SyncGroup]) -> list[dict[str,
     return rows
 
 
-def _sync_groups(session: Session, where: Any = None) -> list[SyncGroup]:
+def sync_groups(session: Session, where: Any = None) -> list[SyncGroup]:
+    """Every sync group (matching ``where``), with what `group_rows` reads loaded at once."""
     stmt = select(SyncGroup).order_by(SyncGroup.id)
     if where is not None:
         stmt = stmt.where(where)
@@ -888,7 +789,7 @@ def _sync_groups(session: Session, where: Any = None) -> list[SyncGroup]:
 def _visible_groups(session: Session, principal: Principal) -> list[SyncGroup]:
     """The sync groups of current terms the principal could join (in any role)."""
     groups = []
-    for group in _sync_groups(session):
+    for group in sync_groups(session):
         try:
             lesson_identity(session, principal, group.id, display_name="")
         except AppError:
@@ -912,12 +813,12 @@ def lessons_page(request: Request, auth: MaybeAuth, session: DbSession) -> Respo
     if principal.role != "teacher":
         if principal.role in INSPECTOR_ROLES:
             return RedirectResponse("/patrol", status_code=303)
-        return _denied(request, session, auth, "同步课堂由主讲和远端教师、教室终端加入。")
+        return denied(request, session, auth, "同步课堂由主讲和远端教师、教室终端加入。")
     rows = []
-    for row in _group_rows(session, _visible_groups(session, principal)):
+    for row in group_rows(session, _visible_groups(session, principal)):
         identity = lesson_identity(session, principal, row["id"], display_name="")
         rows.append({**row, "role": identity.role})
-    return _render(request, session, auth, "lessons.html", {"groups": rows})
+    return render(request, session, auth, "lessons.html", {"groups": rows})
 
 
 @router.get("/lessons/{group_id}", response_class=HTMLResponse)
@@ -930,10 +831,10 @@ def lesson_page(request: Request, group_id: int, auth: MaybeAuth, session: DbSes
             session, auth.principal, group_id, display_name=auth.account.display_name
         )
     except AppError as exc:
-        return _denied(request, session, auth, exc.message)
-    group = _group_rows(session, _sync_groups(session, SyncGroup.id == group_id))[0]
+        return denied(request, session, auth, exc.message)
+    group = group_rows(session, sync_groups(session, SyncGroup.id == group_id))[0]
     back = "/patrol" if identity.role == "inspector" else "/lessons"
-    return _render(
+    return render(
         request,
         session,
         auth,
@@ -948,11 +849,11 @@ def patrol_page(request: Request, auth: MaybeAuth, session: DbSession) -> Respon
     if auth is None:
         return RedirectResponse("/login", status_code=303)
     if auth.account.role not in INSPECTOR_ROLES:
-        return _denied(request, session, auth, "只有校长、教联体管理员和教育局可以巡课。")
-    groups = _group_rows(session, _visible_groups(session, auth.principal))
+        return denied(request, session, auth, "只有校长、教联体管理员和教育局可以巡课。")
+    groups = group_rows(session, _visible_groups(session, auth.principal))
     schools = sorted({school for g in groups for school in g["schools"]})
     subjects = sorted({g["subject"] for g in groups})
-    return _render(
+    return render(
         request,
         session,
         auth,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path, PurePosixPath
-from typing import Annotated
+from typing import Annotated, Literal, cast
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -306,23 +306,61 @@ def serve_media(
     return response
 
 
+class MediaAccess:
+    """What every media route needs: who asks, the database, where files live, the request."""
+
+    def __init__(
+        self,
+        principal: CurrentPrincipal,
+        session: DbSession,
+        settings: SettingsDep,
+        request: Request,
+    ) -> None:
+        self.principal = principal
+        self.session = session
+        self.settings = settings
+        self.request = request
+
+
+MediaRequest = Annotated[MediaAccess, Depends()]
+MediaKind = Literal["rendition", "hls", "thumbnails", "download"]
+
+
+def _serve_media(access: MediaAccess, kind: MediaKind, recording_id: int, name: str) -> Response:
+    """One recording file after the viewer's permission check, for every request: a rendition
+    (``name``: mp4, raw, poster), an HLS playlist or segment, a thumbnail file, or the download
+    (the MP4 when made, else the raw WebM, named after the title)."""
+    recording = service.get_visible(access.session, access.principal, recording_id)
+    download_name = None
+    if kind == "hls":
+        key, media_type = service.hls_key(recording, name), content_type(name)
+    elif kind == "thumbnails":
+        key, media_type = service.thumbnails_key(recording, name), content_type(name)
+    else:
+        rendition: Rendition = cast(Rendition, name)
+        if kind == "download":
+            rendition = "mp4" if (recording.outputs or {}).get("mp4") else "raw"
+            title = re.sub(r'[\\/:*?"<>|\s]+', "_", recording.title).strip("_")
+            suffix = ".mp4" if rendition == "mp4" else ".webm"
+            download_name = (title or f"recording-{recording.id}") + suffix
+        key, media_type = service.media_key(recording, rendition), MEDIA_TYPES[rendition]
+    return serve_media(
+        access.settings,
+        key,
+        media_type=media_type,
+        request=access.request,
+        download_name=download_name,
+    )
+
+
 @router.get(
     "/{recording_id}/media",
     response_class=Response,
     responses={200: {"content": {"video/mp4": {}, "video/webm": {}, "image/jpeg": {}}}},
 )
-def media(
-    recording_id: int,
-    principal: CurrentPrincipal,
-    session: DbSession,
-    settings: SettingsDep,
-    request: Request,
-    rendition: Rendition = "mp4",
-) -> Response:
+def media(recording_id: int, access: MediaRequest, rendition: Rendition = "mp4") -> Response:
     """The file, with HTTP Range support so players can seek; only ever through this route."""
-    recording = service.get_visible(session, principal, recording_id)
-    key = service.media_key(recording, rendition)
-    return serve_media(settings, key, media_type=MEDIA_TYPES[rendition], request=request)
+    return _serve_media(access, "rendition", recording_id, rendition)
 
 
 @router.get(
@@ -330,19 +368,10 @@ def media(
     response_class=Response,
     responses={200: {"content": {"application/vnd.apple.mpegurl": {}, "video/iso.segment": {}}}},
 )
-def hls(
-    recording_id: int,
-    path: str,
-    principal: CurrentPrincipal,
-    session: DbSession,
-    settings: SettingsDep,
-    request: Request,
-) -> Response:
+def hls(recording_id: int, path: str, access: MediaRequest) -> Response:
     """HLS master playlist (`master.m3u8`), rendition playlists and fMP4 segments; the same
     permission check as the MP4, for every request."""
-    recording = service.get_visible(session, principal, recording_id)
-    key = service.hls_key(recording, path)
-    return serve_media(settings, key, media_type=content_type(path), request=request)
+    return _serve_media(access, "hls", recording_id, path)
 
 
 @router.get(
@@ -350,18 +379,9 @@ def hls(
     response_class=Response,
     responses={200: {"content": {"text/vtt": {}, "image/jpeg": {}}}},
 )
-def thumbnails(
-    recording_id: int,
-    name: str,
-    principal: CurrentPrincipal,
-    session: DbSession,
-    settings: SettingsDep,
-    request: Request,
-) -> Response:
+def thumbnails(recording_id: int, name: str, access: MediaRequest) -> Response:
     """The thumbnail sprite and its WebVTT index (tiles as `sprite.jpg#xywh=x,y,w,h`)."""
-    recording = service.get_visible(session, principal, recording_id)
-    key = service.thumbnails_key(recording, name)
-    return serve_media(settings, key, media_type=content_type(name), request=request)
+    return _serve_media(access, "thumbnails", recording_id, name)
 
 
 @router.get(
@@ -369,28 +389,9 @@ def thumbnails(
     response_class=Response,
     responses={200: {"content": {"video/mp4": {}, "video/webm": {}}}},
 )
-def download(
-    recording_id: int,
-    principal: CurrentPrincipal,
-    session: DbSession,
-    settings: SettingsDep,
-    request: Request,
-) -> Response:
+def download(recording_id: int, access: MediaRequest) -> Response:
     """Save the lesson: the MP4 when it is made, else the raw WebM; named after its title."""
-    recording = service.get_visible(session, principal, recording_id)
-    rendition = "mp4" if (recording.outputs or {}).get("mp4") else "raw"
-    key = service.media_key(recording, rendition)
-    suffix = ".mp4" if rendition == "mp4" else ".webm"
-    name = (
-        re.sub(r'[\\/:*?"<>|\s]+', "_", recording.title).strip("_") or f"recording-{recording.id}"
-    )
-    return serve_media(
-        settings,
-        key,
-        media_type=MEDIA_TYPES[rendition],
-        request=request,
-        download_name=name + suffix,
-    )
+    return _serve_media(access, "download", recording_id, "")
 
 
 @router.patch("/{recording_id}", response_model=RecordingOut)

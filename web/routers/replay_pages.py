@@ -20,7 +20,7 @@ from recordings.schemas import RecordingFilters, RecordingMedia
 from research import review
 from web.deps import DbSession, MaybeAuth, SettingsDep
 from web.library_search import may_search_comments, search_comments
-from web.routers.pages import _denied, _render
+from web.page_shell import denied, render
 from web.routers.recordings import _out as recording_out
 
 router = APIRouter(include_in_schema=False)
@@ -49,7 +49,7 @@ def replays_page(
     if auth is None:
         return RedirectResponse("/login", status_code=303)
     if auth.account.role not in REPLAY_ROLES:
-        return _denied(request, session, auth, "教室终端不能浏览录像回放。")
+        return denied(request, session, auth, "教室终端不能浏览录像回放。")
     rows = recordings.search(session, auth.principal, RecordingFilters(q=q or None, limit=200))
     # pupils never read 评语, so they never find a lesson through one
     comment_hits = (
@@ -60,7 +60,14 @@ def replays_page(
     subjects = {s.id: s.name for s in session.scalars(select(Subject))}
     teachers = {t.id: t.name for t in session.scalars(select(Teacher))}
     schools = {s.id: s.name for s in session.scalars(select(School))}
-    return _render(
+    # Teachers make 单元合集 here, from the recordings they may watch (the API checks again).
+    can_collect = auth.account.role == "teacher"
+    pickable = (
+        recordings.search(session, auth.principal, RecordingFilters(limit=200))
+        if can_collect
+        else []
+    )
+    return render(
         request,
         session,
         auth,
@@ -69,6 +76,26 @@ def replays_page(
             "q": q or "",
             "comment_hits": comment_hits,
             "collections": collections.list_collections(session, auth.principal),
+            "can_collect": can_collect,
+            "pickable": [
+                {
+                    "id": r.id,
+                    "label": f"{r.title} · {r.topic}" if r.topic else r.title,
+                    "date": r.date,
+                }
+                for r in pickable
+            ],
+            "alliance_subjects": sorted(
+                (
+                    (s.id, s.name)
+                    for s in session.scalars(
+                        select(Subject).where(Subject.alliance_id == auth.account.alliance_id)
+                    )
+                ),
+                key=lambda pair: pair[0],
+            )
+            if can_collect
+            else [],
             "rows": [
                 {
                     "id": r.id,
@@ -106,14 +133,14 @@ def replay_page(
     try:
         recording = recordings.get_visible(session, principal, recording_id)
     except AppError as exc:
-        return _denied(request, session, auth, exc.message)
+        return denied(request, session, auth, exc.message)
     # The library API's own view of the files (local disk or object storage).
     shown = recording_out(recording, media_root=settings.media_root)
     source, mime = _source(shown.media)
     duration = review.duration_of(recording)
     can_review = review.may_read(principal, recording)
     can_take_part = can_review and review.may_take_part(principal, recording)
-    return _render(
+    return render(
         request,
         session,
         auth,

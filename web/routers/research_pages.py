@@ -25,7 +25,8 @@ from streaming.access import (
     meeting_room_id,
 )
 from web.deps import DbSession, MaybeAuth
-from web.routers.pages import DAY_LABELS, _denied, _lesson_clock, _meeting_open, _render
+from web.page_shell import denied, lesson_clock, render
+from web.routers.pages import DAY_LABELS, meeting_open
 
 router = APIRouter(include_in_schema=False)
 
@@ -97,7 +98,7 @@ def _session_rows(
                 else None,
                 "meeting_open": now is not None
                 and principal.role not in ("student", "terminal")
-                and _meeting_open(row, may_run=may_run, now=now),
+                and meeting_open(row, may_run=may_run, now=now),
             }
         )
     return out
@@ -109,12 +110,12 @@ def research_page(request: Request, auth: MaybeAuth, session: DbSession) -> Resp
         return RedirectResponse("/login", status_code=303)
     principal = auth.principal
     if principal.role in ("student", "terminal"):
-        return _denied(request, session, auth, "教研活动面向教师和管理人员。")
+        return denied(request, session, auth, "教研活动面向教师和管理人员。")
     try:
         groups = _my_groups(session, principal)
     except AppError as exc:
-        return _denied(request, session, auth, exc.message)
-    now = _lesson_clock(request).now()
+        return denied(request, session, auth, exc.message)
+    now = lesson_clock(request).now()
     today = now.date()
     sessions = _session_rows(session, principal, groups, today, now) if groups else []
     quotas = None
@@ -132,7 +133,7 @@ def research_page(request: Request, auth: MaybeAuth, session: DbSession) -> Resp
     teacher = (
         session.get(Teacher, principal.teacher_id) if principal.teacher_id is not None else None
     )
-    return _render(
+    return render(
         request,
         session,
         auth,
@@ -171,13 +172,13 @@ def meeting_page(
             auth.principal,
             session_id,
             display_name=auth.account.display_name,
-            now=_lesson_clock(request).now(),
+            now=lesson_clock(request).now(),
         )
     except AppError as exc:
-        return _denied(request, session, auth, exc.message)
+        return denied(request, session, auth, exc.message)
     row = session.get_one(ResearchSession, session_id)
     group = session.get_one(ResearchGroup, row.group_id)
-    return _render(
+    return render(
         request,
         session,
         auth,

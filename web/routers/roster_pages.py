@@ -10,7 +10,7 @@ from common.alliance import service as registry
 from common.alliance.resources import SCHOOLS
 from common.alliance.roster import MAX_FILE_BYTES
 from web.deps import DbSession, MaybeAuth
-from web.routers.pages import _denied, _render
+from web.page_shell import denied, render
 from web.routers.roster import ROSTER_KINDS
 
 router = APIRouter(include_in_schema=False)
@@ -35,8 +35,8 @@ def roster_page(request: Request, auth: MaybeAuth, session: DbSession) -> Respon
         )
     ]
     if not schools:
-        return _denied(request, session, auth, "只有学校或教联体管理员可以导入花名册。")
-    return _render(
+        return denied(request, session, auth, "只有学校或教联体管理员可以导入花名册。")
+    return render(
         request,
         session,
         auth,

@@ -15,8 +15,9 @@ from sqlalchemy.orm import Session, joinedload
 
 from common.alliance.models import Campus, Lesson, SchoolClass, SyncGroup
 from web.deps import DbSession, MaybeAuth
+from web.page_shell import denied, render
 from web.routers.adjust import _managed_terms
-from web.routers.pages import SYNC_KIND_LABELS, _denied, _group_rows, _render, _sync_groups
+from web.routers.pages import SYNC_KIND_LABELS, group_rows, sync_groups
 
 router = APIRouter(include_in_schema=False)
 
@@ -62,17 +63,17 @@ def sync_groups_page(request: Request, auth: MaybeAuth, session: DbSession) -> R
         return RedirectResponse("/login", status_code=303)
     terms = _managed_terms(session, auth.principal)
     if not terms:
-        return _denied(request, session, auth, "只有教联体管理员可以设置本教联体的同步课堂。")
+        return denied(request, session, auth, "只有教联体管理员可以设置本教联体的同步课堂。")
     term_ids = [t.id for t in terms]
-    groups = _sync_groups(session, SyncGroup.term_id.in_(term_ids))
-    rows = _group_rows(session, groups)
+    groups = sync_groups(session, SyncGroup.term_id.in_(term_ids))
+    rows = group_rows(session, groups)
     for row, group in zip(rows, groups, strict=True):
         row["term_id"] = group.term_id
     grouped = {g.lead_lesson_id for g in groups} | {m.lesson_id for g in groups for m in g.members}
     lessons = _lesson_rows(session, term_ids)
     for lesson in lessons:
         lesson["grouped"] = lesson["id"] in grouped
-    return _render(
+    return render(
         request,
         session,
         auth,

@@ -8,24 +8,16 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from common.alliance.models import Alliance, ClassroomTerminal, Subject
-from recordings import service as recordings
+from common.alliance.models import Alliance, ClassroomTerminal, Subject, SyncGroup
 from recordings.models import RecordingCollection, RecordingCollectionItem
 from tests.conftest import DEMO_PASSWORD, DemoDatabase, bearer
+from tests.fixtures.recordings import WCK_EN_3, WCK_EN_4, make_recording
 
-WCK_EN_4 = 4  # shown to student-cy-4-1
-WCK_EN_3 = 2  # not shown to student-cy-4-1
 URL = "/api/collections"
 
 
 def _recording(db: DemoDatabase, sync_group_id: int, topic: str) -> int:
-    with db.sessions() as session:
-        recording = recordings.new_recording_for_sync_group(
-            session, sync_group_id=sync_group_id, topic=topic
-        )
-        recording.status = "ready"
-        session.commit()
-        return recording.id
+    return make_recording(db, sync_group_id, topic=topic)
 
 
 def _english(db: DemoDatabase) -> int:
@@ -154,3 +146,42 @@ def test_bad_input_is_refused_and_nothing_half_saved(client: TestClient, db: Dem
     assert bad_subject.status_code == 422 and "学科" in bad_subject.json()["error"]["message"]
     with db.sessions() as session:
         assert session.scalar(select(func.count()).select_from(RecordingCollection)) == 1
+
+
+def test_the_form_saves_a_collection_with_its_recordings_at_once_or_not_at_all(
+    client: TestClient, db: DemoDatabase
+) -> None:
+    first = _recording(db, WCK_EN_4, "Unit 3 第一课时")
+    second = _recording(db, WCK_EN_4, "Unit 3 第二课时")
+    wang = bearer(client, "teacher-wang")
+    made = _unit(client, wang, recording_ids=[second, first])
+    assert [i["recording_id"] for i in made["items"]] == [second, first]
+
+    def collections() -> list[tuple[str, list[int]]]:
+        listed = client.get(URL, headers=wang).json()
+        return [(c["title"], [i["recording_id"] for i in c["items"]]) for c in listed]
+
+    # another alliance's lesson: refused, and neither the new collection nor the edit is kept
+    with db.sessions() as session:
+        maths = session.scalars(select(SyncGroup.id).where(SyncGroup.code == "dj-ma-4")).one()
+    foreign = _recording(db, maths, "二次函数的图像")
+    body = {"title": "新合集", "unit_name": "Unit 3", "recording_ids": [first, foreign]}
+    refused = client.post(URL, json=body, headers=wang)
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["error"]["message"] == f"录像 {foreign} 不存在或您无权查看"
+    edit = client.put(f"{URL}/{made['id']}", json={**body, "title": "改名"}, headers=wang)
+    assert edit.status_code == 422
+    assert collections() == [("Unit 3 同课异构", [second, first])]
+
+    # an edit with the recordings: renamed, reordered and one removed in one request
+    body = {"title": "Unit 3 对话", "unit_name": "Unit 3", "recording_ids": [first]}
+    saved = client.put(f"{URL}/{made['id']}", json=body, headers=wang)
+    assert saved.status_code == 200, saved.text
+    assert collections() == [("Unit 3 对话", [first])]
+    # without recording_ids an edit leaves the recordings as they are
+    body = {"title": "Unit 3 对话课", "unit_name": "Unit 3"}
+    assert client.put(f"{URL}/{made['id']}", json=body, headers=wang).status_code == 200
+    assert collections() == [("Unit 3 对话课", [first])]
+    # the pupil may not make one, with or without recordings
+    pupil = bearer(client, "student-cy-4-1")
+    assert client.post(URL, json=body, headers=pupil).status_code == 403

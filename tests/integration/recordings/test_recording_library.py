@@ -2,48 +2,22 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from recordings import service
 from tests.conftest import DemoDatabase, bearer
+from tests.fixtures.recordings import WCK_EN_3, WCK_EN_4, make_recording, place_raw
 
 pytestmark = pytest.mark.timeout(120)
 
-WCK_EN_4 = 4  # 王村口 4-1 English, delivered to 蔡源 4-1 and 龙洋 4-1
-WCK_EN_3 = 2  # 王村口 3-1 English, delivered to 蔡源 3-1 and 龙洋 3-1
-
-
-@pytest.fixture(scope="module")
-def sample_webm(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Two seconds of VP8 + Opus, shaped like what the recorder writes."""
-    path = tmp_path_factory.mktemp("media") / "sample.webm"
-    subprocess.run(
-        [
-            "ffmpeg", "-v", "error", "-y",
-            "-f", "lavfi", "-i", "testsrc=size=320x180:rate=15",
-            "-f", "lavfi", "-i", "sine=f=440:r=48000",
-            "-t", "2", "-c:v", "libvpx", "-b:v", "200k", "-c:a", "libopus", str(path),
-        ],
-        check=True,
-    )  # fmt: skip
-    return path
-
 
 def _recording(db: DemoDatabase, media_root: Path, sample: Path, sync_group_id: int) -> int:
-    with db.sessions() as session:
-        recording = service.new_recording_for_sync_group(session, sync_group_id=sync_group_id)
-        recording.topic = "Unit 3 My friends"
-        recording.status = "processing"
-        session.commit()
-        target = media_root / recording.raw_path
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(sample.read_bytes())
-    return recording.id
+    recording_id = make_recording(db, sync_group_id, status="processing")
+    place_raw(db, recording_id, media_root, sample)
+    return recording_id
 
 
 @pytest.fixture

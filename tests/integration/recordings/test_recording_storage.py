@@ -4,7 +4,6 @@ streamed multipart uploads, Range reads, the library serving from the bucket, de
 from __future__ import annotations
 
 import os
-import subprocess
 import tracemalloc
 import uuid
 from collections.abc import Iterator
@@ -14,16 +13,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from common.settings import Settings
-from recordings import service
 from recordings.models import Recording
 from recordings.processing import process_recording
 from recordings.storage import MULTIPART_BYTES, S3Storage, remote_storage
 from tests.conftest import DemoDatabase, bearer, make_test_app
+from tests.fixtures.recordings import WCK_EN_3, WCK_EN_4, make_recording, place_raw
 
 pytestmark = pytest.mark.timeout(120)
-
-WCK_EN_4 = 4  # 王村口 4-1 English, shown to 蔡源 4-1 (student-cy-4-1) and 龙洋 4-1
-WCK_EN_3 = 2  # 王村口 3-1 English: not shown to student-cy-4-1
 
 
 def _s3_settings(endpoint: str, **overrides: object) -> dict[str, object]:
@@ -92,21 +88,6 @@ def test_deleting_a_recordings_prefix_leaves_its_neighbours(
     assert bucket.size("recordings/12/poster.jpg") == 4
 
 
-@pytest.fixture(scope="module")
-def sample_webm(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("media") / "sample.webm"
-    subprocess.run(
-        [
-            "ffmpeg", "-v", "error", "-y",
-            "-f", "lavfi", "-i", "testsrc=size=320x180:rate=15",
-            "-f", "lavfi", "-i", "sine=f=440:r=48000",
-            "-t", "3", "-c:v", "libvpx", "-b:v", "200k", "-c:a", "libopus", str(path),
-        ],
-        check=True,
-    )  # fmt: skip
-    return path
-
-
 async def test_processed_recordings_are_served_from_the_bucket_with_ranges_and_deleted(
     s3_endpoint: str, sqlite_db: DemoDatabase, tmp_path: Path, sample_webm: Path
 ) -> None:
@@ -117,13 +98,9 @@ async def test_processed_recordings_are_served_from_the_bucket_with_ranges_and_d
     remote.client.create_bucket(Bucket=remote.bucket)
     ids = {}
     for name, group in (("mine", WCK_EN_4), ("other", WCK_EN_3)):
-        with sqlite_db.sessions() as session:
-            recording = service.new_recording_for_sync_group(session, sync_group_id=group)
-            session.commit()
-            ids[name], raw_key = recording.id, recording.raw_path
-        raw = settings.media_root / raw_key
-        raw.parent.mkdir(parents=True, exist_ok=True)
-        raw.write_bytes(sample_webm.read_bytes())
+        ids[name] = make_recording(sqlite_db, group, status="recording")
+        raw = place_raw(sqlite_db, ids[name], settings.media_root, sample_webm)
+        raw_key = raw.relative_to(settings.media_root).as_posix()
         outputs = await process_recording(
             sqlite_db.sessions,
             media_root=settings.media_root,
@@ -192,13 +169,9 @@ async def test_reprocessing_fetches_the_raw_capture_back_from_the_bucket(
     )
     remote = remote_storage(settings)
     assert remote is not None  # no bucket yet: the first upload makes it
-    with sqlite_db.sessions() as session:
-        recording = service.new_recording_for_sync_group(session, sync_group_id=WCK_EN_4)
-        session.commit()
-        recording_id, raw_key = recording.id, recording.raw_path
-    raw = settings.media_root / raw_key
-    raw.parent.mkdir(parents=True)
-    raw.write_bytes(sample_webm.read_bytes())
+    recording_id = make_recording(sqlite_db, WCK_EN_4, status="recording")
+    raw = place_raw(sqlite_db, recording_id, settings.media_root, sample_webm)
+    raw_key = raw.relative_to(settings.media_root).as_posix()
     first = await process_recording(
         sqlite_db.sessions, media_root=settings.media_root, recording_id=recording_id, remote=remote
     )
@@ -221,13 +194,8 @@ async def test_an_unreachable_bucket_is_a_clear_503_and_loses_nothing(
     remote = remote_storage(settings)
     assert remote is not None
     remote.client.create_bucket(Bucket=remote.bucket)
-    with sqlite_db.sessions() as session:
-        recording = service.new_recording_for_sync_group(session, sync_group_id=WCK_EN_4)
-        session.commit()
-        recording_id, raw_key = recording.id, recording.raw_path
-    raw = settings.media_root / raw_key
-    raw.parent.mkdir(parents=True, exist_ok=True)
-    raw.write_bytes(sample_webm.read_bytes())
+    recording_id = make_recording(sqlite_db, WCK_EN_4, status="recording")
+    place_raw(sqlite_db, recording_id, settings.media_root, sample_webm)
     await process_recording(
         sqlite_db.sessions,
         media_root=settings.media_root,

@@ -12,31 +12,12 @@ from openpyxl import load_workbook
 from sqlalchemy import func, select
 
 from common.alliance.models import Alliance
-from recordings import service as recordings
 from research.models import ResearchGroup, ResearchSession
 from research.review_models import Observation, ObservationScore, ReviewComment, Rubric
 from tests.conftest import DemoDatabase, bearer
+from tests.fixtures.recordings import DURATION_S, WCK_EN_3, make_recording
 
-WCK_EN_4 = 4  # 王村口 4-1 English, delivered to 蔡源 4-1 and 龙洋 4-1
-WCK_EN_3 = 2
-DURATION_S = 120.0
 WCK = "王村口老区教育联盟"
-
-
-def make_recording(
-    db: DemoDatabase, sync_group_id: int = WCK_EN_4, duration_s: float | None = DURATION_S
-) -> int:
-    """A recorded lesson row as processing leaves it (the media itself is not needed here)."""
-    with db.sessions() as session:
-        recording = recordings.new_recording_for_sync_group(session, sync_group_id=sync_group_id)
-        recording.topic = "Unit 3 My friends"
-        if duration_s is None:
-            recording.status = "recording"
-        else:
-            recording.status = "ready"
-            recording.outputs = {"mp4": "lesson.mp4", "duration_s": duration_s, "chapters": []}
-        session.commit()
-        return recording.id
 
 
 def alliance_id(db: DemoDatabase, name: str = WCK) -> int:
@@ -210,7 +191,7 @@ def test_bad_comments_are_refused_and_nothing_is_saved(
     # exactly at the end is fine
     assert comment(client, wang, recording, body="结尾", at_seconds=DURATION_S)["at_seconds"] == 120
     # a lesson still being recorded has no timeline yet
-    live = make_recording(db, 6, duration_s=None)
+    live = make_recording(db, 6, status="recording")
     refused = client.post(
         f"/api/recordings/{live}/comments", json={"body": "好", "at_seconds": 1}, headers=wang
     )

@@ -35,7 +35,7 @@ from tests.conftest import DemoDatabase, bearer
 from tests.integration.web.test_current_lesson import FixedClock
 from tests.integration.web.test_research_page import login
 from web.deps import principal_of
-from web.routers.pages import templates
+from web.page_shell import templates
 
 ADMIN = "admin-wck"  # the rural alliance: 专递课堂 led from the core school
 MONDAY = date(2026, 9, 7)  # a plain week (no holiday, no make-up day)

@@ -14,7 +14,7 @@ from common.accounts.models import Account
 from research.models import ResearchGroup, ResearchSession
 from research.service import starts_at
 from tests.conftest import DemoDatabase, bearer, make_test_app
-from tests.integration.research.test_reviews import make_recording
+from tests.fixtures.recordings import make_recording
 from tests.integration.web.test_current_lesson import FixedClock
 from tests.integration.web.test_research_page import login
 

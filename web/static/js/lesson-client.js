@@ -34,6 +34,37 @@ const FATAL = new Set([
   "unsupported_version",
 ]);
 
+/**
+ * A DOM element: `class`, `text`, `data-*`, `aria-*` and `role` as attributes, anything else as
+ * a property (false/null/undefined skipped); then its children. The lesson and meeting views
+ * draw with it.
+ */
+export function el(tag, attributes = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attributes)) {
+    if (value === false || value === null || value === undefined) continue;
+    if (key === "class") node.className = value;
+    else if (key === "text") node.textContent = value;
+    else if (key.startsWith("data-") || key.startsWith("aria-") || key === "role") {
+      node.setAttribute(key, value === true ? "" : value);
+    } else node[key] = value;
+  }
+  node.append(...children);
+  return node;
+}
+
+/**
+ * A video tile: a figure (`attributes`) holding a muted, inline, autoplaying video and its
+ * caption. Returns {figure, video, label}.
+ */
+export function videoTile(attributes, caption = "", { hidden = false } = {}) {
+  const video = el("video", { autoplay: true, muted: true, playsInline: true, hidden });
+  video.muted = true; // the property, not only the attribute, lets Chromium autoplay it
+  const label = el("figcaption", { text: caption });
+  const figure = el("figure", attributes, video, label);
+  return { figure, video, label };
+}
+
 let iceServersPromise = null;
 
 /** The STUN/TURN servers from the app's settings (fetched once per page). */

@@ -2,6 +2,7 @@
 // lead — the remote classes as tiles, raised hands to accept or take back;
 // remote — the lead classroom full size, a large raise-hand button;
 // inspector — the lesson muted, click to listen, look into one remote classroom.
+import { el, videoTile } from "./lesson-client.js";
 
 const ROLE_LABELS = { lead: "主讲教室", remote: "远端教室", inspector: "巡课" };
 const STATE_TEXT = {
@@ -27,27 +28,10 @@ function qualityPicker(connection) {
   return select;
 }
 
-function el(tag, attributes = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attributes)) {
-    if (value === false || value === null || value === undefined) continue;
-    if (key === "class") node.className = value;
-    else if (key === "text") node.textContent = value;
-    else if (key.startsWith("data-") || key.startsWith("aria-") || key === "role") {
-      node.setAttribute(key, value === true ? "" : value);
-    } else node[key] = value;
-  }
-  node.append(...children);
-  return node;
-}
-
-function videoTile(slot, caption, { big = false } = {}) {
-  const video = el("video", { autoplay: true, muted: true, playsInline: true });
-  video.muted = true;
-  video.dataset.slot = slot;
-  const label = el("figcaption", { text: caption });
-  const figure = el("figure", { class: big ? "lv-tile lv-big" : "lv-tile", "data-slot": slot }, video, label);
-  return { figure, video, label };
+function slotTile(slot, caption, { big = false } = {}) {
+  const tile = videoTile({ class: big ? "lv-tile lv-big" : "lv-tile", "data-slot": slot }, caption);
+  tile.video.dataset.slot = slot;
+  return tile;
 }
 
 /**
@@ -114,7 +98,7 @@ export function mountLessonView(root, connection, options = {}) {
     if (role === "lead") {
       const grid = el("div", { class: "lv-grid", "data-testid": "remote-tiles" });
       for (const line of recv.filter((l) => l.kind === "video")) {
-        const tile = videoTile(line.name, "");
+        const tile = slotTile(line.name, "");
         tile.figure.hidden = true;
         tiles.set(line.name, tile);
         grid.append(tile.figure);
@@ -128,15 +112,15 @@ export function mountLessonView(root, connection, options = {}) {
         el("p", { class: "muted lv-no-hands", text: "暂无教室举手。" }),
       );
     } else {
-      const lead = videoTile("lead_camera", "主讲教室", { big: true });
+      const lead = slotTile("lead_camera", "主讲教室", { big: true });
       tiles.set("lead_camera", lead);
-      const board = videoTile("lead_board", "板书 / 屏幕");
+      const board = slotTile("lead_board", "板书 / 屏幕");
       board.figure.hidden = true;
       tiles.set("lead_board", board);
       stage.append(lead.figure, board.figure);
       side.append(qualityPicker(connection));
       if (role === "inspector") {
-        const inspected = videoTile("inspect_video", "");
+        const inspected = slotTile("inspect_video", "");
         inspected.figure.hidden = true;
         tiles.set("inspect_video", inspected);
         stage.append(inspected.figure);
@@ -166,7 +150,7 @@ export function mountLessonView(root, connection, options = {}) {
       }
     }
     if (role !== "inspector") {
-      const self = videoTile("self", "本教室（预览）");
+      const self = slotTile("self", "本教室（预览）");
       self.figure.classList.add("lv-self");
       tiles.set("self", self);
       if (connection.localStream) self.video.srcObject = connection.localStream;

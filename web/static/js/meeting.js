@@ -3,7 +3,7 @@
 // is shown large, and the host mutes all, spotlights, lowers hands and records (everyone then
 // sees 录制中). The SFU enforces the host's controls; this page only asks for them (protocol:
 // streaming/signaling.py).
-import { LessonConnection } from "./lesson-client.js";
+import { el, LessonConnection, videoTile } from "./lesson-client.js";
 
 const STATE_TEXT = {
   connecting: "正在连接…",
@@ -24,20 +24,6 @@ const connection = new LessonConnection({
   board: !inspector, // the screen-share line
 });
 window.tongkeMeeting = connection; // for tests and support: the RTCPeerConnection is .pc
-
-function el(tag, attributes = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attributes)) {
-    if (value === false || value === null || value === undefined) continue;
-    if (key === "class") node.className = value;
-    else if (key === "text") node.textContent = value;
-    else if (key.startsWith("data-") || key.startsWith("aria-") || key === "role") {
-      node.setAttribute(key, value === true ? "" : value);
-    } else node[key] = value;
-  }
-  node.append(...children);
-  return node;
-}
 
 function button(text, onClick, attributes = {}) {
   const node = el("button", { type: "button", class: "small", text, ...attributes });
@@ -112,12 +98,14 @@ function slotOf(participant, prefix) {
 function tileFor(participant) {
   let tile = tiles.get(participant.id);
   if (!tile) {
-    const video = el("video", { autoplay: true, muted: true, playsInline: true, hidden: true });
-    video.muted = true;
+    const { figure, video, label } = videoTile(
+      { class: "lv-tile mt-tile", "data-participant": participant.id },
+      "",
+      { hidden: true },
+    );
     const placeholder = el("div", { class: "mt-placeholder" });
-    const caption = el("figcaption");
-    const figure = el("figure", { class: "lv-tile mt-tile", "data-participant": participant.id }, video, placeholder, caption);
-    tile = { figure, video, caption, placeholder, track: null };
+    video.after(placeholder);
+    tile = { figure, video, caption: label, placeholder, track: null };
     tiles.set(participant.id, tile);
   }
   return tile;
