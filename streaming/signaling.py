@@ -13,8 +13,8 @@ identity it authenticated, and the room registry::
 
 Client → SFU: ``join {room, board?}``, ``offer {sdp}``, ``candidate {candidate, sdpMid}``,
 ``raise_hand``, ``lower_hand``, ``accept_hand {participant}``, ``revoke_hand {participant}``,
-``inspect {participant|null}``, ``video_quality {quality: "auto"|"low"}`` ("low": only
-the base temporal layer of the videos one receives), ``leave``; in a research meeting also ``lower_hand
+``inspect {participant|null}``, ``video_quality {quality: "auto"|"low"}`` ("low": only the base
+temporal layer of the videos one receives), ``leave``; in a research meeting also ``lower_hand
 {participant}`` (host), ``mute {participant?}`` / ``unmute {participant?}`` (oneself, or the
 host for someone: unmuting someone lets them speak), ``mute_all {lock?}``, ``unlock_audio``,
 ``spotlight {participant|null}`` (host), ``share_screen {sharing}``, ``start_recording`` /
