@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     # EBU R128 loudness normalisation (ffmpeg loudnorm) of recordings' web versions: cheap in
     # CPU, but about 110 MiB more memory in each processing job.
     recording_loudnorm: bool = False
+    # A recording whose room nobody hosts and whose file stood still this long is over (its
+    # worker died and no classroom came back); a worker's sweep then finalizes it.
+    recording_abandon_seconds: float = Field(default=120.0, gt=0)
     # SFU workers (`tongke sfu`): with Redis, rooms live in worker processes that register in
     # Redis and claim rooms there; the web process authenticates joins and relays signaling to
     # the room's worker. None: on exactly when TONGKE_REDIS_URL is set; off: rooms in process.
