@@ -261,8 +261,10 @@ class Downlink:
         """NACKed over sent packets since the last sample, as an 8-bit fraction like RTCP's.
 
         Receiver reports understate loss here: our retransmissions share the media SSRC, so a
-        repaired packet counts as received. What the subscriber NACKs is the raw loss."""
-        nacks = self.nacks_answered + self.nacks_missed
+        repaired packet counts as received. What the subscriber NACKs is the raw loss; only
+        the NACKs we could answer count, since one for a packet we never had (lost upstream,
+        not yet repaired) says nothing about the subscriber's own link."""
+        nacks = self.nacks_answered
         sent = self.packets - self._sampled_packets
         if sent < MIN_LOSS_SAMPLE_PACKETS:
             return None  # keep accumulating: one lost packet of five is noise, not 20 % loss
