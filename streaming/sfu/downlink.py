@@ -32,6 +32,8 @@ from streaming.sfu.track import PublishedTrack
 
 ReportSink = Callable[["Downlink", int], None]
 MIN_LOSS_SAMPLE_PACKETS = 50
+# how many resent sequence numbers a downlink remembers to count each lost packet once
+MAX_ANSWERED_SEQS = 1024
 
 
 class Downlink:
@@ -44,6 +46,7 @@ class Downlink:
     """
 
     __slots__ = (
+        "_answered_seqs",
         "_keyframe_asked",
         "_last_arrival_ms",
         "_on_report",
@@ -60,6 +63,7 @@ class Downlink:
         "kind",
         "last_seq",
         "last_ts",
+        "lost_downstream",
         "nacks_answered",
         "nacks_missed",
         "octets",
@@ -90,6 +94,9 @@ class Downlink:
         self.octets = 0
         self.nacks_answered = 0
         self.nacks_missed = 0
+        # packets the subscriber lost that we resent (a packet asked for again counts once)
+        self.lost_downstream = 0
+        self._answered_seqs: set[int] = set()
         self._sampled_nacks = 0
         self._sampled_packets = 0
         self.keyframe_requests = 0
@@ -246,6 +253,11 @@ class Downlink:
             for sequence_number in packet.lost:
                 if self._resend(sequence_number):
                     self.nacks_answered += 1
+                    if sequence_number not in self._answered_seqs:
+                        if len(self._answered_seqs) >= MAX_ANSWERED_SEQS:
+                            self._answered_seqs.clear()
+                        self._answered_seqs.add(sequence_number)
+                        self.lost_downstream += 1
                 else:
                     self.nacks_missed += 1
         elif isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
@@ -261,10 +273,11 @@ class Downlink:
         """NACKed over sent packets since the last sample, as an 8-bit fraction like RTCP's.
 
         Receiver reports understate loss here: our retransmissions share the media SSRC, so a
-        repaired packet counts as received. What the subscriber NACKs is the raw loss; only
-        the NACKs we could answer count, since one for a packet we never had (lost upstream,
-        not yet repaired) says nothing about the subscriber's own link."""
-        nacks = self.nacks_answered
+        repaired packet counts as received. What the subscriber NACKs is the raw loss: each
+        packet we resent counts once (a receiver names every packet still missing in each
+        NACK), and one we never had (lost upstream, not yet repaired) not at all, since it says
+        nothing about the subscriber's own link."""
+        nacks = self.lost_downstream
         sent = self.packets - self._sampled_packets
         if sent < MIN_LOSS_SAMPLE_PACKETS:
             return None  # keep accumulating: one lost packet of five is noise, not 20 % loss

@@ -511,7 +511,11 @@ class Room:
 
     def _on_receiver_report(self, downlink: Downlink, fraction_lost: int) -> None:
         """A subscriber's RTCP fraction lost covers publisher → SFU → subscriber; the
-        protection ladder acts on the subscriber's own leg, so upstream loss is taken out."""
+        protection ladder acts on the subscriber's own leg, so upstream loss is taken out.
+        Video is judged by NACK samples instead (``Downlink.nack_loss_sample``): its reports
+        count our retransmissions as received and would halve the loss in the average."""
+        if downlink.kind == "video":
+            return
         source = downlink.source
         upstream = source.upstream_loss() if source is not None else 0.0
         if upstream > 0.0:

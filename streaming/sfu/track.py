@@ -44,6 +44,9 @@ class GopLimits:
 
 DEFAULT_GOP_LIMITS = GopLimits()
 UPSTREAM_LOSS_WINDOW_S = 1.0
+# Longer than a weak link's round trip (2 x 80 ms and the publisher's pacing); the missing set
+# itself forgets packets older than aiortc's NACK window (128 packets).
+NACK_RETRY_MS = 250
 
 
 class PublishedTrack:
@@ -80,6 +83,7 @@ class PublishedTrack:
         self.rejected = 0
         self.nacks_sent = 0  # NACKs to the publisher (each names every packet still missing)
         self.nack_repaired = 0  # packets that arrived after we had found them missing
+        self._nacked_at_ms = 0
         self._rtp_receiver = receiver
         self._receiver = PublisherReceiver(receiver, self._on_rtp)
         self._statistics: StreamStatistics | None = None
@@ -132,7 +136,11 @@ class PublishedTrack:
             if nack is not None:
                 if nack.missing and packet.sequence_number in nack.missing:
                     self.nack_repaired += 1
-                if nack.add(packet):
+                # a retransmission can be lost too: ask again for what is still missing
+                if nack.add(packet) or (
+                    nack.missing and arrival_time_ms - self._nacked_at_ms >= NACK_RETRY_MS
+                ):
+                    self._nacked_at_ms = arrival_time_ms
                     self.nacks_sent += 1
                     await self._receiver.send_nack(packet.ssrc, sorted(nack.missing))
         else:
