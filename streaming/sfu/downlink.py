@@ -32,8 +32,8 @@ from streaming.sfu.track import PublishedTrack
 
 ReportSink = Callable[["Downlink", int], None]
 MIN_LOSS_SAMPLE_PACKETS = 50
-# how many resent sequence numbers a downlink remembers to count each lost packet once
-MAX_ANSWERED_SEQS = 1024
+# how many NACKed sequence numbers a downlink remembers to count each lost packet once
+MAX_NACKED_SEQS = 1024
 
 
 class Downlink:
@@ -46,9 +46,9 @@ class Downlink:
     """
 
     __slots__ = (
-        "_answered_seqs",
         "_keyframe_asked",
         "_last_arrival_ms",
+        "_nacked_seqs",
         "_on_report",
         "_rebase",
         "_rebase_seq",
@@ -94,9 +94,10 @@ class Downlink:
         self.octets = 0
         self.nacks_answered = 0
         self.nacks_missed = 0
-        # packets the subscriber lost that we resent (a packet asked for again counts once)
+        # packets the subscriber lost on its own leg: NACKed, and we had them when first asked
+        # (a packet asked for again counts once; one we lacked then was lost upstream)
         self.lost_downstream = 0
-        self._answered_seqs: set[int] = set()
+        self._nacked_seqs: set[int] = set()
         self._sampled_nacks = 0
         self._sampled_packets = 0
         self.keyframe_requests = 0
@@ -251,13 +252,14 @@ class Downlink:
     async def _on_rtcp(self, packet: AnyRtcpPacket) -> None:
         if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
             for sequence_number in packet.lost:
+                first = sequence_number not in self._nacked_seqs
+                if first:
+                    if len(self._nacked_seqs) >= MAX_NACKED_SEQS:
+                        self._nacked_seqs.clear()
+                    self._nacked_seqs.add(sequence_number)
                 if self._resend(sequence_number):
                     self.nacks_answered += 1
-                    if sequence_number not in self._answered_seqs:
-                        if len(self._answered_seqs) >= MAX_ANSWERED_SEQS:
-                            self._answered_seqs.clear()
-                        self._answered_seqs.add(sequence_number)
-                        self.lost_downstream += 1
+                    self.lost_downstream += first
                 else:
                     self.nacks_missed += 1
         elif isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
@@ -274,9 +276,9 @@ class Downlink:
 
         Receiver reports understate loss here: our retransmissions share the media SSRC, so a
         repaired packet counts as received. What the subscriber NACKs is the raw loss: each
-        packet we resent counts once (a receiver names every packet still missing in each
-        NACK), and one we never had (lost upstream, not yet repaired) not at all, since it says
-        nothing about the subscriber's own link."""
+        packet counts once (a receiver names every packet still missing in each NACK), and
+        one we did not have when first asked (lost upstream, repaired later) not at all,
+        since it says nothing about the subscriber's own link."""
         nacks = self.lost_downstream
         sent = self.packets - self._sampled_packets
         if sent < MIN_LOSS_SAMPLE_PACKETS:

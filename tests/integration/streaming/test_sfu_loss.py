@@ -15,7 +15,7 @@ import pytest
 from streaming.bots import ClassroomBot
 from streaming.sfu import InProcessRoomRegistry
 from streaming.sfu.participant import Participant
-from streaming.sfu.protection import AUDIO_ONLY, FULL
+from streaming.sfu.protection import AUDIO_ONLY
 from tests.fixtures.netimpair import impair
 from tests.integration.streaming.conftest import Classrooms
 
@@ -101,7 +101,9 @@ async def test_five_percent_loss_on_every_leg_is_repaired_both_ways(
     # of 50 frames per second: aiortc's audio jitter buffer has no loss concealment (a
     # browser's has, see tests/e2e/test_webrtc_loss.py), so only "keeps flowing" here
     assert audio_rate > 20
-    assert not downlink.paused and remote.protection.level == FULL, "5 % is no reason to pause"
+    # the lead's picture is never paused for 5 %; a loss sample of some 50 packets can still
+    # peak above 10 % now and then and pause secondary videos (none in this room) for a while
+    assert not downlink.paused and remote.protection.level < AUDIO_ONLY
     decode_errors = [r for r in caplog.records if "failed to decode" in r.getMessage()]
     assert decode_errors == []
     assert viewer.errors == []
