@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     # Retention runs daily at this hour, school time (arq cron in `tongke worker` with Redis,
     # a task of the web process when embedded): files past each alliance's keep-days go.
     recording_expire_hour: int = Field(default=3, ge=0, le=23)
+    # A recording whose room nobody hosts and whose file stood still this long is over (its
+    # worker died and no classroom came back); a worker's sweep then finalizes it.
+    recording_abandon_seconds: float = Field(default=120.0, gt=0)
     # SFU workers (`tongke sfu`): with Redis, rooms live in worker processes that register in
     # Redis and claim rooms there; the web process authenticates joins and relays signaling to
     # the room's worker. None: on exactly when TONGKE_REDIS_URL is set; off: rooms in process.

@@ -50,9 +50,6 @@ log = get_logger(__name__)
 
 RegisterJobs = Callable[[JobQueue, Settings], None]
 
-# A recording whose room nobody hosts and whose file stood still this long is over: the
-# worker that recorded it died and no classroom came back (a join within it resumes it).
-ABANDONED_RECORDING_S = 120.0
 SWEEP_EVERY_BEATS = 30
 
 # Close codes of the internal socket (4000 + the HTTP status it stands for).
@@ -306,11 +303,13 @@ class SfuWorker:
                 except Exception:  # a database hiccup must not stop the heartbeat
                     log.exception("sfu_recording_sweep_failed", worker=self.worker_id)
 
-    async def close_abandoned_recordings(
-        self, *, stale_after_s: float = ABANDONED_RECORDING_S
-    ) -> int:
+    async def close_abandoned_recordings(self, *, stale_after_s: float | None = None) -> int:
         """Finalize the recordings a dead worker left in rooms nobody hosts any more (the
-        lesson is over); returns how many. Idempotent, so every worker may sweep."""
+        lesson is over) and whose file stood still for ``stale_after_s`` (default: the
+        ``recording_abandon_seconds`` setting; a join within it resumes the recording);
+        returns how many. Idempotent, so every worker may sweep."""
+        if stale_after_s is None:
+            stale_after_s = self.settings.recording_abandon_seconds
         from recordings.service import close_interrupted_recordings, groups_recording
         from streaming.access import lesson_room_id
 

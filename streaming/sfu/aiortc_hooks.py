@@ -20,7 +20,7 @@ from typing import Any
 
 import aioice.ice
 from aioice.ice import StunProtocol
-from aiortc import RTCRtpReceiver, RTCRtpSender
+from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcdtlstransport import RTCDtlsTransport, State
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpReceiveParameters
@@ -104,6 +104,16 @@ class PublisherReceiver:
 
     async def send_nack(self, media_ssrc: int, lost: list[int]) -> None:
         await self._receiver._send_rtcp_nack(media_ssrc, lost)
+
+
+def set_answer_codec_parameters(
+    transceiver: RTCRtpTransceiver, parameters: dict[str, str | int | None]
+) -> None:
+    """Add fmtp ``parameters`` to the codecs negotiated from a remote offer, before the
+    answer is made (aiortc answers with its own codec parameters, and its
+    ``setCodecPreferences`` accepts only capabilities as they are)."""
+    for codec in transceiver._codecs:
+        codec.parameters = {**codec.parameters, **parameters}
 
 
 def attach_subscriber_rtcp(sender: RTCRtpSender, on_rtcp: RtcpHandler) -> None:

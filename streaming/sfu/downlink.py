@@ -33,6 +33,8 @@ from streaming.sfu.track import PublishedTrack
 
 ReportSink = Callable[["Downlink", int], None]
 MIN_LOSS_SAMPLE_PACKETS = 50
+# how many NACKed sequence numbers a downlink remembers to count each lost packet once
+MAX_NACKED_SEQS = 1024
 
 
 class Downlink:
@@ -49,6 +51,7 @@ class Downlink:
         "_last_arrival_ms",
         "_layers",
         "_layers_from",
+        "_nacked_seqs",
         "_on_report",
         "_rebase",
         "_rebase_seq",
@@ -63,6 +66,7 @@ class Downlink:
         "kind",
         "last_seq",
         "last_ts",
+        "lost_downstream",
         "nacks_answered",
         "nacks_missed",
         "octets",
@@ -93,6 +97,10 @@ class Downlink:
         self.octets = 0
         self.nacks_answered = 0
         self.nacks_missed = 0
+        # packets the subscriber lost on its own leg: NACKed, and we had them when first asked
+        # (a packet asked for again counts once; one we lacked then was lost upstream)
+        self.lost_downstream = 0
+        self._nacked_seqs: set[int] = set()
         self._sampled_nacks = 0
         self._sampled_packets = 0
         self.keyframe_requests = 0
@@ -303,8 +311,14 @@ class Downlink:
     async def _on_rtcp(self, packet: AnyRtcpPacket) -> None:
         if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
             for sequence_number in packet.lost:
+                first = sequence_number not in self._nacked_seqs
+                if first:
+                    if len(self._nacked_seqs) >= MAX_NACKED_SEQS:
+                        self._nacked_seqs.clear()
+                    self._nacked_seqs.add(sequence_number)
                 if self._resend(sequence_number):
                     self.nacks_answered += 1
+                    self.lost_downstream += first
                 else:
                     self.nacks_missed += 1
         elif isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
@@ -320,8 +334,11 @@ class Downlink:
         """NACKed over sent packets since the last sample, as an 8-bit fraction like RTCP's.
 
         Receiver reports understate loss here: our retransmissions share the media SSRC, so a
-        repaired packet counts as received. What the subscriber NACKs is the raw loss."""
-        nacks = self.nacks_answered + self.nacks_missed
+        repaired packet counts as received. What the subscriber NACKs is the raw loss: each
+        packet counts once (a receiver names every packet still missing in each NACK), and
+        one we did not have when first asked (lost upstream, repaired later) not at all,
+        since it says nothing about the subscriber's own link."""
+        nacks = self.lost_downstream
         sent = self.packets - self._sampled_packets
         if sent < MIN_LOSS_SAMPLE_PACKETS:
             return None  # keep accumulating: one lost packet of five is noise, not 20 % loss

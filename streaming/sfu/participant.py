@@ -16,7 +16,7 @@ from aiortc import (
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 from aiortc.sdp import candidate_from_sdp
 
-from streaming.sfu.aiortc_hooks import HeldTrack, RtpSink
+from streaming.sfu.aiortc_hooks import HeldTrack, RtpSink, set_answer_codec_parameters
 from streaming.sfu.downlink import Downlink, ReportSink
 from streaming.sfu.errors import NegotiationError
 from streaming.sfu.identity import ParticipantIdentity
@@ -35,6 +35,13 @@ VideoQuality = Literal["auto", "low"]
 
 # The SFU forwards what it receives, so every peer must use the same codecs: VP8 and Opus.
 FORWARDED_CODECS = {"video": "video/VP8", "audio": "audio/opus"}
+
+
+# Opus in-band FEC, in the answer to every peer: a publisher's encoder adds it once our
+# receiver reports show loss (browsers turn it on only when the answer says useinbandfec=1),
+# and we forward the packets untouched, so a subscriber's decoder rebuilds a lost frame from
+# the next packet.
+OPUS_PARAMETERS: dict[str, str | int | None] = {"minptime": 10, "useinbandfec": 1}
 
 
 def _codec_preferences(kind: str) -> list[RTCRtpCodecCapability]:
@@ -122,6 +129,9 @@ class Participant:
                 "媒体协商失败：SDP 无法接受", code="sdp_rejected", detail=repr(exc)
             ) from exc
         self._check_offer_matches_layout()
+        for line, transceiver in zip(self.layout, self._transceivers, strict=True):
+            if line.kind == "audio":
+                set_answer_codec_parameters(transceiver, OPUS_PARAMETERS)
         answer = await self.pc.createAnswer()
         await self.pc.setLocalDescription(answer)
         sinks: dict[int, RtpSink] = {}

@@ -17,12 +17,15 @@ class LossProtection:
     its base temporal layer (skipped when no stream it receives has layers), then only the
     primary video, then audio only. Steps down at once under heavy loss (at most every
     ``step_interval_s``), steps back up after ``recover_after_s`` of low loss. Audio is never
-    paused: it is what a class most needs to keep."""
+    paused: it is what a class most needs to keep. The primary video (the lead's camera) is
+    paused only above ``audio_only_above``: below it NACK still repairs the picture in time
+    (30 % random loss on every leg keeps it moving, tests/e2e/test_webrtc_loss.py)."""
 
     def __init__(
         self,
         *,
         degrade_above: float = 0.10,
+        audio_only_above: float = 0.50,
         recover_below: float = 0.03,
         recover_after_s: float = 5.0,
         step_interval_s: float = 2.0,
@@ -32,6 +35,7 @@ class LossProtection:
         self.level = FULL
         self._loss_by_kind = {"audio": 0.0, "video": 0.0}
         self._degrade_above = degrade_above
+        self._audio_only_above = audio_only_above
         self._recover_below = recover_below
         self._recover_after_s = recover_after_s
         self._step_interval_s = step_interval_s
@@ -52,7 +56,8 @@ class LossProtection:
         self._loss_by_kind[kind] = 0.5 * previous + 0.5 * (fraction_lost / 256)
         if self.loss > self._degrade_above:
             self._good_since = None
-            if self.level < AUDIO_ONLY and now - self._last_step >= self._step_interval_s:
+            worst = AUDIO_ONLY if self.loss > self._audio_only_above else PRIMARY_VIDEO_ONLY
+            if self.level < worst and now - self._last_step >= self._step_interval_s:
                 return self._step(self.level + 1, now)
             return None
         if self.loss < self._recover_below and self.level > FULL:

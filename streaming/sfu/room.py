@@ -510,6 +510,20 @@ class Room:
             participant.notify(message)
 
     def _on_receiver_report(self, downlink: Downlink, fraction_lost: int) -> None:
+        """A subscriber's RTCP fraction lost covers publisher → SFU → subscriber; the
+        protection ladder acts on the subscriber's own leg, so upstream loss is taken out.
+        Video is judged by NACK samples instead (``Downlink.nack_loss_sample``): its reports
+        count our retransmissions as received and would halve the loss in the average."""
+        if downlink.kind == "video":
+            return
+        source = downlink.source
+        upstream = source.upstream_loss() if source is not None else 0.0
+        if upstream > 0.0:
+            own_leg = 1.0 - (1.0 - fraction_lost / 256) / (1.0 - min(upstream, 0.99))
+            fraction_lost = min(max(round(own_leg * 256), 0), 255)
+        self._protect(downlink, fraction_lost)
+
+    def _protect(self, downlink: Downlink, fraction_lost: int) -> None:
         for participant in self.participants.values():
             if downlink.slot in participant.downlinks and (
                 participant.downlinks[downlink.slot] is downlink
@@ -552,7 +566,7 @@ class Room:
                         if downlink.kind == "video" and not downlink.paused:
                             sample = downlink.nack_loss_sample()
                             if sample is not None:
-                                self._on_receiver_report(downlink, sample)
+                                self._protect(downlink, sample)
 
     def _emit(self, kind: RoomEventKind, participant_id: str | None, **detail: Any) -> None:
         self.events.emit(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -47,6 +48,10 @@ class GopLimits:
 
 
 DEFAULT_GOP_LIMITS = GopLimits()
+UPSTREAM_LOSS_WINDOW_S = 1.0
+# Longer than a weak link's round trip (2 x 80 ms and the publisher's pacing); the missing set
+# itself forgets packets older than aiortc's NACK window (128 packets).
+NACK_RETRY_MS = 250
 
 
 class PublishedTrack:
@@ -83,9 +88,16 @@ class PublishedTrack:
         self.rejected = 0
         # whether the publisher sends temporal layers (a browser with scalabilityMode L1T3)
         self.temporal_layers = False
+        self.nacks_sent = 0  # NACKs to the publisher (each names every packet still missing)
+        self.nack_repaired = 0  # packets that arrived after we had found them missing
+        self._nacked_at_ms = 0
         self._rtp_receiver = receiver
         self._receiver = PublisherReceiver(receiver, self._on_rtp)
         self._statistics: StreamStatistics | None = None
+        # upstream loss over the last window: (statistics, expected, received, at, loss)
+        self._loss_window: tuple[StreamStatistics | None, int, int, float, float] = (
+            None, 0, 0, 0.0, 0.0,
+        )  # fmt: skip
         self._nack = NackGenerator() if kind == "video" else None
         self._on_audio_level = on_audio_level
         self._tasks: set[asyncio.Task[None]] = set()
@@ -125,12 +137,20 @@ class PublishedTrack:
                 self.gop_start_seq = packet.sequence_number
                 self.gop_start_ms = arrival_time_ms
                 self.gop_packets = self.gop_bytes = 0
+                self.temporal_layers = vp8_has_temporal_layers(payload)
             self.gop_packets += 1
             self.gop_bytes += len(payload)
-            if keyframe:
-                self.temporal_layers = vp8_has_temporal_layers(payload)
-            if self._nack is not None and self._nack.add(packet):
-                await self._receiver.send_nack(packet.ssrc, sorted(self._nack.missing))
+            nack = self._nack
+            if nack is not None:
+                if nack.missing and packet.sequence_number in nack.missing:
+                    self.nack_repaired += 1
+                # a retransmission can be lost too: ask again for what is still missing
+                if nack.add(packet) or (
+                    nack.missing and arrival_time_ms - self._nacked_at_ms >= NACK_RETRY_MS
+                ):
+                    self._nacked_at_ms = arrival_time_ms
+                    self.nacks_sent += 1
+                    await self._receiver.send_nack(packet.ssrc, sorted(nack.missing))
         else:
             keyframe = True
             if self._on_audio_level is not None:
@@ -148,6 +168,30 @@ class PublishedTrack:
                 tap(self, packet)
             except Exception:
                 log.exception("packet_tap_failed", participant=self.participant_id)
+
+    def upstream_loss(self) -> float:
+        """Share of this track's packets lost between the publisher and us over the last
+        second or so (a packet repaired by retransmission counts as received): a subscriber's
+        report covers the whole path, and what we never got is not its link's fault."""
+        statistics = self._statistics
+        if statistics is None:
+            return 0.0
+        seen, expected, received, at, loss = self._loss_window
+        now = time.monotonic()
+        if seen is statistics and now - at < UPSTREAM_LOSS_WINDOW_S:
+            return loss
+        if seen is statistics:
+            expected_now = statistics.packets_expected - expected
+            lost = expected_now - (statistics.packets_received - received)
+            loss = max(lost, 0) / expected_now if expected_now > 0 else 0.0
+        self._loss_window = (
+            statistics,
+            statistics.packets_expected,
+            statistics.packets_received,
+            now,
+            loss,
+        )
+        return loss
 
     def gop_fresh(self) -> bool:
         """Whether the cached GOP is young enough (within half its bounds) to still serve a

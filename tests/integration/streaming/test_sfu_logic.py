@@ -189,14 +189,19 @@ async def test_keyframe_requests_are_rate_limited_but_not_lost():
 def test_loss_protection_pauses_video_before_audio_and_recovers():
     now = [0.0]
     protection = LossProtection(clock=lambda: now[0])
-    heavy = int(0.3 * 256)
-    assert protection.on_report(heavy) == PRIMARY_VIDEO_ONLY
+    heavy, severe = int(0.3 * 256), int(0.9 * 256)
+    steady = LossProtection(clock=lambda: now[0])
+    assert steady.on_report(heavy) == PRIMARY_VIDEO_ONLY
+    for _ in range(5):
+        now[0] += 2
+        assert steady.on_report(heavy) is None  # NACK still repairs the main picture
+    assert protection.on_report(severe) == PRIMARY_VIDEO_ONLY
     now[0] += 1
-    assert protection.on_report(heavy) is None  # one step per interval
+    assert protection.on_report(severe) is None  # one step per interval
     now[0] += 2
-    assert protection.on_report(heavy) == AUDIO_ONLY
+    assert protection.on_report(severe) == AUDIO_ONLY
     now[0] += 2
-    assert protection.on_report(heavy) is None  # audio is never paused
+    assert protection.on_report(severe) is None  # audio is never paused
     levels = []
     for _ in range(30):
         now[0] += 1

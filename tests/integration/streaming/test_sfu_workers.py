@@ -603,6 +603,7 @@ async def test_a_worker_closes_what_a_dead_worker_recorded_once_nobody_hosts_the
         redis_url=redis_url,
         media_root=tmp_path / "media",
         secret_key=SECRET,
+        recording_abandon_seconds=3600,
     )
     with sqlite_db.sessions() as session, session.begin():
         groups = session.scalars(select(SyncGroup.id).order_by(SyncGroup.id).limit(2)).all()
@@ -617,7 +618,7 @@ async def test_a_worker_closes_what_a_dead_worker_recorded_once_nobody_hosts_the
     )
     try:
         assert await worker.cluster.claim(f"sync-{groups[1]}", "sfu-alive") == "sfu-alive"
-        assert await worker.close_abandoned_recordings(stale_after_s=3600) == 0, "still fresh"
+        assert await worker.close_abandoned_recordings() == 0, "fresh within the setting"
         assert await worker.close_abandoned_recordings(stale_after_s=0) == 1
         assert await worker.close_abandoned_recordings(stale_after_s=0) == 0, "done once"
     finally:

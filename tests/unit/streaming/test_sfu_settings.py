@@ -41,3 +41,11 @@ def test_the_compose_media_settings_are_read_from_the_environment(
     assert (settings.sfu_udp_port_min, settings.sfu_udp_port_max) == (40000, 40100)
     assert settings.sfu_public_ip == "203.0.113.10"
     assert settings.sfu_advertise_url == "http://sfu:8100"
+
+
+def test_the_abandoned_recording_threshold_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().recording_abandon_seconds == 120
+    monkeypatch.setenv("TONGKE_RECORDING_ABANDON_SECONDS", "300")
+    assert Settings().recording_abandon_seconds == 300
+    with pytest.raises(ValidationError, match="recording_abandon_seconds"):
+        Settings(recording_abandon_seconds=0)
