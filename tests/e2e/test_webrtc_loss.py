@@ -221,7 +221,8 @@ def test_thirty_percent_loss_keeps_audio_continuous_with_opus_fec(
     assert concealed / samples < 0.7 * path_loss
     assert silent / samples < 0.05, "no long silent runs"
     assert lead_view.get("fractionLost", 0) > 0.05, "the lead's encoder hears about the loss"
-    assert video_fps > 5 and longest_still < 2, "video keeps moving"
+    # at this loss the SFU may send only the base temporal layer (a quarter of the frames)
+    assert video_fps > 2.5 and longest_still < 2, "video keeps moving"
 
 
 @pytest.mark.timeout(180)
