@@ -301,3 +301,17 @@ def test_timecode_survives_mild_noise_and_rejects_garbage():
     ).astype(np.uint8)
     assert read_timecode(noisy) == 1_763_900_000_123
     assert read_timecode(np.full((180, 320), 100, dtype=np.uint8)) is None
+
+
+def test_loss_samples_are_judged_by_what_they_show_with_confidence():
+    from streaming.sfu.downlink import loss_lower_bound
+
+    # 5 % loss: even an unlucky 50-packet sample (8 lost) stays near the 10 % threshold
+    assert loss_lower_bound(5, 50) < 0.07
+    assert loss_lower_bound(8, 50) < 0.11
+    # 30 % loss shows as more than 20 % from one sample; no loss is no loss
+    assert loss_lower_bound(15, 50) > 0.2
+    assert loss_lower_bound(0, 50) == 0.0
+    assert loss_lower_bound(0, 0) == 0.0
+    # more packets, tighter bound
+    assert loss_lower_bound(50, 500) > loss_lower_bound(5, 50)
