@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     sfu_udp_port_min: int | None = Field(default=None, ge=1, le=65535)
     sfu_udp_port_max: int | None = Field(default=None, ge=1, le=65535)
     sfu_public_ip: str | None = None
+    # A worker's cyclic garbage collector (streaming.runtime): freeze what start-up allocated
+    # out of every collection, and the young-generation threshold (None: CPython's 700).
+    sfu_gc_freeze: bool = True
+    sfu_gc_threshold: int | None = Field(default=None, ge=100, le=10_000_000)
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> Settings:

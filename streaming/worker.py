@@ -44,6 +44,7 @@ from common.jobs import JobQueue, make_job_queue
 from common.logging import get_logger
 from common.settings import Settings
 from streaming.cluster import SfuCluster, WorkerInfo
+from streaming.runtime import GcPauses, GcTuning, LoopLag, tune_gc, untune_gc
 from streaming.tickets import Purpose, TicketError, identity_of, read_ticket
 
 log = get_logger(__name__)
@@ -419,13 +420,24 @@ def create_worker_app(
         registry=metrics,
     )
 
+    gc_pauses = GcPauses(metrics)
+    loop_lag = LoopLag(metrics)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await worker.start()
+        gc_before = tune_gc(
+            GcTuning(freeze=settings.sfu_gc_freeze, threshold0=settings.sfu_gc_threshold)
+        )
+        gc_pauses.install()
+        loop_lag.start()
         try:
             yield
         finally:
+            await loop_lag.stop()
+            gc_pauses.remove()
             await worker.stop()
+            untune_gc(gc_before)
 
     app = FastAPI(title="tongke SFU worker", lifespan=lifespan, openapi_url=None)
     app.state.worker = worker
