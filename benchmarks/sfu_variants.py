@@ -40,6 +40,7 @@ FIGURES = (
     "answer_ms",
     "late_join_first_frame_ms",
     "late_join_connected_ms",
+    "late_join_answer_ms",
     "cpu_percent",
     "delivered_ratio",
 )

@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     # out of every collection, and the young-generation threshold (None: CPython's 700).
     sfu_gc_freeze: bool = True
     sfu_gc_threshold: int | None = Field(default=None, ge=100, le=10_000_000)
+    # The worker's nice value (None: as started). Below 0 the kernel runs it before the web
+    # app, jobs and ffmpeg on a busy server; needs CAP_SYS_NICE (compose adds it).
+    sfu_nice: int | None = Field(default=None, ge=-20, le=19)
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> Settings:

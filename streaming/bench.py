@@ -493,8 +493,9 @@ async def bench_room(
             if snapshot is not None and room.runtime_figures is not None:
                 runtime |= room.runtime_figures(before, await snapshot())
             sent = (publisher.packets, publisher.frames, publisher.octets)
-            packets, frames, delays = await viewers.report(publisher.sent_at)
+            # before the report, whose matching keeps every subscriber process busy
             late_joins = await late_viewer.join(room.target, 1, first_index=subscribers)
+            packets, frames, delays = await viewers.report(publisher.sent_at)
         finally:
             await room.close()
     finally:

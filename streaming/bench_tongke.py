@@ -58,6 +58,11 @@ def sfu_worker(work_dir: Path, settings: dict[str, str] | None = None) -> Iterat
         raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
     redis_port, sfu_port = free_port(), free_port()
     secret = secrets.token_urlsafe(48)
+    database = work_dir / "bench.db"
+    if not database.exists():  # migrated as in a deployment: the worker sweeps it at start
+        from common.migrate import upgrade
+
+        upgrade(f"sqlite:///{database}")
     redis = subprocess.Popen(
         [binary, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
          "--dir", str(work_dir)],
@@ -69,7 +74,7 @@ def sfu_worker(work_dir: Path, settings: dict[str, str] | None = None) -> Iterat
         "TONGKE_ENVIRONMENT": "test",
         "TONGKE_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
         "TONGKE_SECRET_KEY": secret,
-        "TONGKE_DATABASE_URL": f"sqlite:///{work_dir / 'bench.db'}",
+        "TONGKE_DATABASE_URL": f"sqlite:///{database}",
         "TONGKE_MEDIA_ROOT": str(work_dir / "media"),
         "TONGKE_ICE_SERVERS": "[]",
         "TONGKE_LOG_LEVEL": "WARNING",

@@ -44,7 +44,15 @@ from common.jobs import JobQueue, make_job_queue
 from common.logging import get_logger
 from common.settings import Settings
 from streaming.cluster import SfuCluster, WorkerInfo
-from streaming.runtime import GcPauses, GcTuning, LoopLag, tune_gc, untune_gc
+from streaming.runtime import (
+    GcPauses,
+    GcTuning,
+    LoopLag,
+    gc_gauges,
+    set_priority,
+    tune_gc,
+    untune_gc,
+)
 from streaming.tickets import Purpose, TicketError, identity_of, read_ticket
 
 log = get_logger(__name__)
@@ -141,6 +149,10 @@ class SfuWorker:
 
     async def start(self) -> None:
         await self._beat()  # Redis unreachable at start-up: fail loudly, compose restarts us
+        # The first sweep now, not a hundred seconds into the first lesson: what it loads
+        # (the recordings and database modules, an executor thread, ~13 MiB) is then part of
+        # the worker's start-up, frozen with it (``streaming.runtime``), not a jump mid-lesson.
+        await self._sweep()
         self._heartbeat_task = asyncio.create_task(self._heartbeats(), name="sfu-heartbeat")
         if self.settings.runs_lesson_scheduler:
             self._start_scheduler()
@@ -302,10 +314,13 @@ class SfuWorker:
                 log.warning("sfu_heartbeat_failed", worker=self.worker_id, error=str(exc))
             beats += 1
             if beats % SWEEP_EVERY_BEATS == 0:
-                try:
-                    await self.close_abandoned_recordings()
-                except Exception:  # a database hiccup must not stop the heartbeat
-                    log.exception("sfu_recording_sweep_failed", worker=self.worker_id)
+                await self._sweep()
+
+    async def _sweep(self) -> None:
+        try:
+            await self.close_abandoned_recordings()
+        except Exception:  # a database hiccup must not stop the heartbeat or the start
+            log.exception("sfu_recording_sweep_failed", worker=self.worker_id)
 
     async def close_abandoned_recordings(
         self, *, stale_after_s: float = ABANDONED_RECORDING_S
@@ -422,6 +437,7 @@ def create_worker_app(
 
     gc_pauses = GcPauses(metrics)
     loop_lag = LoopLag(metrics)
+    gc_gauges(metrics)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -505,6 +521,8 @@ def run_sfu_worker(
     """Serve the worker until SIGTERM/SIGINT (uvicorn), rooms closed and claims released."""
     import uvicorn
 
+    if settings.sfu_nice is not None:
+        set_priority(settings.sfu_nice)  # before uvicorn starts threads, which inherit it
     app = create_worker_app(
         settings,
         worker_id=worker_id,
