@@ -30,12 +30,13 @@ Per run (sfu × resolution × subscribers), over a window of ``seconds``:
 - ``late_join_first_frame_ms`` (``_connected_ms``, ``_answer_ms``): one more subscriber
   joining after the window, into the room that carries the N (a classroom joining a running
   lesson) rather than N joining at once;
-- ``sfu_loop_lag_ms_p99``, ``sfu_gc_pause_ms_max``, ``sfu_gc_collections`` (tongke only, from
-  the worker's ``/metrics`` over the window): how late the SFU's event loop ran a timer
-  (bucket bound), its longest garbage-collection pause (bucket bound) and collections by
-  generation, so a delay tail can be told apart from the subscribers' own stalls;
-  ``sfu_loop_lag_own_ms_p99`` the same less the time it waited for a CPU, and
-  ``sfu_cpu_wait_percent`` the share of the window the SFU's main thread was runnable but
+- ``sfu_loop_lag_ms_p99``, ``sfu_gc_pause_ms_max``, ``sfu_gc_collections``,
+  ``sfu_gc_full_collections`` (tongke only, from the worker's ``/metrics`` over the window):
+  how late the SFU's event loop ran a timer (bucket bound), its longest garbage-collection
+  pause (bucket bound), its collections and the full ones among them, so a delay tail can be
+  told apart from the subscribers' own stalls; ``sfu_loop_lag_own_ms_p99`` the same lag less
+  the time the loop waited for a CPU;
+- ``sfu_cpu_wait_percent``: the share of the window the SFU's main thread was runnable but
   waiting for a CPU (other processes on the machine; Linux ``schedstat``);
 - ``memory_mib_per_subscriber``: the SFU process's resident memory once the subscribers have
   joined and warmed up, minus before they joined, / N (their downlinks, transports and any
