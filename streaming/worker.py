@@ -126,6 +126,8 @@ class SfuWorker:
         self._scheduler: Any = None  # streaming.lifecycle.LessonScheduler
         self._meetings: Any = None  # streaming.meetings.MeetingTrackers, made on first use
         self._heartbeat_task: asyncio.Task[None] | None = None
+        self._soon_task: asyncio.Task[None] | None = None
+        self._beat_again = False
 
     # -- load -------------------------------------------------------------------------
 
@@ -285,9 +287,10 @@ class SfuWorker:
         return await self.cluster.may_host(room_id, self.worker_id)
 
     async def stop(self) -> None:
-        if self._heartbeat_task is not None:
-            self._heartbeat_task.cancel()
-            await asyncio.gather(self._heartbeat_task, return_exceptions=True)
+        for task in (self._heartbeat_task, self._soon_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if self._scheduler is not None:
             await self._scheduler.stop()
         await self.rooms.close_all()  # releases the claims: other workers may take the rooms
@@ -297,6 +300,25 @@ class SfuWorker:
             await self._jobs.close()
         await self.cluster.close()
         log.info("sfu_worker_stopped", worker=self.worker_id)
+
+    def beat_soon(self) -> None:
+        """Report the load without holding anyone up: one beat at a time, and one more after
+        it for what changed meanwhile (a burst of 64 joins is one or two beats, not 64 awaited
+        before each join's route)."""
+        if self._soon_task is not None and not self._soon_task.done():
+            self._beat_again = True
+            return
+        self._soon_task = asyncio.create_task(self._beats_soon(), name="sfu-beat-soon")
+
+    async def _beats_soon(self) -> None:
+        again = True
+        while again:
+            self._beat_again = False
+            try:
+                await self._beat()
+            except RedisError as exc:  # the regular heartbeat tries again
+                log.warning("sfu_heartbeat_failed", worker=self.worker_id, error=str(exc))
+            again = self._beat_again
 
     async def _beat(self) -> None:
         await self.rooms.renew_claims()
@@ -384,8 +406,11 @@ class SfuWorker:
             self.meeting_trackers().ensure(room)  # attendance from the room's first join
         elif not room.participants:
             await self._resume_interrupted_recording(room)
-        with contextlib.suppress(RedisError):
-            await self._beat()  # the new load, before the next room is placed
+        if room.participants:
+            self.beat_soon()  # a room placed already: its load may follow the join
+        else:
+            with contextlib.suppress(RedisError):
+                await self._beat()  # a new room, registered before the next one is placed
         await websocket.send_json({"v": 1, "type": "route", "worker": self.worker_id})
         try:
             await serve_participant(

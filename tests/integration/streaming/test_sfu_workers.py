@@ -680,3 +680,36 @@ async def test_a_starting_worker_sweeps_at_once(
             assert untouched.status == "recording", "its room is hosted"
     finally:
         await worker.stop()
+
+
+async def test_a_burst_of_joins_reports_the_load_in_one_beat(
+    redis_server: str, sqlite_db: DemoDatabase, tmp_path: Path
+) -> None:
+    """Joins into a room that is placed already do not each wait for Redis: the load goes
+    out in one beat, and one more for what changed while a beat was on its way."""
+    settings, _, _ = _recordings_left_behind(redis_server, sqlite_db, tmp_path / "media")
+    worker = SfuWorker(settings, worker_id="bursty", url="http://127.0.0.1:9")
+    heartbeats: list[WorkerInfo] = []
+    heartbeat = worker.cluster.heartbeat
+
+    async def counted(info: WorkerInfo) -> None:
+        heartbeats.append(info)
+        await heartbeat(info)
+
+    worker.cluster.heartbeat = counted  # type: ignore[method-assign, assignment]
+    try:
+        for _ in range(64):
+            worker.beat_soon()
+        assert worker._soon_task is not None
+        await worker._soon_task
+        assert len(heartbeats) == 1
+        assert "bursty" in {w.worker_id for w in await worker.cluster.workers()}
+        worker.beat_soon()
+        await asyncio.sleep(0)  # that beat is on its way to Redis
+        assert len(heartbeats) == 2
+        for _ in range(10):
+            worker.beat_soon()
+        await worker._soon_task
+        assert len(heartbeats) == 3, "what changed meanwhile goes out right after"
+    finally:
+        await worker.stop()
