@@ -175,15 +175,20 @@ class LateSink(FakeSink):
         return self.up
 
 
+def _video_downlink(ssrc: int, track: FakeTrack, sink: FakeSink) -> Downlink:
+    sender: Any = SimpleNamespace(_ssrc=ssrc)
+    downlink = Downlink(kind="video", slot="lead_camera", sender=sender, on_report=print)
+    downlink.assign(track)  # type: ignore[arg-type]
+    downlink.connect(sink=sink, payload_type=97)  # type: ignore[arg-type]
+    return downlink
+
+
 def test_a_joiner_gets_the_cached_gop_as_soon_as_its_dtls_is_up():
     """Without waiting for the publisher's next packet (up to a frame interval later), and
     the live packets that follow carry on the same numbering."""
-    sender: Any = SimpleNamespace(_ssrc=780)
-    downlink = Downlink(kind="video", slot="lead_camera", sender=sender, on_report=print)
     sink = LateSink()
     track = FakeTrack(gop_start_seq=400)
-    downlink.assign(track)  # type: ignore[arg-type]
-    downlink.connect(sink=sink, payload_type=97)  # type: ignore[arg-type]
+    downlink = _video_downlink(780, track, sink)
     for seq, ts, payload in ((400, 3000, KEYFRAME), (401, 3000, CONTINUATION), (402, 6000, DELTA)):
         track.receive(packet(seq, ts, payload, marker=1), 1000)
         downlink.forward(packet(seq, ts, payload, marker=1), payload is KEYFRAME, 1000)
@@ -203,12 +208,9 @@ def test_a_joiner_gets_the_cached_gop_as_soon_as_its_dtls_is_up():
 
 
 def test_a_joiner_whose_dtls_is_up_asks_for_a_keyframe_when_nothing_is_cached():
-    sender: Any = SimpleNamespace(_ssrc=781)
-    downlink = Downlink(kind="video", slot="lead_camera", sender=sender, on_report=print)
     sink = FakeSink()
     track = FakeTrack()  # no keyframe seen yet
-    downlink.assign(track)  # type: ignore[arg-type]
-    downlink.connect(sink=sink, payload_type=97)  # type: ignore[arg-type]
+    downlink = _video_downlink(781, track, sink)
     track.receive(packet(500, 1, DELTA), 1000)
     downlink.transport_ready()
     assert sink.sent == [] and track.keyframe_requests == 2, "asked on connect and once ready"
