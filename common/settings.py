@@ -78,6 +78,13 @@ class Settings(BaseSettings):
     sfu_udp_port_min: int | None = Field(default=None, ge=1, le=65535)
     sfu_udp_port_max: int | None = Field(default=None, ge=1, le=65535)
     sfu_public_ip: str | None = None
+    # A worker's cyclic garbage collector (streaming.runtime): freeze what start-up allocated
+    # out of every collection, and the young-generation threshold (None: CPython's 700).
+    sfu_gc_freeze: bool = True
+    sfu_gc_threshold: int | None = Field(default=None, ge=100, le=10_000_000)
+    # The worker's nice value (None: as started). Below 0 the kernel runs it before the web
+    # app, jobs and ffmpeg on a busy server; needs CAP_SYS_NICE (compose adds it).
+    sfu_nice: int | None = Field(default=None, ge=-20, le=19)
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> Settings:

@@ -25,7 +25,19 @@ Per run (sfu × resolution × subscribers), over a window of ``seconds``:
   packet in, matched by RTP timestamp;
 - ``first_frame_ms``: a subscriber's first signaling message to its first video packet,
   median over subscribers (``first_frame_ms_max`` the slowest); ``connected_ms``: the same
-  to its ICE and DTLS being up (not for Janus's subscribers), what the SFU cannot shorten;
+  to its ICE and DTLS being up (not for Janus's subscribers); ``answer_ms``: the same to the
+  SFU's SDP answer applied (tongke: signaling and the SFU's side of negotiation);
+- ``late_join_first_frame_ms`` (``_connected_ms``, ``_answer_ms``): one more subscriber
+  joining after the window, into the room that carries the N (a classroom joining a running
+  lesson) rather than N joining at once;
+- ``sfu_loop_lag_ms_p99``, ``sfu_gc_pause_ms_max``, ``sfu_gc_collections``,
+  ``sfu_gc_full_collections`` (tongke only, from the worker's ``/metrics`` over the window):
+  how late the SFU's event loop ran a timer (bucket bound), its longest garbage-collection
+  pause (bucket bound), its collections and the full ones among them, so a delay tail can be
+  told apart from the subscribers' own stalls; ``sfu_loop_lag_own_ms_p99`` the same lag less
+  the time the loop waited for a CPU;
+- ``sfu_cpu_wait_percent``: the share of the window the SFU's main thread was runnable but
+  waiting for a CPU (other processes on the machine; Linux ``schedstat``);
 - ``memory_mib_per_subscriber``: the SFU process's resident memory once the subscribers have
   joined and warmed up, minus before they joined, / N (their downlinks, transports and any
   per-subscriber cache; the publisher's packet caches are in the "before");
@@ -59,6 +71,7 @@ from pathlib import Path
 from typing import Any
 
 from common.logging import get_logger
+from streaming.runtime import runqueue_wait_s
 
 log = get_logger(__name__)
 
@@ -301,11 +314,15 @@ class SubscriberProcesses:
         process.stdin.write(json.dumps(message).encode() + b"\n")
         await process.stdin.drain()
 
-    async def join(self, target: dict[str, Any], count: int) -> list[list[float | None]]:
-        """Every subscriber joins; their join-to-first-video and join-to-connected times (ms)."""
+    async def join(
+        self, target: dict[str, Any], count: int, *, first_index: int = 0
+    ) -> list[list[float | None]]:
+        """Every subscriber joins (named from ``first_index`` on); their join-to-first-video,
+        join-to-connected and join-to-answer times (ms)."""
+        end = first_index + count
         shares = [
-            list(range(start, min(start + SUBSCRIBERS_PER_PROCESS, count)))
-            for start in range(0, count, SUBSCRIBERS_PER_PROCESS)
+            list(range(start, min(start + SUBSCRIBERS_PER_PROCESS, end)))
+            for start in range(first_index, end, SUBSCRIBERS_PER_PROCESS)
         ]
         replies = await asyncio.gather(
             *(
@@ -352,6 +369,9 @@ class BenchRoom:
     publisher: Publisher
     target: dict[str, Any]  # what a subscriber process needs to join
     close: Callable[[], Awaitable[None]]
+    # the SFU's own view of its event loop (tongke): a snapshot, and the figures between two
+    runtime_snapshot: Callable[[], Awaitable[Any]] | None = None
+    runtime_figures: Callable[[Any, Any], dict[str, Any]] | None = None
 
 
 RoomOpener = Callable[[str], Awaitable[BenchRoom]]
@@ -444,9 +464,15 @@ async def bench_room(
     seconds: float,
     warm_up: float = WARM_UP_S,
 ) -> dict[str, Any]:
-    """One publisher and ``subscribers`` viewers in a fresh room: the figures of one run."""
+    """One publisher and ``subscribers`` viewers in a fresh room: the figures of one run.
+
+    After the measured window one more subscriber joins the room that already carries the
+    ``subscribers`` (a classroom joining a running lesson): ``late_join_*``."""
     viewers = await SubscriberProcesses.start(subscribers, work_dir)
+    late_viewer: SubscriberProcesses | None = None
+    runtime: dict[str, Any] = {}
     try:
+        late_viewer = await SubscriberProcesses.start(1, work_dir)
         room = await open_room(resolution)
         try:
             publisher = room.publisher
@@ -456,25 +482,49 @@ async def bench_room(
             joins = await viewers.join(room.target, subscribers)
             await asyncio.sleep(warm_up)
             rss_joined = rss_mib(room.pid)
+            snapshot = room.runtime_snapshot
+            before = await snapshot() if snapshot is not None else None
+            waited, started = runqueue_wait_s(Path(f"/proc/{room.pid}/schedstat")), time.monotonic()
             cpu_percent = await _window(room.pid, publisher, seconds, viewers)
+            if waited is not None:
+                waited_s = runqueue_wait_s(Path(f"/proc/{room.pid}/schedstat")) or waited
+                runtime["sfu_cpu_wait_percent"] = round(
+                    100 * (waited_s - waited) / (time.monotonic() - started), 2
+                )
+            if snapshot is not None and room.runtime_figures is not None:
+                runtime |= room.runtime_figures(before, await snapshot())
             sent = (publisher.packets, publisher.frames, publisher.octets)
+            # before the report, whose matching keeps every subscriber process busy
+            late_joins = await late_viewer.join(room.target, 1, first_index=subscribers)
             packets, frames, delays = await viewers.report(publisher.sent_at)
         finally:
             await room.close()
     finally:
         await viewers.close()
-    return summarize(
-        sfu=room.sfu,
-        resolution=resolution,
-        seconds=seconds,
-        cpu_percent=cpu_percent,
-        baseline_percent=baseline_percent,
-        sent=sent,
-        received=(packets, frames),
-        delays_ms=delays,
-        first_frames_ms=[first_frame for first_frame, _ in joins],
-        connected_ms=[connected for _, connected in joins],
-        rss_mib=(rss_before, rss_joined),
+        if late_viewer is not None:
+            await late_viewer.close()
+    late_first_frame, late_connected, late_answered = late_joins[0]
+    return (
+        runtime
+        | summarize(
+            sfu=room.sfu,
+            resolution=resolution,
+            seconds=seconds,
+            cpu_percent=cpu_percent,
+            baseline_percent=baseline_percent,
+            sent=sent,
+            received=(packets, frames),
+            delays_ms=delays,
+            first_frames_ms=[join[0] for join in joins],
+            connected_ms=[join[1] for join in joins],
+            answered_ms=[join[2] for join in joins],
+            rss_mib=(rss_before, rss_joined),
+        )
+        | {
+            "late_join_first_frame_ms": late_first_frame,
+            "late_join_connected_ms": late_connected,
+            "late_join_answer_ms": late_answered,
+        }
     )
 
 
@@ -514,7 +564,7 @@ async def soak(
             await room.close()
     finally:
         await viewers.close()
-    joined = [first_frame for first_frame, _ in joins if first_frame is not None]
+    joined = [join[0] for join in joins if join[0] is not None]
     first, last = samples[0]["rss_mib"], samples[-1]["rss_mib"]
     return {
         "sfu": room.sfu,
@@ -543,6 +593,7 @@ def summarize(
     first_frames_ms: list[float | None],
     rss_mib: tuple[float, float] | None = None,
     connected_ms: list[float | None] | None = None,
+    answered_ms: list[float | None] | None = None,
 ) -> dict[str, Any]:
     """The JSON of one run from what was counted; ``rss_mib`` is the SFU's resident memory
     before the subscribers joined and after."""
@@ -555,6 +606,7 @@ def summarize(
     marginal_cpu_s = (cpu_percent - baseline_percent) / 100 * seconds
     joined = [ms for ms in first_frames_ms if ms is not None]
     connected = [ms for ms in connected_ms or [] if ms is not None]
+    answered = [ms for ms in answered_ms or [] if ms is not None]
     relay = sfu == "mediarelay"
     delivered = frame_ratio if relay else packet_ratio
     return {
@@ -572,6 +624,7 @@ def summarize(
         "first_frame_ms": round(statistics.median(joined), 1) if joined else None,
         "first_frame_ms_max": max(joined) if joined else None,
         "connected_ms": round(statistics.median(connected), 1) if connected else None,
+        "answer_ms": round(statistics.median(answered), 1) if answered else None,
         "memory_mib_per_subscriber": (
             round((rss_mib[1] - rss_mib[0]) / subscribers, 3) if rss_mib and subscribers else None
         ),

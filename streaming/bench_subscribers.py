@@ -10,7 +10,7 @@ decoding, and notes when the first packet of each video key arrived (see
 The orchestrator speaks JSON lines on stdin/stdout:
 
 - ``{"join": {...target...}, "indices": [...]}`` →
-  ``{"joined": [[first_frame_ms | null, connected_ms | null], ...]}``
+  ``{"joined": [[first_frame_ms | null, connected_ms | null, answered_ms | null], ...]}``
 - ``{"window": [t0, t1]}`` (``time.monotonic()``, the same clock in every process): count only
   what arrives in that window, so no start/stop message races the media
 - ``{"report": {key: sent_at}}`` → ``{"packets": [...], "frames": [...], "delays_ms": [...]}``
@@ -40,6 +40,7 @@ class SubscriberCounts:
 
     key_kind: str
     joined_at: float = 0.0
+    answered_at: float | None = None  # the SFU's answer applied (where the bench sets it)
     connected_at: float | None = None  # ICE and DTLS done (peers made by ``recvonly_pc``)
     first_video_at: float | None = None
     window: tuple[float, float] = (0.0, 0.0)
@@ -108,8 +109,8 @@ class Pool:
         self.closers: list[Closer] = []
 
     async def join(self, target: dict[str, Any], indices: list[int]) -> list[list[float | None]]:
-        """Join every subscriber; per subscriber, ms from joining to its first video packet
-        and to its connection being up."""
+        """Join every subscriber; per subscriber, ms from joining to its first video packet,
+        to its connection being up and to the SFU's answer being applied."""
         subscribe = subscribe_function(target["sfu"])
         for index in indices:
             counts = SubscriberCounts(key_kind=target["key"], joined_at=time.monotonic())
@@ -120,9 +121,14 @@ class Pool:
             any(s.first_video_at is None for s in self.subscribers) and time.monotonic() < deadline
         ):
             await asyncio.sleep(0.05)
+        joined = self.subscribers[-len(indices) :] if indices else []
         return [
-            [_ms_since(s.joined_at, s.first_video_at), _ms_since(s.joined_at, s.connected_at)]
-            for s in self.subscribers
+            [
+                _ms_since(s.joined_at, s.first_video_at),
+                _ms_since(s.joined_at, s.connected_at),
+                _ms_since(s.joined_at, s.answered_at),
+            ]
+            for s in joined
         ]
 
     def set_window(self, start: float, end: float) -> None:

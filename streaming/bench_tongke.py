@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import secrets
 import shutil
@@ -49,13 +50,19 @@ class Worker:
 
 
 @contextmanager
-def sfu_worker(work_dir: Path) -> Iterator[Worker]:
-    """A redis-server and one `tongke sfu` worker, stopped on exit."""
+def sfu_worker(work_dir: Path, settings: dict[str, str] | None = None) -> Iterator[Worker]:
+    """A redis-server and one `tongke sfu` worker, stopped on exit; ``settings`` are more
+    ``TONGKE_*`` variables for the worker (to compare two configurations in one run)."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
     redis_port, sfu_port = free_port(), free_port()
     secret = secrets.token_urlsafe(48)
+    database = work_dir / "bench.db"
+    if not database.exists():  # migrated as in a deployment: the worker sweeps it at start
+        from common.migrate import upgrade
+
+        upgrade(f"sqlite:///{database}")
     redis = subprocess.Popen(
         [binary, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
          "--dir", str(work_dir)],
@@ -67,10 +74,11 @@ def sfu_worker(work_dir: Path) -> Iterator[Worker]:
         "TONGKE_ENVIRONMENT": "test",
         "TONGKE_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
         "TONGKE_SECRET_KEY": secret,
-        "TONGKE_DATABASE_URL": f"sqlite:///{work_dir / 'bench.db'}",
+        "TONGKE_DATABASE_URL": f"sqlite:///{database}",
         "TONGKE_MEDIA_ROOT": str(work_dir / "media"),
         "TONGKE_ICE_SERVERS": "[]",
         "TONGKE_LOG_LEVEL": "WARNING",
+        **(settings or {}),
     }
     log_file = (work_dir / "sfu.log").open("wb")
     worker = subprocess.Popen(
@@ -147,11 +155,73 @@ async def drain(peer: TongkeSignaling) -> None:
         await peer.receive()
 
 
+Histograms = dict[str, dict[float, float]]  # series (name and labels) -> bucket bound -> count
+LOOP_LAG = "tongke_sfu_loop_lag_seconds"
+LOOP_LAG_OWN = "tongke_sfu_loop_lag_own_seconds"
+GC_PAUSE = "tongke_sfu_gc_pause_seconds"
+
+
+async def runtime_snapshot(url: str) -> Histograms:
+    """The worker's loop-lag and GC-pause histograms (``streaming.runtime``) as it sees them."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    async with httpx.AsyncClient() as client:
+        text = (await client.get(f"{url}/metrics", timeout=5)).text
+    histograms: Histograms = {}
+    for family in text_string_to_metric_families(text):
+        if family.name not in (LOOP_LAG, LOOP_LAG_OWN, GC_PAUSE):
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_bucket"):
+                series = family.name + "".join(
+                    f":{v}" for k, v in sorted(sample.labels.items()) if k != "le"
+                )
+                histograms.setdefault(series, {})[float(sample.labels["le"])] = sample.value
+    return histograms
+
+
+def _bucket_bound(buckets: dict[float, float], share: float) -> float | None:
+    """The smallest bucket bound that holds ``share`` of the observations, in ms."""
+    total = buckets.get(math.inf, 0.0)
+    if total <= 0:
+        return None
+    for bound in sorted(buckets):
+        if buckets[bound] >= share * total:
+            return round(bound * 1000, 1) if bound != math.inf else None
+    return None
+
+
+def runtime_figures(before: Histograms, after: Histograms) -> dict[str, Any]:
+    """What happened to the worker's event loop between two snapshots."""
+
+    def delta(series: str) -> dict[float, float]:
+        old = before.get(series, {})
+        return {le: count - old.get(le, 0.0) for le, count in after.get(series, {}).items()}
+
+    pauses: dict[float, float] = {}
+    collections = [0, 0, 0]
+    for generation in range(3):
+        counts = delta(f"{GC_PAUSE}:{generation}")
+        collections[generation] = int(counts.get(math.inf, 0))
+        for le, count in counts.items():
+            pauses[le] = pauses.get(le, 0.0) + count
+    return {
+        "sfu_loop_lag_ms_p99": _bucket_bound(delta(LOOP_LAG), 0.99),
+        "sfu_loop_lag_own_ms_p99": _bucket_bound(delta(LOOP_LAG_OWN), 0.99),
+        "sfu_gc_pause_ms_max": _bucket_bound(pauses, 1.0),
+        "sfu_gc_collections": sum(collections),
+        "sfu_gc_full_collections": collections[2],
+    }
+
+
 @asynccontextmanager
-async def tongke_sfu(work_dir: Path) -> AsyncIterator[RoomOpener]:
+async def tongke_sfu(
+    work_dir: Path, settings: dict[str, str] | None = None
+) -> AsyncIterator[RoomOpener]:
     """One `tongke sfu` worker for every run; a fresh room per run, published by the
     classroom bot exactly as a lead classroom publishes."""
-    with sfu_worker(work_dir) as worker:
+    with sfu_worker(work_dir, settings) as worker:
 
         async def open_room(resolution: str) -> BenchRoom:
             from streaming.bots import ClassroomBot
@@ -195,7 +265,15 @@ async def tongke_sfu(work_dir: Path) -> AsyncIterator[RoomOpener]:
                 "secret": worker.secret,
                 "room": room,
             }
-            return BenchRoom("tongke", worker.pid, publisher, target, close)
+            return BenchRoom(
+                "tongke",
+                worker.pid,
+                publisher,
+                target,
+                close,
+                runtime_snapshot=lambda: runtime_snapshot(worker.url),
+                runtime_figures=runtime_figures,
+            )
 
         yield open_room
 
@@ -223,6 +301,7 @@ async def subscribe(target: dict[str, Any], index: int, counts: SubscriberCounts
     await peer.send({"v": 1, "type": "offer", "sdp": pc.localDescription.sdp})
     answer = await peer.receive_type("answer")
     await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
+    counts.answered_at = time.monotonic()
     draining = asyncio.ensure_future(drain(peer))
 
     async def close() -> None:

@@ -44,6 +44,15 @@ from common.jobs import JobQueue, make_job_queue
 from common.logging import get_logger
 from common.settings import Settings
 from streaming.cluster import SfuCluster, WorkerInfo
+from streaming.runtime import (
+    GcPauses,
+    GcTuning,
+    LoopLag,
+    gc_gauges,
+    set_priority,
+    tune_gc,
+    untune_gc,
+)
 from streaming.tickets import Purpose, TicketError, identity_of, read_ticket
 
 log = get_logger(__name__)
@@ -114,6 +123,8 @@ class SfuWorker:
         self._scheduler: Any = None  # streaming.lifecycle.LessonScheduler
         self._meetings: Any = None  # streaming.meetings.MeetingTrackers, made on first use
         self._heartbeat_task: asyncio.Task[None] | None = None
+        self._soon_task: asyncio.Task[None] | None = None
+        self._beat_again = False
 
     # -- load -------------------------------------------------------------------------
 
@@ -137,6 +148,10 @@ class SfuWorker:
 
     async def start(self) -> None:
         await self._beat()  # Redis unreachable at start-up: fail loudly, compose restarts us
+        # The first sweep now, not a hundred seconds into the first lesson: what it loads
+        # (the recordings and database modules, an executor thread, ~13 MiB) is then part of
+        # the worker's start-up, frozen with it (``streaming.runtime``), not a jump mid-lesson.
+        await self._sweep()
         self._heartbeat_task = asyncio.create_task(self._heartbeats(), name="sfu-heartbeat")
         if self.settings.runs_lesson_scheduler:
             self._start_scheduler()
@@ -269,9 +284,10 @@ class SfuWorker:
         return await self.cluster.may_host(room_id, self.worker_id)
 
     async def stop(self) -> None:
-        if self._heartbeat_task is not None:
-            self._heartbeat_task.cancel()
-            await asyncio.gather(self._heartbeat_task, return_exceptions=True)
+        for task in (self._heartbeat_task, self._soon_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if self._scheduler is not None:
             await self._scheduler.stop()
         await self.rooms.close_all()  # releases the claims: other workers may take the rooms
@@ -281,6 +297,25 @@ class SfuWorker:
             await self._jobs.close()
         await self.cluster.close()
         log.info("sfu_worker_stopped", worker=self.worker_id)
+
+    def beat_soon(self) -> None:
+        """Report the load without holding anyone up: one beat at a time, and one more after
+        it for what changed meanwhile (a burst of 64 joins is one or two beats, not 64 awaited
+        before each join's route)."""
+        if self._soon_task is not None and not self._soon_task.done():
+            self._beat_again = True
+            return
+        self._soon_task = asyncio.create_task(self._beats_soon(), name="sfu-beat-soon")
+
+    async def _beats_soon(self) -> None:
+        again = True
+        while again:
+            self._beat_again = False
+            try:
+                await self._beat()
+            except RedisError as exc:  # the regular heartbeat tries again
+                log.warning("sfu_heartbeat_failed", worker=self.worker_id, error=str(exc))
+            again = self._beat_again
 
     async def _beat(self) -> None:
         await self.rooms.renew_claims()
@@ -298,10 +333,13 @@ class SfuWorker:
                 log.warning("sfu_heartbeat_failed", worker=self.worker_id, error=str(exc))
             beats += 1
             if beats % SWEEP_EVERY_BEATS == 0:
-                try:
-                    await self.close_abandoned_recordings()
-                except Exception:  # a database hiccup must not stop the heartbeat
-                    log.exception("sfu_recording_sweep_failed", worker=self.worker_id)
+                await self._sweep()
+
+    async def _sweep(self) -> None:
+        try:
+            await self.close_abandoned_recordings()
+        except Exception:  # a database hiccup must not stop the heartbeat or the start
+            log.exception("sfu_recording_sweep_failed", worker=self.worker_id)
 
     async def close_abandoned_recordings(self, *, stale_after_s: float | None = None) -> int:
         """Finalize the recordings a dead worker left in rooms nobody hosts any more (the
@@ -367,8 +405,11 @@ class SfuWorker:
             self.meeting_trackers().ensure(room)  # attendance from the room's first join
         elif not room.participants:
             await self._resume_interrupted_recording(room)
-        with contextlib.suppress(RedisError):
-            await self._beat()  # the new load, before the next room is placed
+        if room.participants:
+            self.beat_soon()  # a room placed already: its load may follow the join
+        else:
+            with contextlib.suppress(RedisError):
+                await self._beat()  # a new room, registered before the next one is placed
         await websocket.send_json({"v": 1, "type": "route", "worker": self.worker_id})
         try:
             await serve_participant(
@@ -418,13 +459,25 @@ def create_worker_app(
         registry=metrics,
     )
 
+    gc_pauses = GcPauses(metrics)
+    loop_lag = LoopLag(metrics)
+    gc_gauges(metrics)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await worker.start()
+        gc_before = tune_gc(
+            GcTuning(freeze=settings.sfu_gc_freeze, threshold0=settings.sfu_gc_threshold)
+        )
+        gc_pauses.install()
+        loop_lag.start()
         try:
             yield
         finally:
+            await loop_lag.stop()
+            gc_pauses.remove()
             await worker.stop()
+            untune_gc(gc_before)
 
     app = FastAPI(title="tongke SFU worker", lifespan=lifespan, openapi_url=None)
     app.state.worker = worker
@@ -492,6 +545,8 @@ def run_sfu_worker(
     """Serve the worker until SIGTERM/SIGINT (uvicorn), rooms closed and claims released."""
     import uvicorn
 
+    if settings.sfu_nice is not None:
+        set_priority(settings.sfu_nice)  # before uvicorn starts threads, which inherit it
     app = create_worker_app(
         settings,
         worker_id=worker_id,

@@ -480,7 +480,8 @@ def bench_sfu(
     columns = (
         "sfu", "resolution", "subscribers", "cpu_percent", "cpu_percent_per_subscriber",
         "us_per_packet", "delay_ms_p50", "delay_ms_p99", "first_frame_ms", "connected_ms",
-        "delivered_ratio", "memory_mib_per_subscriber", "publisher_kbps",
+        "late_join_first_frame_ms", "delivered_ratio", "memory_mib_per_subscriber",
+        "publisher_kbps", "sfu_loop_lag_ms_p99", "sfu_loop_lag_own_ms_p99", "sfu_cpu_wait_percent",
     )  # fmt: skip
     typer.echo("  ".join(f"{c:>12}" for c in columns))
 

@@ -183,6 +183,20 @@ class RtpSink:
             return
         transport.sendto(self._protect(data), self._addr)  # type: ignore[misc]
 
+    def when_ready(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once, when DTLS is up (ICE nominated before it)."""
+        dtls = self._dtls
+        if dtls._state is State.CONNECTED:
+            callback()
+            return
+
+        def on_state() -> None:
+            if dtls._state is State.CONNECTED:
+                dtls.remove_listener("statechange", on_state)
+                callback()
+
+        dtls.on("statechange", on_state)
+
     def ready(self) -> bool:
         """Whether a packet sent now would leave (ICE nominated and DTLS connected)."""
         return (

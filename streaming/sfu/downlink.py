@@ -96,6 +96,7 @@ class Downlink:
         "source",
         "ssrc",
         "started",
+        "started_at_connect",
     )
 
     def __init__(
@@ -123,6 +124,7 @@ class Downlink:
         self._sampled_packets = 0
         self.keyframe_requests = 0
         self.gop_bursts = 0
+        self.started_at_connect = False  # the last start came from ``transport_ready``
         self.forwarded_keyframe_at: int | None = None
         self._keyframe_asked = False
         self._sink: RtpSink | None = None
@@ -279,10 +281,34 @@ class Downlink:
         if keyframe:
             self._rebase_on(packet, arrival_ms)
             return True
+        return self._replay_gop(packet.sequence_number, arrival_ms)
+
+    def transport_ready(self) -> None:
+        """The subscriber's DTLS is up: a video slot waiting for a picture starts now from the
+        source's cached GOP (up to its newest packet) instead of at the publisher's next
+        packet, up to a frame interval later."""
+        source, sink = self.source, self._sink
+        if (
+            self.kind != "video"
+            or not self._rebase
+            or self.paused
+            or sink is None
+            or source is None
+            or source.newest_seq is None
+            or not sink.ready()
+        ):
+            return
+        self.started_at_connect = self._replay_gop(
+            (source.newest_seq + 1) & SEQ_MASK, source.last_arrival_ms
+        )
+
+    def _replay_gop(self, end_seq: int, arrival_ms: int) -> bool:
+        """Send the cached GOP up to (not including) ``end_seq`` and rebase on it; else ask
+        for a keyframe (once) and return False."""
         source = self.source
         if source is None or source.cache is None:
             return False
-        span = source.gop_span(packet.sequence_number)
+        span = source.gop_span(end_seq)
         first = None if span is None else source.cache.get(source.gop_start_seq)  # type: ignore[arg-type]
         if span is None or first is None:
             if not self._keyframe_asked:

@@ -4,8 +4,12 @@ when the worker sits behind NAT, such as Docker's bridge network; mediasoup call
 "announced IP").
 
 aioice binds every host candidate to an ephemeral port and announces the interface address;
-``configure_media_ports`` replaces its host-candidate gathering for this process. TURN relay
-candidates are gathered by aioice as before.
+``configure_media_ports`` replaces its host-candidate gathering for this process. With an
+announced address the worker is reachable there, so it gathers nothing else: no STUN query
+and no TURN allocation of its own per peer (a round trip or two, up to aioice's 5 s timeout,
+before every answer), as Janus and mediasoup do; a client behind a strict NAT reaches that
+address through its own TURN relay. Without one, TURN relay candidates are gathered by aioice
+as before.
 """
 
 from __future__ import annotations
@@ -117,6 +121,7 @@ async def _component_candidates(
             for query in pending:
                 query.cancel()
             candidates += [q.result()[0] for q in done if q.exception() is None]
-    # TURN relays (and nothing else: no host addresses) the way aioice gathers them.
-    candidates += await _aioice_component_candidates(self, component, [], timeout)
+    if ports.announced_ip is None:
+        # TURN relays (and nothing else: no host addresses) the way aioice gathers them.
+        candidates += await _aioice_component_candidates(self, component, [], timeout)
     return candidates

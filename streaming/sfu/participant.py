@@ -142,11 +142,16 @@ class Participant:
             sink = sinks.get(id(transport))
             if sink is None:
                 sink = sinks[id(transport)] = RtpSink(transport)
+                sink.when_ready(self._transport_ready)
             payload_type = transceiver._codecs[0].payloadType
             assert payload_type is not None  # set by negotiation
             self.downlinks[line.name].connect(sink=sink, payload_type=payload_type)
         self.negotiated = True
         return self.pc.localDescription.sdp
+
+    def _transport_ready(self) -> None:
+        for downlink in self.downlinks.values():
+            downlink.transport_ready()
 
     def _check_offer_matches_layout(self) -> None:
         transceivers = self.pc.getTransceivers()

@@ -83,6 +83,7 @@ class PublishedTrack:
         self.gop_bytes = 0
         self.keyframes = KeyframeRequester(self._send_keyframe_request)
         self.ssrc: int | None = None
+        self.newest_seq: int | None = None  # video: the newest packet in ``cache``
         self.last_arrival_ms = 0
         self.packets = 0
         self.rejected = 0
@@ -125,13 +126,16 @@ class PublishedTrack:
             self.ssrc = packet.ssrc
             self._statistics = self._receiver.statistics_for(packet.ssrc, self.clock_rate)
             self._nack = NackGenerator() if self.kind == "video" else None
-            self.gop_start_seq = None
+            self.gop_start_seq = self.newest_seq = None
         self._statistics.add(packet)  # type: ignore[union-attr]
         self.last_arrival_ms = arrival_time_ms
         self.packets += 1
         payload = packet.payload
         if self.cache is not None:
             self.cache.put(packet)
+            newest = self.newest_seq
+            if newest is None or ((packet.sequence_number - newest) & SEQ_MASK) < HALF_SEQ:
+                self.newest_seq = packet.sequence_number
             keyframe = vp8_keyframe_start(payload)
             if keyframe:
                 self.gop_start_seq = packet.sequence_number

@@ -92,6 +92,7 @@ async def test_late_joiner_starts_from_the_cached_gop_without_a_new_keyframe(
     await eventually(lambda: late.slot("lead_camera").frames > frames_then + 15, timeout=5)
     downlink = room.participants["remote-late"].downlinks["lead_camera"]
     assert downlink.gop_bursts == 1
+    assert downlink.started_at_connect, "replayed as DTLS came up, not at the next packet"
     assert downlink.nacks_missed == 0
     assert downlink.keyframe_requests == 0
     assert camera.keyframes.sent == requests_before

@@ -80,6 +80,13 @@ class FakeTrack:
         self.cache = PacketCache(64)
         self.keyframe_requests = 0
         self.gop_start_seq = gop_start_seq
+        self.newest_seq: int | None = None
+        self.last_arrival_ms = 0
+
+    def receive(self, packet: RtpPacket, arrival_ms: int) -> None:
+        """What ``PublishedTrack`` does with a packet before fanning it out."""
+        self.cache.put(packet)
+        self.newest_seq, self.last_arrival_ms = packet.sequence_number, arrival_ms
 
     def request_keyframe(self) -> None:
         self.keyframe_requests += 1
@@ -155,6 +162,58 @@ def test_late_downlink_replays_the_cached_gop_then_continues_live():
     assert {ssrc for *_, ssrc in headers} == {778}
     track.cache.put(packet(202, 6000, DELTA))  # the publisher's retransmission
     assert downlink._resend((first_seq + 2) & 0xFFFF), "the hole is NACKed and resent"
+
+
+class LateSink(FakeSink):
+    """A subscriber whose ICE and DTLS are not up yet."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.up = False
+
+    def ready(self) -> bool:
+        return self.up
+
+
+def _video_downlink(ssrc: int, track: FakeTrack, sink: FakeSink) -> Downlink:
+    sender: Any = SimpleNamespace(_ssrc=ssrc)
+    downlink = Downlink(kind="video", slot="lead_camera", sender=sender, on_report=print)
+    downlink.assign(track)  # type: ignore[arg-type]
+    downlink.connect(sink=sink, payload_type=97)  # type: ignore[arg-type]
+    return downlink
+
+
+def test_a_joiner_gets_the_cached_gop_as_soon_as_its_dtls_is_up():
+    """Without waiting for the publisher's next packet (up to a frame interval later), and
+    the live packets that follow carry on the same numbering."""
+    sink = LateSink()
+    track = FakeTrack(gop_start_seq=400)
+    downlink = _video_downlink(780, track, sink)
+    for seq, ts, payload in ((400, 3000, KEYFRAME), (401, 3000, CONTINUATION), (402, 6000, DELTA)):
+        track.receive(packet(seq, ts, payload, marker=1), 1000)
+        downlink.forward(packet(seq, ts, payload, marker=1), payload is KEYFRAME, 1000)
+    downlink.transport_ready()
+    assert sink.sent == [], "nothing leaves before DTLS is up"
+
+    sink.up = True
+    downlink.transport_ready()
+    assert [data[12:] for data in sink.sent] == [KEYFRAME, CONTINUATION, DELTA]
+    assert downlink.gop_bursts == 1 and track.keyframe_requests == 0
+    assert downlink.started_at_connect
+    downlink.transport_ready()
+    assert len(sink.sent) == 3, "started once: a second signal replays nothing"
+    downlink.forward(packet(403, 9000, DELTA, marker=1), False, 1033)
+    seqs = [header(data)[1] for data in sink.sent]
+    assert [(seq - seqs[0]) & 0xFFFF for seq in seqs] == [0, 1, 2, 3]
+
+
+def test_a_joiner_whose_dtls_is_up_asks_for_a_keyframe_when_nothing_is_cached():
+    sink = FakeSink()
+    track = FakeTrack()  # no keyframe seen yet
+    downlink = _video_downlink(781, track, sink)
+    track.receive(packet(500, 1, DELTA), 1000)
+    downlink.transport_ready()
+    assert sink.sent == [] and track.keyframe_requests == 2, "asked on connect and once ready"
 
 
 def test_downlink_asks_for_a_keyframe_when_there_is_no_cached_gop():

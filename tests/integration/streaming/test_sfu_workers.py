@@ -39,7 +39,7 @@ from streaming.demo_classrooms import DemoSeat, plan_demo_classrooms, websocket_
 from streaming.relay import relay_to_worker
 from streaming.sfu.identity import ParticipantIdentity
 from streaming.tickets import sign_ticket
-from streaming.worker import SfuWorker
+from streaming.worker import ABANDONED_RECORDING_S, SfuWorker
 from tests.conftest import DEMO_PASSWORD, DemoDatabase
 from tests.e2e.demo_process import free_port, running_demo
 from web.jobs import register_all
@@ -589,11 +589,11 @@ async def test_a_recording_whose_worker_was_killed_goes_on_where_the_lesson_move
         await asyncio.gather(*(a.stop() for a in attendances))
 
 
-async def test_a_worker_closes_what_a_dead_worker_recorded_once_nobody_hosts_the_room(
-    redis_server: str, sqlite_db: DemoDatabase, tmp_path: Path
-) -> None:
-    """The lesson is over (nobody came back): the sweep finalizes the recording whose room no
-    worker hosts, and leaves alone one whose room is hosted (its worker records it)."""
+def _recordings_left_behind(
+    redis_server: str, sqlite_db: DemoDatabase, media_root: Path, *, age_s: float = 0.0
+) -> tuple[Settings, list[int], dict[int, str]]:
+    """Two lessons' recordings a dead worker left 'recording', their files written ``age_s``
+    ago: the settings of a worker on the same Redis and database, the groups and the rows."""
     redis_url = redis_server.rsplit("/", 1)[0] + "/8"
     with redis.Redis.from_url(redis_url) as flush:
         flush.flushdb()
@@ -601,18 +601,29 @@ async def test_a_worker_closes_what_a_dead_worker_recorded_once_nobody_hosts_the
         environment="test",
         database_url=sqlite_db.url,
         redis_url=redis_url,
-        media_root=tmp_path / "media",
+        media_root=media_root,
         secret_key=SECRET,
         recording_abandon_seconds=3600,
     )
     with sqlite_db.sessions() as session, session.begin():
-        groups = session.scalars(select(SyncGroup.id).order_by(SyncGroup.id).limit(2)).all()
+        groups = list(session.scalars(select(SyncGroup.id).order_by(SyncGroup.id).limit(2)))
         left, hosted = (new_recording_for_sync_group(session, sync_group_id=g) for g in groups)
-        rows = {left.id: left.raw_path, hosted.id: hosted.raw_path}
+        rows = {left.id: str(left.raw_path), hosted.id: str(hosted.raw_path)}
+    written = time.time() - age_s
     for raw_path in rows.values():
-        raw = settings.media_root / str(raw_path)
+        raw = settings.media_root / raw_path
         raw.parent.mkdir(parents=True)
         raw.write_bytes(b"\x1a\x45\xdf\xa3" + bytes(4000))  # what a recorder wrote
+        os.utime(raw, (written, written))
+    return settings, groups, rows
+
+
+async def test_a_worker_closes_what_a_dead_worker_recorded_once_nobody_hosts_the_room(
+    redis_server: str, sqlite_db: DemoDatabase, tmp_path: Path
+) -> None:
+    """The lesson is over (nobody came back): the sweep finalizes the recording whose room no
+    worker hosts, and leaves alone one whose room is hosted (its worker records it)."""
+    settings, groups, rows = _recordings_left_behind(redis_server, sqlite_db, tmp_path / "media")
     worker = SfuWorker(
         settings, worker_id="sweeper", url="http://127.0.0.1:9", register_jobs=register_all
     )
@@ -630,3 +641,58 @@ async def test_a_worker_closes_what_a_dead_worker_recorded_once_nobody_hosts_the
         assert closed.status == "processing" and closed.job_id
         assert "媒体服务器中断" in closed.status_message
         assert untouched.status == "recording"
+
+
+async def test_a_starting_worker_sweeps_at_once(
+    redis_server: str, sqlite_db: DemoDatabase, tmp_path: Path
+) -> None:
+    """The first sweep runs as the worker starts (not a hundred seconds into a lesson, where
+    what it loads showed as a jump of the worker's memory)."""
+    settings, groups, rows = _recordings_left_behind(
+        redis_server, sqlite_db, tmp_path / "media", age_s=ABANDONED_RECORDING_S + 60
+    )
+    worker = SfuWorker(
+        settings, worker_id="starter", url="http://127.0.0.1:9", register_jobs=register_all
+    )
+    assert await worker.cluster.claim(f"sync-{groups[1]}", "sfu-alive") == "sfu-alive"
+    await worker.start()
+    try:
+        with sqlite_db.sessions() as session:
+            closed, untouched = (session.get_one(Recording, i) for i in rows)
+            assert closed.status == "processing" and closed.job_id
+            assert untouched.status == "recording", "its room is hosted"
+    finally:
+        await worker.stop()
+
+
+async def test_a_burst_of_joins_reports_the_load_in_one_beat(
+    redis_server: str, sqlite_db: DemoDatabase, tmp_path: Path
+) -> None:
+    """Joins into a room that is placed already do not each wait for Redis: the load goes
+    out in one beat, and one more for what changed while a beat was on its way."""
+    settings, _, _ = _recordings_left_behind(redis_server, sqlite_db, tmp_path / "media")
+    worker = SfuWorker(settings, worker_id="bursty", url="http://127.0.0.1:9")
+    heartbeats: list[WorkerInfo] = []
+    heartbeat = worker.cluster.heartbeat
+
+    async def counted(info: WorkerInfo) -> None:
+        heartbeats.append(info)
+        await heartbeat(info)
+
+    worker.cluster.heartbeat = counted  # type: ignore[method-assign, assignment]
+    try:
+        for _ in range(64):
+            worker.beat_soon()
+        assert worker._soon_task is not None
+        await worker._soon_task
+        assert len(heartbeats) == 1
+        assert "bursty" in {w.worker_id for w in await worker.cluster.workers()}
+        worker.beat_soon()
+        await asyncio.sleep(0)  # that beat is on its way to Redis
+        assert len(heartbeats) == 2
+        for _ in range(10):
+            worker.beat_soon()
+        await worker._soon_task
+        assert len(heartbeats) == 3, "what changed meanwhile goes out right after"
+    finally:
+        await worker.stop()

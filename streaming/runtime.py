@@ -1,0 +1,199 @@
+"""How an SFU worker process runs: CPython's cyclic garbage collector kept off the forwarding
+path, and what shows when something else is on it.
+
+A packet waits in the SFU for as long as whatever runs before it on the event loop, so the
+tail of the added delay is the tail of the loop's stalls. Two things are measured for that,
+as Prometheus histograms on the worker's ``/metrics``:
+
+- ``tongke_sfu_gc_pause_seconds{generation}``: every collection's pause (``gc.callbacks``);
+- ``tongke_sfu_loop_lag_seconds``: how late a timer of the loop fires, sampled a few times a
+  second: what a packet arriving at a random moment waits for the loop;
+- ``tongke_sfu_loop_lag_own_seconds``: the same less the time the loop's thread spent
+  runnable but waiting for a CPU meanwhile (Linux ``schedstat``): the part of a stall that is
+  this process's own work, not other processes on a busy machine.
+
+On a busy machine most of a stall is the loop's thread waiting for a CPU (the bench reports
+both), which only the kernel's scheduler can shorten: ``set_priority`` gives the worker a
+lower nice value than the web app, the jobs and their ffmpeg runs.
+
+``tune_gc`` is applied once the worker has started: everything allocated until then (modules,
+the app, settings) is frozen out of every future collection, and the young-generation
+threshold is raised so full collections over the rooms' long-lived aiortc objects come
+rarely (they are what pauses for tens of ms with many subscribers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Gauge, Histogram
+
+from common.logging import get_logger
+
+log = get_logger(__name__)
+
+PAUSE_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0)
+LOOP_LAG_INTERVAL_S = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class GcTuning:
+    """``threshold0`` None keeps CPython's (700); ``freeze`` moves every object alive at
+    start-up to the permanent generation (``gc.freeze``)."""
+
+    freeze: bool = True
+    threshold0: int | None = None
+
+
+def tune_gc(tuning: GcTuning) -> tuple[int, int, int]:
+    """Apply ``tuning`` to this process; returns the thresholds it replaced, for
+    ``untune_gc``."""
+    previous = gc.get_threshold()
+    if tuning.threshold0 is not None:
+        gc.set_threshold(tuning.threshold0, previous[1], previous[2])
+    if tuning.freeze:
+        gc.collect()  # what is garbage now must not be frozen with the rest
+        gc.freeze()
+    log.info("sfu_gc_tuned", threshold=gc.get_threshold(), frozen=gc.get_freeze_count())
+    return previous
+
+
+AUTOGROUP = Path("/proc/self/autogroup")
+
+
+def set_priority(nice: int) -> int:
+    """Give this process (and the threads it starts from now on) the nice value ``nice``;
+    returns the value in force, which stays as it was when the system refuses.
+
+    Where Linux groups processes by session for scheduling (autogroup), the CPU is shared
+    between sessions first and a nice value only counts inside one: the worker then starts
+    its own session and gives that group the same nice value.
+    """
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
+    except PermissionError:
+        log.warning("sfu_priority_refused", nice=nice, hint="needs CAP_SYS_NICE")
+    if AUTOGROUP.exists():
+        try:
+            if os.getsid(0) != os.getpid():
+                os.setsid()
+            AUTOGROUP.write_text(str(nice))
+        except OSError as exc:  # a session leader already, or no CAP_SYS_NICE
+            log.warning("sfu_autogroup_unchanged", nice=nice, error=str(exc))
+    return os.getpriority(os.PRIO_PROCESS, 0)
+
+
+def gc_gauges(registry: CollectorRegistry) -> None:
+    """What the collector runs with, so a deployment can check its tuning took effect."""
+    Gauge(
+        "tongke_sfu_gc_frozen_objects", "Objects frozen out of collections", registry=registry
+    ).set_function(gc.get_freeze_count)
+    Gauge(
+        "tongke_sfu_gc_threshold0", "Young-generation collection threshold", registry=registry
+    ).set_function(lambda: gc.get_threshold()[0])
+    Gauge("tongke_sfu_nice", "The worker's nice value", registry=registry).set_function(
+        lambda: os.getpriority(os.PRIO_PROCESS, 0)
+    )
+
+
+def untune_gc(previous: tuple[int, int, int]) -> None:
+    """Undo ``tune_gc`` (a worker app stopped inside a longer-lived process, as in tests)."""
+    gc.unfreeze()
+    gc.set_threshold(*previous)
+
+
+class GcPauses:
+    """Times every collection of this process into a histogram by generation."""
+
+    def __init__(self, registry: CollectorRegistry | None) -> None:
+        self.histogram = Histogram(
+            "tongke_sfu_gc_pause_seconds",
+            "Pause of each cyclic garbage collection, by generation",
+            ["generation"],
+            buckets=PAUSE_BUCKETS,
+            registry=registry,
+        )
+        self._by_generation = [self.histogram.labels(str(g)) for g in range(3)]
+        self._started = 0.0
+        self.longest_s = 0.0
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        pause = time.perf_counter() - self._started
+        self.longest_s = max(self.longest_s, pause)
+        self._by_generation[info["generation"]].observe(pause)
+
+    def install(self) -> None:
+        if self._on_gc not in gc.callbacks:
+            gc.callbacks.append(self._on_gc)
+
+    def remove(self) -> None:
+        if self._on_gc in gc.callbacks:
+            gc.callbacks.remove(self._on_gc)
+
+
+def runqueue_wait_s(schedstat: Path) -> float | None:
+    """Seconds a thread (or process) has spent runnable but waiting for a CPU, from its
+    ``/proc/.../schedstat``; None where the kernel does not keep it."""
+    try:
+        return int(schedstat.read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+class LoopLag:
+    """A task that sleeps ``interval`` at a time and records how late it woke up, and how much
+    of that it was waiting for a CPU. Owned by whoever calls ``start``; ``stop`` cancels it."""
+
+    def __init__(
+        self, registry: CollectorRegistry | None, *, interval: float = LOOP_LAG_INTERVAL_S
+    ) -> None:
+        self.histogram = Histogram(
+            "tongke_sfu_loop_lag_seconds",
+            f"How late the event loop ran a timer, sampled every {int(interval * 1000)} ms",
+            buckets=PAUSE_BUCKETS,
+            registry=registry,
+        )
+        self.own = Histogram(
+            "tongke_sfu_loop_lag_own_seconds",
+            "Loop lag less the time the loop's thread waited for a CPU meanwhile",
+            buckets=PAUSE_BUCKETS,
+            registry=registry,
+        )
+        self.interval = interval
+        self.samples = 0
+        self.longest_s = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._sample(), name="sfu-loop-lag")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _sample(self) -> None:
+        loop = asyncio.get_running_loop()
+        schedstat = Path(f"/proc/self/task/{threading.get_native_id()}/schedstat")
+        waited = runqueue_wait_s(schedstat)
+        while True:
+            due = loop.time() + self.interval
+            await asyncio.sleep(self.interval)
+            lag = max(loop.time() - due, 0.0)
+            waited_before, waited = waited, runqueue_wait_s(schedstat)
+            starved = waited - waited_before if waited is not None and waited_before else 0.0
+            self.samples += 1
+            self.longest_s = max(self.longest_s, lag)
+            self.histogram.observe(lag)
+            self.own.observe(max(lag - starved, 0.0))
