@@ -39,7 +39,7 @@ from streaming.demo_classrooms import DemoSeat, plan_demo_classrooms, websocket_
 from streaming.relay import relay_to_worker
 from streaming.sfu.identity import ParticipantIdentity
 from streaming.tickets import sign_ticket
-from streaming.worker import ABANDONED_RECORDING_S, SfuWorker
+from streaming.worker import SfuWorker
 from tests.conftest import DEMO_PASSWORD, DemoDatabase
 from tests.e2e.demo_process import free_port, running_demo
 from web.jobs import register_all
@@ -589,6 +589,9 @@ async def test_a_recording_whose_worker_was_killed_goes_on_where_the_lesson_move
         await asyncio.gather(*(a.stop() for a in attendances))
 
 
+ABANDON_AFTER_S = 3600  # what the workers of these tests wait before closing a recording
+
+
 def _recordings_left_behind(
     redis_server: str, sqlite_db: DemoDatabase, media_root: Path, *, age_s: float = 0.0
 ) -> tuple[Settings, list[int], dict[int, str]]:
@@ -603,7 +606,7 @@ def _recordings_left_behind(
         redis_url=redis_url,
         media_root=media_root,
         secret_key=SECRET,
-        recording_abandon_seconds=3600,
+        recording_abandon_seconds=ABANDON_AFTER_S,
     )
     with sqlite_db.sessions() as session, session.begin():
         groups = list(session.scalars(select(SyncGroup.id).order_by(SyncGroup.id).limit(2)))
@@ -649,7 +652,7 @@ async def test_a_starting_worker_sweeps_at_once(
     """The first sweep runs as the worker starts (not a hundred seconds into a lesson, where
     what it loads showed as a jump of the worker's memory)."""
     settings, groups, rows = _recordings_left_behind(
-        redis_server, sqlite_db, tmp_path / "media", age_s=ABANDONED_RECORDING_S + 60
+        redis_server, sqlite_db, tmp_path / "media", age_s=ABANDON_AFTER_S + 60
     )
     worker = SfuWorker(
         settings, worker_id="starter", url="http://127.0.0.1:9", register_jobs=register_all
