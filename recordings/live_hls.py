@@ -31,6 +31,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import tempfile
 import time
 from collections import deque
@@ -129,6 +130,20 @@ def read_state(work: Path) -> dict[str, Any] | None:
     return state
 
 
+def _gone(state: dict[str, Any]) -> bool:
+    """Whether the process that owns a running state is gone: its heartbeat stopped, or, on
+    this host, the process no longer exists (killed, or a zombie nobody reaped)."""
+    if time.time() - float(state.get("heartbeat", 0)) > STALE_AFTER_S:
+        return True
+    if state.get("host") != socket.gethostname() or not isinstance(state.get("pid"), int):
+        return False
+    try:
+        stat = Path(f"/proc/{state['pid']}/stat").read_text("ascii")
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
 def _facts_of_growing(raw: Path) -> MediaFacts | None:
     """Streams of the raw file from its header, once the recorder has written it."""
     import av  # loads only where a recorder runs
@@ -171,6 +186,7 @@ class LiveTranscoder:
         self.fed_bytes = 0
         self.outcome: str | None = None  # "done" or "failed: <reason>"
         self.on_ended: Callable[[], object] | None = None
+        self.ended_at: float | None = None  # time.perf_counter()
 
     def start(self) -> None:
         shutil.rmtree(self.work, ignore_errors=True)
@@ -178,6 +194,7 @@ class LiveTranscoder:
         self._state = {
             "state": "starting",
             "pid": os.getpid(),
+            "host": socket.gethostname(),
             "loudnorm": self.policy.loudnorm,
             "started_at": time.time(),
         }
@@ -203,6 +220,10 @@ class LiveTranscoder:
         for encoder in self._encoders:
             if encoder.process.returncode is None:
                 encoder.process.kill()
+
+    @property
+    def encoder_pids(self) -> list[int]:
+        return [encoder.process.pid for encoder in self._encoders]
 
     @property
     def media_s(self) -> float:
@@ -236,6 +257,7 @@ class LiveTranscoder:
                 self._write_state()
             if self._slot is not None:
                 self._slot.release()
+            self.ended_at = time.perf_counter()
             if self.on_ended is not None:
                 self.on_ended()
             log.info("live_hls_ended", raw=str(self.raw), outcome=self.outcome)
@@ -451,7 +473,7 @@ async def renditions_from_live(
     if state is None:
         return None
     while state is not None and state.get("state") in RUNNING_STATES:
-        if time.time() - float(state.get("heartbeat", 0)) > STALE_AFTER_S:
+        if _gone(state):
             break
         if report is not None:
             done = float(state.get("media_s", 0.0))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import struct
 import subprocess
 import time
@@ -227,9 +228,10 @@ async def test_beyond_the_hosts_cap_a_lesson_is_transcoded_after_the_end(
     assert not (lesson.folder / LIVE_DIR).exists()
 
 
-async def test_a_live_run_whose_process_died_is_not_waited_for(tmp_path: Path) -> None:
+@pytest.mark.parametrize("owner", ["stale heartbeat", "dead process"])
+async def test_a_live_run_whose_process_died_is_not_waited_for(tmp_path: Path, owner: str) -> None:
     """A recorder's process killed mid-lesson leaves a "running" state nobody updates: the job
-    (run again by the resume logic) sees the stale heartbeat and transcodes in full."""
+    (queued by the resume logic) sees its owner is gone and transcodes in full."""
     raw = tmp_path / "raw.webm"
     subprocess.run(
         [
@@ -242,9 +244,14 @@ async def test_a_live_run_whose_process_died_is_not_waited_for(tmp_path: Path) -
     )  # fmt: skip
     work = tmp_path / LIVE_DIR
     (work / "hls" / "main").mkdir(parents=True)
-    (work / STATE_NAME).write_text(
-        json.dumps({"state": "running", "heartbeat": time.time() - 60, "loudnorm": False})
-    )
+    state: dict[str, Any] = {"state": "running", "heartbeat": time.time() - 60}
+    if owner == "dead process":
+        dead = subprocess.Popen(["true"])
+        dead.wait()
+        # a heartbeat that never goes stale: only the pid can tell
+        state = {"state": "running", "heartbeat": time.time() + 3600, "pid": dead.pid}
+        state["host"] = socket.gethostname()
+    (work / STATE_NAME).write_text(json.dumps({**state, "loudnorm": False}))
     facts, _ = await make_playable(raw, out_dir=tmp_path)
     assert await renditions_from_live(raw, out_dir=tmp_path, facts=facts, loudnorm=False) is None
     assert not work.exists()
