@@ -47,6 +47,7 @@ from recordings.processing import (
     MAIN,
     SEGMENT_S,
     MediaFacts,
+    ProcessingError,
     Rendition,
     Report,
     _parse_progress,
@@ -77,7 +78,7 @@ class LiveHlsPolicy:
     """Whether and how recorders of this process transcode while they record."""
 
     enabled: bool = True
-    max_per_host: int = 1
+    max_per_host: int = 2
     max_lag_s: float = 120.0
     nice: int = 10
     loudnorm: bool = False
@@ -375,7 +376,9 @@ class LiveTranscoder:
             self._state.update(
                 heartbeat=time.time(), fed_bytes=self.fed_bytes, media_s=round(self.media_s, 3)
             )
-            await asyncio.to_thread(self._write_state)
+            # written here, not on a thread: a write still in flight when the task ends could
+            # replace the final state with a "running" one
+            self._write_state()
             await asyncio.sleep(HEARTBEAT_S)
 
     def _write_state(self) -> None:
@@ -391,16 +394,21 @@ def attach(recorder: LessonRecorder, policy: LiveHlsPolicy | None) -> LiveTransc
     queue processing). None: the lesson's renditions are made after the end."""
     if policy is None or not policy.enabled:
         return None
-    slot = HostSlot.acquire(policy)
+    try:
+        slot = HostSlot.acquire(policy)
+    except OSError:
+        log.exception("live_hls_not_started", raw=str(recorder.path))
+        return None
     if slot is None:
         log.info("live_hls_skipped", raw=str(recorder.path), reason="host at its cap")
         return None
     transcoder = LiveTranscoder(recorder.path, policy=policy, slot=slot)
     try:
         transcoder.start()
-    except BaseException:
+    except OSError:  # a full disk, say: the lesson is recorded all the same
         slot.release()
-        raise
+        log.exception("live_hls_not_started", raw=str(recorder.path))
+        return None
 
     def recorder_stopped(_: LessonRecorder) -> None:
         transcoder.finish()
@@ -500,17 +508,21 @@ async def renditions_from_live(
         return None
     has_low = "low" in state["renditions"]
     low = work / HLS_DIR / "low" / "index.m3u8"
-    outputs = await finish_renditions(
-        work,
-        out_dir=out_dir,
-        facts=facts,
-        renditions=list(state["renditions"]),
-        loudnorm=loudnorm,
-        # the sprite from the low rendition, decoding only its key frames (every SEGMENT_S) when
-        # the tiles are at least that far apart (lessons over ~10 minutes)
-        sprite_from=low if has_low else raw,
-        key_frames_only=has_low,
-        report=report,
-    )
+    try:
+        outputs = await finish_renditions(
+            work,
+            out_dir=out_dir,
+            facts=facts,
+            renditions=list(state["renditions"]),
+            loudnorm=loudnorm,
+            # the sprite from the low rendition, decoding only its key frames (every SEGMENT_S) when
+            # the tiles are at least that far apart (lessons over ~10 minutes)
+            sprite_from=low if has_low else raw,
+            key_frames_only=has_low,
+            report=report,
+        )
+    except (ProcessingError, OSError) as exc:  # the work is gone: the full path starts afresh
+        log.warning("live_hls_finish_failed", raw=str(raw), error=str(exc))
+        return None
     outputs["renditions_from"] = "live"
     return outputs
