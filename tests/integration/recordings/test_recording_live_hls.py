@@ -31,21 +31,12 @@ from recordings.processing import PROCESS_JOB, make_playable, process_recording
 from streaming.sfu import InProcessRoomRegistry
 from tests.conftest import DemoDatabase
 from tests.integration.recordings.conftest import Classrooms
+from tests.integration.streaming.test_meeting_recording import ffprobe_duration
 
 pytestmark = pytest.mark.timeout(180)
 
 Eventually = Callable[..., Awaitable[float]]
 LESSON_S = 14.0
-
-
-def _ffprobe_duration(path: Path) -> float:
-    found = subprocess.run(
-        ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", path],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return float(found.stdout.strip())
 
 
 def _top_level_boxes(path: Path) -> list[str]:
@@ -83,6 +74,7 @@ class Lesson:
         self.active = service.ActiveRecordings(live_hls=policy)
         self.jobs = InProcessJobQueue(max_retries=0)
         self.messages: list[str] = []
+        self.slots_dir = policy.slots_dir
 
         async def job(ctx: JobContext, *, recording_id: int) -> dict[str, Any]:
             async def report(progress: float, message: str) -> None:
@@ -116,7 +108,7 @@ def _check_outputs(folder: Path, outputs: dict[str, Any]) -> None:
     segments aligned across renditions, the MP4's index before its media."""
     raw_s = outputs["raw_duration_s"]
     mp4 = folder / "lesson.mp4"
-    assert abs(_ffprobe_duration(mp4) - raw_s) <= 0.5, (raw_s, outputs)
+    assert abs(ffprobe_duration(mp4) - raw_s) <= 0.5, (raw_s, outputs)
     boxes = _top_level_boxes(mp4)
     assert boxes.index("moov") < boxes.index("mdat"), boxes
     main = _segments(folder / "hls" / "main" / "index.m3u8")
@@ -125,13 +117,18 @@ def _check_outputs(folder: Path, outputs: dict[str, Any]) -> None:
     assert all(abs(a - b) < 0.1 for a, b in zip(main, low, strict=True)), (main, low)
     for name in ("main", "low"):
         playlist = folder / "hls" / name / "index.m3u8"
-        assert abs(_ffprobe_duration(playlist) - raw_s) <= 0.5, name
+        assert abs(ffprobe_duration(playlist) - raw_s) <= 0.5, name
         assert "#EXT-X-ENDLIST" in playlist.read_text("utf-8")
     master = (folder / "hls" / "master.m3u8").read_text("utf-8")
     assert master.count("#EXT-X-STREAM-INF:") == 2 and "AVERAGE-BANDWIDTH=" in master
     thumbs = outputs["thumbnails"]
     assert thumbs["count"] >= 5 and (folder / "thumbs.jpg").stat().st_size > 0
     assert not (folder / LIVE_DIR).exists() and not (folder / ".renditions.partial").exists()
+
+
+@pytest.fixture
+def lesson(sqlite_db: DemoDatabase, tmp_path: Path) -> Lesson:
+    return Lesson(sqlite_db, tmp_path / "media", _policy(tmp_path))
 
 
 async def _record(
@@ -153,13 +150,8 @@ async def _record(
 
 
 async def test_renditions_are_made_during_the_lesson_and_only_finished_after_it(
-    rooms: InProcessRoomRegistry,
-    classrooms: Classrooms,
-    eventually: Eventually,
-    sqlite_db: DemoDatabase,
-    tmp_path: Path,
+    lesson: Lesson, rooms: InProcessRoomRegistry, classrooms: Classrooms, eventually: Eventually
 ) -> None:
-    lesson = Lesson(sqlite_db, tmp_path / "media", _policy(tmp_path))
     recorder = await _record(lesson, rooms, classrooms, eventually)
     transcoder = lesson.active.transcoders[lesson.recording_id]
     segments = lesson.folder / LIVE_DIR / "hls" / "low"
@@ -183,13 +175,8 @@ async def test_renditions_are_made_during_the_lesson_and_only_finished_after_it(
 
 
 async def test_a_killed_live_transcoder_falls_back_to_the_full_transcode(
-    rooms: InProcessRoomRegistry,
-    classrooms: Classrooms,
-    eventually: Eventually,
-    sqlite_db: DemoDatabase,
-    tmp_path: Path,
+    lesson: Lesson, rooms: InProcessRoomRegistry, classrooms: Classrooms, eventually: Eventually
 ) -> None:
-    lesson = Lesson(sqlite_db, tmp_path / "media", _policy(tmp_path))
     recorder = await _record(lesson, rooms, classrooms, eventually)
     transcoder = lesson.active.transcoders[lesson.recording_id]
     await eventually(lambda: transcoder.media_s > 4.0, timeout=60)
@@ -205,7 +192,8 @@ async def test_a_killed_live_transcoder_falls_back_to_the_full_transcode(
     assert outputs["renditions_from"] == "full"
     assert [m for m in lesson.messages if m.startswith("转码")]
     _check_outputs(lesson.folder, outputs)
-    slot = HostSlot.acquire(_policy(tmp_path))
+    # slot 0 was the killed transcoder's: given back
+    slot = HostSlot.acquire(LiveHlsPolicy(max_per_host=1, slots_dir=lesson.slots_dir))
     assert slot is not None
     slot.release()
 
