@@ -527,9 +527,24 @@ async def run_streams(
             while max(stream.recorder.backlog for stream in simulated) > backlog_limit:
                 await asyncio.sleep(0.005)
             fed_s = (tick + 1) * TICK_S
+            idle = {t: (t.media_s, time.perf_counter()) for t in transcoders}
             while transcoders and min(t.media_s for t in transcoders) < fed_s - LIVE_PACE_S:
                 if any(t.outcome is not None for t in transcoders):
                     break  # one gave up: its stream falls back after the end
+                now = time.perf_counter()
+                for t in transcoders:
+                    if t.media_s != idle[t][0]:
+                        idle[t] = (t.media_s, now)
+                # every byte of the file fed and nothing new encoded for a second: the
+                # transcoder waits for input (ffmpeg reports progress only between reads, and
+                # the recorder's last cluster closes with the next packets)
+                if all(
+                    t.raw.exists()
+                    and t.fed_bytes >= t.raw.stat().st_size
+                    and now - idle[t][1] > 1.0
+                    for t in transcoders
+                ):
+                    break
                 await asyncio.sleep(0.02)
     rss_end = rss_mib()
     rss_peak = max(rss_peak, rss_end)

@@ -9,7 +9,8 @@ rendition and one for the sprite (each run's peak RSS under 100 MiB for a 45-min
 lesson: ~89 MiB after 2 minutes, ~96 after 45; ``tongke bench recording --renditions``):
 HLS in ~4 s fMP4 segments with the main rendition and a 360p ~300 kbit/s one, a thumbnail
 sprite with its WebVTT index, and ``lesson.mp4`` (the main rendition remuxed,
-``+faststart``). That costs minutes for a 45-minute lesson.
+``+faststart``). That costs minutes for a 45-minute lesson, unless ``recordings.live_hls``
+transcoded it while it was recorded: then only ``finish_renditions`` runs, in seconds.
 
 Every output is written under a temporary name and moved into place, so re-running the job
 (a retry, a worker killed mid-job, a manual re-process) replaces the outputs whole or not at
