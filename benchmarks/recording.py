@@ -3,6 +3,7 @@ processing that makes each one playable.
 
     tongke bench recording [--minutes 45] [--streams 1,4,8] [--json PATH] [--pace fast|realtime]
                            [--no-reference] [--renditions] [--resolution 1920x1080]
+                           [--live-hls [--live-nice 10]]
     .venv/bin/python benchmarks/recording.py (same options)
 
 Input: one clip of real media, encoded once with ffmpeg (VP8 640x360 30 fps, 1 Mbit/s CBR;
@@ -35,6 +36,24 @@ Figures per run (all of a run's streams recorded at once):
 - ``rss_mib_per_stream``: (peak RSS during the run − RSS before it) / streams;
   ``rss_growth_second_half_mib``: RSS at the end of the feed − RSS at half-time (flat = ~0).
 
+With ``--live-hls`` each stream also gets the live H.264/HLS transcoder of
+``recordings.live_hls`` (two niced ffmpeg runs reading the growing file), and:
+
+- ``h264_ready_after_end_s``: from the last packet until every stream's H.264 versions are in
+  place: the transcoders' tail, then what the processing job does with live renditions
+  (``renditions_from_live``: checks, master playlist, thumbnail sprite, MP4 remux), after the
+  playable step above (the job's order). A stream whose live output is unusable falls back to
+  ``make_renditions`` inside this figure (``h264_from`` says which ran).
+- ``live_cpu_percent_per_stream``: the live ffmpeg runs' CPU time (sampled from /proc every
+  0.25 s until they exit) per second of media and per stream, as a percentage of one core.
+- ``live_speed_x``: media seconds the slowest transcoder encoded per wall second of the feed.
+  Pace ``fast`` would outrun any encoder, so with ``--live-hls`` the feeder also waits while a
+  transcoder trails the fed media by more than ``LIVE_PACE_S`` (what a lesson in real time
+  gives a transcoder that keeps up: its input arrives no faster than it encodes). That stands
+  for a live lesson only if ``live_speed_x`` >= 1 (below, the transcoder could not keep up in
+  real time and the figure is not valid; ``live_keeps_up`` says so); ``--pace realtime`` on a
+  shorter lesson checks it without that assumption.
+
 Reference, once, on stream 1 of the first run: ffmpeg re-encoding that recording to H.264/AAC
 MP4 with faststart (the processing job's transcode, libx264 veryfast) — the readiness an encode
 gives instead of a copy, with ffmpeg's CPU time and peak RSS.
@@ -64,6 +83,8 @@ if TYPE_CHECKING:
     from aiortc.rtp import RtpPacket
 
     from recordings.capture import LessonRecorder
+    from recordings.live_hls import LiveTranscoder
+    from recordings.processing import MediaFacts
     from streaming.sfu.room import Room
 
 Pace = Literal["fast", "realtime"]
@@ -75,6 +96,8 @@ MAX_PAYLOAD = 1200
 TICK_S = 0.25  # media fed per step, per stream
 FAST_BACKLOG_S = 5.0  # the feeder waits while a recorder has more than this queued
 FAST_FLUSH_S = 0.02
+# fast pace with live transcoding: the feeder waits while a transcoder trails by more than this
+LIVE_PACE_S = 4.0
 MIB = 1024 * 1024
 
 
@@ -390,11 +413,48 @@ class RunResult:
     keep: list[Path] = field(default_factory=list)
 
 
+class LiveCpu:
+    """CPU seconds of the live transcoders' ffmpeg runs, from /proc/<pid>/stat while they run
+    (the kernel's count of a child shows in RUSAGE_CHILDREN only with every other ffmpeg)."""
+
+    def __init__(self, transcoders: Sequence[LiveTranscoder]) -> None:
+        self.transcoders = transcoders
+        self.seconds: dict[int, float] = {}
+        self._tick = os.sysconf("SC_CLK_TCK")
+
+    def sample(self) -> None:
+        for transcoder in self.transcoders:
+            for pid in transcoder.encoder_pids:
+                try:
+                    fields = Path(f"/proc/{pid}/stat").read_text("ascii").rsplit(")", 1)[1].split()
+                except (OSError, IndexError):
+                    continue  # gone: its last sample stands
+                self.seconds[pid] = (int(fields[11]) + int(fields[12])) / self._tick
+
+    async def watch(self) -> None:
+        while True:
+            self.sample()
+            await asyncio.sleep(0.25)
+
+    @property
+    def total_s(self) -> float:
+        return sum(self.seconds.values())
+
+
 async def run_streams(
-    clip: Clip, *, streams: int, minutes: float, pace: Pace, directory: Path
+    clip: Clip,
+    *,
+    streams: int,
+    minutes: float,
+    pace: Pace,
+    directory: Path,
+    live_hls: bool = False,
+    live_nice: int = 10,
 ) -> RunResult:
-    """Record ``streams`` simulated lessons of ``minutes`` at once; then make them playable."""
+    """Record ``streams`` simulated lessons of ``minutes`` at once; then make them playable
+    (and, with ``live_hls``, their H.264 versions, transcoded while they were recorded)."""
     from recordings.capture import LessonRecorder
+    from recordings.live_hls import LiveHlsPolicy, LiveTranscoder
     from recordings.processing import make_playable
 
     rng = random.Random(streams)
@@ -426,10 +486,19 @@ async def run_streams(
         )
     backlog_limit = FAST_BACKLOG_S * (clip.video_frames * 1.2 + clip.audio_frames) / clip.seconds
 
+    transcoders: list[LiveTranscoder] = []
+    if live_hls:
+        policy = LiveHlsPolicy(max_per_host=streams, slots_dir=directory / "slots", nice=live_nice)
+        transcoders = [LiveTranscoder(s.path, policy=policy) for s in simulated]
+    live_cpu = LiveCpu(transcoders)
+    watcher = asyncio.ensure_future(live_cpu.watch())
+
     cpu_start = time.process_time()
     wall_start = time.perf_counter()
     for stream in simulated:
         stream.recorder.start()
+    for transcoder in transcoders:
+        transcoder.start()
     feeder_cpu = 0.0
     rss_peak = baseline_rss
     rss_half = baseline_rss
@@ -457,12 +526,35 @@ async def run_streams(
             await asyncio.sleep(0)
             while max(stream.recorder.backlog for stream in simulated) > backlog_limit:
                 await asyncio.sleep(0.005)
+            fed_s = (tick + 1) * TICK_S
+            idle = {t: (t.media_s, time.perf_counter()) for t in transcoders}
+            while transcoders and min(t.media_s for t in transcoders) < fed_s - LIVE_PACE_S:
+                if any(t.outcome is not None for t in transcoders):
+                    break  # one gave up: its stream falls back after the end
+                now = time.perf_counter()
+                for t in transcoders:
+                    if t.media_s != idle[t][0]:
+                        idle[t] = (t.media_s, now)
+                # every byte of the file fed and nothing new encoded for a second: the
+                # transcoder waits for input (ffmpeg reports progress only between reads, and
+                # the recorder's last cluster closes with the next packets)
+                if all(
+                    t.raw.exists()
+                    and t.fed_bytes >= t.raw.stat().st_size
+                    and now - idle[t][1] > 1.0
+                    for t in transcoders
+                ):
+                    break
+                await asyncio.sleep(0.02)
     rss_end = rss_mib()
     rss_peak = max(rss_peak, rss_end)
     end = time.perf_counter()
+    live_encoded_s = min((t.media_s for t in transcoders), default=0.0)
     summaries = await asyncio.gather(*(stream.recorder.stop() for stream in simulated))
     stopped = time.perf_counter()
     cpu_recording = time.process_time() - cpu_start - feeder_cpu
+    for transcoder in transcoders:
+        transcoder.finish()
 
     children_before = children_cpu_s()
     playable = await asyncio.gather(
@@ -511,7 +603,63 @@ async def run_streams(
             for key in ("frames_lost", "frames_skipped", "late_packets", "duplicates")
         },
     }
+    if live_hls:
+        figures.update(
+            await _h264_figures(
+                simulated, transcoders, playable, end=end, stopped=stopped, live_cpu=live_cpu
+            )
+        )
+        figures["live_speed_x"] = round(live_encoded_s / (end - wall_start), 2)
+        figures["live_keeps_up"] = figures["live_speed_x"] >= 1.0
+        figures["live_nice"] = live_nice
+    watcher.cancel()
     return RunResult(figures, simulated[0].path, stopped - end)
+
+
+async def _h264_figures(
+    simulated: Sequence[SimulatedStream],
+    transcoders: Sequence[LiveTranscoder],
+    playable: Sequence[tuple[MediaFacts, dict[str, Any]]],
+    *,
+    end: float,
+    stopped: float,
+    live_cpu: LiveCpu,
+) -> dict[str, Any]:
+    """After the playable step: the live transcoders' tail and what the job does with them."""
+    from recordings.live_hls import renditions_from_live
+    from recordings.processing import make_renditions
+
+    async def h264(stream: SimulatedStream, facts: MediaFacts) -> dict[str, Any]:
+        folder = stream.path.parent
+        outputs = await renditions_from_live(
+            stream.path, out_dir=folder, facts=facts, loudnorm=False
+        )
+        if outputs is None:
+            outputs = await make_renditions(stream.path, out_dir=folder, facts=facts)
+        return outputs
+
+    tails = asyncio.gather(*(t.wait() for t in transcoders))
+    results = await asyncio.gather(
+        *(h264(s, facts) for s, (facts, _) in zip(simulated, playable, strict=True))
+    )
+    h264_ready = time.perf_counter()
+    await tails
+    live_cpu.sample()
+    media_s = sum(facts.duration_s for facts, _ in playable)
+    return {
+        "h264_ready_after_end_s": round(h264_ready - end, 2),
+        "h264_from": sorted({outputs["renditions_from"] for outputs in results}),
+        "h264_duration_error_s": round(
+            max(
+                abs(outputs["duration_s"] - facts.duration_s)
+                for outputs, (facts, _) in zip(results, playable, strict=True)
+            ),
+            3,
+        ),
+        "live_outcomes": sorted({t.outcome or "running" for t in transcoders}),
+        "live_cpu_percent_per_stream": round(100 * live_cpu.total_s / media_s, 1),
+        "live_tail_s": round(max(t.ended_at or h264_ready for t in transcoders) - stopped, 2),
+    }
 
 
 async def reference_transcode(raw: Path, *, stop_s: float) -> dict[str, Any]:
@@ -580,6 +728,16 @@ def print_table(report: dict[str, Any], write: Callable[[str], None]) -> None:
             f"{run['rss_growth_second_half_mib']:>+12.1f} {run['speed_x']:>8.1f} "
             f"{'yes' if run['playable_verified'] else 'NO':>6}"
         )
+    for run in report["runs"]:
+        if "h264_ready_after_end_s" in run:
+            write(
+                f"  H.264 (HLS + MP4, live transcode) of {run['streams']} stream(s): ready "
+                f"{run['h264_ready_after_end_s']:.2f} s after the end (tail "
+                f"{run['live_tail_s']:.2f} s), live ffmpeg {run['live_cpu_percent_per_stream']}"
+                f" % of a core per stream, speed {run['live_speed_x']}x, from "
+                f"{'/'.join(run['h264_from'])}"
+                + ("" if run["live_keeps_up"] else " — SLOWER THAN REAL TIME: not valid")
+            )
     renditions = report.get("renditions")
     if renditions:
         write(
@@ -608,6 +766,8 @@ async def run_benchmark(
     clip_seconds: float = 30.0,
     workdir: Path | None = None,
     resolution: tuple[int, int] = BASE_RESOLUTION,
+    live_hls: bool = False,
+    live_nice: int = 10,
 ) -> dict[str, Any]:
     """Every run, then the reference; returns the JSON document."""
     if shutil.which("ffmpeg") is None:
@@ -636,7 +796,13 @@ async def run_benchmark(
         for count in streams:
             run_dir = directory / f"run-{count}"
             result = await run_streams(
-                clip, streams=count, minutes=minutes, pace=pace, directory=run_dir
+                clip,
+                streams=count,
+                minutes=minutes,
+                pace=pace,
+                directory=run_dir,
+                live_hls=live_hls,
+                live_nice=live_nice,
             )
             report["runs"].append(result.figures)
             if reference and "reference" not in report:
@@ -661,6 +827,8 @@ def main(
     clip_seconds: float = 30.0,
     workdir: Path | None = None,
     resolution: tuple[int, int] = BASE_RESOLUTION,
+    live_hls: bool = False,
+    live_nice: int = 10,
     write: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Run, print the table, write the JSON; the entry point of ``tongke bench recording``."""
@@ -674,6 +842,8 @@ def main(
             clip_seconds=clip_seconds,
             workdir=workdir,
             resolution=resolution,
+            live_hls=live_hls,
+            live_nice=live_nice,
         )
     )
     print_table(report, write)
@@ -697,6 +867,8 @@ if __name__ == "__main__":
     parser.add_argument("--renditions", action="store_true")
     parser.add_argument("--clip-seconds", type=float, default=30.0)
     parser.add_argument("--resolution", type=parse_resolution, default=BASE_RESOLUTION)
+    parser.add_argument("--live-hls", action="store_true")
+    parser.add_argument("--live-nice", type=int, default=10)
     arguments = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     main(
@@ -708,4 +880,6 @@ if __name__ == "__main__":
         renditions=arguments.renditions,
         clip_seconds=arguments.clip_seconds,
         resolution=arguments.resolution,
+        live_hls=arguments.live_hls,
+        live_nice=arguments.live_nice,
     )

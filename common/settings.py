@@ -61,6 +61,14 @@ class Settings(BaseSettings):
     # A recording whose room nobody hosts and whose file stood still this long is over (its
     # worker died and no classroom came back); a worker's sweep then finalizes it.
     recording_abandon_seconds: float = Field(default=120.0, gt=0)
+    # H.264/HLS made while the lesson is recorded (recordings.live_hls), so the web versions are
+    # ready seconds after the end instead of minutes: ~27 % of a core per recorded 360p stream
+    # (both renditions, niced; see README). At most this many at once per host (web process and
+    # SFU workers together); lessons beyond the cap, and a live run that trails the lesson by
+    # more than the lag, are transcoded after the end as before.
+    recording_live_hls: bool = True
+    recording_live_hls_max_streams: int = Field(default=2, ge=0, le=64)
+    recording_live_hls_max_lag_seconds: float = Field(default=120.0, gt=0)
     # SFU workers (`tongke sfu`): with Redis, rooms live in worker processes that register in
     # Redis and claim rooms there; the web process authenticates joins and relays signaling to
     # the room's worker. None: on exactly when TONGKE_REDIS_URL is set; off: rooms in process.

@@ -9,7 +9,8 @@ rendition and one for the sprite (each run's peak RSS under 100 MiB for a 45-min
 lesson: ~89 MiB after 2 minutes, ~96 after 45; ``tongke bench recording --renditions``):
 HLS in ~4 s fMP4 segments with the main rendition and a 360p ~300 kbit/s one, a thumbnail
 sprite with its WebVTT index, and ``lesson.mp4`` (the main rendition remuxed,
-``+faststart``). That costs minutes for a 45-minute lesson.
+``+faststart``). That costs minutes for a 45-minute lesson, unless ``recordings.live_hls``
+transcoded it while it was recorded: then only ``finish_renditions`` runs, in seconds.
 
 Every output is written under a temporary name and moved into place, so re-running the job
 (a retry, a worker killed mid-job, a manual re-process) replaces the outputs whole or not at
@@ -489,12 +490,13 @@ def _replace_tree(source: Path, target: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _share(report: Report | None, first: float, last: float) -> Report:
-    """Progress of one ffmpeg run as its span of the renditions step (5 %..90 % of the job)."""
+def _share(report: Report | None, first: float, last: float, label: str = "") -> Report:
+    """Progress of one ffmpeg run as its span of the renditions step (5 %..90 % of the job);
+    ``label`` in place of the run's own message."""
 
     async def scaled(share: float, message: str) -> None:
         if report is not None:
-            await report(0.05 + 0.85 * (first + (last - first) * share), message)
+            await report(0.05 + 0.85 * (first + (last - first) * share), label or message)
 
     return scaled
 
@@ -515,7 +517,6 @@ async def make_renditions(
     work = out_dir / ".renditions.partial"
     shutil.rmtree(work, ignore_errors=True)
     (work / HLS_DIR).mkdir(parents=True)
-    grid = ThumbnailGrid.for_media(facts) if facts.has_video else None
 
     # one ffmpeg run per rendition, then one for the sprite (see X264_THREADS): decoding the
     # raw file again costs ~10 % of an encode
@@ -529,12 +530,48 @@ async def make_renditions(
                 duration_s=facts.duration_s,
                 report=_share(report, first, last),
             )
-        merge_masters(work / HLS_DIR, [r.name for r in renditions])
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    outputs = await finish_renditions(
+        work,
+        out_dir=out_dir,
+        facts=facts,
+        renditions=[r.name for r in renditions],
+        loudnorm=loudnorm,
+        sprite_from=raw,
+        report=report,
+    )
+    outputs["renditions_from"] = "full"
+    return outputs
+
+
+async def finish_renditions(
+    work: Path,
+    *,
+    out_dir: Path,
+    facts: MediaFacts,
+    renditions: Sequence[str],
+    loudnorm: bool,
+    sprite_from: Path,
+    key_frames_only: bool = False,
+    report: Report | None = None,
+) -> dict[str, Any]:
+    """From the renditions' runs in ``work/hls`` (here, or ``recordings.live_hls`` during the
+    lesson): the master playlist, the thumbnail sprite (from ``sprite_from``; with
+    ``key_frames_only`` decoding only its key frames when the tiles are at least a segment
+    apart), the MP4, all moved into place; ``work`` is removed whatever happens."""
+    grid = ThumbnailGrid.for_media(facts) if facts.has_video else None
+    try:
+        merge_masters(work / HLS_DIR, renditions)
         if grid is not None:
+            skip = (
+                ["-skip_frame", "nokey"] if key_frames_only and grid.interval_s >= SEGMENT_S else []
+            )
             await _ffmpeg(
-                sprite_arguments(raw, work / THUMBS_NAME, grid=grid),
+                [*skip, *sprite_arguments(sprite_from, work / THUMBS_NAME, grid=grid)],
                 duration_s=facts.duration_s,
-                report=_share(report, 0.9, 1.0),
+                report=_share(report, 0.9, 1.0, "生成缩略图"),
             )
         rewrite_master(work / HLS_DIR / HLS_MASTER)
         if report is not None:
@@ -694,11 +731,17 @@ async def process_recording(
         # keep the renditions of an earlier run servable until this run replaces them
         recording.outputs = {**previous, **outputs, "renditions": "processing"}
     try:
-        outputs.update(
-            await make_renditions(
+        from recordings.live_hls import renditions_from_live  # builds on this module
+
+        # what a live transcoder made during the lesson, finished; else the full transcode
+        rendered = await renditions_from_live(
+            raw, out_dir=raw.parent, facts=facts, loudnorm=loudnorm, report=report
+        )
+        if rendered is None:
+            rendered = await make_renditions(
                 raw, out_dir=raw.parent, facts=facts, loudnorm=loudnorm, report=report
             )
-        )
+        outputs.update(rendered)
         if remote is not None:
             if report is not None:
                 await report(0.97, "上传到对象存储")

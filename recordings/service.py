@@ -54,6 +54,7 @@ from recordings.storage import LocalStorage, MediaStorage
 if TYPE_CHECKING:
     # PyAV and aiortc load only where a recorder runs (the web process starts without them).
     from recordings.capture import LessonRecorder
+    from recordings.live_hls import LiveHlsPolicy, LiveTranscoder
     from streaming.sfu.room import Room
 
 log = get_logger(__name__)
@@ -462,6 +463,9 @@ class ActiveRecordings:
 
     by_id: dict[int, LessonRecorder] = field(default_factory=dict)
     sync_groups: dict[int, int] = field(default_factory=dict)  # sync group id → recording id
+    # H.264/HLS during the lesson (None: after the end only); the transcoders running here
+    live_hls: LiveHlsPolicy | None = None
+    transcoders: dict[int, LiveTranscoder] = field(default_factory=dict)
 
     def recording_of(self, sync_group_id: int) -> int | None:
         return self.sync_groups.get(sync_group_id)
@@ -518,6 +522,7 @@ def record_into(
 ) -> LessonRecorder:
     """Start a recorder on ``room`` for a ``recording`` row made already (an SFU worker does
     this for a row the web process made when it checked who may record)."""
+    from recordings import live_hls
     from recordings.capture import LessonRecorder
 
     if (running := active.recording_of(sync_group_id)) is not None:
@@ -535,6 +540,11 @@ def record_into(
         active.forget(recording_id)
         await finish_recording(sessions, jobs=jobs, recording_id=recording_id, stopped=stopped)
 
+    # finished by the recorder's stop, before processing is queued (callbacks run in order)
+    transcoder = live_hls.attach(recorder, active.live_hls)
+    if transcoder is not None:
+        active.transcoders[recording_id] = transcoder
+        transcoder.on_ended = lambda: active.transcoders.pop(recording_id, None)
     recorder.on_stopped.append(queue_processing)
     active.by_id[recording_id] = recorder
     active.sync_groups[sync_group_id] = recording_id

@@ -188,13 +188,14 @@ class SfuWorker:
     def recording_target(self) -> Any:
         """The recorders running here (timetabled and started by hand) and where they write."""
         if self._recording is None:
+            from recordings.live_hls import LiveHlsPolicy
             from recordings.service import ActiveRecordings
             from streaming.lifecycle import RecordingTarget
 
             self._recording = RecordingTarget(
                 media_root=self.settings.media_root,
                 jobs=self._job_queue(),
-                active=ActiveRecordings(),
+                active=ActiveRecordings(live_hls=LiveHlsPolicy.from_settings(self.settings)),
             )
         return self._recording
 

@@ -352,6 +352,12 @@ def bench_recording(
     resolution: Annotated[
         str, typer.Option(help="模拟摄像头的分辨率，例如 640x360、1920x1080")
     ] = "640x360",
+    live_hls: Annotated[
+        bool, typer.Option("--live-hls/--no-live-hls", help="录制时同时转码 H.264/HLS 并计时")
+    ] = False,
+    live_nice: Annotated[
+        int, typer.Option(min=0, max=19, help="实时转码 ffmpeg 的 nice 值（生产默认 10）")
+    ] = 10,
 ) -> None:
     """Record simulated live lessons through the real recorder, then make them playable."""
     from pathlib import Path
@@ -380,6 +386,8 @@ def bench_recording(
         renditions=renditions,
         clip_seconds=clip_seconds,
         resolution=size,
+        live_hls=live_hls,
+        live_nice=live_nice,
         write=typer.echo,
     )
 

@@ -91,3 +91,16 @@ def test_bad_resolutions_are_refused() -> None:
         result = CliRunner().invoke(app, ["bench", "recording", "--resolution", text])
         assert result.exit_code == 1, text
         assert "--resolution" in result.output
+
+
+def test_live_hls_times_the_h264_versions_after_the_end(tmp_path: Path) -> None:
+    output, report = _bench(tmp_path, "--live-hls")
+    assert "H.264 (HLS + MP4, live transcode)" in output
+    [run] = report["runs"]
+    # the keys stay; the H.264 figures come beside them
+    assert {"streams", "cpu_percent_per_stream", "ready_after_end_s", "frames_lost"} <= run.keys()
+    assert run["h264_from"] == ["live"] and run["live_outcomes"] == ["done"]
+    assert run["h264_ready_after_end_s"] >= run["ready_after_end_s"] > 0
+    assert run["h264_duration_error_s"] <= 0.5
+    assert 0 < run["live_cpu_percent_per_stream"] < 200
+    assert run["live_speed_x"] > 0 and isinstance(run["live_keeps_up"], bool)
