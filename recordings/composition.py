@@ -32,11 +32,10 @@ from recordings.processing import (
     PROCESS_RETRIES,
     ProcessingError,
     Report,
-    _ffmpeg,
     probe_media,
-    process_recording,
+    process_configured,
+    run_ffmpeg,
 )
-from recordings.storage import remote_storage
 
 log = get_logger(__name__)
 
@@ -278,7 +277,7 @@ async def compose_meeting(
             await report(0.5 * share, f"合成会议录像：{message}")
 
     try:
-        await _ffmpeg(arguments, duration_s=duration_s, report=composing)
+        await run_ffmpeg(arguments, duration_s=duration_s, report=composing)
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)
@@ -347,15 +346,8 @@ def register_jobs(queue: JobQueue, settings: Settings) -> None:
         async def processing(progress: float, message: str) -> None:
             await ctx.report(0.5 + 0.5 * progress, message)
 
-        outputs = await process_recording(
-            sessions,
-            media_root=settings.media_root,
-            recording_id=recording_id,
-            attempt=ctx.attempt,
-            report=processing,
-            remote=remote_storage(settings),
-            keep_local=settings.s3_keep_local,
-            loudnorm=settings.recording_loudnorm,
+        outputs = await process_configured(
+            settings, recording_id=recording_id, attempt=ctx.attempt, report=processing
         )
         with transaction(sessions) as session:
             recording = session.get_one(Recording, recording_id)
