@@ -218,9 +218,9 @@ async def test_hd_sources_get_aligned_renditions_within_their_memory_budget(
     subprocess.run(
         [
             "ffmpeg", "-v", "error", "-y",
-            "-f", "lavfi", "-i", f"testsrc2=size={width}x{height}:rate=15",
+            "-f", "lavfi", "-i", f"testsrc2=size={width}x{height}:rate=10",
             "-f", "lavfi", "-i", "sine=f=440:r=48000",
-            "-t", "6", "-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8",
+            "-t", "5", "-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8",
             "-b:v", "2000k", "-c:a", "libopus", str(raw),
         ],
         check=True,
@@ -244,4 +244,4 @@ async def test_hd_sources_get_aligned_renditions_within_their_memory_budget(
     assert marks["main"] == marks["low"]  # the same key frames: a player switches anywhere
     assert [float(mark[8:].split(",")[0]) for mark in marks["main"]][:1] == [4.0]
     assert _ffprobe_streams(tmp_path / "lesson.mp4")[0]["height"] == height
-    assert abs(outputs["duration_s"] - 6) < 0.5
+    assert abs(outputs["duration_s"] - 5) < 0.5
