@@ -347,13 +347,26 @@ def children_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def ffmpeg_run_name(command: list[str]) -> str:
+    """Which run of the processing step an ffmpeg command line is: a rendition by its name in
+    ``-var_stream_map``, else by its output (the sprite's JPEG, the MP4 remux)."""
+    if "-var_stream_map" in command[:-1]:
+        return command[command.index("-var_stream_map") + 1].rpartition("name:")[2]
+    if any(argument.endswith(".jpg") for argument in command):
+        return "sprite"
+    return "mp4" if any(argument.endswith(".mp4") for argument in command) else "other"
+
+
 class FfmpegPeak:
     """The highest peak RSS (``VmHWM``) of any ffmpeg this process starts while it watches,
-    sampled every 50 ms from /proc. ``ru_maxrss`` of children cannot tell: a child's starts
-    as the forked copy of this Python process (PyAV and the recorder loaded) before exec."""
+    sampled every 50 ms from /proc, overall and per run (``runs``: peak MiB and CPU seconds,
+    the last sample's, by ``ffmpeg_run_name``). ``ru_maxrss`` of children cannot tell: a
+    child's starts as the forked copy of this Python process (PyAV and the recorder loaded)
+    before exec."""
 
     def __init__(self) -> None:
         self.peak_kib = 0
+        self.runs: dict[str, dict[str, float]] = {}
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> FfmpegPeak:
@@ -370,17 +383,25 @@ class FfmpegPeak:
         return round(self.peak_kib / 1024, 1)
 
     def sample(self) -> None:
+        ticks = os.sysconf("SC_CLK_TCK")
         for children in Path("/proc/self/task").glob("*/children"):
             for pid in children.read_text("ascii").split():
                 try:
                     status = Path(f"/proc/{pid}/status").read_text("ascii")
+                    command = Path(f"/proc/{pid}/cmdline").read_text().split("\0")
+                    stat = Path(f"/proc/{pid}/stat").read_text("ascii")
                 except OSError:
                     continue  # already gone
                 if not status.startswith("Name:\tffmpeg\n"):
                     continue
                 for line in status.splitlines():
                     if line.startswith("VmHWM:"):
-                        self.peak_kib = max(self.peak_kib, int(line.split()[1]))
+                        kib = int(line.split()[1])
+                        self.peak_kib = max(self.peak_kib, kib)
+                        fields = stat.rsplit(")", 1)[1].split()
+                        run = self.runs.setdefault(ffmpeg_run_name(command), {})
+                        run["peak_mib"] = max(run.get("peak_mib", 0.0), round(kib / 1024, 1))
+                        run["cpu_s"] = round((int(fields[11]) + int(fields[12])) / ticks, 1)
 
     async def _watch(self) -> None:
         while True:
@@ -704,6 +725,7 @@ async def renditions_run(raw: Path) -> dict[str, Any]:
         "speed_x": round(facts.duration_s / seconds, 1),
         "ffmpeg_cpu_s": round(children_cpu_s() - cpu_before, 1),
         "ffmpeg_peak_rss_mib": peak.mib,
+        "runs": peak.runs,
         "mp4_bytes": outputs["size_bytes"],
     }
 
@@ -744,7 +766,12 @@ def print_table(report: dict[str, Any], write: Callable[[str], None]) -> None:
             f"renditions (HLS main + low, thumbnails, MP4) of one {renditions['media_minutes']} "
             f"min recording: {renditions['seconds']} s ({renditions['speed_x']}x real time), "
             f"ffmpeg CPU {renditions['ffmpeg_cpu_s']} s, processing peak RSS "
-            f"{renditions['ffmpeg_peak_rss_mib']} MiB"
+            f"{renditions['ffmpeg_peak_rss_mib']} MiB ("
+            + ", ".join(
+                f"{name} {run['peak_mib']} MiB / {run['cpu_s']} s CPU"
+                for name, run in renditions["runs"].items()
+            )
+            + ")"
         )
     reference = report.get("reference")
     if reference:

@@ -1,7 +1,7 @@
 """What composing a recorded 教研 meeting costs: wall time and ffmpeg's peak memory.
 
-Makes a synthetic meeting (``--participants`` files of VP8 640x360 15 fps + Opus, as the
-capture writes them, joining a few seconds apart, with a speaker change every
+Makes a synthetic meeting (``--participants`` files of VP8 15 fps at 640x360 or ``--size``,
++ Opus, as the capture writes them, joining a few seconds apart, with a speaker change every
 ``--turn`` seconds and one screen share), composes it as the job does, and prints figures::
 
     python -m recordings.bench_composition --minutes 3 --participants 3
@@ -33,10 +33,12 @@ JOIN_STEP_S = 2.0
 LOOP_S = 20.0  # encoded once, then repeated by stream copy (cheap on a busy machine)
 
 
-def _synthetic_track(path: Path, *, seconds: float, tone_hz: int, audio: bool) -> None:
+def _synthetic_track(
+    path: Path, *, seconds: float, tone_hz: int, audio: bool, size: str = "640x360"
+) -> None:
     clip = path.with_name(f".{path.stem}.clip.webm")
     arguments = ["ffmpeg", "-v", "error", "-y", "-f", "lavfi"]
-    arguments += ["-i", f"testsrc2=size=640x360:rate=15:duration={LOOP_S:.1f}"]
+    arguments += ["-i", f"testsrc2=size={size}:rate=15:duration={LOOP_S:.1f}"]
     if audio:
         arguments += ["-f", "lavfi", "-i", f"sine=f={tone_hz}:r=48000:duration={LOOP_S:.1f}"]
         arguments += ["-c:a", "libopus", "-b:a", "32k"]
@@ -47,7 +49,9 @@ def _synthetic_track(path: Path, *, seconds: float, tone_hz: int, audio: bool) -
     clip.unlink()
 
 
-def make_meeting(folder: Path, *, minutes: float, participants: int, turn_s: float) -> float:
+def make_meeting(
+    folder: Path, *, minutes: float, participants: int, turn_s: float, size: str = "640x360"
+) -> float:
     """A recording folder as ``MeetingRecorder`` leaves it; returns its length in seconds."""
     duration = minutes * 60
     started_at = time.time() - duration
@@ -67,7 +71,11 @@ def make_meeting(folder: Path, *, minutes: float, participants: int, turn_s: flo
         for relative, audio in files:
             path = folder / relative
             _synthetic_track(
-                path, seconds=duration - joined, tone_hz=300 + 110 * index, audio=audio
+                path,
+                seconds=duration - joined,
+                tone_hz=300 + 110 * index,
+                audio=audio,
+                size=size,
             )
             sidecar = {"started_at": started_at + joined, "gaps": []}
             path.with_suffix(".events.json").write_text(json.dumps(sidecar), "utf-8")
@@ -114,6 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--minutes", type=float, default=3.0)
     parser.add_argument("--participants", type=int, default=3)
     parser.add_argument("--turn", type=float, default=20.0, help="seconds between speakers")
+    parser.add_argument("--size", default="640x360", help="every camera's and screen's size")
     parser.add_argument("--keep", type=Path, help="make the meeting here and keep it")
     parser.add_argument("--compose", type=Path, help=argparse.SUPPRESS)  # the measured child
     args = parser.parse_args(argv)
@@ -126,7 +135,11 @@ def main(argv: list[str] | None = None) -> None:
         if not (root / TIMELINE_NAME).exists():  # --keep: made once, composed as often as asked
             made = time.perf_counter()
             make_meeting(
-                root, minutes=args.minutes, participants=args.participants, turn_s=args.turn
+                root,
+                minutes=args.minutes,
+                participants=args.participants,
+                turn_s=args.turn,
+                size=args.size,
             )
             print(f"meeting made in {time.perf_counter() - made:.1f} s")
         print(f"meeting: {duration:.0f} s, {args.participants} participants")

@@ -32,11 +32,10 @@ from recordings.processing import (
     PROCESS_RETRIES,
     ProcessingError,
     Report,
-    _ffmpeg,
     probe_media,
-    process_recording,
+    process_configured,
+    run_ffmpeg,
 )
-from recordings.storage import remote_storage
 
 log = get_logger(__name__)
 
@@ -199,9 +198,12 @@ def compose_arguments(
     """ffmpeg's arguments and its filter graph (passed as a script: it grows with the
     number of speaker changes)."""
     width, height = canvas
-    arguments: list[str] = ["-copyts"]
+    # one thread per decoder, filter graph and encoder: each decoder thread holds a frame of
+    # its own, and at 720p the threads cost more CPU than they save (README, 教研 meetings)
+    arguments: list[str] = ["-copyts", "-filter_complex_threads", "1"]
     for source in sources:
-        arguments += ["-itsoffset", f"{source.offset_s:.3f}", "-i", str(source.path)]
+        arguments += ["-threads", "1", "-itsoffset", f"{source.offset_s:.3f}"]
+        arguments += ["-i", str(source.path)]
     filters = [f"color=c={BACKGROUND}:s={width}x{height}:r={FRAME_RATE}:d={duration_s:.3f}[bg]"]
     picture = "bg"
     for index, source in enumerate(sources):
@@ -231,7 +233,7 @@ def compose_arguments(
         filters.append(f"anullsrc=r=48000:cl=stereo,atrim=end={duration_s:.3f}[aout]")
     arguments += [
         "-map", "[vout]", "-map", "[aout]",
-        "-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8",
+        "-c:v", "libvpx", "-threads", "1", "-deadline", "realtime", "-cpu-used", "8",
         "-b:v", f"{VIDEO_KBPS}k", "-g", str(FRAME_RATE * 2),
         "-c:a", "libopus", "-b:a", f"{AUDIO_KBPS}k",
         "-t", f"{duration_s:.3f}",
@@ -278,7 +280,7 @@ async def compose_meeting(
             await report(0.5 * share, f"合成会议录像：{message}")
 
     try:
-        await _ffmpeg(arguments, duration_s=duration_s, report=composing)
+        await run_ffmpeg(arguments, duration_s=duration_s, report=composing)
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)
@@ -347,15 +349,8 @@ def register_jobs(queue: JobQueue, settings: Settings) -> None:
         async def processing(progress: float, message: str) -> None:
             await ctx.report(0.5 + 0.5 * progress, message)
 
-        outputs = await process_recording(
-            sessions,
-            media_root=settings.media_root,
-            recording_id=recording_id,
-            attempt=ctx.attempt,
-            report=processing,
-            remote=remote_storage(settings),
-            keep_local=settings.s3_keep_local,
-            loudnorm=settings.recording_loudnorm,
+        outputs = await process_configured(
+            settings, recording_id=recording_id, attempt=ctx.attempt, report=processing
         )
         with transaction(sessions) as session:
             recording = session.get_one(Recording, recording_id)

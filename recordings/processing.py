@@ -161,7 +161,9 @@ def _parse_progress(line: str) -> float | None:
     return None
 
 
-async def _ffmpeg(arguments: list[str], *, duration_s: float, report: Report | None) -> None:
+async def run_ffmpeg(arguments: list[str], *, duration_s: float, report: Report | None) -> None:
+    """Run ffmpeg with ``arguments`` (``-progress pipe:1`` in them reports the share of
+    ``duration_s`` written); a failure raises ``ProcessingError`` with stderr's last lines."""
     process = await asyncio.create_subprocess_exec(
         "ffmpeg",
         "-hide_banner",
@@ -215,7 +217,7 @@ async def transcode_mp4(
         arguments += ["-an"]
     arguments += ["-movflags", "+faststart", "-progress", "pipe:1", "-nostats", "-f", "mp4"]
     try:
-        await _ffmpeg([*arguments, str(partial)], duration_s=facts.duration_s, report=report)
+        await run_ffmpeg([*arguments, str(partial)], duration_s=facts.duration_s, report=report)
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)
@@ -224,7 +226,7 @@ async def transcode_mp4(
 async def write_poster(raw: Path, target: Path, *, at_s: float) -> None:
     partial = target.with_name(f".{target.stem}.partial{target.suffix}")
     try:
-        await _ffmpeg(
+        await run_ffmpeg(
             [
                 "-ss",
                 f"{at_s:.2f}",
@@ -360,12 +362,37 @@ LOW = Rendition(
     48,
 )  # fmt: skip
 # Memory, not speed, bounds how many lessons a worker processes at once: one encoder per
-# ffmpeg run (two in one run cost ~50 MiB more at peak), with fixed thread counts (x264's
-# default, 1.5 x cores, and the decoder's grow with the machine's cores) keeps each run of a
-# 360p lesson under 100 MiB, ~50 MiB of it ffmpeg's own libraries (a 720p main run: ~156).
-X264_THREADS = 2
-X264_LOOKAHEAD = 10
-DECODER_THREADS = 2
+# ffmpeg run (two in one run cost ~50 MiB more at peak) and fixed thread counts (x264's
+# default, 1.5 x cores, and the decoder's grow with the machine's cores). ~47 MiB of every
+# run is ffmpeg's own libraries; the rest pays for the decoder's frames (a few at the
+# source's size) and x264's, which grow with the encoded size and with how many frames it
+# holds: look-ahead, B-frames, and one more picture per frame thread (figures: README).
+SMALL_HEIGHT = 480
+
+
+@dataclass(frozen=True)
+class EncoderBudget:
+    """How one rendition run decodes and encodes (``-x264-params``, decoder threads)."""
+
+    x264_params: str
+    decoder_threads: int
+
+
+def encoder_budget(*, source_height: int, output_height: int) -> EncoderBudget:
+    """Settings that keep a run decoding ``source_height`` lines and encoding
+    ``output_height`` lines within its memory: up to 480 lines both, x264's look-ahead of 10
+    frames over two frame threads; larger, one decoder thread, x264 slicing each frame over
+    two threads (no frame in flight per thread) and, for a large output, a look-ahead of 2
+    frames without B-frames (each held frame costs ~3 MiB at 720p)."""
+    small_source = source_height <= SMALL_HEIGHT
+    small_output = output_height <= SMALL_HEIGHT
+    threads = "threads=2" if small_source and small_output else "threads=2:sliced-threads=1"
+    lookahead = "rc-lookahead=10" if small_output else "rc-lookahead=2:bframes=0"
+    return EncoderBudget(f"{threads}:{lookahead}", 2 if small_source else 1)
+
+
+# The sprite's run only decodes (its tile is small): two decoder threads fit at every size.
+SPRITE_DECODER_THREADS = 2
 
 
 def rendition_arguments(
@@ -376,6 +403,7 @@ def rendition_arguments(
     writing ``hls/master-<name>.m3u8`` (merged by ``merge_masters``)."""
     filters: list[str] = []
     maps: list[str] = []
+    height = 0
     if facts.has_video:
         height = min(rendition.height, facts.height or rendition.height) if rendition.height else 0
         filters.append("[0:v]" + (f"scale=-2:{height}" if height else "null") + "[v]")
@@ -388,15 +416,15 @@ def rendition_arguments(
         maps += ["-map", "[a]"]
     streams = ["v:0"] if facts.has_video else []
     streams += ["a:0"] if facts.has_audio else []
+    budget = encoder_budget(source_height=facts.height, output_height=height or facts.height)
     arguments = [
-        "-threads", str(DECODER_THREADS), "-i", str(raw),
+        "-threads", str(budget.decoder_threads), "-i", str(raw),
         "-filter_complex", ";".join(filters), *maps,
     ]  # fmt: skip
     if facts.has_video:
         arguments += [
             "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p",
-            "-threads:v", str(X264_THREADS),
-            "-x264-params", f"rc-lookahead={X264_LOOKAHEAD}",
+            "-x264-params", budget.x264_params,
             "-force_key_frames", f"expr:gte(t,n_forced*{SEGMENT_S})",
             *rendition.video_args,
         ]  # fmt: skip
@@ -418,7 +446,7 @@ def sprite_arguments(raw: Path, target: Path, *, grid: ThumbnailGrid) -> list[st
     """The thumbnail sprite, by a run of its own: in a rendition's run its 1600-pixel-wide
     tile and JPEG encoder add ~14 MiB to that run's peak; decoding once more costs less."""
     return [
-        "-threads", str(DECODER_THREADS), "-i", str(raw), "-an",
+        "-threads", str(SPRITE_DECODER_THREADS), "-i", str(raw), "-an",
         "-vf", f"fps=1/{grid.interval_s},scale={grid.width}:{grid.height},"
         f"tile={grid.columns}x{grid.rows}",
         "-frames:v", "1", "-update", "1", "-q:v", "5", str(target),
@@ -518,14 +546,14 @@ async def make_renditions(
     shutil.rmtree(work, ignore_errors=True)
     (work / HLS_DIR).mkdir(parents=True)
 
-    # one ffmpeg run per rendition, then one for the sprite (see X264_THREADS): decoding the
+    # one ffmpeg run per rendition, then one for the sprite (see encoder_budget): decoding the
     # raw file again costs ~10 % of an encode
     renditions = [MAIN, LOW] if facts.has_video else [MAIN]
     # the main rendition is most of the work, the sprite little
     spans = [(0.0, 0.6), (0.6, 0.9)] if facts.has_video else [(0.0, 1.0)]
     try:
         for rendition, (first, last) in zip(renditions, spans, strict=True):
-            await _ffmpeg(
+            await run_ffmpeg(
                 rendition_arguments(raw, work, rendition=rendition, facts=facts, loudnorm=loudnorm),
                 duration_s=facts.duration_s,
                 report=_share(report, first, last),
@@ -568,7 +596,7 @@ async def finish_renditions(
             skip = (
                 ["-skip_frame", "nokey"] if key_frames_only and grid.interval_s >= SEGMENT_S else []
             )
-            await _ffmpeg(
+            await run_ffmpeg(
                 [*skip, *sprite_arguments(sprite_from, work / THUMBS_NAME, grid=grid)],
                 duration_s=facts.duration_s,
                 report=_share(report, 0.9, 1.0, "生成缩略图"),
@@ -576,7 +604,7 @@ async def finish_renditions(
         rewrite_master(work / HLS_DIR / HLS_MASTER)
         if report is not None:
             await report(0.92, "生成 MP4")
-        await _ffmpeg(
+        await run_ffmpeg(
             [
                 "-i", str(work / HLS_DIR / "main" / "index.m3u8"),
                 "-c", "copy", "-movflags", "+faststart", "-f", "mp4", str(work / MP4_NAME),
@@ -784,25 +812,30 @@ async def process_recording(
     return outputs
 
 
+async def process_configured(
+    settings: Settings, *, recording_id: int, attempt: int, report: Report
+) -> dict[str, Any]:
+    """``process_recording`` as a job runs it, with the configured database, media root,
+    storage and loudness normalisation (the processing and meeting-composition jobs)."""
+    return await process_recording(
+        session_factory(get_engine(settings.database_url)),
+        media_root=settings.media_root,
+        recording_id=recording_id,
+        attempt=attempt,
+        report=report,
+        remote=remote_storage(settings),
+        keep_local=settings.s3_keep_local,
+        loudnorm=settings.recording_loudnorm,
+    )
+
+
 def register_jobs(queue: JobQueue, settings: Settings) -> None:
     """Register ``process_recording`` and ``expire_recordings`` (the web app and
     ``tongke worker`` both call this)."""
 
     async def process_recording_job(ctx: JobContext, *, recording_id: int) -> dict[str, Any]:
-        sessions = session_factory(get_engine(settings.database_url))
-
-        async def report(progress: float, message: str) -> None:
-            await ctx.report(progress, message)
-
-        return await process_recording(
-            sessions,
-            media_root=settings.media_root,
-            recording_id=recording_id,
-            attempt=ctx.attempt,
-            report=report,
-            remote=remote_storage(settings),
-            keep_local=settings.s3_keep_local,
-            loudnorm=settings.recording_loudnorm,
+        return await process_configured(
+            settings, recording_id=recording_id, attempt=ctx.attempt, report=ctx.report
         )
 
     queue.register(PROCESS_JOB, process_recording_job, max_retries=PROCESS_RETRIES)

@@ -84,6 +84,10 @@ def test_the_renditions_step_stays_under_100_mib(tmp_path: Path) -> None:
     assert "processing peak RSS" in output
     # the peak of every ffmpeg the step ran (sampled from /proc), for the 360p lesson
     assert 40 < report["renditions"]["ffmpeg_peak_rss_mib"] < 100
+    runs = report["renditions"]["runs"]  # and per run, named by what it writes
+    assert {"main", "low"} <= set(runs), runs
+    assert all(run["peak_mib"] < 100 for run in runs.values()), runs
+    assert runs["main"]["peak_mib"] > 40 and runs["main"]["cpu_s"] > 0  # ffmpeg's libraries
 
 
 def test_bad_resolutions_are_refused() -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import av
 import pytest
@@ -19,6 +21,7 @@ from recordings.capture import LessonRecorder
 from recordings.models import Recording
 from recordings.processing import (
     PROCESS_JOB,
+    encoder_budget,
     make_playable,
     make_renditions,
     process_recording,
@@ -186,3 +189,59 @@ async def test_the_job_retries_and_then_marks_the_recording_failed(
         row = session.get_one(Recording, recording_id)
         assert row.status == "failed"
         assert row.status_message.startswith("处理失败：无法读取原始录像"), row.status_message
+
+
+def _ffprobe_streams(path: Path) -> list[dict[str, Any]]:
+    found = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "stream=codec_name,width,height",
+         "-of", "json", str(path)],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    streams: list[dict[str, Any]] = json.loads(found.stdout)["streams"]
+    return streams
+
+
+def _x264_settings(folder: Path) -> str:
+    """The options x264 writes into the stream (its SEI), from a rendition's first segment."""
+    text = (folder / "seg_00000.m4s").read_bytes().decode("latin-1")
+    start = text.index("x264 - core")
+    return text[start : text.index("\x00", start)]
+
+
+@pytest.mark.parametrize(("width", "height"), [(1280, 720), (1920, 1080)])
+async def test_hd_sources_get_aligned_renditions_within_their_memory_budget(
+    tmp_path: Path, width: int, height: int
+) -> None:
+    """A 720p or 1080p lesson: H.264/AAC main at the source's size and a 360p rendition,
+    segments on the same 4 s marks, each encoded with the settings of its memory budget."""
+    raw = tmp_path / "raw.webm"
+    subprocess.run(
+        [
+            "ffmpeg", "-v", "error", "-y",
+            "-f", "lavfi", "-i", f"testsrc2=size={width}x{height}:rate=10",
+            "-f", "lavfi", "-i", "sine=f=440:r=48000",
+            "-t", "5", "-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8",
+            "-b:v", "2000k", "-c:a", "libopus", str(raw),
+        ],
+        check=True,
+    )  # fmt: skip
+    facts, _ = await make_playable(raw, out_dir=tmp_path)
+    outputs = await make_renditions(raw, out_dir=tmp_path, facts=facts)
+
+    hls = tmp_path / "hls"
+    sizes = {"main": (width, height), "low": (640, 360)}
+    marks: dict[str, list[str]] = {}
+    for name, size in sizes.items():
+        streams = _ffprobe_streams(hls / name / "index.m3u8")
+        assert [s["codec_name"] for s in streams] == ["h264", "aac"], streams
+        assert (streams[0]["width"], streams[0]["height"]) == size
+        playlist = (hls / name / "index.m3u8").read_text()
+        marks[name] = [line for line in playlist.splitlines() if line.startswith("#EXTINF:")]
+        budget = encoder_budget(source_height=height, output_height=size[1])
+        settings = _x264_settings(hls / name)
+        for option in budget.x264_params.replace("-", "_").split(":"):
+            assert f" {option} " in f" {settings} ", (option, settings)
+    assert marks["main"] == marks["low"]  # the same key frames: a player switches anywhere
+    assert [float(mark[8:].split(",")[0]) for mark in marks["main"]][:1] == [4.0]
+    assert _ffprobe_streams(tmp_path / "lesson.mp4")[0]["height"] == height
+    assert abs(outputs["duration_s"] - 5) < 0.5
