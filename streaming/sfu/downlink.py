@@ -73,6 +73,7 @@ class Downlink:
         "_on_report",
         "_rebase",
         "_rebase_seq",
+        "_report_counts",
         "_sampled_nacks",
         "_sampled_packets",
         "_seq_offset",
@@ -129,6 +130,7 @@ class Downlink:
         self._keyframe_asked = False
         self._sink: RtpSink | None = None
         self._on_report = on_report
+        self._report_counts: tuple[int, int] | None = None  # (highest seq, lost) last used
         self._rebase = True
         self._rebase_seq = 0
         self._seq_offset = 0
@@ -372,7 +374,25 @@ class Downlink:
         elif isinstance(packet, RtcpRrPacket | RtcpSrPacket):
             for report in packet.reports:
                 if report.ssrc == self.ssrc:
-                    self._on_report(self, report.fraction_lost)
+                    sample = self._report_loss_sample(report.highest_sequence, report.packets_lost)
+                    if sample is not None:
+                        self._on_report(self, sample)
+
+    def _report_loss_sample(self, highest_sequence: int, packets_lost: int) -> int | None:
+        """Loss between this receiver report and the last one used, as the 90 % lower bound
+        (like ``nack_loss_sample``): a report covers a second or so, some 50 audio packets,
+        and its own fraction lost is as noisy as that. Reports are gathered until they cover
+        ``MIN_LOSS_SAMPLE_PACKETS``."""
+        previous = self._report_counts
+        if previous is None or highest_sequence < previous[0]:
+            self._report_counts = (highest_sequence, packets_lost)
+            return None
+        expected = highest_sequence - previous[0]
+        if expected < MIN_LOSS_SAMPLE_PACKETS:
+            return None
+        lost = min(max(packets_lost - previous[1], 0), expected)
+        self._report_counts = (highest_sequence, packets_lost)
+        return min(int(loss_lower_bound(lost, expected) * 256), 255)
 
     def nack_loss_sample(self) -> int | None:
         """NACKed over sent packets since the last sample, as an 8-bit fraction like RTCP's.

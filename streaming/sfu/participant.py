@@ -203,7 +203,7 @@ class Participant:
                 continue
             downlink.set_temporal_target(BASE_LAYER if thin else ALL_LAYERS)
             downlink.set_paused(
-                level >= AUDIO_ONLY or (level == PRIMARY_VIDEO_ONLY and slot != primary_video)
+                level >= AUDIO_ONLY or (level >= PRIMARY_VIDEO_ONLY and slot != primary_video)
             )
 
     def set_quality(self, quality: VideoQuality, primary_video: str | None) -> None:

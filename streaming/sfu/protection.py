@@ -1,5 +1,5 @@
-"""Protecting a weak subscriber from its own receiver reports: thin video, then pause video,
-never audio."""
+"""Protecting a weak subscriber from its own loss: pause the secondary videos, then thin the
+main one to its base temporal layer, then pause it; never audio."""
 
 from __future__ import annotations
 
@@ -7,24 +7,26 @@ import time
 from collections.abc import Callable
 
 FULL = 0
-BASE_LAYER_ONLY = 1  # video thinned to its lowest temporal layer (when it has layers)
-PRIMARY_VIDEO_ONLY = 2
+PRIMARY_VIDEO_ONLY = 1  # the secondary videos (remote tiles, the board) paused
+BASE_LAYER_ONLY = 2  # ... and the main video thinned to its base temporal layer (if it has one)
 AUDIO_ONLY = 3
 
 
 class LossProtection:
-    """A per-subscriber ladder driven by RTCP fraction lost: full media, then video thinned to
-    its base temporal layer (skipped when no stream it receives has layers), then only the
-    primary video, then audio only. Steps down at once under heavy loss (at most every
-    ``step_interval_s``), steps back up after ``recover_after_s`` of low loss. Audio is never
-    paused: it is what a class most needs to keep. The primary video (the lead's camera) is
-    paused only above ``audio_only_above``: below it NACK still repairs the picture in time
-    (30 % random loss on every leg keeps it moving, tests/e2e/test_webrtc_loss.py)."""
+    """A per-subscriber ladder driven by the loss of its own leg: full media; above
+    ``degrade_above`` only the primary video (the lead's camera); above ``thin_above`` that
+    video at its base temporal layer, a quarter of the frames (skipped when the stream has no
+    layers); above ``audio_only_above`` audio only. One step at a time (at most every
+    ``step_interval_s``), one step back up after ``recover_after_s`` of low loss. Audio is
+    never paused: it is what a class most needs to keep. Below ``audio_only_above`` NACK
+    still repairs the primary picture in time (30 % random loss on every leg keeps it moving,
+    tests/e2e/test_webrtc_loss.py)."""
 
     def __init__(
         self,
         *,
         degrade_above: float = 0.10,
+        thin_above: float = 0.20,
         audio_only_above: float = 0.50,
         recover_below: float = 0.03,
         recover_after_s: float = 5.0,
@@ -35,6 +37,7 @@ class LossProtection:
         self.level = FULL
         self._loss_by_kind = {"audio": 0.0, "video": 0.0}
         self._degrade_above = degrade_above
+        self._thin_above = thin_above
         self._audio_only_above = audio_only_above
         self._recover_below = recover_below
         self._recover_after_s = recover_after_s
@@ -56,7 +59,11 @@ class LossProtection:
         self._loss_by_kind[kind] = 0.5 * previous + 0.5 * (fraction_lost / 256)
         if self.loss > self._degrade_above:
             self._good_since = None
-            worst = AUDIO_ONLY if self.loss > self._audio_only_above else PRIMARY_VIDEO_ONLY
+            worst = PRIMARY_VIDEO_ONLY
+            if self.loss > self._audio_only_above:
+                worst = AUDIO_ONLY
+            elif self.loss > self._thin_above and self._has_layers():
+                worst = BASE_LAYER_ONLY
             if self.level < worst and now - self._last_step >= self._step_interval_s:
                 return self._step(self.level + 1, now)
             return None
@@ -72,7 +79,7 @@ class LossProtection:
 
     def _step(self, level: int, now: float) -> int:
         if level == BASE_LAYER_ONLY and not self._has_layers():
-            level = PRIMARY_VIDEO_ONLY if self.level < level else FULL
+            level = AUDIO_ONLY if self.level < level else PRIMARY_VIDEO_ONLY
         self.level = level
         self._last_step = now
         return level

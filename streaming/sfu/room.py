@@ -535,6 +535,8 @@ class Room:
                         room=self.room_id,
                         participant=participant.participant_id,
                         level=level,
+                        kind=downlink.kind,
+                        sample=fraction_lost,
                         loss=round(participant.protection.loss, 3),
                     )
                     participant.apply_protection_level(

@@ -125,6 +125,15 @@ def pages(browser: Browser, server: str) -> Iterator[Pages]:
     assert errors == [], f"console errors: {errors}"
 
 
+def admin_api(base: str) -> tuple[httpx.Client, dict[str, str]]:
+    """An API client and the headers of 王村口's alliance admin."""
+    api = httpx.Client(base_url=base, timeout=10)
+    token = api.post(
+        "/api/auth/token", json={"username": "admin-wck", "password": DEMO_PASSWORD}
+    ).json()["access_token"]
+    return api, {"Authorization": f"Bearer {token}"}
+
+
 def shot(page: Page, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"webrtc-{name}.png"), full_page=True)
@@ -167,11 +176,7 @@ def visible_ids(page: Page) -> list[str]:
 def test_a_live_lesson_reaches_two_remote_classrooms_hands_and_the_patrol_wall(
     server: str, pages: Pages
 ) -> None:
-    api = httpx.Client(base_url=server, timeout=10)
-    admin_token = api.post(
-        "/api/auth/token", json={"username": "admin-wck", "password": DEMO_PASSWORD}
-    ).json()["access_token"]
-    admin = {"Authorization": f"Bearer {admin_token}"}
+    api, admin = admin_api(server)
     group = next(
         g for g in api.get("/api/sync-groups", headers=admin).json() if g["code"] == GROUP_CODE
     )
@@ -340,6 +345,28 @@ def test_a_live_lesson_reaches_two_remote_classrooms_hands_and_the_patrol_wall(
     shot(long, "remote-kiosk-rejoined")
 
 
+def start_lesson(base: str, opened: Pages) -> tuple[Page, Page]:
+    """The lead's page live with its fake camera and one paired terminal decoding it."""
+    api, admin = admin_api(base)
+    terminal = next(
+        t for t in api.get("/api/terminals", headers=admin).json() if t["name"] == TERMINALS[0]
+    )
+    lead = opened.login("lead", "teacher-wang")
+    lead.get_by_role("link", name="同步课堂", exact=True).click()
+    lead.get_by_role("row").filter(has_text=GROUP_CODE).get_by_role("link", name="开始上课").click()
+    expect(lead.locator("#lesson-view")).to_have_attribute("data-state", "live", timeout=15_000)
+    code = api.post(f"/api/terminals/{terminal['id']}/pairing-code", headers=admin)
+    kiosk = opened.open(TERMINALS[0])
+    kiosk.goto(base + "/terminal")
+    kiosk.get_by_label(re.compile("配对码")).fill(code.json()["code"])
+    kiosk.get_by_role("button", name="配对").click()
+    expect(kiosk.get_by_test_id("live-lesson")).to_have_attribute(
+        "data-state", "live", timeout=15_000
+    )
+    wait_for("the lead's video decoded", partial(slot_stats, kiosk), frames("lead_camera"))
+    return lead, kiosk
+
+
 # The lead camera as one classroom receives it, and what the lead's browser sends.
 LEAD_CAMERA_IN = """async () => {
   const lesson = window.tongkeLesson;
@@ -412,29 +439,9 @@ def test_a_classroom_on_a_weak_link_receives_the_base_layer_only(server: str, pa
     """The lead's browser sends VP8 with three temporal layers; a classroom that picks 流畅
     gets only layer 0 (forwarded, not re-encoded): fewer frames and bits, still decoded
     without freezing, and the full stream again after 自动."""
-    api = httpx.Client(base_url=server, timeout=10)
-    admin_token = api.post(
-        "/api/auth/token", json={"username": "admin-wck", "password": DEMO_PASSWORD}
-    ).json()["access_token"]
-    admin = {"Authorization": f"Bearer {admin_token}"}
-    terminal = next(
-        t for t in api.get("/api/terminals", headers=admin).json() if t["name"] == TERMINALS[0]
-    )
-    lead = pages.login("lead", "teacher-wang")
-    lead.get_by_role("link", name="同步课堂", exact=True).click()
-    lead.get_by_role("row").filter(has_text=GROUP_CODE).get_by_role("link", name="开始上课").click()
-    expect(lead.locator("#lesson-view")).to_have_attribute("data-state", "live", timeout=15_000)
+    lead, kiosk = start_lesson(server, pages)
     wait_for("the camera sent in layers", lambda: lead.evaluate(CAMERA_OUT), lambda m: bool(m))
     assert lead.evaluate(CAMERA_OUT) == ["L1T3"]
-
-    code = api.post(f"/api/terminals/{terminal['id']}/pairing-code", headers=admin)
-    kiosk = pages.open(TERMINALS[0])
-    kiosk.goto(server + "/terminal")
-    kiosk.get_by_label(re.compile("配对码")).fill(code.json()["code"])
-    kiosk.get_by_role("button", name="配对").click()
-    live = kiosk.get_by_test_id("live-lesson")
-    expect(live).to_have_attribute("data-state", "live", timeout=15_000)
-    wait_for("the lead's video decoded", partial(slot_stats, kiosk), frames("lead_camera"))
     time.sleep(2)  # past the first seconds' ramp-up of the encoder
     full = receive_rate(kiosk)
 

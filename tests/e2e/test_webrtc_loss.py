@@ -14,18 +14,15 @@ import re
 import time
 import wave
 from collections.abc import Iterator
-from functools import partial
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
 
 pytest.importorskip("playwright.sync_api")
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, sync_playwright
 
-from tests.conftest import DEMO_PASSWORD
 from tests.e2e.test_webrtc_lesson import (  # noqa: F401 - fixtures
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -36,6 +33,7 @@ from tests.e2e.test_webrtc_lesson import (  # noqa: F401 - fixtures
     pages,
     server,
     slot_stats,
+    start_lesson,
     wait_for,
 )
 from tests.fixtures.netimpair import impair, in_private_network_namespace
@@ -134,32 +132,6 @@ def opus_fmtp(sdp: str) -> str:
     assert payload is not None, "no Opus in the SDP"
     fmtp = re.search(rf"a=fmtp:{payload[1]} (.*)", sdp)
     return fmtp[1].strip() if fmtp else ""
-
-
-def start_lesson(base: str, opened: Pages) -> tuple[Page, Page]:
-    """The lead's page live with its fake camera and one paired terminal decoding it."""
-    api = httpx.Client(base_url=base, timeout=10)
-    token = api.post(
-        "/api/auth/token", json={"username": "admin-wck", "password": DEMO_PASSWORD}
-    ).json()["access_token"]
-    admin = {"Authorization": f"Bearer {token}"}
-    terminal = next(
-        t for t in api.get("/api/terminals", headers=admin).json() if t["name"] == TERMINALS[0]
-    )
-    lead = opened.login("lead", "teacher-wang")
-    lead.get_by_role("link", name="同步课堂", exact=True).click()
-    lead.get_by_role("row").filter(has_text=GROUP_CODE).get_by_role("link", name="开始上课").click()
-    expect(lead.locator("#lesson-view")).to_have_attribute("data-state", "live", timeout=15_000)
-    code = api.post(f"/api/terminals/{terminal['id']}/pairing-code", headers=admin)
-    kiosk = opened.open(TERMINALS[0])
-    kiosk.goto(base + "/terminal")
-    kiosk.get_by_label(re.compile("配对码")).fill(code.json()["code"])
-    kiosk.get_by_role("button", name="配对").click()
-    expect(kiosk.get_by_test_id("live-lesson")).to_have_attribute(
-        "data-state", "live", timeout=15_000
-    )
-    wait_for("the lead's video decoded", partial(slot_stats, kiosk), frames("lead_camera"))
-    return lead, kiosk
 
 
 def _delta(after: dict[str, Any], before: dict[str, Any], key: str) -> float:

@@ -16,19 +16,18 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import httpx
 import pytest
 
 pytest.importorskip("playwright.sync_api")
 from playwright.sync_api import Page, expect
 
-from tests.conftest import DEMO_PASSWORD
 from tests.e2e.demo_process import running_demo
 from tests.e2e.test_webrtc_lesson import (  # noqa: F401 - fixtures
     CHROMIUM,
     SCREENSHOTS,
     SLOT_STATS,
     Pages,
+    admin_api,
     browser,
     pages,
     wait_for,
@@ -66,11 +65,7 @@ def shot(page: Page, name: str) -> None:
 def _session_starting_now(server: str) -> int:
     """Move one of the group's planned sessions to now (the schools' time), hosted by the
     group's leader, as an admin."""
-    api = httpx.Client(base_url=server, timeout=10)
-    token = api.post(
-        "/api/auth/token", json={"username": "admin-wck", "password": DEMO_PASSWORD}
-    ).json()["access_token"]
-    admin = {"Authorization": f"Bearer {token}"}
+    api, admin = admin_api(server)
     group = next(
         g for g in api.get("/api/research-groups", headers=admin).json() if g["name"] == GROUP
     )

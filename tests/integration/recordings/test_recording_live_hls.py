@@ -30,6 +30,7 @@ from recordings.models import Recording
 from recordings.processing import PROCESS_JOB, make_playable, process_recording
 from streaming.sfu import InProcessRoomRegistry
 from tests.conftest import DemoDatabase
+from tests.fixtures.recordings import write_test_webm
 from tests.integration.recordings.conftest import Classrooms
 from tests.integration.streaming.test_meeting_recording import ffprobe_duration
 
@@ -225,16 +226,7 @@ async def test_beyond_the_hosts_cap_a_lesson_is_transcoded_after_the_end(
 async def test_a_live_run_whose_process_died_is_not_waited_for(tmp_path: Path, owner: str) -> None:
     """A recorder's process killed mid-lesson leaves a "running" state nobody updates: the job
     (queued by the resume logic) sees its owner is gone and transcodes in full."""
-    raw = tmp_path / "raw.webm"
-    subprocess.run(
-        [
-            "ffmpeg", "-v", "error", "-y",
-            "-f", "lavfi", "-i", "testsrc=size=320x180:rate=15",
-            "-f", "lavfi", "-i", "sine=f=440:r=48000",
-            "-t", "5", "-c:v", "libvpx", "-b:v", "200k", "-c:a", "libopus", str(raw),
-        ],
-        check=True,
-    )  # fmt: skip
+    raw = write_test_webm(tmp_path / "raw.webm", 5)
     work = tmp_path / LIVE_DIR
     (work / "hls" / "main").mkdir(parents=True)
     state: dict[str, Any] = {"state": "running", "heartbeat": time.time() - 60}

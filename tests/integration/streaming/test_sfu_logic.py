@@ -374,3 +374,16 @@ def test_loss_samples_are_judged_by_what_they_show_with_confidence():
     assert loss_lower_bound(0, 0) == 0.0
     # more packets, tighter bound
     assert loss_lower_bound(50, 500) > loss_lower_bound(5, 50)
+
+
+def test_receiver_reports_are_sampled_over_enough_packets():
+    sender: Any = SimpleNamespace(_ssrc=780)
+    downlink = Downlink(kind="audio", slot="lead_audio", sender=sender, on_report=print)
+    assert downlink._report_loss_sample(1000, 0) is None  # the first report sets the base
+    assert downlink._report_loss_sample(1030, 4) is None  # 30 packets: too few to judge
+    # 60 packets with 6 lost (10 %): judged by what that shows with confidence, not 10 %
+    sample = downlink._report_loss_sample(1060, 6)
+    assert sample is not None and sample < 0.07 * 256
+    # 100 more with 30 lost: clearly a lossy leg
+    sample = downlink._report_loss_sample(1160, 36)
+    assert sample is not None and sample > 0.2 * 256

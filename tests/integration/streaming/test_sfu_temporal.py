@@ -86,6 +86,15 @@ def consecutive(values: list[int], mask: int) -> bool:
     return all((b - a) & mask == 1 for a, b in itertools.pairwise(values))
 
 
+def assert_whole_stream(sink: FakeSink) -> None:
+    """What the subscriber got has no gaps: in sequence numbers (it would NACK what was
+    dropped on purpose) nor in picture IDs (Chromium waits on a gap before decoding)."""
+    seqs = [header(data)[1] for data in sink.sent]
+    assert consecutive(seqs, 0xFFFF), seqs
+    ids = [picture_id(data[12:]) for data in sink.sent[::PACKETS_PER_FRAME]]
+    assert consecutive(ids, 0x7FFF), ids
+
+
 def picture_id(payload: bytes) -> int:
     return ((payload[2] & 0x7F) << 8) | payload[3]
 
@@ -120,22 +129,23 @@ def test_vp8_layer_parsing():
     assert shift_picture_id(short, 5)[2] == (3 - 5) & 0x7F
 
 
-def test_base_layer_only_is_a_whole_stream():
+def thinned(frames: int) -> tuple[Downlink, FakeSink, FakeTrack, Stream]:
+    """A subscriber limited to layer 0 right after a keyframe, then sent ``frames`` frames."""
     downlink, sink, track = subscriber()
     stream = Stream()
     send(downlink, track, stream.frame(keyframe=True))
     downlink.set_temporal_target(BASE_LAYER)
-    for _ in range(40):
+    for _ in range(frames):
         send(downlink, track, stream.frame())
+    return downlink, sink, track, stream
+
+
+def test_base_layer_only_is_a_whole_stream():
+    downlink, sink, _, _ = thinned(40)
     sent = [header(data) for data in sink.sent]
     layers = [vp8_temporal_layer(data[12:])[0] for data in sink.sent]
     assert set(layers[PACKETS_PER_FRAME * 4 :]) == {0}, "only layer 0 once the switch is done"
-    # no gaps: the subscriber must not NACK what was dropped on purpose
-    seqs = [seq for _, seq, _, _ in sent]
-    assert consecutive(seqs, 0xFFFF)
-    # picture IDs of the frames sent: consecutive (Chromium waits for gaps before decoding)
-    ids = [picture_id(data[12:]) for data in sink.sent[::PACKETS_PER_FRAME]]
-    assert consecutive(ids, 0x7FFF), ids
+    assert_whole_stream(sink)
     assert downlink.frames_thinned >= 28
     # timestamps keep their real spacing (4 frames apart now)
     stamps = [ts for _, _, ts, _ in sent[PACKETS_PER_FRAME * 4 :: PACKETS_PER_FRAME]]
@@ -170,12 +180,7 @@ def test_nacks_and_late_retransmissions_keep_their_numbers():
 
 
 def test_layers_come_back_only_where_the_subscriber_can_decode():
-    downlink, sink, track = subscriber()
-    stream = Stream()
-    send(downlink, track, stream.frame(keyframe=True))
-    downlink.set_temporal_target(BASE_LAYER)
-    for _ in range(8):
-        send(downlink, track, stream.frame())
+    downlink, sink, track, stream = thinned(8)
     downlink.set_temporal_target(ALL_LAYERS)
     count = len(sink.sent)
     for _ in range(4):
@@ -186,10 +191,7 @@ def test_layers_come_back_only_where_the_subscriber_can_decode():
     for _ in range(4):
         send(downlink, track, stream.frame())
     assert {vp8_temporal_layer(d[12:])[0] for d in sink.sent[count:]} == {0, 1, 2}
-    seqs = [header(data)[1] for data in sink.sent]
-    assert consecutive(seqs, 0xFFFF)
-    ids = [picture_id(data[12:]) for data in sink.sent[::PACKETS_PER_FRAME]]
-    assert consecutive(ids, 0x7FFF), ids
+    assert_whole_stream(sink)
 
 
 def test_a_layer_sync_frame_lets_a_layer_back_in():
@@ -205,18 +207,26 @@ def test_a_layer_sync_frame_lets_a_layer_back_in():
     assert layers.active == 1
 
 
-def test_loss_protection_thins_before_pausing_when_the_stream_has_layers():
+def test_loss_protection_thins_the_main_video_only_under_heavier_loss():
     now = [0.0]
     layered = [True]
     protection = LossProtection(clock=lambda: now[0], has_layers=lambda: layered[0])
-    heavy = int(0.4 * 256)
+    moderate, heavy = int(0.15 * 256), int(0.4 * 256)
+    assert protection.on_report(moderate) is None  # one report is half the evidence
+    assert protection.on_report(moderate) == PRIMARY_VIDEO_ONLY
+    for _ in range(5):
+        now[0] += 2.5
+        assert protection.on_report(moderate) is None, "15 %: the main video stays whole"
     assert protection.on_report(heavy) == BASE_LAYER_ONLY
     now[0] += 2.5
-    assert protection.on_report(heavy) == PRIMARY_VIDEO_ONLY
+    assert protection.on_report(heavy) is None, "40 %: thinned, not paused"
     levels = []
     for _ in range(40):
         now[0] += 1
         levels.append(protection.on_report(0))
-    assert [level for level in levels if level is not None] == [BASE_LAYER_ONLY, FULL]
-    layered[0] = False  # the publisher stopped sending layers: that step is skipped
+    assert [level for level in levels if level is not None] == [PRIMARY_VIDEO_ONLY, FULL]
+    layered[0] = False  # no layers to thin: heavy loss stops at the secondary videos
     assert protection.on_report(heavy) == PRIMARY_VIDEO_ONLY
+    for _ in range(5):
+        now[0] += 2.5
+        assert protection.on_report(heavy) is None
