@@ -12,67 +12,12 @@ from scheduler.checker import check
 from scheduler.domain import Interval, Placement
 from scheduler.io.fet import fet_projection, find_activities_xml, read_fet_activities, to_fet
 from scheduler.io.timetable_json import load_problem
+from tests.fixtures.timetables import two_campuses as shared_two_campuses
 from tests.shared_data import TIMETABLE_DATA
 
 
 def two_campuses() -> dict[str, Any]:
-    """Campus a (4 periods) and b (3 periods, 5 minutes later); a sync group and a fixed
-    lesson; t2 cannot teach on Tuesday morning."""
-    return {
-        "format": "tongke-timetable/1",
-        "name": "fet",
-        "days": ["mon", "tue", "wed"],
-        "campuses": [
-            {
-                "id": "a",
-                "name": "东街",
-                "bell": [
-                    {"start": "08:00", "end": "08:40"},
-                    {"start": "08:50", "end": "09:30"},
-                    {"start": "10:00", "end": "10:40"},
-                    {"start": "14:00", "end": "14:40"},
-                ],
-            },
-            {
-                "id": "b",
-                "name": "王村口",
-                "bell": [
-                    {"start": "08:05", "end": "08:45"},
-                    {"start": "08:55", "end": "09:35"},
-                    {"start": "13:30", "end": "14:10"},
-                ],
-            },
-        ],
-        "travel_minutes": [{"from": "a", "to": "b", "minutes": 30}],
-        "rooms": [
-            {"id": "a-101", "campus": "a", "capacity": 40, "features": []},
-            {"id": "a-sync", "campus": "a", "capacity": 50, "features": ["sync"]},
-            {"id": "b-101", "campus": "b", "capacity": 20, "features": []},
-            {"id": "b-sync", "campus": "b", "capacity": 30, "features": ["sync"]},
-        ],
-        "teachers": [
-            {"id": "t1", "name": "张伟", "max_lessons_per_day": 4},
-            {
-                "id": "t2",
-                "name": "李娜",
-                "unavailable": [{"day": "tue", "start": "08:00", "end": "12:00"}],
-            },
-        ],
-        "classes": [
-            {"id": "a-1", "campus": "a", "grade": 3, "size": 35, "home_room": "a-101"},
-            {"id": "b-1", "campus": "b", "grade": 3, "size": 15, "home_room": "b-101"},
-        ],
-        "lessons": [
-            {"id": "L1", "class": "a-1", "subject": "数学", "teacher": "t1", "per_week": 2},
-            {"id": "L2", "class": "b-1", "subject": "数学", "teacher": "t2", "per_week": 2},
-            {"id": "L3", "class": "a-1", "subject": "语文", "teacher": "t1", "per_week": 2},
-        ],
-        "sync_groups": [{"id": "S1", "lead": "L1", "members": ["L2"]}],
-        "research_sessions": [
-            {"id": "R1", "subject": "数学", "members": ["t1", "t2"], "minutes": 60}
-        ],
-        "fixed": [{"lesson": "L3", "day": "mon", "period": 4}],
-    }
+    return shared_two_campuses("fet", ("mon", "tue", "wed"))
 
 
 def test_projection_is_one_bell_without_travel_or_research() -> None:
