@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import re
 import zipfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from io import BytesIO
-from typing import Any
+from typing import Any, TypeVar
 
 from openpyxl import Workbook, load_workbook
 from openpyxl.comments import Comment
@@ -42,6 +43,9 @@ from common.errors import ImportRowError, NotFoundError, ValidationFailedError
 from common.logging import get_logger
 
 log = get_logger(__name__)
+
+K = TypeVar("K")
+R = TypeVar("R")
 
 MAX_FILE_BYTES = 5 * 1024 * 1024
 MAX_ROWS = 20_000
@@ -887,6 +891,18 @@ class SheetCounts:
     created: int = 0
     updated: int = 0
 
+    def upsert(self, session: Session, known: dict[K, R], key: K, create: Callable[[], R]) -> R:
+        """The row already ``known`` under ``key`` (counted updated), else a new one made by
+        ``create``, added to the session and to ``known`` (counted created)."""
+        row = known.get(key)
+        if row is None:
+            row = known[key] = create()
+            session.add(row)
+            self.created += 1
+        else:
+            self.updated += 1
+        return row
+
 
 @dataclass
 class RosterImportResult:
@@ -912,13 +928,7 @@ def _save_rooms(
     session: Session, roster: _Roster, existing: _Existing, counts: SheetCounts
 ) -> None:
     for item in roster.rooms:
-        room = existing.rooms.get(item.code)
-        if room is None:
-            room = existing.rooms[item.code] = Room(code=item.code)
-            session.add(room)
-            counts.created += 1
-        else:
-            counts.updated += 1
+        room = counts.upsert(session, existing.rooms, item.code, partial(Room, code=item.code))
         room.campus_id = existing.campuses[item.campus_code].id
         room.name = item.name
         room.capacity = item.capacity
@@ -930,14 +940,12 @@ def _save_classes(
     session: Session, roster: _Roster, existing: _Existing, counts: SheetCounts
 ) -> None:
     for item in roster.classes:
-        school_class = existing.classes.get(item.code)
-        if school_class is None:
-            school_class = SchoolClass(code=item.code, school_id=existing.school.id)
-            existing.classes[item.code] = school_class
-            session.add(school_class)
-            counts.created += 1
-        else:
-            counts.updated += 1
+        school_class = counts.upsert(
+            session,
+            existing.classes,
+            item.code,
+            partial(SchoolClass, code=item.code, school_id=existing.school.id),
+        )
         school_class.name = item.name
         school_class.grade_id = existing.grades[item.grade_level].id
         school_class.campus_id = existing.campuses[item.campus_code].id
@@ -951,14 +959,12 @@ def _save_teachers(
     session: Session, roster: _Roster, existing: _Existing, counts: SheetCounts
 ) -> None:
     for item in roster.teachers:
-        teacher = existing.teachers.get(item.code)
-        if teacher is None:
-            teacher = Teacher(code=item.code, school_id=existing.school.id)
-            existing.teachers[item.code] = teacher
-            session.add(teacher)
-            counts.created += 1
-        else:
-            counts.updated += 1
+        teacher = counts.upsert(
+            session,
+            existing.teachers,
+            item.code,
+            partial(Teacher, code=item.code, school_id=existing.school.id),
+        )
         teacher.name = item.name
         teacher.home_campus_id = existing.campuses[item.campus_code].id
         teacher.subjects = [existing.subjects[name] for name in item.subject_names]
@@ -974,14 +980,12 @@ def _save_students(
 ) -> None:
     for item in roster.students:
         class_id = existing.classes[item.class_code].id
-        student = existing.students.get((class_id, item.student_no))
-        if student is None:
-            student = Student(class_id=class_id, student_no=item.student_no)
-            existing.students[class_id, item.student_no] = student
-            session.add(student)
-            counts.created += 1
-        else:
-            counts.updated += 1
+        student = counts.upsert(
+            session,
+            existing.students,
+            (class_id, item.student_no),
+            partial(Student, class_id=class_id, student_no=item.student_no),
+        )
         student.name = item.name
     session.flush()
 
