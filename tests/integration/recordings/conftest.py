@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import aioice.ice
 import pytest
 
-from streaming.bots import ClassroomBot, LocalSession, start_local
-from streaming.sfu import InProcessRoomRegistry, ParticipantIdentity
-from streaming.sfu.identity import Role
+from streaming.sfu import InProcessRoomRegistry
+from tests.fixtures.classrooms import Classrooms
+from tests.fixtures.classrooms import eventually as wait_until
 
 
 @pytest.fixture(autouse=True)
@@ -27,55 +26,16 @@ async def rooms() -> AsyncIterator[InProcessRoomRegistry]:
     await registry.close_all()
 
 
-class Classrooms:
-    """Starts bots against the registry and stops every one of them at teardown."""
-
-    def __init__(self, rooms: InProcessRoomRegistry) -> None:
-        self.rooms = rooms
-        self.sessions: list[LocalSession] = []
-
-    def start(
-        self, participant_id: str, role: Role, *, room: str = "sync-1", **options: object
-    ) -> ClassroomBot:
-        identity = ParticipantIdentity(
-            participant_id=participant_id,
-            display_name=participant_id,
-            role=role,
-            room_id=room,
-            campus=participant_id,
-        )
-        bot = ClassroomBot(identity, **options)  # type: ignore[arg-type]
-        self.sessions.append(start_local(bot, self.rooms))
-        return bot
-
-    async def stop(self, bot: ClassroomBot) -> None:
-        await next(s for s in self.sessions if s.bot is bot).stop()
-
-    async def stop_all(self) -> None:
-        await asyncio.gather(*(session.stop() for session in self.sessions))
-
-
 @pytest.fixture
 async def classrooms(rooms: InProcessRoomRegistry) -> AsyncIterator[Classrooms]:
-    started = Classrooms(rooms)
+    started = Classrooms(rooms, default_room="sync-1")
     yield started
     await started.stop_all()
 
 
-async def _eventually(
-    condition: Callable[[], bool], *, timeout: float = 10.0, interval: float = 0.05
-) -> float:
-    start = time.monotonic()
-    while not condition():
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(interval)
-    return time.monotonic() - start
-
-
 @pytest.fixture
 def eventually() -> Callable[..., object]:
-    return _eventually
+    return wait_until
 
 
 @pytest.fixture(scope="session")

@@ -30,8 +30,8 @@ from recordings.models import Recording
 from recordings.processing import PROCESS_JOB, make_playable, process_recording
 from streaming.sfu import InProcessRoomRegistry
 from tests.conftest import DemoDatabase
+from tests.fixtures.classrooms import Classrooms
 from tests.fixtures.recordings import write_test_webm
-from tests.integration.recordings.conftest import Classrooms
 from tests.integration.streaming.test_meeting_recording import ffprobe_duration
 
 pytestmark = pytest.mark.timeout(180)

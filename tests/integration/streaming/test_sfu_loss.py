@@ -16,8 +16,8 @@ from streaming.bots import ClassroomBot
 from streaming.sfu import InProcessRoomRegistry
 from streaming.sfu.participant import Participant
 from streaming.sfu.protection import AUDIO_ONLY
+from tests.fixtures.classrooms import Classrooms
 from tests.fixtures.netimpair import impair
-from tests.integration.streaming.conftest import Classrooms
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -14,7 +14,7 @@ from aiortc import RTCConfiguration, RTCIceServer
 from streaming.bots import ClassroomBot
 from streaming.sfu import InProcessRoomRegistry
 from streaming.sfu.media_ports import MediaPorts, configure_media_ports
-from tests.integration.streaming.conftest import Classrooms
+from tests.fixtures.classrooms import Classrooms
 
 PORTS = range(41000, 41010)
 CANDIDATE = re.compile(r"a=candidate:\S+ \d+ udp \d+ (\S+) (\d+) typ host")
