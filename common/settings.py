@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     # A recording whose room nobody hosts and whose file stood still this long is over (its
     # worker died and no classroom came back); a worker's sweep then finalizes it.
     recording_abandon_seconds: float = Field(default=120.0, gt=0)
+    # Below this much free space where recordings are written, each recorder raises a
+    # 录像存储空间不足 alert (on its recording, the 巡课 wall and /metrics); a full disk stops
+    # the recording at that point and never the live lesson.
+    recording_min_free_mb: int = Field(default=1024, ge=0)
     # H.264/HLS made while the lesson is recorded (recordings.live_hls), so the web versions are
     # ready seconds after the end instead of minutes: ~27 % of a core per recorded 360p stream
     # (both renditions, niced; see README). At most this many at once per host (web process and

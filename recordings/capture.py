@@ -12,13 +12,23 @@ its first packet relative to the recording's first packet. A publisher that reco
 back with a new SSRC and new RTP clocks: the stream is re-anchored at its new arrival time, so
 the file carries on with a gap, which the sidecar JSON (``events.json``) lists beside the
 lesson's events (hands, speakers) for chapters.
+
+A failing disk never disturbs the live lesson. The recorder checks the free space every few
+seconds and raises a ``low_disk`` alert below ``min_free_bytes``; when a write fails (a full
+disk: ``disk_full``; anything else: ``write_failed``) it raises that alert once, stops
+tapping and writing (the file stays playable up to its last whole cluster) and closes
+cleanly when the lesson ends. Alerts go to ``on_alert`` callbacks (the service notes them on
+the recording row, where the library and the 巡课 wall show them), to the log, and to the
+``tongke_recording_alerts_total`` counter on ``/metrics``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import os
+import shutil
 import threading
 import time
 from collections import deque
@@ -33,6 +43,7 @@ from av.container import OutputContainer
 from av.stream import Stream
 
 from common.logging import get_logger
+from recordings.alerts import ALERT_COUNTS, AlertKind, RecorderAlert
 from recordings.depacketize import (
     EncodedFrame,
     OpusDepacketizer,
@@ -72,6 +83,46 @@ RECORDED_EVENTS = frozenset(
     }
 )
 RecorderCallback = Callable[["LessonRecorder"], Awaitable[None] | None]
+
+# Below this much free space where a recording is written, a ``low_disk`` alert is raised
+# (a 45-minute 1 Mbit/s lesson takes ~340 MB, its web versions ~250 MB more).
+DEFAULT_MIN_FREE_BYTES = 1024 * 1024 * 1024
+DISK_CHECK_INTERVAL_S = 5.0
+MAX_SUMMARY_ERRORS = 20
+AlertCallback = Callable[["LessonRecorder", RecorderAlert], None]
+
+
+def _clock(seconds: float) -> str:
+    whole = int(seconds)
+    return f"{whole // 3600:d}:{whole // 60 % 60:02d}:{whole % 60:02d}"
+
+
+def _size(free: int) -> str:
+    mib = free / 1024 / 1024
+    if mib >= 1024:
+        return f"{mib / 1024:.1f} GB"
+    return f"{mib:.1f} MB" if mib < 10 else f"{mib:.0f} MB"
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if getattr(seen, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def free_bytes_at(path: Path) -> int | None:
+    """Free space for unprivileged writes on the file system that holds ``path`` (or its
+    nearest existing parent); None when it cannot be read."""
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            try:
+                return shutil.disk_usage(candidate).free
+            except OSError:
+                return None
+    return None
 
 
 @dataclass(slots=True)
@@ -179,6 +230,7 @@ class _MediaWriter:
         self._waiting: list[tuple[MediaKind, EncodedFrame, int]] = []  # until the header
         self._dirty = True
         self._closed = False
+        self.close_error: Exception | None = None
 
     # -- packets ----------------------------------------------------------------------
 
@@ -361,19 +413,27 @@ class _MediaWriter:
     # -- the end ----------------------------------------------------------------------
 
     def close(self) -> RecordingSummary:
+        """Flush, close the file and write the sidecar; an I/O error (a full disk) is kept in
+        ``close_error`` instead of raised: the clusters written so far stay playable."""
         if self._closed:
             return self.summary
-        for state in self.tracks.values():
-            if state.depacketizer is not None:
-                for frame in state.depacketizer.flush():
-                    self._frame(state, frame)
-                state.fold_stats()
-                state.depacketizer = None
-        if self._container is None and self._waiting:
-            self._open(video_size=None)
         self._closed = True
+        try:
+            for state in self.tracks.values():
+                if state.depacketizer is not None:
+                    for frame in state.depacketizer.flush():
+                        self._frame(state, frame)
+                    state.fold_stats()
+                    state.depacketizer = None
+            if self._container is None and self._waiting:
+                self._open(video_size=None)
+        except Exception as exc:
+            self.close_error = exc
         if self._container is not None:
-            self._container.close()
+            try:
+                self._container.close()
+            except Exception as exc:  # writing the cues
+                self.close_error = self.close_error or exc
             self._container = None
         self.summary.tracks = {kind: state.summary for kind, state in self.tracks.items()}
         ends = [
@@ -383,7 +443,10 @@ class _MediaWriter:
         ]
         self.summary.duration_s = round(max(ends, default=0.0), 3)
         self.summary.bytes = self.path.stat().st_size if self.path.exists() else 0
-        self.write_sidecar()
+        try:
+            self.write_sidecar()
+        except OSError as exc:
+            self.close_error = self.close_error or exc
         return self.summary
 
 
@@ -418,6 +481,7 @@ class LessonRecorder:
         flush_interval_s: float = 0.25,
         cluster_ms: int = 1000,
         audio_only_after_s: float = 5.0,
+        min_free_bytes: int = DEFAULT_MIN_FREE_BYTES,
     ) -> None:
         self.room = room
         self.path = Path(path)
@@ -426,6 +490,13 @@ class LessonRecorder:
         self.sources = sources
         self.flush_interval_s = flush_interval_s
         self.on_stopped: list[RecorderCallback] = []
+        self.on_alert: list[AlertCallback] = []
+        self.alerts: list[RecorderAlert] = []
+        self.min_free_bytes = min_free_bytes
+        # after a failed write nothing more is tapped or written: packets the tap let go
+        self.dropped_packets = 0
+        self._broken = False
+        self._next_disk_check = 0.0
         self.summary: RecordingSummary | None = None
         self._writer = _MediaWriter(
             self.path,
@@ -470,6 +541,9 @@ class LessonRecorder:
         if selected is None:
             selected = self._select(track)
         if selected:
+            if self._broken:
+                self.dropped_packets += 1
+                return
             self.tap_packets += 1
             self._inbox.append(
                 _Tapped(
@@ -515,10 +589,55 @@ class LessonRecorder:
         while True:
             await asyncio.sleep(self.flush_interval_s)
             await self._drain()
+            now = time.monotonic()
+            if now >= self._next_disk_check:
+                self._next_disk_check = now + DISK_CHECK_INTERVAL_S
+                self.check_disk()
+
+    def check_disk(self) -> None:
+        """Raise ``low_disk`` (once) when the recording's file system runs short of space."""
+        if self._broken or any(alert.kind == "low_disk" for alert in self.alerts):
+            return
+        free = free_bytes_at(self.path.parent)
+        if free is not None and free < self.min_free_bytes:
+            self._alert(
+                "low_disk",
+                f"录像存储空间不足：仅剩 {_size(free)}，请尽快清理；"
+                "空间用尽时录像将中断，直播课堂不受影响",
+                free_bytes=free,
+            )
+
+    def _recorded_s(self) -> float:
+        ends = [s.summary.last_pts_s or 0.0 for s in self._writer.tracks.values()]
+        return max(ends, default=0.0)
+
+    def _alert(
+        self, kind: AlertKind, message: str, *, free_bytes: int | None = None, detail: str = ""
+    ) -> None:
+        alert = RecorderAlert(kind, message, round(self._recorded_s(), 3), free_bytes, detail)
+        self.alerts.append(alert)
+        ALERT_COUNTS[kind] += 1
+        log.error(
+            "recording_alert",
+            kind=kind,
+            room=self.room.room_id,
+            path=str(self.path),
+            at_s=alert.at_s,
+            free_bytes=free_bytes,
+            detail=detail,
+        )
+        for callback in self.on_alert:
+            try:
+                callback(self, alert)
+            except Exception:
+                log.exception("recording_alert_callback_failed", path=str(self.path))
 
     async def _drain(self) -> None:
         batch = [self._inbox.popleft() for _ in range(len(self._inbox))]
         events = [self._events.popleft() for _ in range(len(self._events))]
+        if self._broken:
+            self.dropped_packets += len(batch)
+            return
         if not batch and not events:
             return
         # Shielded: stopping cancels the drain loop, and a batch still queued for a worker
@@ -539,11 +658,30 @@ class LessonRecorder:
                 track.request_keyframe()
 
     def _write_failed(self, exc: BaseException) -> None:
-        # A full disk or a muxer error must never disturb the live lesson: log, go on.
-        self._writer.summary.errors.append(f"{type(exc).__name__}: {exc}")
-        log.error(
-            "recording_write_failed", room=self.room.room_id, path=str(self.path), exc_info=exc
-        )
+        """A full disk or a muxer error must never disturb the live lesson: raise the alert
+        once, stop tapping and writing, keep what the file holds."""
+        errors = self._writer.summary.errors
+        if len(errors) < MAX_SUMMARY_ERRORS:
+            errors.append(f"{type(exc).__name__}: {exc}")
+        if self._broken:
+            return
+        self._broken = True
+        self._inbox.clear()
+        stopped_at = _clock(self._recorded_s())
+        detail = f"{type(exc).__name__}: {exc}"
+        if _is_disk_full(exc):
+            self._alert(
+                "disk_full",
+                f"录像存储空间已满，录像止于 {stopped_at}；直播课堂不受影响，请清理磁盘",
+                free_bytes=free_bytes_at(self.path.parent),
+                detail=detail,
+            )
+        else:
+            self._alert(
+                "write_failed",
+                f"录像写入失败，录像止于 {stopped_at}；直播课堂不受影响",
+                detail=detail,
+            )
 
     def _process(self, batch: list[_Tapped], events: list[RoomEvent]) -> set[MediaKind]:
         with self._lock:
@@ -580,6 +718,8 @@ class LessonRecorder:
         await self._drain()
         self._writer.summary.tap_packets = self.tap_packets
         self.summary = await asyncio.to_thread(self._close_writer)
+        if self._writer.close_error is not None:
+            self._write_failed(self._writer.close_error)
         log.info(
             "recording_stopped",
             room=self.room.room_id,

@@ -66,8 +66,18 @@ CHAPTER_EVENTS = {
     "publisher_joined": "主讲教室重新连接",
 }
 MIN_CHAPTER_GAP_S = 5.0
+# outputs the recorder's side noted (recordings.service.note_alert) that processing keeps
+KEPT = ("alerts",)
 
 Report = Callable[[float, str], Awaitable[None]]
+
+
+def incomplete_note(outputs: dict[str, Any] | None) -> str:
+    """Why a recording stops short (a full disk while recording), or ""."""
+    for alert in (outputs or {}).get("alerts", []):
+        if alert.get("kind") in ("disk_full", "write_failed"):
+            return f"录像不完整：{alert.get('message', '')}"
+    return ""
 
 
 class ProcessingError(RuntimeError):
@@ -798,9 +808,11 @@ async def process_recording(
     outputs["processing_s"] = round((datetime.now(UTC) - started).total_seconds(), 2)
     with transaction(sessions) as session:
         recording = session.get_one(Recording, recording_id)
+        # what the recorder noted while recording (a full disk) stays with the recording
+        kept = {key: value for key, value in (recording.outputs or {}).items() if key in KEPT}
         recording.status = "ready"
-        recording.status_message = ""
-        recording.outputs = outputs
+        recording.outputs = {**outputs, **kept}
+        recording.status_message = incomplete_note(recording.outputs)
         recording.processed_at = datetime.now(UTC)
     log.info(
         "recording_processed",

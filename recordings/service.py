@@ -12,6 +12,7 @@ bigrams), the same SQL on SQLite and PostgreSQL. Not here yet: collections, rete
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -53,6 +54,8 @@ from recordings.storage import LocalStorage, MediaStorage
 
 if TYPE_CHECKING:
     # PyAV and aiortc load only where a recorder runs (the web process starts without them).
+    from common.settings import Settings
+    from recordings.alerts import RecorderAlert
     from recordings.capture import LessonRecorder
     from recordings.live_hls import LiveHlsPolicy, LiveTranscoder
     from streaming.sfu.room import Room
@@ -466,6 +469,20 @@ class ActiveRecordings:
     # H.264/HLS during the lesson (None: after the end only); the transcoders running here
     live_hls: LiveHlsPolicy | None = None
     transcoders: dict[int, LiveTranscoder] = field(default_factory=dict)
+    # a recorder raises ``low_disk`` below this much free space (TONGKE_RECORDING_MIN_FREE_MB;
+    # None: the recorder's default)
+    min_free_bytes: int | None = None
+
+    alert_tasks: set[asyncio.Future[None]] = field(default_factory=set)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ActiveRecordings:
+        from recordings.live_hls import LiveHlsPolicy
+
+        return cls(
+            live_hls=LiveHlsPolicy.from_settings(settings),
+            min_free_bytes=settings.recording_min_free_mb * 1024 * 1024,
+        )
 
     def recording_of(self, sync_group_id: int) -> int | None:
         return self.sync_groups.get(sync_group_id)
@@ -523,7 +540,7 @@ def record_into(
     """Start a recorder on ``room`` for a ``recording`` row made already (an SFU worker does
     this for a row the web process made when it checked who may record)."""
     from recordings import live_hls
-    from recordings.capture import LessonRecorder
+    from recordings.capture import DEFAULT_MIN_FREE_BYTES, LessonRecorder
 
     if (running := active.recording_of(sync_group_id)) is not None:
         raise ConflictError("这节同步课堂正在录制", detail={"recording_id": running})
@@ -534,7 +551,17 @@ def record_into(
         room,
         media_root / raw_path,
         metadata={"title": title, "comment": f"tongke recording {recording_id}"},
+        min_free_bytes=active.min_free_bytes or DEFAULT_MIN_FREE_BYTES,
     )
+
+    def on_alert(_recorder: LessonRecorder, alert: RecorderAlert) -> None:
+        task = asyncio.ensure_future(
+            asyncio.to_thread(note_alert, sessions, recording_id=recording_id, alert=alert)
+        )
+        active.alert_tasks.add(task)
+        task.add_done_callback(active.alert_tasks.discard)
+
+    recorder.on_alert.append(on_alert)
 
     async def queue_processing(stopped: LessonRecorder) -> None:
         active.forget(recording_id)
@@ -550,6 +577,40 @@ def record_into(
     active.sync_groups[sync_group_id] = recording_id
     recorder.start()
     return recorder
+
+
+def note_alert(sessions: sessionmaker[Session], *, recording_id: int, alert: RecorderAlert) -> None:
+    """Put a recorder's alert on its recording row, where the library and the 巡课 wall show
+    it (``outputs["alerts"]``, kept through processing). The database may sit on the same
+    full disk: then the log line the recorder wrote is all there is."""
+    try:
+        with transaction(sessions) as session:
+            recording = session.get_one(Recording, recording_id)
+            if recording.status == "recording":
+                recording.status_message = alert.message[:500]
+            noted = {
+                "kind": alert.kind,
+                "message": alert.message,
+                "at_s": alert.at_s,
+                "free_bytes": alert.free_bytes,
+                "raised_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            }
+            outputs = recording.outputs or {}
+            recording.outputs = {**outputs, "alerts": [*outputs.get("alerts", []), noted]}
+    except Exception:
+        log.exception("recording_alert_not_saved", recording=recording_id, kind=alert.kind)
+
+
+def live_recording_alert(session: Session, sync_group_id: int) -> str:
+    """The latest alert of the sync group's recording in progress (for the 巡课 wall), or ""."""
+    recording = session.scalars(
+        select(Recording)
+        .where(Recording.sync_group_id == sync_group_id, Recording.status == "recording")
+        .order_by(Recording.id.desc())
+        .limit(1)
+    ).first()
+    alerts = (recording.outputs or {}).get("alerts", []) if recording is not None else []
+    return str(alerts[-1].get("message", "")) if alerts else ""
 
 
 async def finish_recording(

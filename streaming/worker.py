@@ -43,6 +43,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from common.jobs import JobQueue, make_job_queue
 from common.logging import get_logger
 from common.settings import Settings
+from recordings.alerts import RecordingAlertsCollector
 from streaming.cluster import SfuCluster, WorkerInfo
 from streaming.runtime import (
     GcPauses,
@@ -188,14 +189,13 @@ class SfuWorker:
     def recording_target(self) -> Any:
         """The recorders running here (timetabled and started by hand) and where they write."""
         if self._recording is None:
-            from recordings.live_hls import LiveHlsPolicy
             from recordings.service import ActiveRecordings
             from streaming.lifecycle import RecordingTarget
 
             self._recording = RecordingTarget(
                 media_root=self.settings.media_root,
                 jobs=self._job_queue(),
-                active=ActiveRecordings(live_hls=LiveHlsPolicy.from_settings(self.settings)),
+                active=ActiveRecordings.from_settings(self.settings),
             )
         return self._recording
 
@@ -460,6 +460,7 @@ def create_worker_app(
         registry=metrics,
     )
 
+    metrics.register(RecordingAlertsCollector())  # recorders of this worker's rooms
     gc_pauses = GcPauses(metrics)
     loop_lag = LoopLag(metrics)
     gc_gauges(metrics)

@@ -19,7 +19,6 @@ from common.jobs import DailySchedule, make_job_queue
 from common.logging import configure_logging, get_logger
 from common.ratelimit import make_failure_limiter
 from common.settings import Settings, get_settings
-from recordings.live_hls import LiveHlsPolicy
 from recordings.service import ActiveRecordings
 from streaming.lifecycle import LessonScheduler, RecordingTarget
 from web.errors import error_body, install_error_handlers
@@ -75,9 +74,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.daily_jobs = None if settings.redis_url else DailySchedule(app.state.jobs)
         if app.state.daily_jobs is not None:
             app.state.daily_jobs.start()
-        app.state.recordings = getattr(app.state, "recordings", None) or ActiveRecordings(
-            live_hls=LiveHlsPolicy.from_settings(settings)
-        )
+        recordings = getattr(app.state, "recordings", None)
+        app.state.recordings = recordings or ActiveRecordings.from_settings(settings)
         app.state.lesson_scheduler = None
         if settings.runs_lesson_scheduler and app.state.sfu_cluster is None:
             app.state.lesson_scheduler = LessonScheduler(

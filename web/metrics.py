@@ -14,7 +14,10 @@ from prometheus_client import (
     generate_latest,
 )
 
+from recordings.alerts import RecordingAlertsCollector
+
 REGISTRY = CollectorRegistry(auto_describe=True)
+REGISTRY.register(RecordingAlertsCollector())
 REQUESTS = Counter(
     "tongke_http_requests_total",
     "HTTP requests by route template and status",

@@ -19,6 +19,7 @@ from common.accounts.permissions import Principal
 from common.alliance.models import SyncGroup
 from common.db import transaction
 from common.errors import AppError, AuthenticationError, PermissionDeniedError
+from recordings.service import live_recording_alert
 from streaming.access import (
     lesson_identity,
     meeting_identity,
@@ -200,6 +201,8 @@ async def live_lessons(
                 "my_role": identity.role,
                 "participants": participants,
                 "websocket": f"/ws/lessons/{group.id}",
+                # a full or nearly full recording disk, shown on the 巡课 wall
+                "recording_alert": live_recording_alert(session, group.id),
             }
         )
     return live

@@ -16,6 +16,8 @@ from common.alliance.models import School, Subject, Teacher
 from common.errors import AppError
 from recordings import collections
 from recordings import service as recordings
+from recordings.models import Recording
+from recordings.processing import incomplete_note
 from recordings.schemas import RecordingFilters, RecordingMedia
 from research import review
 from web.deps import DbSession, MaybeAuth, SettingsDep
@@ -27,6 +29,12 @@ router = APIRouter(include_in_schema=False)
 
 REPLAY_ROLES = frozenset({"bureau", "alliance_admin", "school_admin", "teacher", "student"})
 STATUS_LABELS = {"recording": "录制中", "processing": "处理中", "ready": "可回放", "failed": "失败"}
+
+
+def status_label(recording: Recording) -> str:
+    """录制中 / 处理中 / 可回放 / 失败, marked 不完整 when the recording stops short."""
+    label = STATUS_LABELS.get(recording.status, recording.status)
+    return f"{label}（不完整）" if incomplete_note(recording.outputs) else label
 
 
 def _source(media: RecordingMedia) -> tuple[str | None, str]:
@@ -105,7 +113,7 @@ def replays_page(
                     "school": schools.get(r.school_id, ""),
                     "subject": subjects.get(r.subject_id or 0, ""),
                     "teacher": teachers.get(r.teacher_id or 0, ""),
-                    "status": STATUS_LABELS.get(r.status, r.status),
+                    "status": status_label(r),
                     "duration": review.format_moment(d)
                     if (d := review.duration_of(r)) is not None
                     else "",
@@ -158,7 +166,8 @@ def replay_page(
             ],
             "duration": duration,
             "duration_label": review.format_moment(duration) if duration is not None else "—",
-            "status": STATUS_LABELS.get(recording.status, recording.status),
+            "status": status_label(recording),
+            "incomplete": incomplete_note(recording.outputs),
             "position": recordings.position_of(session, principal, recording.id),
             "start": t,
             "can_review": can_review,

@@ -78,6 +78,10 @@ function makeTile(lesson) {
   const people = text("p", "patrol-meta", "");
   people.dataset.testid = "patrol-people";
   people.setAttribute("data-testid", "patrol-people");
+  // a recording disk running out, or full (the lesson itself goes on)
+  const alert = text("p", "patrol-alert error", "");
+  alert.setAttribute("role", "alert");
+  alert.setAttribute("data-testid", "patrol-recording-alert");
   const listen = text("button", "small", "收听");
   listen.type = "button";
   listen.setAttribute("aria-pressed", "false");
@@ -89,7 +93,7 @@ function makeTile(lesson) {
   const actions = document.createElement("div");
   actions.className = "actions";
   actions.append(listen, open);
-  node.append(heading, figure, metaLine, people, actions);
+  node.append(heading, figure, metaLine, people, alert, actions);
 
   const id = roomOf(lesson);
   const connection = isMeeting(lesson)
@@ -98,7 +102,7 @@ function makeTile(lesson) {
   // a lesson shows its lead classroom, a meeting its current speaker (or the spotlit teacher)
   const shownSlot = isMeeting(lesson) ? "speaker_video_0" : "lead_camera";
   const audios = [];
-  const tile = { node, connection, audios, listen, people, meeting: isMeeting(lesson) };
+  const tile = { node, connection, audios, listen, people, alert, meeting: isMeeting(lesson) };
   connection.addEventListener("state", (event) => {
     caption.textContent = STATE_TEXT[event.detail.state] || "";
     node.dataset.state = event.detail.state;
@@ -159,11 +163,15 @@ function render() {
     }
   }
   for (const [id, lesson] of wanted) {
-    if (!tiles.has(id)) {
-      const tile = makeTile(lesson);
+    let tile = tiles.get(id);
+    if (!tile) {
+      tile = makeTile(lesson);
       tiles.set(id, tile);
       wall.append(tile.node);
     }
+    const alertText = lesson.recording_alert ? `录像告警：${lesson.recording_alert}` : "";
+    if (tile.alert.textContent !== alertText) tile.alert.textContent = alertText;
+    tile.alert.hidden = !alertText;
   }
   empty.hidden = tiles.size > 0;
   empty.textContent = live.length ? "没有符合筛选条件的直播课堂。" : "当前没有正在进行的同步课堂或线上教研。";

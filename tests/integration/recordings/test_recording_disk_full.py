@@ -1,0 +1,185 @@
+"""A recording disk that fills up during a lesson: the alert, the file, the live lesson.
+
+The disk is real: a 768 KiB tmpfs mounted in a private mount namespace (``unshare -m``, root
+only) for a child process that runs the SFU, a lead classroom bot, a remote classroom bot and
+the recorder writing onto that tmpfs. The kernel returns ENOSPC when it is full. The service
+side (the alert on the recording row, kept through processing, shown on the 巡课 wall and in
+the library) is tested in the same process with the alert the recorder raises.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from recordings import service
+from recordings.alerts import RecorderAlert
+from recordings.models import Recording
+from recordings.processing import process_recording
+from tests.conftest import DemoDatabase, bearer, make_test_app
+from tests.fixtures.recordings import WCK_EN_4, make_recording, place_raw
+
+pytestmark = pytest.mark.timeout(120)
+
+TMPFS_KIB = 768
+
+CHILD = textwrap.dedent(
+    """
+    import asyncio, json, sys, time
+    from pathlib import Path
+
+    import av
+
+    from recordings.capture import LessonRecorder
+    from streaming.bots import ClassroomBot, start_local, use_loopback_only
+    from streaming.sfu import InProcessRoomRegistry, ParticipantIdentity
+
+    def say(**fields):
+        print(json.dumps(fields), flush=True)
+
+    async def main():
+        use_loopback_only()
+        path = Path(sys.argv[1])
+        rooms = InProcessRoomRegistry()
+        room = await rooms.open("sync-1", kind="lesson")
+        # warn when less than half the disk is left
+        recorder = LessonRecorder(room, path, min_free_bytes=int(sys.argv[2]))
+        alerts = []
+        recorder.on_alert.append(lambda _r, alert: alerts.append((alert, time.monotonic())))
+        recorder.start()
+        start_local(ClassroomBot(ParticipantIdentity("lead", "lead", "lead", "sync-1")), rooms)
+        remote = ClassroomBot(ParticipantIdentity("remote", "remote", "remote", "sync-1"))
+        start_local(remote, rooms)
+        deadline = time.monotonic() + 60
+        while not any(a.kind == "disk_full" for a, _ in alerts):
+            assert time.monotonic() < deadline, "the disk never filled"
+            await asyncio.sleep(0.1)
+        full_at = time.monotonic()
+        frames_at_full = remote.slot("lead_camera").frames
+        dropped_at_full = recorder.dropped_packets
+        await asyncio.sleep(3.0)
+        slot = remote.slot("lead_camera")
+        summary = await recorder.stop()
+        with av.open(str(path)) as container:
+            last = 0.0
+            packets = 0
+            for packet in container.demux():
+                if packet.pts is not None and packet.stream.type == "video":
+                    packets += 1
+                    last = max(last, float(packet.pts * packet.time_base))
+        say(
+            alerts=[
+                {"kind": a.kind, "message": a.message, "at_s": a.at_s,
+                 "free_bytes": a.free_bytes, "after_full_s": round(t - full_at, 3)}
+                for a, t in alerts
+            ],
+            frames_at_full=frames_at_full,
+            frames_after=slot.frames,
+            last_frame_age_s=round(time.monotonic() - (slot.last_frame_at or 0), 3),
+            dropped_at_full=dropped_at_full,
+            dropped_after=recorder.dropped_packets,
+            backlog=recorder.backlog,
+            summary_duration_s=summary.duration_s,
+            errors=len(summary.errors),
+            file_video_packets=packets,
+            file_last_video_s=round(last, 3),
+            file_bytes=path.stat().st_size,
+        )
+        import os
+        os._exit(0)  # the bots' tasks: nothing more to check
+
+    asyncio.run(main())
+    """
+)
+
+
+def _can_mount_tmpfs() -> bool:
+    return os.geteuid() == 0 and shutil.which("unshare") is not None
+
+
+@pytest.mark.skipif(not _can_mount_tmpfs(), reason="a private tmpfs needs root and unshare -m")
+def test_a_full_disk_alerts_keeps_the_file_and_never_stops_the_lesson(tmp_path: Path) -> None:
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    min_free = TMPFS_KIB * 1024 // 2
+    script = (
+        f"mount -t tmpfs -o size={TMPFS_KIB}k tmpfs {disk} && "
+        f'exec "{sys.executable}" -c "$0" {disk}/raw.webm {min_free}'
+    )
+    done = subprocess.run(
+        ["unshare", "-m", "--", "sh", "-c", script, CHILD],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[3],
+        timeout=100,
+    )
+    lines = [line for line in done.stdout.splitlines() if line.startswith('{"alerts"')]
+    assert done.returncode == 0 and lines, (
+        done.returncode,
+        done.stdout[-2000:],
+        done.stderr[-3000:],
+    )
+    result = json.loads(lines[-1])
+    print("disk full:", json.dumps(result, ensure_ascii=False))
+    kinds = [alert["kind"] for alert in result["alerts"]]
+    # warned first (below half the disk), then full: each once
+    assert kinds == ["low_disk", "disk_full"], result["alerts"]
+    low, full = result["alerts"]
+    assert low["free_bytes"] < min_free and "存储空间不足" in low["message"]
+    assert "存储空间已满" in full["message"] and "直播课堂不受影响" in full["message"]
+    # the live lesson went on: the remote classroom kept decoding the lead's picture
+    assert result["frames_after"] - result["frames_at_full"] > 20, result
+    assert result["last_frame_age_s"] < 1.0, result
+    # the recorder let go: nothing queued, what came after the failure counted and dropped
+    assert result["backlog"] == 0
+    assert result["dropped_after"] > result["dropped_at_full"] >= 0, result
+    # the file holds the lesson up to where the disk filled, and plays
+    assert result["file_bytes"] > TMPFS_KIB * 1024 // 2
+    assert result["file_video_packets"] > 10
+    assert abs(result["file_last_video_s"] - full["at_s"]) < 2.0, result
+
+
+async def test_the_alert_is_on_the_recording_the_wall_and_the_replay(
+    sqlite_db: DemoDatabase, tmp_path: Path, sample_webm: Path
+) -> None:
+    app = make_test_app(sqlite_db, tmp_path)
+    media_root = app.state.settings.media_root
+    recording_id = make_recording(sqlite_db, WCK_EN_4, status="recording")
+    for alert in (
+        RecorderAlert("low_disk", "录像存储空间不足：仅剩 800 MB", 60.0, 800 << 20),
+        RecorderAlert("disk_full", "录像存储空间已满，录像止于 0:01:30", 90.0, 0),
+    ):
+        service.note_alert(sqlite_db.sessions, recording_id=recording_id, alert=alert)
+    with sqlite_db.sessions() as session:
+        recording = session.get_one(Recording, recording_id)
+        assert recording.status_message == "录像存储空间已满，录像止于 0:01:30"
+        assert [a["kind"] for a in recording.outputs["alerts"]] == ["low_disk", "disk_full"]
+        assert service.live_recording_alert(session, WCK_EN_4) == recording.status_message
+
+    place_raw(sqlite_db, recording_id, media_root, sample_webm)
+    await process_recording(sqlite_db.sessions, media_root=media_root, recording_id=recording_id)
+    with sqlite_db.sessions() as session:
+        recording = session.get_one(Recording, recording_id)
+        assert recording.status == "ready"
+        # processing kept the alerts, and says the recording stops short
+        assert [a["kind"] for a in recording.outputs["alerts"]] == ["low_disk", "disk_full"]
+        assert recording.status_message == "录像不完整：录像存储空间已满，录像止于 0:01:30"
+        assert recording.outputs["mp4"]
+        # over: no longer an alert of a live recording
+        assert service.live_recording_alert(session, WCK_EN_4) == ""
+
+    with TestClient(app) as client:
+        client.headers.update(bearer(client, "student-cy-4-1"))
+        page = client.get(f"/replays/{recording_id}")
+        assert page.status_code == 200
+        assert "录像不完整：录像存储空间已满" in page.text
+        listing = client.get("/replays")
+        assert "可回放（不完整）" in listing.text
