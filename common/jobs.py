@@ -864,22 +864,22 @@ class DailySchedule:
 
     async def catch_up(self) -> list[str]:
         """On start: enqueue, once, each daily job whose latest scheduled time passed after the
-        run the ledger records, or with no record at all (a new deployment, or one never up at
-        that hour). Only that latest day: a daily job does the whole backlog. Returns the job
-        ids enqueued."""
+        run the ledger records (only that latest day: a daily job does the whole backlog).
+        With no record yet (a new deployment) the day before that time is recorded as run and
+        nothing runs now, so a first start neither runs the job at once nor takes the time
+        from a cron that fires at that moment; a deployment never up at the hour still gets
+        its run at the next day's start. Returns the job ids enqueued."""
         now = self.clock()
         enqueued = []
         for job in self.queue.daily_jobs:
             slot = job.last_due(now)
             last = await self.ledger.last_slot(job.name)
-            if last is not None and last >= slot:
+            if last is None:
+                await self.ledger.claim(job.name, slot - timedelta(days=1))
                 continue
-            log.info(
-                "job.daily_missed",
-                job=job.name,
-                last=last.isoformat() if last else None,
-                slot=slot.isoformat(),
-            )
+            if last >= slot:
+                continue
+            log.info("job.daily_missed", job=job.name, last=last.isoformat(), slot=slot.isoformat())
             job_id = await self._enqueue(job, slot)
             if job_id is not None:
                 enqueued.append(job_id)

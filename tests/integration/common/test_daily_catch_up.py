@@ -85,29 +85,37 @@ async def test_a_missed_day_runs_once_on_start_and_not_again_the_same_day(tmp_pa
         await queue.close()
 
 
-async def test_no_missed_day_runs_nothing_and_a_new_deployment_runs_once(tmp_path: Path) -> None:
+async def test_a_new_deployment_runs_nothing_at_first_and_no_missed_day_runs_nothing(
+    tmp_path: Path,
+) -> None:
     token = uuid.uuid4().hex
     ledger_path = tmp_path / ".daily-jobs.json"
     queue = _daily_queue(InProcessJobQueue(), token)
+
+    def schedule_at(now: datetime) -> DailySchedule:
+        return DailySchedule(queue, ledger=FileDailyLedger(ledger_path), clock=lambda: now)
+
     try:
-        # a new deployment (or one never up at 03:00): no record, so this morning's run is due
-        fresh = DailySchedule(queue, ledger=FileDailyLedger(ledger_path), clock=lambda: NOW)
-        assert await fresh.catch_up() == ["daily:sweep:2026-12-08"]
-        await _finish(queue, ["daily:sweep:2026-12-08"])
-        assert runs[token] == 1
-        # restarted at 02:30 the next morning: no 03:00 was missed
-        before_three = DailySchedule(
-            queue,
-            ledger=FileDailyLedger(ledger_path),
-            clock=lambda: THIS_MORNING + timedelta(days=1, hours=-0.5),
-        )
-        assert await before_three.catch_up() == []
-        # restarted the same day after the run: nothing either
-        same_day = DailySchedule(
-            queue, ledger=FileDailyLedger(ledger_path), clock=lambda: NOW + timedelta(hours=12)
-        )
-        assert await same_day.catch_up() == []
-        assert runs[token] == 1
+        # a new deployment: no record, so it cannot tell whether an older version ran this
+        # morning's; it records the day before as run and runs nothing now
+        clock = [NOW]
+        up = DailySchedule(queue, ledger=FileDailyLedger(ledger_path), clock=lambda: clock[0])
+        assert await up.catch_up() == [] and await up.run_due() == []
+        assert await FileDailyLedger(ledger_path).last_slot(DAILY) == YESTERDAY
+        # it stays up: the next 03:00 runs as usual; restarted after it, nothing was missed
+        clock[0] = THIS_MORNING + timedelta(days=1, seconds=30)
+        assert await up.run_due() == ["daily:sweep:2026-12-09"]
+        await _finish(queue, ["daily:sweep:2026-12-09"])
+        assert await schedule_at(THIS_MORNING + timedelta(days=1, hours=8)).catch_up() == []
+        # restarted at 02:30 the morning after: no 03:00 was missed
+        before_three = THIS_MORNING + timedelta(days=2, hours=-0.5)
+        assert await schedule_at(before_three).catch_up() == []
+        # switched off over that night, started at 07:00: the missed 03:00 runs, once
+        seven = THIS_MORNING + timedelta(days=2, hours=4)
+        assert await schedule_at(seven).catch_up() == ["daily:sweep:2026-12-10"]
+        await _finish(queue, ["daily:sweep:2026-12-10"])
+        assert await schedule_at(seven + timedelta(minutes=5)).catch_up() == []
+        assert runs[token] == 2
     finally:
         await queue.close()
 
