@@ -30,20 +30,32 @@ from recordings.processing import (
     sprite_arguments,
 )
 
+CLIP_S = 20  # encoded once, then repeated by stream copy (cheap on a busy machine)
+
 
 def synthetic_lesson(path: Path, *, seconds: float, height: int) -> None:
-    """A raw capture: moving test picture, VP8 (realtime), ~1 Mbit/s, + an Opus tone."""
+    """A raw capture: moving test picture, VP8 (realtime) 30 fps ~1 Mbit/s with a key frame
+    every 10 s, + an Opus tone; a 20 s clip repeated to ``seconds`` without re-encoding."""
     width = height * 16 // 9 // 2 * 2
+    clip = path.with_name(f".{path.stem}.clip.webm")
     subprocess.run(
         [
             "ffmpeg", "-v", "error", "-y",
-            "-f", "lavfi", "-i", f"testsrc2=s={width}x{height}:r=30:d={seconds}",
-            "-f", "lavfi", "-i", f"sine=f=440:d={seconds}",
-            "-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "16", "-b:v", "1M",
-            "-c:a", "libopus", str(path),
+            "-f", "lavfi", "-i", f"testsrc2=s={width}x{height}:r=30:d={CLIP_S}",
+            "-f", "lavfi", "-i", f"sine=f=440:d={CLIP_S}",
+            "-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "1M",
+            "-g", "300", "-c:a", "libopus", str(clip),
         ],
         check=True,
     )  # fmt: skip
+    subprocess.run(
+        [
+            "ffmpeg", "-v", "error", "-y", "-stream_loop", "-1", "-i", str(clip),
+            "-t", f"{seconds:.1f}", "-c", "copy", str(path),
+        ],
+        check=True,
+    )  # fmt: skip
+    clip.unlink()
 
 
 async def _timed(arguments: list[str]) -> float:

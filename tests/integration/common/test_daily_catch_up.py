@@ -27,11 +27,8 @@ from common.jobs import (
     arq_worker_settings,
 )
 
-pytestmark = [
-    pytest.mark.timeout(120),
-    # arq's Worker.close() still calls redis-py's deprecated close(); not ours to fix.
-    pytest.mark.filterwarnings("ignore:Call to deprecated close:DeprecationWarning"),
-]
+# arq's Worker.close() still calls redis-py's deprecated close(); not ours to fix.
+pytestmark = pytest.mark.filterwarnings("ignore:Call to deprecated close:DeprecationWarning")
 
 DAILY = "sweep"
 # 10:00 on 8 December: the last 03:00 was this morning's.

@@ -253,23 +253,22 @@ async def test_hd_sources_get_aligned_renditions_within_their_memory_budget(
 GREY_PERIOD_S = 13
 
 
+def _grey_clock_lesson(raw: Path, *, seconds: int) -> None:
+    grey = f"16+15*mod(floor(T),{GREY_PERIOD_S})"
+    picture = f"nullsrc=s=320x180:r=25,format=yuv420p,geq=lum='{grey}':cb=128:cr=128"
+    inputs = ["-f", "lavfi", "-i", picture, "-f", "lavfi", "-i", "sine=f=440:r=48000"]
+    vp8 = ["-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "300k"]
+    command = ["ffmpeg", "-v", "error", "-y", *inputs, "-t", str(seconds), *vp8]
+    subprocess.run([*command, "-c:a", "libopus", str(raw)], check=True)
+
+
 async def test_the_sprite_of_a_short_lesson_shows_each_cue_s_own_moment(tmp_path: Path):
     """A 45 s lesson: 12 tiles on two rows of the 10-column sprite, one every 4 s (the low
     rendition's key frames), each showing the picture of its cue's start: the greys of seconds
     0, 4, 8, ... (mod 13: all different) in that order, so a tile a second early or late, or
     from another tile's time, shows up as a wrong order."""
     raw = tmp_path / "raw.webm"
-    subprocess.run(
-        [
-            "ffmpeg", "-v", "error", "-y",
-            "-f", "lavfi", "-i", "nullsrc=s=320x180:r=25,format=yuv420p,"
-            f"geq=lum='16+15*mod(floor(T),{GREY_PERIOD_S})':cb=128:cr=128",
-            "-f", "lavfi", "-i", "sine=f=440:r=48000",
-            "-t", "45", "-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8",
-            "-b:v", "300k", "-c:a", "libopus", str(raw),
-        ],
-        check=True,
-    )  # fmt: skip
+    _grey_clock_lesson(raw, seconds=45)
     facts, _ = await make_playable(raw, out_dir=tmp_path)
     outputs = await make_renditions(raw, out_dir=tmp_path, facts=facts)
 
