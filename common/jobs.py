@@ -805,7 +805,10 @@ def arq_worker_settings(
 
     async def catch_up_daily(ctx: dict[Any, Any]) -> None:
         schedule = DailySchedule(queue, ledger=RedisDailyLedger(ctx["redis"]), clock=clock)
-        await schedule.catch_up()
+        try:
+            await schedule.catch_up()
+        except Exception as exc:  # the worker still starts; the next start tries again
+            log.error("job.daily_catch_up_failed", error=_describe(exc))
 
     settings: dict[str, Any] = {
         "functions": queue.worker_functions(),
