@@ -472,11 +472,11 @@ def key_frame_sprite_arguments(source: Path, target: Path, *, grid: ThumbnailGri
     """The thumbnail sprite from a source with a key frame every ``grid.interval_s`` seconds
     or more often (see ``ThumbnailGrid.on_key_frames``), decoding only its key frames: a
     10-minute lesson is 150 pictures to decode instead of 18 000. Each tile is the first key
-    frame at or after its cue's start (``select`` on the time since the first frame)."""
+    frame at or after its cue's start (``select`` on the source's clock, which players show)."""
     pick = f"gte(t,selected_n*{grid.interval_s}-{KEY_FRAME_SLACK_S})"
     return [
         "-skip_frame", "nokey", "-threads", str(SPRITE_DECODER_THREADS), "-i", str(source),
-        "-an", "-vf", f"setpts=PTS-STARTPTS,select='{pick}',"
+        "-an", "-vf", f"select='{pick}',"
         f"scale={grid.width}:{grid.height},tile={grid.columns}x{grid.rows}",
         "-fps_mode", "vfr", "-frames:v", "1", "-update", "1", "-q:v", "5", str(target),
         "-progress", "pipe:1", "-nostats",
