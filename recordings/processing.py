@@ -619,7 +619,7 @@ async def finish_renditions(
     """From the renditions' runs in ``work/hls`` (here, or ``recordings.live_hls`` during the
     lesson): the master playlist, the thumbnail sprite (from ``sprite_from``; with
     ``key_frames_only``, a rendition of ours with a key frame every ``SEGMENT_S``, decoding
-    only those: under a second whatever the length), the MP4, all moved into place; ``work``
+    only those: 1-4 s for 10 minutes on a loaded machine), the MP4, all moved into place; ``work``
     is removed whatever happens."""
     grid: ThumbnailGrid | None = None
     if facts.has_video:
