@@ -7,24 +7,31 @@ status in the redis hash ``tongke:job:{id}`` so any process can read it. Results
 JSON-serialisable. Failures are retried ``max_retries`` times with exponential backoff.
 
 A registered job may also run daily at a local (school) time (``register_daily``): arq cron in
-``tongke worker`` with Redis, ``DailySchedule`` in the web process when embedded.
+``tongke worker`` with Redis, ``DailySchedule`` in the web process when embedded. Both record in
+a ``DailyLedger`` (Redis, or a file beside the media) which scheduled time each daily job last ran
+for, claiming it atomically, so several processes run a day once; on start each catches up the
+latest scheduled time that passed while no process was running.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
+import os
 import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any, Concatenate, Literal, TypeVar, cast
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.cron import CronJob, cron
 from arq.jobs import Job
+from arq.typing import WorkerCoroutine
 from arq.worker import Function, Retry, func
 from pydantic import BaseModel, Field, JsonValue
 from redis.exceptions import WatchError
@@ -144,6 +151,128 @@ class DailyJob:
         local = after.astimezone(SCHOOL_TIME)
         at = local.replace(hour=self.hour, minute=self.minute, second=0, microsecond=0)
         return at if at > local else at + timedelta(days=1)
+
+    def last_due(self, now: datetime) -> datetime:
+        """The latest run time at or before ``now`` (an aware datetime)."""
+        local = now.astimezone(SCHOOL_TIME)
+        at = local.replace(hour=self.hour, minute=self.minute, second=0, microsecond=0)
+        return at if at <= local else at - timedelta(days=1)
+
+    def job_id(self, slot: datetime) -> str:
+        """The id of the run for the scheduled time ``slot``: one a day, whoever enqueues it."""
+        return f"daily:{self.name}:{slot.astimezone(SCHOOL_TIME).date().isoformat()}"
+
+
+# --- daily schedule ------------------------------------------------------------------------
+
+
+class DailyLedger(ABC):
+    """Which scheduled time each daily job last ran for, shared by every process that may run it.
+
+    ``claim`` is the only write and is atomic: of several processes claiming the same scheduled
+    time, exactly one gets True and runs the job."""
+
+    @abstractmethod
+    async def last_slot(self, name: str) -> datetime | None:
+        """The latest scheduled time claimed for job ``name``; None if never."""
+
+    @abstractmethod
+    async def claim(self, name: str, slot: datetime) -> bool:
+        """Record ``slot`` for ``name`` and return True, unless ``slot`` or a later one is
+        already recorded."""
+
+
+class MemoryDailyLedger(DailyLedger):
+    """A ledger of this process only (tests, and a schedule nobody else shares)."""
+
+    def __init__(self) -> None:
+        self._slots: dict[str, datetime] = {}
+
+    async def last_slot(self, name: str) -> datetime | None:
+        return self._slots.get(name)
+
+    async def claim(self, name: str, slot: datetime) -> bool:
+        last = self._slots.get(name)
+        if last is not None and last >= slot:
+            return False
+        self._slots[name] = slot
+        return True
+
+
+class FileDailyLedger(DailyLedger):
+    """The embedded deployment's ledger: a small JSON file (``{name: ISO time}``), read and
+    written under an exclusive ``flock`` so that several web processes of the host agree."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def _read(self) -> dict[str, str]:
+        try:
+            loaded = json.loads(self.path.read_text("utf-8"))
+        except FileNotFoundError:
+            return {}
+        except ValueError:
+            log.warning("job.daily_ledger_unreadable", path=str(self.path))
+            return {}
+        return {str(k): str(v) for k, v in loaded.items()} if isinstance(loaded, dict) else {}
+
+    def _locked(self) -> Any:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path.with_name(self.path.name + ".lock"), "a")  # noqa: SIM115
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the handle closes
+        return handle
+
+    def _last_slot(self, name: str) -> datetime | None:
+        with self._locked():
+            value = self._read().get(name)
+        return datetime.fromisoformat(value) if value else None
+
+    def _claim(self, name: str, slot: datetime) -> bool:
+        with self._locked():
+            slots = self._read()
+            if name in slots and datetime.fromisoformat(slots[name]) >= slot:
+                return False
+            slots[name] = slot.isoformat()
+            partial = self.path.with_name(self.path.name + ".partial")
+            partial.write_text(json.dumps(slots, ensure_ascii=False), "utf-8")
+            os.replace(partial, self.path)
+        return True
+
+    async def last_slot(self, name: str) -> datetime | None:
+        return await asyncio.to_thread(self._last_slot, name)
+
+    async def claim(self, name: str, slot: datetime) -> bool:
+        return await asyncio.to_thread(self._claim, name, slot)
+
+
+DAILY_KEY_PREFIX = "tongke:daily:"
+# The embedded deployment keeps its ledger beside the media (`FileDailyLedger`).
+DAILY_LEDGER_NAME = ".daily-jobs.json"
+# Compare-and-set in one step on the Redis server: a later slot replaces an earlier one.
+_CLAIM_SCRIPT = """
+local last = redis.call('GET', KEYS[1])
+if last and tonumber(last) >= tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1])
+return 1
+"""
+
+
+class RedisDailyLedger(DailyLedger):
+    """The ledger of deployments with Redis (key ``tongke:daily:{name}``, the slot's Unix
+    time), shared by every ``tongke worker``."""
+
+    def __init__(self, redis: ArqRedis) -> None:
+        self.redis = redis
+
+    async def last_slot(self, name: str) -> datetime | None:
+        value = await _resolved(self.redis.get(DAILY_KEY_PREFIX + name))
+        return _utc(float(_text(value))) if value is not None else None
+
+    async def claim(self, name: str, slot: datetime) -> bool:
+        claimed = await _resolved(
+            self.redis.eval(_CLAIM_SCRIPT, 1, DAILY_KEY_PREFIX + name, str(slot.timestamp()))
+        )
+        return bool(claimed)
 
 
 class JobQueue(ABC):
@@ -611,13 +740,15 @@ class ArqJobQueue(JobQueue):
         return [self._worker_function(name) for name in self._registry]
 
     def cron_jobs(self) -> list[CronJob]:
-        """One arq cron job per daily job; ``unique`` so several workers still run it once."""
+        """One arq cron job per daily job; ``unique`` so several workers still run it once, and
+        claimed in the ``RedisDailyLedger`` so that a day a worker caught up on start is not
+        run again by the cron."""
         jobs = []
         for daily in self._daily.values():
             function = self._worker_function(daily.name)
             jobs.append(
                 cron(
-                    function.coroutine,
+                    self._cron_coroutine(daily),
                     name=CRON_PREFIX + daily.name,
                     hour=daily.hour,
                     minute=daily.minute,
@@ -627,6 +758,20 @@ class ArqJobQueue(JobQueue):
                 )
             )
         return jobs
+
+    def _cron_coroutine(self, daily: DailyJob) -> WorkerCoroutine:
+        async def run(ctx: dict[Any, Any], **kwargs: Any) -> Any:
+            # Only the first try claims: a retry of the same run must not find its own claim.
+            if ctx["job_try"] == 1:
+                # a unique cron job's id ends with the time arq fired it, in Unix milliseconds
+                fired = _utc(int(str(ctx["job_id"]).rsplit(":", 1)[1]) / 1000)
+                slot = daily.last_due(fired)
+                if not await RedisDailyLedger(ctx["redis"]).claim(daily.name, slot):
+                    log.info("job.daily_already_ran", job=daily.name, slot=slot.isoformat())
+                    return None
+            return await self._run_in_worker(ctx, daily.name, kwargs)
+
+        return run
 
     def _worker_function(self, name: str) -> Function:
         async def run(ctx: dict[Any, Any], **kwargs: Any) -> Any:
@@ -644,15 +789,31 @@ class ArqJobQueue(JobQueue):
         )
 
 
-def arq_worker_settings(queue: ArqJobQueue, **overrides: Any) -> dict[str, Any]:
-    """Keyword arguments for ``arq.worker.Worker`` running ``queue``'s registered jobs.
+def arq_worker_settings(
+    queue: ArqJobQueue,
+    *,
+    clock: Callable[[], datetime] = lambda: datetime.now(SCHOOL_TIME),
+    **overrides: Any,
+) -> dict[str, Any]:
+    """Keyword arguments for ``arq.worker.Worker`` running ``queue``'s registered jobs; on
+    start the worker catches up a daily run missed while no worker ran (``DailySchedule``,
+    at ``clock``'s time).
 
     In a worker module: ``WorkerSettings = arq_worker_settings(queue)``, then
     ``arq module.WorkerSettings``. Register every job before calling this.
     """
+
+    async def catch_up_daily(ctx: dict[Any, Any]) -> None:
+        schedule = DailySchedule(queue, ledger=RedisDailyLedger(ctx["redis"]), clock=clock)
+        try:
+            await schedule.catch_up()
+        except Exception as exc:  # the worker still starts; the next start tries again
+            log.error("job.daily_catch_up_failed", error=_describe(exc))
+
     settings: dict[str, Any] = {
         "functions": queue.worker_functions(),
         "cron_jobs": queue.cron_jobs(),
+        "on_startup": catch_up_daily,
         "timezone": SCHOOL_TIME,
         "queue_name": queue.queue_name,
         "redis_settings": queue.redis_settings,
@@ -672,17 +833,20 @@ def make_job_queue(settings: Settings) -> JobQueue:
 
 class DailySchedule:
     """Runs a queue's daily jobs from this process (the embedded web app, which has no arq
-    worker): each is enqueued once per day, under an id naming the day, so a second enqueue of
-    the same day is a no-op. ``clock`` is injectable so tests decide what time it is."""
+    worker; ``tongke worker`` uses it only to catch up on start). Each scheduled time is
+    claimed in the ``ledger`` before its job is enqueued (under an id naming the day), so of
+    several processes one runs it. ``clock`` is injectable so tests decide what time it is."""
 
     def __init__(
         self,
         queue: JobQueue,
         *,
+        ledger: DailyLedger | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(SCHOOL_TIME),
         poll_seconds: float = 60.0,
     ) -> None:
         self.queue = queue
+        self.ledger = ledger or MemoryDailyLedger()
         self.clock = clock
         self.poll_seconds = poll_seconds
         started = clock()
@@ -692,6 +856,38 @@ class DailySchedule:
     def next_runs(self) -> dict[str, datetime]:
         return dict(self._due)
 
+    async def _enqueue(self, job: DailyJob, slot: datetime) -> str | None:
+        if not await self.ledger.claim(job.name, slot):
+            log.info("job.daily_already_ran", job=job.name, slot=slot.isoformat())
+            return None
+        job_id = job.job_id(slot)
+        await self.queue.enqueue(job.name, job_id=job_id)
+        log.info("job.daily_enqueued", job=job.name, job_id=job_id)
+        return job_id
+
+    async def catch_up(self) -> list[str]:
+        """On start: enqueue, once, each daily job whose latest scheduled time passed after the
+        run the ledger records (only that latest day: a daily job does the whole backlog).
+        With no record yet (a new deployment) the day before that time is recorded as run and
+        nothing runs now, so a first start neither runs the job at once nor takes the time
+        from a cron that fires at that moment; a deployment never up at the hour still gets
+        its run at the next day's start. Returns the job ids enqueued."""
+        now = self.clock()
+        enqueued = []
+        for job in self.queue.daily_jobs:
+            slot = job.last_due(now)
+            last = await self.ledger.last_slot(job.name)
+            if last is None:
+                await self.ledger.claim(job.name, slot - timedelta(days=1))
+                continue
+            if last >= slot:
+                continue
+            log.info("job.daily_missed", job=job.name, last=last.isoformat(), slot=slot.isoformat())
+            job_id = await self._enqueue(job, slot)
+            if job_id is not None:
+                enqueued.append(job_id)
+        return enqueued
+
     async def run_due(self) -> list[str]:
         """Enqueue every daily job whose time has come; returns the job ids enqueued."""
         now = self.clock()
@@ -700,11 +896,10 @@ class DailySchedule:
             due = self._due.setdefault(job.name, job.next_run(now))
             if now < due:
                 continue
-            job_id = f"daily:{job.name}:{due.date().isoformat()}"
-            await self.queue.enqueue(job.name, job_id=job_id)
-            log.info("job.daily_enqueued", job=job.name, job_id=job_id)
-            enqueued.append(job_id)
             self._due[job.name] = job.next_run(now)
+            job_id = await self._enqueue(job, job.last_due(now))
+            if job_id is not None:
+                enqueued.append(job_id)
         return enqueued
 
     @property
@@ -716,6 +911,10 @@ class DailySchedule:
             self._task = asyncio.create_task(self._loop(), name="daily-jobs")
 
     async def _loop(self) -> None:
+        try:
+            await self.catch_up()
+        except Exception as exc:  # a failed catch-up must not end the schedule
+            log.error("job.daily_catch_up_failed", error=_describe(exc))
         while True:
             try:
                 await self.run_due()

@@ -515,8 +515,7 @@ async def renditions_from_live(
             facts=facts,
             renditions=list(state["renditions"]),
             loudnorm=loudnorm,
-            # the sprite from the low rendition, decoding only its key frames (every SEGMENT_S) when
-            # the tiles are at least that far apart (lessons over ~10 minutes)
+            # the sprite from the low rendition, decoding only its key frames (every SEGMENT_S)
             sprite_from=low if has_low else raw,
             key_frames_only=has_low,
             report=report,

@@ -15,7 +15,7 @@ from sqlalchemy import text
 
 from common.bus import make_bus
 from common.db import get_engine, session_factory
-from common.jobs import DailySchedule, make_job_queue
+from common.jobs import DAILY_LEDGER_NAME, DailySchedule, FileDailyLedger, make_job_queue
 from common.logging import configure_logging, get_logger
 from common.ratelimit import make_failure_limiter
 from common.settings import Settings, get_settings
@@ -71,7 +71,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
         register_all(app.state.jobs, settings)
         # With Redis, `tongke worker` runs the daily jobs (arq cron); embedded, this process does.
-        app.state.daily_jobs = None if settings.redis_url else DailySchedule(app.state.jobs)
+        app.state.daily_jobs = (
+            None
+            if settings.redis_url
+            else DailySchedule(
+                app.state.jobs, ledger=FileDailyLedger(settings.media_root / DAILY_LEDGER_NAME)
+            )
+        )
         if app.state.daily_jobs is not None:
             app.state.daily_jobs.start()
         recordings = getattr(app.state, "recordings", None)

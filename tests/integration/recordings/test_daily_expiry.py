@@ -5,6 +5,7 @@ instead of waiting for 03:00."""
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -14,11 +15,18 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from common.alliance.models import Alliance
+from common.errors import NotFoundError
 from common.jobs import (
+    DAILY_KEY_PREFIX,
+    DAILY_LEDGER_NAME,
     SCHOOL_TIME,
     ArqJobQueue,
+    DailyJob,
     DailySchedule,
     InProcessJobQueue,
+    JobQueue,
+    JobStatus,
+    RedisDailyLedger,
     arq_worker_settings,
 )
 from common.settings import Settings
@@ -112,6 +120,39 @@ def test_the_embedded_app_starts_the_daily_schedule_and_stops_it(
     assert not schedule.running
 
 
+def test_the_embedded_app_catches_up_the_expiry_it_missed_while_down(
+    sqlite_db: DemoDatabase, tmp_path: Path
+) -> None:
+    media_root = tmp_path / "media"
+    old = _old_recording_under_a_30_day_rule(sqlite_db, media_root)
+    # the ledger says the last expiry ran two days ago: the app was down at least one 03:00
+    two_days_ago = datetime.now(SCHOOL_TIME) - timedelta(days=2)
+    (media_root / DAILY_LEDGER_NAME).write_text(
+        json.dumps({EXPIRE_JOB: two_days_ago.isoformat()}), "utf-8"
+    )
+    app = make_test_app(sqlite_db, tmp_path)
+    slot = DailyJob(EXPIRE_JOB, hour=3).last_due(datetime.now(SCHOOL_TIME))
+    job_id = f"daily:{EXPIRE_JOB}:{slot.date().isoformat()}"
+
+    async def finished() -> JobStatus:
+        # the schedule's task enqueues it as the app starts
+        queue: JobQueue = app.state.jobs
+        async with asyncio.timeout(30):
+            while True:
+                try:
+                    return await queue.wait(job_id, timeout=30)
+                except NotFoundError:
+                    await asyncio.sleep(0.05)
+
+    with TestClient(app) as client:
+        assert client.portal is not None
+        status = client.portal.call(finished)
+    assert status.state == "complete" and status.result == {"expired": [old]}
+    assert _expired(sqlite_db, old)
+    ledger = json.loads((media_root / DAILY_LEDGER_NAME).read_text("utf-8"))
+    assert datetime.fromisoformat(ledger[EXPIRE_JOB]) == slot
+
+
 @pytest.mark.redis
 async def test_tongke_worker_runs_expiry_as_an_arq_cron_job(
     sqlite_db: DemoDatabase, redis_server: str, tmp_path: Path
@@ -121,18 +162,27 @@ async def test_tongke_worker_runs_expiry_as_an_arq_cron_job(
     settings = _settings(sqlite_db, media_root, redis_server)
     queue = ArqJobQueue(redis_server, queue_name="tongke:test-daily")
     register_all(queue, settings)  # what `tongke worker` registers
-    worker_settings = arq_worker_settings(queue, burst=True, poll_delay=0.02, handle_signals=False)
-    (cron_job,) = worker_settings["cron_jobs"]
-    assert cron_job.name == "cron:expire_recordings" and cron_job.unique
-    assert (cron_job.hour, cron_job.minute) == (3, 0)
-    assert worker_settings["timezone"] == SCHOOL_TIME
-
     # Let arq's own cron logic decide the run: the last 03:00 is due, the next one is not.
     now = datetime.now(SCHOOL_TIME)
     last = now.replace(hour=3, minute=0, second=0, microsecond=0)
     if last > now:
         last -= timedelta(days=1)
+    # the worker started before that 03:00, after the day before ran: no catch-up on start
+    worker_settings = arq_worker_settings(
+        queue,
+        clock=lambda: last - timedelta(seconds=1),
+        burst=True,
+        poll_delay=0.02,
+        handle_signals=False,
+    )
+    (cron_job,) = worker_settings["cron_jobs"]
+    assert cron_job.name == "cron:expire_recordings" and cron_job.unique
+    assert (cron_job.hour, cron_job.minute) == (3, 0)
+    assert worker_settings["timezone"] == SCHOOL_TIME
+
     pool = await queue._redis()
+    await pool.delete(f"{DAILY_KEY_PREFIX}{EXPIRE_JOB}")  # from an earlier test's worker
+    assert await RedisDailyLedger(pool).claim(EXPIRE_JOB, last - timedelta(days=1))
     worker = Worker(**worker_settings, redis_pool=pool)
     try:
         await worker.run_cron(last - timedelta(seconds=1), delay=0.5)  # arms it for `last`

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import shutil
 import subprocess
@@ -157,15 +158,16 @@ async def test_hls_renditions_thumbnails_and_the_quick_playable_step(tmp_path: P
     assert abs(outputs["duration_s"] - 9) < 0.5
 
     thumbs = outputs["thumbnails"]
-    assert thumbs["count"] == 5 and thumbs["interval_s"] == 2
+    # a tile on each key frame of the low rendition (one every 4 s segment)
+    assert thumbs["count"] == 3 and thumbs["interval_s"] == 4
     with av.open(str(tmp_path / "thumbs.jpg")) as sprite:
         frame = next(sprite.decode(video=0))
         assert (frame.width, frame.height) == (10 * 160, 90)
     cues = (tmp_path / "thumbs.vtt").read_text().split("\n\n")
     assert cues[0] == "WEBVTT"
-    assert cues[1] == "00:00:00.000 --> 00:00:02.000\nthumbs.jpg#xywh=0,0,160,90"
-    timing, tile = cues[5].strip().split("\n")
-    assert timing.startswith("00:00:08.000 --> 00:00:09.0") and tile.endswith("#xywh=640,0,160,90")
+    assert cues[1] == "00:00:00.000 --> 00:00:04.000\nthumbs.jpg#xywh=0,0,160,90"
+    timing, tile = cues[3].strip().split("\n")
+    assert timing.startswith("00:00:08.000 --> 00:00:09.0") and tile.endswith("#xywh=320,0,160,90")
     assert outputs["loudnorm"] is True
 
 
@@ -245,3 +247,51 @@ async def test_hd_sources_get_aligned_renditions_within_their_memory_budget(
     assert [float(mark[8:].split(",")[0]) for mark in marks["main"]][:1] == [4.0]
     assert _ffprobe_streams(tmp_path / "lesson.mp4")[0]["height"] == height
     assert abs(outputs["duration_s"] - 5) < 0.5
+
+
+# The clock drawn into the test lesson: second k is a flat grey of level 16 + 15 * (k mod 13).
+GREY_PERIOD_S = 13
+
+
+def _grey_clock_lesson(raw: Path, *, seconds: int) -> None:
+    grey = f"16+15*mod(floor(T),{GREY_PERIOD_S})"
+    picture = f"nullsrc=s=320x180:r=25,format=yuv420p,geq=lum='{grey}':cb=128:cr=128"
+    inputs = ["-f", "lavfi", "-i", picture, "-f", "lavfi", "-i", "sine=f=440:r=48000"]
+    vp8 = ["-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "300k"]
+    command = ["ffmpeg", "-v", "error", "-y", *inputs, "-t", str(seconds), *vp8]
+    subprocess.run([*command, "-c:a", "libopus", str(raw)], check=True)
+
+
+async def test_the_sprite_of_a_short_lesson_shows_each_cue_s_own_moment(tmp_path: Path):
+    """A 45 s lesson: 12 tiles on two rows of the 10-column sprite, one every 4 s (the low
+    rendition's key frames), each showing the picture of its cue's start: the greys of seconds
+    0, 4, 8, ... (mod 13: all different) in that order, so a tile a second early or late, or
+    from another tile's time, shows up as a wrong order."""
+    raw = tmp_path / "raw.webm"
+    _grey_clock_lesson(raw, seconds=45)
+    facts, _ = await make_playable(raw, out_dir=tmp_path)
+    outputs = await make_renditions(raw, out_dir=tmp_path, facts=facts)
+
+    thumbs = outputs["thumbnails"]
+    assert (thumbs["interval_s"], thumbs["count"], thumbs["columns"]) == (4, 12, 10)
+    assert (thumbs["width"], thumbs["height"]) == (160, 90)
+    with av.open(str(tmp_path / "thumbs.jpg")) as sprite:
+        picture = next(sprite.decode(video=0)).to_ndarray(format="gray")
+    assert picture.shape == (2 * 90, 10 * 160)
+    cues = (tmp_path / "thumbs.vtt").read_text().strip().split("\n\n")[1:]
+    assert len(cues) == 12
+    greys = []
+    for index, cue in enumerate(cues):
+        timing, tile = cue.split("\n")
+        start = index * 4
+        assert timing.startswith(f"00:00:{start:02d}.000 --> "), cue
+        x, y, w, h = (int(v) for v in tile.split("#xywh=")[1].split(","))
+        assert (x, y, w, h) == ((index % 10) * 160, (index // 10) * 90, 160, 90)
+        greys.append(float(picture[y + 10 : y + h - 10, x + 10 : x + w - 10].mean()))
+    seconds = [(index * 4) % GREY_PERIOD_S for index in range(12)]
+    # the tiles' greys rank as the drawn seconds do, each step clearly apart
+    assert sorted(range(12), key=greys.__getitem__) == sorted(range(12), key=seconds.__getitem__)
+    ordered = sorted(greys)
+    assert min(b - a for a, b in itertools.pairwise(ordered)) > 8, greys
+    # the tiles beyond the 12th are the tile filter's black padding
+    assert picture[90 + 10 : 180 - 10, 2 * 160 + 10 :].mean() < 20
