@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from common.logging import get_logger
+from recordings.alerts import RecorderAlert
 from recordings.capture import LessonRecorder
 
 if TYPE_CHECKING:
@@ -107,6 +108,9 @@ class MeetingRecorder:
         self.timeline_path = folder / TIMELINE_NAME
         self.timeline = MeetingTimeline(started_at=time.time())
         self.on_stopped: list[MeetingCallback] = []
+        # a storage alert of any participant's recorder, once per kind for the meeting
+        self.on_alert: list[Callable[[MeetingRecorder, RecorderAlert], None]] = []
+        self.alerts: list[RecorderAlert] = []
         self.recorders: dict[tuple[str, str], LessonRecorder] = {}  # (participant, file kind)
         self._stop_listening: Callable[[], None] | None = None
         self._stopping: asyncio.Task[None] | None = None
@@ -165,8 +169,19 @@ class MeetingRecorder:
             metadata={"title": entry.name, "comment": f"meeting {self.room.room_id}"},
             flush_interval_s=self.flush_interval_s,
         )
+        recorder.on_alert.append(self._recorder_alert)
         self.recorders[key] = recorder
         recorder.start()
+
+    def _recorder_alert(self, _recorder: LessonRecorder, alert: RecorderAlert) -> None:
+        if any(seen.kind == alert.kind for seen in self.alerts):
+            return
+        self.alerts.append(alert)
+        for callback in self.on_alert:
+            try:
+                callback(self, alert)
+            except Exception:
+                log.exception("meeting_alert_callback_failed", room=self.room.room_id)
 
     def _on_event(self, event: RoomEvent) -> Awaitable[None] | None:
         if event.kind == "room_closed":

@@ -12,6 +12,7 @@ it (``recordings.service.visible_filter``), teachers and staff see it by their s
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -27,7 +28,7 @@ from common.errors import AppError, NotFoundError
 from common.jobs import JobQueue
 from common.logging import get_logger
 from recordings.models import Recording
-from recordings.service import RAW_NAME
+from recordings.service import RAW_NAME, alerts_to_row
 from research.models import ResearchGroup, ResearchSession
 from streaming.sfu.errors import RoomError
 
@@ -95,6 +96,7 @@ class MeetingRecordings:
     media_root: Path
     jobs: JobQueue
     by_room: dict[str, tuple[int, MeetingRecorder]] = field(default_factory=dict)
+    alert_tasks: set[asyncio.Future[None]] = field(default_factory=set)
 
     async def start(self, room: Room, by: ParticipantIdentity) -> None:
         """``RecordingHooks.start``: a new library row and the room's recorder."""
@@ -128,6 +130,7 @@ class MeetingRecordings:
             )
 
         recorder.on_stopped.append(queue_composition)
+        recorder.on_alert.append(alerts_to_row(self.sessions, recording_id, self.alert_tasks))
         self.by_room[room.room_id] = (recording_id, recorder)
         recorder.start()
         log.info(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path, PurePosixPath
@@ -554,14 +555,7 @@ def record_into(
         min_free_bytes=active.min_free_bytes or DEFAULT_MIN_FREE_BYTES,
     )
 
-    def on_alert(_recorder: LessonRecorder, alert: RecorderAlert) -> None:
-        task = asyncio.ensure_future(
-            asyncio.to_thread(note_alert, sessions, recording_id=recording_id, alert=alert)
-        )
-        active.alert_tasks.add(task)
-        task.add_done_callback(active.alert_tasks.discard)
-
-    recorder.on_alert.append(on_alert)
+    recorder.on_alert.append(alerts_to_row(sessions, recording_id, active.alert_tasks))
 
     async def queue_processing(stopped: LessonRecorder) -> None:
         active.forget(recording_id)
@@ -577,6 +571,22 @@ def record_into(
     active.sync_groups[sync_group_id] = recording_id
     recorder.start()
     return recorder
+
+
+def alerts_to_row(
+    sessions: sessionmaker[Session], recording_id: int, tasks: set[asyncio.Future[None]]
+) -> Callable[[object, RecorderAlert], None]:
+    """An ``on_alert`` callback that notes each alert on the recording row (off the loop;
+    ``tasks`` keeps the writes alive until they are done)."""
+
+    def on_alert(_recorder: object, alert: RecorderAlert) -> None:
+        task = asyncio.ensure_future(
+            asyncio.to_thread(note_alert, sessions, recording_id=recording_id, alert=alert)
+        )
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    return on_alert
 
 
 def note_alert(sessions: sessionmaker[Session], *, recording_id: int, alert: RecorderAlert) -> None:

@@ -9,6 +9,7 @@ the library) is tested in the same process with the alert the recorder raises.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -19,11 +20,17 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from recordings import service
 from recordings.alerts import RecorderAlert
+from recordings.capture import LessonRecorder
+from recordings.meeting_capture import MeetingRecorder
+from recordings.meetings import new_recording_for_research_session
 from recordings.models import Recording
 from recordings.processing import process_recording
+from research.models import ResearchSession
+from streaming.sfu import InProcessRoomRegistry
 from tests.conftest import DemoDatabase, bearer, make_test_app
 from tests.fixtures.recordings import WCK_EN_4, make_recording, place_raw
 
@@ -183,3 +190,38 @@ async def test_the_alert_is_on_the_recording_the_wall_and_the_replay(
         assert "录像不完整：录像存储空间已满" in page.text
         listing = client.get("/replays")
         assert "可回放（不完整）" in listing.text
+
+
+async def test_a_meeting_notes_each_kind_of_alert_once_on_its_recording(
+    sqlite_db: DemoDatabase, tmp_path: Path
+) -> None:
+    """Every teacher's file of a 教研 meeting has its own recorder on the same disk: the
+    meeting's recording gets one alert of each kind, whichever recorder raised it first."""
+    with sqlite_db.sessions() as session, session.begin():
+        research_session = session.scalars(select(ResearchSession).order_by(ResearchSession.id))
+        row = new_recording_for_research_session(
+            session, research_session_id=next(iter(research_session)).id
+        )
+        recording_id = row.id
+    rooms = InProcessRoomRegistry()
+    room = await rooms.open("research-1", kind="meeting")
+    try:
+        meeting = MeetingRecorder(room, tmp_path / "rec")
+        tasks: set[asyncio.Future[None]] = set()
+        meeting.on_alert.append(service.alerts_to_row(sqlite_db.sessions, recording_id, tasks))
+        # two teachers' recorders warn, then one finds the disk full
+        first = LessonRecorder(room, tmp_path / "rec" / "p1.webm")
+        second = LessonRecorder(room, tmp_path / "rec" / "p2.webm")
+        for recorder in (first, second):
+            recorder.on_alert.append(meeting._recorder_alert)
+        for recorder in (first, second):
+            recorder._alert("low_disk", "录像存储空间不足：仅剩 0.5 GB", free_bytes=1 << 29)
+        second._alert("disk_full", "录像存储空间已满，录像止于 0:02:00", free_bytes=0)
+        await asyncio.gather(*tasks)
+    finally:
+        await rooms.close_all()
+    assert [alert.kind for alert in meeting.alerts] == ["low_disk", "disk_full"]
+    with sqlite_db.sessions() as session:
+        recording = session.get_one(Recording, recording_id)
+        assert [a["kind"] for a in recording.outputs["alerts"]] == ["low_disk", "disk_full"]
+        assert recording.status_message == "录像存储空间已满，录像止于 0:02:00"
