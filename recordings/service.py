@@ -576,13 +576,16 @@ def record_into(
 def alerts_to_row(
     sessions: sessionmaker[Session], recording_id: int, tasks: set[asyncio.Future[None]]
 ) -> Callable[[object, RecorderAlert], None]:
-    """An ``on_alert`` callback that notes each alert on the recording row (off the loop;
-    ``tasks`` keeps the writes alive until they are done)."""
+    """An ``on_alert`` callback that notes each alert on the recording row (off the loop, one
+    write at a time so none is lost; ``tasks`` keeps the writes alive until they are done)."""
+    one_at_a_time = asyncio.Lock()
+
+    async def write(alert: RecorderAlert) -> None:
+        async with one_at_a_time:
+            await asyncio.to_thread(note_alert, sessions, recording_id=recording_id, alert=alert)
 
     def on_alert(_recorder: object, alert: RecorderAlert) -> None:
-        task = asyncio.ensure_future(
-            asyncio.to_thread(note_alert, sessions, recording_id=recording_id, alert=alert)
-        )
+        task = asyncio.ensure_future(write(alert))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
 
