@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import struct
 import time
 from collections.abc import Callable
 
@@ -470,7 +471,7 @@ class Downlink:
         routes it to each of their senders), aiortc one per video stream."""
         try:
             bitrate, ssrcs = unpack_remb_fci(fci)
-        except (ValueError, IndexError):  # another application-layer message, or garbage
+        except (ValueError, struct.error):  # another application-layer message, or garbage
             return
         self.estimate_bps = bitrate
         if self._on_estimate is not None:

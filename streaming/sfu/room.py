@@ -144,7 +144,8 @@ class Room:
         board = "board" in participant.published
         fresh = self._new_participant(participant.identity, participant.notify, board=board)
         fresh.hand = participant.hand
-        fresh.quality = participant.quality  # the subscriber's "low"/"auto" choice stays
+        # the subscriber's "low"/"auto" choice (``video_quality``) outlives the reset
+        fresh.set_quality(participant.quality, primary_video_slot(fresh.layout))
         if self.participants.get(participant.participant_id) is participant:
             self.participants[participant.participant_id] = fresh
         await participant.close()

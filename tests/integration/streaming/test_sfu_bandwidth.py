@@ -49,7 +49,7 @@ async def test_a_narrow_link_steps_down_on_the_estimate_and_probes_back_up(
     full_kbps = needs[0] / 1000
     # audio and the main video fit, the board does not
     limit_kbps = round(audio_kbps + (needs[0] + needs[1]) / 2000)
-    port = remote.downlinks["lead_audio"]._sink._addr[1]  # type: ignore[union-attr]
+    port = remote.downlinks["lead_audio"]._sink._addr[1]
     audio = viewer.slot("lead_audio")
     samples: list[tuple[float, int, int, int | None]] = []
     started = time.monotonic()
