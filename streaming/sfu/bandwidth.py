@@ -5,8 +5,9 @@ A narrow link with a queue first shows rising delay; the subscriber's receive-si
 video packet and answers with a lower REMB. This ladder steps down on that estimate, to the
 same levels as the loss ladder (streaming/sfu/protection.py): it takes the lowest level whose
 measured send rate fits the estimate. Hysteresis: it steps down only when the estimate falls
-(the receiver saw overuse) to under ``down_below`` of what the current level needs, at most
-every ``step_interval_s``, and never steps up on the estimate alone.
+(the receiver saw overuse) to under ``down_below`` of what the current level needs and stays
+there for ``confirm_s``, at most every ``step_interval_s``, and never steps up on the
+estimate alone.
 
 Stepping back up needs a probe: once the SFU sends less, the estimate is capped near what
 arrives (1.5 x the incoming rate in Chromium's and aiortc's AIMD), so it can never show the
@@ -31,7 +32,11 @@ LevelNeeds = Sequence[float]
 
 @dataclass(frozen=True, slots=True)
 class BandwidthPolicy:
-    down_below: float = 0.9  # step down when the estimate is under this share of the need
+    # step down when the estimate falls under this share of the need: on overuse the AIMD of
+    # Chromium and aiortc sets it to 0.85 x the incoming rate, so a link that delivers what
+    # is sent (5 % loss, some jitter) stays above; a narrow link caps the incoming rate
+    down_below: float = 0.75
+    confirm_s: float = 1.0  # ... and stays under it this long (one false overuse is not a link)
     step_interval_s: float = 2.0  # after a change, for the queue to drain and estimates to follow
     hold_s: float = 8.0  # first wait after a step down before trying the level above
     max_hold_s: float = 60.0
@@ -68,6 +73,7 @@ class BandwidthProtection:
         self._held_since: float | None = None  # when the hold before the next probe began
         self._changed_at = -float("inf")
         self._previous: float | None = None  # the estimate before, for its trend
+        self._short_since: float | None = None
         self._trial: _Trial | None = None
 
     @property
@@ -86,12 +92,17 @@ class BandwidthProtection:
         # climbs or holds (after a join, a step up, or a pause its estimator has not caught up
         # with) the estimate says nothing against the level
         falling = previous is not None and estimate_bps < previous
-        short = falling and estimate_bps < self.policy.down_below * needs[self.level]
+        under = estimate_bps < self.policy.down_below * needs[self.level]
         if trial is not None:
-            return self._fail(now) if short else None
+            return self._fail(now) if falling and under else None
+        if not under:
+            self._short_since = None
+        elif falling and self._short_since is None:
+            self._short_since = now
         if (
             self.level < AUDIO_ONLY
-            and short
+            and self._short_since is not None
+            and now - self._short_since >= self.policy.confirm_s
             and now - self._changed_at >= self.policy.step_interval_s
         ):
             level = self.level + 1
@@ -146,3 +157,4 @@ class BandwidthProtection:
         self.level = level
         self._changed_at = now
         self._previous = None  # a new level: the estimate's trend starts again
+        self._short_since = None

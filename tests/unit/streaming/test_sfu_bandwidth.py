@@ -40,25 +40,26 @@ def feed(protection: BandwidthProtection, clock: Clock, *estimates: float) -> li
 def test_a_falling_estimate_steps_down_to_the_level_that_fits(clock: Clock) -> None:
     protection = ladder(clock)
     assert feed(protection, clock, 1_200_000, 1_100_000) == [None, None]  # above the need
-    assert feed(protection, clock, 700_000) == [PRIMARY_VIDEO_ONLY]
+    # under 75 % of what full media needs, for a second
+    assert feed(protection, clock, 700_000, 700_000, 700_000) == [None, None, PRIMARY_VIDEO_ONLY]
     assert protection.level == PRIMARY_VIDEO_ONLY
 
 
 def test_a_deep_fall_skips_levels_and_the_base_layer_without_layers(clock: Clock) -> None:
     with_layers = ladder(clock)
-    feed(with_layers, clock, 1_200_000)
-    assert feed(with_layers, clock, 400_000) == [BASE_LAYER_ONLY]
+    assert feed(with_layers, clock, 1_200_000, 400_000, 400_000, 400_000)[-1] == BASE_LAYER_ONLY
     without = ladder(clock, layers=False)
-    feed(without, clock, 1_200_000)
-    assert feed(without, clock, 400_000) == [AUDIO_ONLY]
+    assert feed(without, clock, 1_200_000, 400_000, 400_000, 400_000)[-1] == AUDIO_ONLY
 
 
 def test_an_estimate_wobbling_around_the_need_or_climbing_below_it_keeps_the_level(
     clock: Clock,
 ) -> None:
     wobbling = ladder(clock)
-    # within the hysteresis band: 5 % under and over what full media needs
-    assert feed(wobbling, clock, *[950_000, 1_050_000] * 10) == [None] * 20
+    # within the hysteresis band: what an AIMD's false overuse gives (0.85 x what arrives)
+    assert feed(wobbling, clock, *[800_000, 1_050_000] * 10) == [None] * 20
+    # and a lone dip under it, not confirmed a second later
+    assert feed(wobbling, clock, *[700_000, 1_000_000] * 10) == [None] * 20
     climbing = ladder(clock)
     # a receiver's estimate climbing (or holding) after a join says nothing against the level
     assert feed(climbing, clock, 300_000, 330_000, 360_000, 400_000, 400_000) == [None] * 5
@@ -67,16 +68,15 @@ def test_an_estimate_wobbling_around_the_need_or_climbing_below_it_keeps_the_lev
 
 def test_no_second_step_before_the_step_interval(clock: Clock) -> None:
     protection = ladder(clock, step_interval_s=2.0)
-    feed(protection, clock, 1_200_000)
-    assert feed(protection, clock, 700_000) == [PRIMARY_VIDEO_ONLY]
+    assert feed(protection, clock, 1_200_000, 700_000, 700_000, 700_000)[-1] == PRIMARY_VIDEO_ONLY
     # the queue is still draining: falling estimates within 2 s are not acted on
-    assert feed(protection, clock, 500_000, 250_000) == [None, None]
+    assert feed(protection, clock, 500_000, 250_000, 250_000) == [None, None, None]
     clock.now += 2.0
     assert feed(protection, clock, 240_000) == [AUDIO_ONLY]
 
 
 def step_down(protection: BandwidthProtection, clock: Clock) -> None:
-    feed(protection, clock, 1_200_000, 700_000)
+    feed(protection, clock, 1_200_000, 700_000, 700_000, 700_000)
     assert protection.level == PRIMARY_VIDEO_ONLY
 
 
@@ -145,7 +145,7 @@ def test_probes_climb_one_level_at_a_time_skipping_the_base_layer_without_layers
     clock: Clock,
 ) -> None:
     protection = ladder(clock, layers=False)
-    feed(protection, clock, 1_200_000, 100_000)
+    feed(protection, clock, 1_200_000, 100_000, 100_000, 100_000)
     assert protection.level == AUDIO_ONLY
     clock.now += protection.hold_s
     assert protection.tick(FULL) == PRIMARY_VIDEO_ONLY
