@@ -450,7 +450,7 @@ class ProtectionCollector(Collector):
         )
         estimate = GaugeMetricFamily(
             "tongke_sfu_subscriber_estimate_bps",
-            "A subscriber's receive bandwidth estimate (REMB), bits/s",
+            "A subscriber's last receive bandwidth estimate (REMB) judged, bits/s",
             labels=labels,
         )
         for room in self._worker.rooms.rooms():

@@ -521,7 +521,7 @@ class Room:
                 "level": p.protection_level,
                 "loss_level": p.protection.level,
                 "bandwidth_level": p.bandwidth.level,
-                "estimate_bps": p.estimate_bps,
+                "estimate_bps": p.bandwidth.estimate_bps,  # the last one the ladder judged
                 "needs_bps": [round(need) for need in p.bandwidth_needs()],
                 "probing": p.bandwidth.probing,
                 "probes": p.bandwidth.probes,

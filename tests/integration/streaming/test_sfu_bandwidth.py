@@ -70,6 +70,9 @@ async def test_a_narrow_link_steps_down_on_the_estimate_and_probes_back_up(
             sample()
             if stepped is None and remote.bandwidth.level > FULL:
                 stepped = time.monotonic() - started
+                stats = next(s for s in room.protection_stats() if s["participant"] == "remote-a")
+                assert stats["bandwidth_level"] > FULL and stats["level"] > FULL
+                assert stats["estimate_bps"] is not None  # what /metrics shows
                 audio_frames, audio.max_gap_s, audio_from = audio.frames, 0.0, time.monotonic()
             await asyncio.sleep(0.5)
         assert stepped is not None, f"never stepped down: {_levels_line(samples)}"
