@@ -284,7 +284,7 @@ class Participant:
             "bandwidth_protection",
             room=self.identity.room_id,
             participant=self.participant_id,
-            level=level,
+            protection_level=level,
             probing=self.bandwidth.probing,
             estimate_kbps=None if estimate is None else round(estimate / 1000),
             needs_kbps=[round(need / 1000) for need in self.bandwidth_needs()],

@@ -556,7 +556,7 @@ class Room:
                         "loss_protection",
                         room=self.room_id,
                         participant=participant.participant_id,
-                        level=level,
+                        protection_level=level,
                         kind=downlink.kind,
                         sample=fraction_lost,
                         loss=round(participant.protection.loss, 3),

@@ -100,6 +100,6 @@ async def test_a_narrow_link_steps_down_on_the_estimate_and_probes_back_up(
     assert audio_rate > 40  # of 50 frames per second
     # the bottleneck's queue is shared: a failed probe overfills it for a moment and its tail
     # drop takes audio too (aiortc's jitter buffer has no concealment, a browser's has)
-    assert audio_gap < 1.0
+    assert audio_gap < 1.5
     assert back is not None, "never came back to the full picture"
     assert viewer.slot("lead_board").frames > 0 and not remote.downlinks["lead_board"].paused
