@@ -15,7 +15,7 @@ headroom by itself. After ``hold_s`` the next level up is tried; it is kept if, 
 ``trial_s``, the estimate does not fall and the loss ladder stays below it. A failed trial
 goes back down and doubles the hold (up to ``max_hold_s``); a kept one resets it. Probing by
 the media itself (rather than padding) costs nothing when the link is fine and needs no
-padding packets the SFU would have to make up per subscriber (see docs/streaming.md).
+padding packets the SFU would have to make up per subscriber (README: "bandwidth estimates").
 """
 
 from __future__ import annotations

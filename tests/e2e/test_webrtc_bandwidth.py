@@ -15,13 +15,12 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("playwright.sync_api")
-from playwright.sync_api import Browser, sync_playwright
-
 from tests.e2e.demo_process import DemoServer, running_demo
-from tests.e2e.test_webrtc_lesson import (
+from tests.e2e.test_webrtc_lesson import (  # noqa: F401 - fixtures
     CHROMIUM,
-    CHROMIUM_ARGS,
     Pages,
+    browser,
+    pages,
     receive_rate,
     start_lesson,
     wait_for,
@@ -64,19 +63,9 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServer]:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def pages(browser: Browser, demo: DemoServer) -> Iterator[Pages]:
-    opened = Pages(browser, demo.base)
-    yield opened
-    for page in opened.opened:
-        page.context.close()
+def server(demo: DemoServer) -> str:
+    """The lesson module's ``pages`` opens its pages on this demo (whose log we read)."""
+    return demo.base
 
 
 def bandwidth_steps(demo: DemoServer) -> list[tuple[int, str]]:
@@ -92,7 +81,8 @@ def bandwidth_steps(demo: DemoServer) -> list[tuple[int, str]]:
 
 @pytest.mark.timeout(240)
 def test_a_classroom_behind_a_narrow_link_is_thinned_on_its_estimate_and_probed_back(
-    demo: DemoServer, pages: Pages
+    demo: DemoServer,
+    pages: Pages,  # noqa: F811 - the fixture
 ) -> None:
     _lead, kiosk = start_lesson(demo.base, pages)
     full = wait_for(

@@ -25,20 +25,10 @@ from streaming.sfu.downlink import Downlink
 from streaming.sfu.layout import MediaKind
 from streaming.sfu.packets import ABS_SEND_TIME_URI
 from streaming.sfu.track import PublishedTrack
+from tests.integration.streaming.test_sfu_logic import FakeSink
 
 KEYFRAME = bytes([0x10, 0x00, 0x9D, 0x01, 0x2A]) + bytes(200)  # S=1, P=0: a VP8 keyframe
 ABS_SEND_TIME_ID = 3
-
-
-class CapturingSink:
-    def __init__(self) -> None:
-        self.sent: list[bytes] = []
-
-    def send(self, data: bytes) -> None:
-        self.sent.append(data)
-
-    def ready(self) -> bool:
-        return True
 
 
 def extensions_map() -> HeaderExtensionsMap:
@@ -55,7 +45,7 @@ def extensions_map() -> HeaderExtensionsMap:
 
 async def downlink_with_source(
     kind: MediaKind = "video", abs_send_time_id: int | None = ABS_SEND_TIME_ID, **options: Any
-) -> tuple[Downlink, CapturingSink, RTCPeerConnection, PublishedTrack]:
+) -> tuple[Downlink, FakeSink, RTCPeerConnection, PublishedTrack]:
     pc = RTCPeerConnection()
     transceiver = pc.addTransceiver(kind, direction="recvonly")
     track = PublishedTrack(
@@ -64,7 +54,7 @@ async def downlink_with_source(
     sender: Any = SimpleNamespace(_ssrc=4242)
     downlink = Downlink(kind=kind, slot="lead_camera", sender=sender, on_report=print, **options)
     downlink.assign(track)
-    sink = CapturingSink()
+    sink = FakeSink()
     downlink.connect(sink=sink, payload_type=97, abs_send_time_id=abs_send_time_id)  # type: ignore[arg-type]
     return downlink, sink, pc, track
 
