@@ -6,6 +6,10 @@ non-blocking UDP ``sendto`` (to a local socket nobody reads). ICE, DTLS and the 
 own SRTP unprotect/parse are left out: they are per published packet, not per forwarded one.
 
     .venv/bin/python benchmarks/sfu.py [--packets 20000] [--subscribers 1,8,32,64] [--json P]
+
+Each subscriber count runs twice in the same process: ``plain`` (the RTP header alone, as for
+a subscriber that did not negotiate abs-send-time) and ``abs-send-time`` (the header extension
+every video downlink writes for the subscriber's bandwidth estimator).
 """
 
 from __future__ import annotations
@@ -51,7 +55,9 @@ class UdpSink:
         return True
 
 
-async def run(subscribers: int, packets: int, port: int) -> dict[str, Any]:
+async def run(
+    subscribers: int, packets: int, port: int, abs_send_time_id: int | None
+) -> dict[str, Any]:
     pc = RTCPeerConnection()
     transceiver = pc.addTransceiver("video", direction="recvonly")
     track = PublishedTrack(
@@ -64,7 +70,7 @@ async def run(subscribers: int, packets: int, port: int) -> dict[str, Any]:
         sender: Any = SimpleNamespace(_ssrc=1000 + index)
         downlink = Downlink(kind="video", slot=f"s{index}", sender=sender, on_report=print)
         downlink.assign(track)
-        downlink.connect(sink=UdpSink(port), payload_type=97)  # type: ignore[arg-type]
+        downlink.connect(sink=UdpSink(port), payload_type=97, abs_send_time_id=abs_send_time_id)  # type: ignore[arg-type]
     stream = [
         RtpPacket(
             payload_type=96,
@@ -84,6 +90,7 @@ async def run(subscribers: int, packets: int, port: int) -> dict[str, Any]:
     await pc.close()
     forwarded = packets * max(subscribers, 1)
     return {
+        "variant": "abs-send-time" if abs_send_time_id else "plain",
         "subscribers": subscribers,
         "packets_in": packets,
         "us_per_forwarded_packet": round(cpu / forwarded * 1e6, 2),
@@ -110,13 +117,18 @@ def main() -> None:
     drain = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     drain.bind(("127.0.0.1", 0))
     port = drain.getsockname()[1]
-    runs = [asyncio.run(run(int(n), args.packets, port)) for n in args.subscribers.split(",") if n]
+    runs = [
+        asyncio.run(run(int(n), args.packets, port, extension_id))
+        for n in args.subscribers.split(",")
+        if n
+        for extension_id in (None, 3)
+    ]
     baseline = round(bare_baseline(args.packets, port), 2)
-    print(f"{'subscribers':>11} {'µs/forwarded':>13} {'µs/published':>13}")
+    print(f"{'variant':>13} {'subscribers':>11} {'µs/forwarded':>13} {'µs/published':>13}")
     for entry in runs:
         print(
-            f"{entry['subscribers']:>11} {entry['us_per_forwarded_packet']:>13} "
-            f"{entry['us_per_published_packet']:>13}"
+            f"{entry['variant']:>13} {entry['subscribers']:>11} "
+            f"{entry['us_per_forwarded_packet']:>13} {entry['us_per_published_packet']:>13}"
         )
     print(f"bare pack+protect+sendto: {baseline} µs/packet")
     if args.json_path:

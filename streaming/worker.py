@@ -11,9 +11,10 @@ places on this worker. A research meeting's room opens with its first join here,
 attendance tracker (``streaming.meetings``) with it.
 
 HTTP: ``GET /healthz`` (503 while Redis has not heard from this worker for a lease),
-``GET /metrics`` (Prometheus), ``GET /sfu/rooms`` (ticket ``rooms``: the rooms and who is in
-them, for the 巡课 list), ``POST /sfu/recordings`` (ticket ``record``: start or stop the
-recording the web process authorized), ``WS /sfu/ws`` (ticket ``join``).
+``GET /metrics`` (Prometheus; per subscriber its protection level and bandwidth estimate),
+``GET /sfu/rooms`` (ticket ``rooms``: the rooms and who is in them, for the 巡课 list),
+``POST /sfu/recordings`` (ticket ``record``: start or stop the recording the web process
+authorized), ``WS /sfu/ws`` (ticket ``join``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import contextlib
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
@@ -37,6 +38,8 @@ from prometheus_client import (
     Gauge,
     generate_latest,
 )
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
@@ -431,6 +434,37 @@ class SfuWorker:
         ]
 
 
+class ProtectionCollector(Collector):
+    """Per subscriber on ``/metrics``: the protection level it receives (and each ladder's),
+    and its bandwidth estimate."""
+
+    def __init__(self, worker: SfuWorker) -> None:
+        self._worker = worker
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        labels = ["room", "participant"]
+        level = GaugeMetricFamily(
+            "tongke_sfu_subscriber_protection_level",
+            "What a subscriber receives: 0 full, 1 main video only, 2 its base layer, 3 audio",
+            labels=[*labels, "ladder"],
+        )
+        estimate = GaugeMetricFamily(
+            "tongke_sfu_subscriber_estimate_bps",
+            "A subscriber's last receive bandwidth estimate (REMB) judged, bits/s",
+            labels=labels,
+        )
+        for room in self._worker.rooms.rooms():
+            for stats in room.protection_stats():
+                ids = [room.room_id, stats["participant"]]
+                level.add_metric([*ids, "applied"], stats["level"])
+                level.add_metric([*ids, "loss"], stats["loss_level"])
+                level.add_metric([*ids, "bandwidth"], stats["bandwidth_level"])
+                if stats["estimate_bps"] is not None:
+                    estimate.add_metric(ids, stats["estimate_bps"])
+        yield level
+        yield estimate
+
+
 def _bearer(header: str | None) -> str:
     if header is None or not header.startswith("Bearer "):
         return ""
@@ -461,6 +495,7 @@ def create_worker_app(
     )
 
     metrics.register(RecordingAlertsCollector())  # recorders of this worker's rooms
+    metrics.register(ProtectionCollector(worker))
     gc_pauses = GcPauses(metrics)
     loop_lag = LoopLag(metrics)
     gc_gauges(metrics)

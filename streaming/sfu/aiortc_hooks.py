@@ -28,6 +28,7 @@ from aiortc.rtcrtpreceiver import StreamStatistics
 from aiortc.rtp import AnyRtcpPacket, RtpPacket
 
 from common.logging import get_logger
+from streaming.sfu.packets import ABS_SEND_TIME_URI
 
 log = get_logger(__name__)
 
@@ -114,6 +115,14 @@ def set_answer_codec_parameters(
     ``setCodecPreferences`` accepts only capabilities as they are)."""
     for codec in transceiver._codecs:
         codec.parameters = {**codec.parameters, **parameters}
+
+
+def abs_send_time_id(transceiver: RTCRtpTransceiver) -> int | None:
+    """The id negotiated for the abs-send-time header extension on ``transceiver``, if any."""
+    for extension in transceiver._headerExtensions:
+        if extension.uri == ABS_SEND_TIME_URI:
+            return int(extension.id)
+    return None
 
 
 def attach_subscriber_rtcp(sender: RTCRtpSender, on_rtcp: RtcpHandler) -> None:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import math
 import random
+import struct
+import time
 from collections.abc import Callable
 
 from aiortc import RTCRtpSender
 from aiortc.rtp import (
+    RTCP_PSFB_APP,
     RTCP_PSFB_FIR,
     RTCP_PSFB_PLI,
     RTCP_RTPFB_NACK,
@@ -17,26 +20,38 @@ from aiortc.rtp import (
     RtcpRtpfbPacket,
     RtcpSrPacket,
     RtpPacket,
+    unpack_remb_fci,
 )
 
 from streaming.sfu.aiortc_hooks import RtpSink, attach_subscriber_rtcp, update_sender_report
 from streaming.sfu.layout import MediaKind
 from streaming.sfu.packets import (
+    ABS_SEND_TIME_MASK,
+    ABS_SEND_TIME_UNITS,
     HALF_SEQ,
+    ONE_BYTE_PROFILE,
     RTP_HEADER,
+    RTP_HEADER_ONE_EXTENSION,
     RTP_VERSION_BYTE,
+    RTP_VERSION_EXTENSION_BYTE,
     SEQ_MASK,
     TS_MASK,
+    abs_send_time_word,
     ntp_from_ms,
+    vp8_temporal_layer,
 )
 from streaming.sfu.temporal import ALL_LAYERS, TemporalFilter
 from streaming.sfu.track import PublishedTrack
 
 ReportSink = Callable[["Downlink", int], None]
+# a subscriber's receiver-estimated maximum bitrate (REMB): bits/s and the SSRCs it covers
+EstimateSink = Callable[[int, tuple[int, ...]], None]
 MIN_LOSS_SAMPLE_PACKETS = 50
 LOSS_CONFIDENCE_Z = 1.28  # one-sided 90 %
 # how many NACKed sequence numbers a downlink remembers to count each lost packet once
 MAX_NACKED_SEQS = 1024
+RATE_SMOOTHING = 0.5  # weight of the newest send-rate sample
+_monotonic = time.monotonic
 
 
 def loss_lower_bound(lost: int, sent: int, z: float = LOSS_CONFIDENCE_Z) -> float:
@@ -65,12 +80,16 @@ class Downlink:
     """
 
     __slots__ = (
+        "_abs_send_time",
+        "_count_base",
         "_keyframe_asked",
         "_last_arrival_ms",
         "_layers",
         "_layers_from",
         "_nacked_seqs",
+        "_on_estimate",
         "_on_report",
+        "_rate_mark",
         "_rebase",
         "_rebase_seq",
         "_report_counts",
@@ -79,6 +98,9 @@ class Downlink:
         "_seq_offset",
         "_sink",
         "_ts_offset",
+        "base_octets",
+        "base_rate_bps",
+        "estimate_bps",
         "forwarded_keyframe_at",
         "gop_bursts",
         "keyframe_requests",
@@ -92,6 +114,7 @@ class Downlink:
         "packets",
         "paused",
         "payload_type",
+        "rate_bps",
         "sender",
         "slot",
         "source",
@@ -101,7 +124,13 @@ class Downlink:
     )
 
     def __init__(
-        self, *, kind: MediaKind, slot: str, sender: RTCRtpSender, on_report: ReportSink
+        self,
+        *,
+        kind: MediaKind,
+        slot: str,
+        sender: RTCRtpSender,
+        on_report: ReportSink,
+        on_estimate: EstimateSink | None = None,
     ) -> None:
         self.kind: MediaKind = kind
         self.slot = slot
@@ -140,12 +169,28 @@ class Downlink:
         # subscriber is limited to fewer layers; ``_layers_from`` is the first number it mapped
         self._layers: TemporalFilter | None = None
         self._layers_from = 0
+        # bandwidth: the abs-send-time element's id word (0: not negotiated, audio), the
+        # subscriber's last REMB, and send rates (bits/s of payload) sampled by the room
+        self._abs_send_time = 0
+        self._on_estimate = on_estimate
+        self.estimate_bps: int | None = None
+        self._count_base = False  # the source has temporal layers: count layer 0 apart
+        self.base_octets = 0
+        self.rate_bps = 0.0
+        self.base_rate_bps = 0.0
+        self._rate_mark: tuple[float, int, int] | None = None
         attach_subscriber_rtcp(sender, self._on_rtcp)
 
-    def connect(self, *, sink: RtpSink, payload_type: int) -> None:
-        """Called once negotiation has fixed the transport and payload type."""
+    def connect(
+        self, *, sink: RtpSink, payload_type: int, abs_send_time_id: int | None = None
+    ) -> None:
+        """Called once negotiation has fixed the transport, the payload type and the id of
+        the abs-send-time header extension (video only: what the subscriber's bandwidth
+        estimator reads; None when not negotiated)."""
         self._sink = sink
         self.payload_type = payload_type
+        if self.kind == "video" and abs_send_time_id:
+            self._abs_send_time = abs_send_time_word(abs_send_time_id)
         self._need_keyframe()
 
     def assign(self, track: PublishedTrack | None) -> None:
@@ -206,7 +251,7 @@ class Downlink:
             source.request_keyframe()
 
     def forward(self, packet: RtpPacket, keyframe: bool, arrival_ms: int) -> None:
-        """Hot path: rewrite the header and send. No decode, two small allocations."""
+        """Hot path: rewrite the header and send. No decode, three small allocations."""
         sink = self._sink
         if sink is None or self.paused:
             return
@@ -228,22 +273,39 @@ class Downlink:
             ) & SEQ_MASK
             layers.remember(seq, packet.sequence_number)
         ts = (packet.timestamp + self._ts_offset) & TS_MASK
-        sink.send(
-            RTP_HEADER.pack(
-                RTP_VERSION_BYTE,
-                (packet.marker << 7) | self.payload_type,  # type: ignore[operator]
-                seq,
-                ts,
-                self.ssrc,
-            )
-            + payload
-        )
+        sink.send(self._header(packet.marker, seq, ts) + payload)
         if ((seq - self.last_seq) & SEQ_MASK) < HALF_SEQ:
             self.last_seq = seq
             self.last_ts = ts
             self._last_arrival_ms = arrival_ms
         self.packets += 1
-        self.octets += len(payload)
+        size = len(payload)
+        self.octets += size
+        if self._count_base and vp8_temporal_layer(payload)[0] <= 0:
+            self.base_octets += size
+
+    def _header(self, marker: int, seq: int, ts: int) -> bytes:
+        """The rewritten RTP header; on video with abs-send-time negotiated, the element
+        carries the send time (6.18 fixed-point seconds: only differences matter)."""
+        word = self._abs_send_time
+        if word:
+            return RTP_HEADER_ONE_EXTENSION.pack(
+                RTP_VERSION_EXTENSION_BYTE,
+                (marker << 7) | self.payload_type,  # type: ignore[operator]
+                seq,
+                ts,
+                self.ssrc,
+                ONE_BYTE_PROFILE,
+                1,
+                word | (int(_monotonic() * ABS_SEND_TIME_UNITS) & ABS_SEND_TIME_MASK),
+            )
+        return RTP_HEADER.pack(
+            RTP_VERSION_BYTE,
+            (marker << 7) | self.payload_type,  # type: ignore[operator]
+            seq,
+            ts,
+            self.ssrc,
+        )
 
     def _rebase_on(self, packet: RtpPacket, arrival_ms: int) -> None:
         if self.started:
@@ -342,16 +404,8 @@ class Downlink:
             payload = None if original is None else original.payload
         if original is None or payload is None:
             return False
-        sink.send(
-            RTP_HEADER.pack(
-                RTP_VERSION_BYTE,
-                (original.marker << 7) | self.payload_type,  # type: ignore[operator]
-                sequence_number,
-                (original.timestamp + self._ts_offset) & TS_MASK,
-                self.ssrc,
-            )
-            + payload
-        )
+        ts = (original.timestamp + self._ts_offset) & TS_MASK
+        sink.send(self._header(original.marker, sequence_number, ts) + payload)
         return True
 
     async def _on_rtcp(self, packet: AnyRtcpPacket) -> None:
@@ -371,6 +425,8 @@ class Downlink:
             self.keyframe_requests += 1
             if self.source is not None:
                 self.source.request_keyframe()
+        elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+            self._on_remb(packet.fci)
         elif isinstance(packet, RtcpRrPacket | RtcpSrPacket):
             for report in packet.reports:
                 if report.ssrc == self.ssrc:
@@ -410,6 +466,38 @@ class Downlink:
         self._sampled_nacks, self._sampled_packets = nacks, self.packets
         return min(int(loss_lower_bound(lost, sent) * 256), 255)
 
+    def _on_remb(self, fci: bytes) -> None:
+        """A REMB: Chromium sends one per transport naming every SSRC it receives (aiortc
+        routes it to each of their senders), aiortc one per video stream."""
+        try:
+            bitrate, ssrcs = unpack_remb_fci(fci)
+        except (ValueError, struct.error):  # another application-layer message, or garbage
+            return
+        self.estimate_bps = bitrate
+        if self._on_estimate is not None:
+            self._on_estimate(bitrate, tuple(sorted(ssrcs)) or (self.ssrc,))
+
+    def sample_rates(self, now: float) -> None:
+        """Update the send rates (bits/s of payload, smoothed) from the counters since the
+        last call. While paused a slot keeps its last rates (what resuming would cost); while
+        thinned, its full rate."""
+        mark = self._rate_mark
+        self._rate_mark = (now, self.octets, self.base_octets)
+        source = self.source
+        self._count_base = source is not None and source.temporal_layers
+        if mark is None or self.paused or source is None or now <= mark[0]:
+            return
+        elapsed = now - mark[0]
+        full = (self.octets - mark[1]) * 8 / elapsed
+        thinned = self._layers is not None and self._layers.active < ALL_LAYERS
+        if not thinned:
+            self.rate_bps = _smoothed(self.rate_bps, full)
+        if self._count_base:
+            base = (self.base_octets - mark[2]) * 8 / elapsed
+            self.base_rate_bps = _smoothed(self.base_rate_bps, base)
+        else:
+            self.base_rate_bps = self.rate_bps
+
     def update_sender_report(self, now_ms: int) -> None:
         """Refresh what aiortc's sender reports: an NTP/RTP time pair and counters."""
         if not self.started:
@@ -427,3 +515,7 @@ class Downlink:
     def close(self) -> None:
         self.assign(None)
         self._sink = None
+
+
+def _smoothed(previous: float, sample: float) -> float:
+    return sample if previous <= 0 else previous + RATE_SMOOTHING * (sample - previous)

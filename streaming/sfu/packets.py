@@ -7,6 +7,14 @@ import struct
 # V=2, no padding, no extension, no CSRC; then M|PT, sequence, timestamp, SSRC.
 RTP_HEADER = struct.Struct("!BBHII")
 RTP_VERSION_BYTE = 0x80
+# The same header with X set and one RFC 8285 one-byte extension element in one 32-bit word:
+# ``0xBEDE``, length 1, then (id << 4 | 2) and a 3-byte value (abs-send-time's 6.18 seconds).
+RTP_HEADER_ONE_EXTENSION = struct.Struct("!BBHIIHHI")
+RTP_VERSION_EXTENSION_BYTE = 0x90
+ONE_BYTE_PROFILE = 0xBEDE
+ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+ABS_SEND_TIME_UNITS = 1 << 18  # per second: 6.18 fixed point
+ABS_SEND_TIME_MASK = 0xFFFFFF
 
 SEQ_MASK = 0xFFFF
 TS_MASK = 0xFFFFFFFF
@@ -70,6 +78,11 @@ def vp8_temporal_layer(payload: bytes) -> tuple[int, bool]:
 def vp8_has_temporal_layers(payload: bytes) -> bool:
     """Whether the VP8 payload descriptor carries a temporal layer index (X and T set)."""
     return len(payload) > 1 and bool(payload[0] & 0x80) and bool(payload[1] & 0x20)
+
+
+def abs_send_time_word(extension_id: int) -> int:
+    """The first byte of an abs-send-time element (id, length 3) placed above its 24 bits."""
+    return ((extension_id << 4) | 2) << 24
 
 
 def ntp_from_ms(ms_since_1900: int) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -16,11 +17,18 @@ from aiortc import (
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 from aiortc.sdp import candidate_from_sdp
 
-from streaming.sfu.aiortc_hooks import HeldTrack, RtpSink, set_answer_codec_parameters
+from common.logging import get_logger
+from streaming.sfu.aiortc_hooks import (
+    HeldTrack,
+    RtpSink,
+    abs_send_time_id,
+    set_answer_codec_parameters,
+)
+from streaming.sfu.bandwidth import BandwidthPolicy, BandwidthProtection
 from streaming.sfu.downlink import Downlink, ReportSink
 from streaming.sfu.errors import NegotiationError
 from streaming.sfu.identity import ParticipantIdentity
-from streaming.sfu.layout import MediaLine
+from streaming.sfu.layout import MediaLine, primary_video_slot
 from streaming.sfu.protection import (
     AUDIO_ONLY,
     BASE_LAYER_ONLY,
@@ -30,8 +38,13 @@ from streaming.sfu.protection import (
 from streaming.sfu.temporal import ALL_LAYERS, BASE_LAYER
 from streaming.sfu.track import AudioLevelSink, PublishedTrack
 
+log = get_logger(__name__)
+
 HandState = Literal["none", "raised", "accepted"]
 VideoQuality = Literal["auto", "low"]
+
+# A REMB not renewed within this long no longer counts (its stream was paused or ended).
+ESTIMATE_MAX_AGE_S = 3.0
 
 # The SFU forwards what it receives, so every peer must use the same codecs: VP8 and Opus.
 FORWARDED_CODECS = {"video": "video/VP8", "audio": "audio/opus"}
@@ -66,6 +79,7 @@ class Participant:
         notify: Callable[[dict[str, Any]], None],
         on_audio_level: AudioLevelSink,
         on_report: ReportSink,
+        bandwidth_policy: BandwidthPolicy | None = None,
     ) -> None:
         self.identity = identity
         self.layout = layout
@@ -74,6 +88,9 @@ class Participant:
         self.negotiated = False
         self.replacement: Participant | None = None  # set when a failed offer reset us
         self.protection = LossProtection(has_layers=self._receives_layers)
+        self.bandwidth = BandwidthProtection(bandwidth_policy, has_layers=self._receives_layers)
+        # the newest REMB per set of SSRCs it covers: (bits/s, monotonic time)
+        self._estimates: dict[tuple[int, ...], tuple[int, float]] = {}
         self.quality: VideoQuality = "auto"
         self.published: dict[str, PublishedTrack] = {}
         self.downlinks: dict[str, Downlink] = {}
@@ -98,7 +115,11 @@ class Participant:
             else:
                 transceiver = self.pc.addTransceiver(HeldTrack(line.kind), direction="sendonly")
                 self.downlinks[line.name] = Downlink(
-                    kind=line.kind, slot=line.name, sender=transceiver.sender, on_report=on_report
+                    kind=line.kind,
+                    slot=line.name,
+                    sender=transceiver.sender,
+                    on_report=on_report,
+                    on_estimate=self._on_estimate,
                 )
             transceiver.setCodecPreferences(_codec_preferences(line.kind))
             self._transceivers.append(transceiver)
@@ -145,7 +166,9 @@ class Participant:
                 sink.when_ready(self._transport_ready)
             payload_type = transceiver._codecs[0].payloadType
             assert payload_type is not None  # set by negotiation
-            self.downlinks[line.name].connect(sink=sink, payload_type=payload_type)
+            self.downlinks[line.name].connect(
+                sink=sink, payload_type=payload_type, abs_send_time_id=abs_send_time_id(transceiver)
+            )
         self.negotiated = True
         return self.pc.localDescription.sdp
 
@@ -196,6 +219,79 @@ class Participant:
             for downlink in self.downlinks.values()
         )
 
+    @property
+    def protection_level(self) -> int:
+        """What this subscriber receives: the worse of the loss and the bandwidth ladders."""
+        return max(self.protection.level, self.bandwidth.level)
+
+    @property
+    def estimate_bps(self) -> int | None:
+        """The subscriber's bandwidth estimate for the video it is sent: its fresh REMBs for
+        the streams now sent, summed (one per transport from a browser, one per video stream
+        from aiortc); None while none is fresh."""
+        sending = self._sending_video()
+        now = time.monotonic()
+        fresh = [
+            bps
+            for ssrcs, (bps, at) in self._estimates.items()
+            if now - at <= ESTIMATE_MAX_AGE_S and not sending.isdisjoint(ssrcs)
+        ]
+        return sum(fresh) if fresh else None
+
+    def _sending_video(self) -> set[int]:
+        return {
+            d.ssrc
+            for d in self.downlinks.values()
+            if d.kind == "video" and d.source is not None and d.started and not d.paused
+        }
+
+    def bandwidth_needs(self) -> tuple[float, float, float, float]:
+        """Video bits/s each protection level sends (measured rates of the slots in use):
+        every video; the main video; its base layer; none. Audio is left out on both sides:
+        it carries no abs-send-time, so the subscriber's estimate covers video only."""
+        videos = [d for d in self.downlinks.values() if d.kind == "video" and d.source]
+        main = self.downlinks.get(primary_video_slot(self.layout) or "")
+        if main is None or main.source is None:
+            return (sum(d.rate_bps for d in videos), 0.0, 0.0, 0.0)
+        return (sum(d.rate_bps for d in videos), main.rate_bps, main.base_rate_bps, 0.0)
+
+    def _on_estimate(self, bitrate: int, ssrcs: tuple[int, ...]) -> None:
+        now = time.monotonic()
+        self._estimates[ssrcs] = (bitrate, now)
+        covered: set[int] = set()
+        for key, (_bps, at) in list(self._estimates.items()):
+            if now - at > ESTIMATE_MAX_AGE_S:
+                del self._estimates[key]
+            else:
+                covered.update(key)
+        estimate = self.estimate_bps
+        if estimate is None or not self._sending_video() <= covered:
+            return  # aiortc: one stream's estimate alone is not the link's
+        self._bandwidth_changed(self.bandwidth.on_estimate(estimate, self.bandwidth_needs()))
+
+    def bandwidth_tick(self, now: float) -> None:
+        """Once a second (the room's housekeeping): sample the slots' send rates, and let
+        the bandwidth ladder judge or start a probe."""
+        for downlink in self.downlinks.values():
+            downlink.sample_rates(now)
+        self._bandwidth_changed(self.bandwidth.tick(self.protection.level))
+
+    def _bandwidth_changed(self, level: int | None) -> None:
+        if level is None:
+            return
+        estimate = self.bandwidth.estimate_bps
+        log.info(
+            "bandwidth_protection",
+            room=self.identity.room_id,
+            participant=self.participant_id,
+            protection_level=level,
+            probing=self.bandwidth.probing,
+            estimate_kbps=None if estimate is None else round(estimate / 1000),
+            needs_kbps=[round(need / 1000) for need in self.bandwidth_needs()],
+            hold_s=self.bandwidth.hold_s,
+        )
+        self.apply_protection_level(self.protection_level, primary_video_slot(self.layout))
+
     def apply_protection_level(self, level: int, primary_video: str | None) -> None:
         thin = level >= BASE_LAYER_ONLY or self.quality == "low"
         for slot, downlink in self.downlinks.items():
@@ -211,7 +307,7 @@ class Participant:
         frames and bits for a weak link or a small tile), ``auto`` leaves it to the loss
         protection."""
         self.quality = quality
-        self.apply_protection_level(self.protection.level, primary_video)
+        self.apply_protection_level(self.protection_level, primary_video)
 
     async def close(self) -> None:
         for track in self.published.values():

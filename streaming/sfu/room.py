@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -143,6 +144,8 @@ class Room:
         board = "board" in participant.published
         fresh = self._new_participant(participant.identity, participant.notify, board=board)
         fresh.hand = participant.hand
+        # the subscriber's "low"/"auto" choice (``video_quality``) outlives the reset
+        fresh.set_quality(participant.quality, primary_video_slot(fresh.layout))
         if self.participants.get(participant.participant_id) is participant:
             self.participants[participant.participant_id] = fresh
         await participant.close()
@@ -509,6 +512,25 @@ class Room:
         for participant in self.participants.values():
             participant.notify(message)
 
+    def protection_stats(self) -> list[dict[str, Any]]:
+        """Per subscriber: its bandwidth estimate, what each protection level needs, and the
+        levels of both ladders (for ``/metrics`` and the logs)."""
+        return [
+            {
+                "participant": p.participant_id,
+                "level": p.protection_level,
+                "loss_level": p.protection.level,
+                "bandwidth_level": p.bandwidth.level,
+                "estimate_bps": p.bandwidth.estimate_bps,  # the last one the ladder judged
+                "needs_bps": [round(need) for need in p.bandwidth_needs()],
+                "probing": p.bandwidth.probing,
+                "probes": p.bandwidth.probes,
+                "probes_failed": p.bandwidth.probes_failed,
+            }
+            for p in self.participants.values()
+            if p.downlinks
+        ]
+
     def _on_receiver_report(self, downlink: Downlink, fraction_lost: int) -> None:
         """A subscriber's RTCP fraction lost covers publisher → SFU → subscriber; the
         protection ladder acts on the subscriber's own leg, so upstream loss is taken out.
@@ -534,13 +556,13 @@ class Room:
                         "loss_protection",
                         room=self.room_id,
                         participant=participant.participant_id,
-                        level=level,
+                        protection_level=level,
                         kind=downlink.kind,
                         sample=fraction_lost,
                         loss=round(participant.protection.loss, 3),
                     )
                     participant.apply_protection_level(
-                        level, primary_video_slot(participant.layout)
+                        participant.protection_level, primary_video_slot(participant.layout)
                     )
                 return
 
@@ -562,7 +584,9 @@ class Room:
                         participant.notify(message)
             if tick % ticks_per_report == 0:
                 now_ms = current_ms()
+                now = time.monotonic()
                 for participant in list(self.participants.values()):
+                    participant.bandwidth_tick(now)
                     for downlink in participant.downlinks.values():
                         downlink.update_sender_report(now_ms)
                         if downlink.kind == "video" and not downlink.paused:
