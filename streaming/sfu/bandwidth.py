@@ -80,9 +80,17 @@ class BandwidthProtection:
     def probing(self) -> bool:
         return self._trial is not None
 
-    def on_estimate(self, estimate_bps: float, needs: LevelNeeds) -> int | None:
-        """Feed the subscriber's whole estimate; return the new level if it changed."""
+    def on_estimate(
+        self, estimate_bps: float, needs: LevelNeeds, *, delivered: float = 1.0
+    ) -> int | None:
+        """Feed the subscriber's whole estimate; return the new level if it changed.
+
+        ``delivered`` is the share of what is sent that the subscriber's link delivers (1 −
+        its measured loss): the receiver estimates from what arrives, so on a lossy link that
+        is wide enough its estimate sits that much lower. Loss is the loss ladder's to judge;
+        here the needs are scaled by it so a lossy link is not also taken for a narrow one."""
         now = self._clock()
+        needs = [need * delivered for need in needs]
         self.estimate_bps = estimate_bps
         trial = self._trial
         if trial is not None and now - trial.started < self.policy.trial_grace_s:

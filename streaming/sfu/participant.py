@@ -45,6 +45,8 @@ VideoQuality = Literal["auto", "low"]
 
 # A REMB not renewed within this long no longer counts (its stream was paused or ended).
 ESTIMATE_MAX_AGE_S = 3.0
+# a lossy link delivers less than is sent: up to this much loss discounts the bandwidth needs
+MAX_LOSS_DISCOUNT = 0.5
 
 # The SFU forwards what it receives, so every peer must use the same codecs: VP8 and Opus.
 FORWARDED_CODECS = {"video": "video/VP8", "audio": "audio/opus"}
@@ -267,7 +269,10 @@ class Participant:
         estimate = self.estimate_bps
         if estimate is None or not self._sending_video() <= covered:
             return  # aiortc: one stream's estimate alone is not the link's
-        self._bandwidth_changed(self.bandwidth.on_estimate(estimate, self.bandwidth_needs()))
+        delivered = 1.0 - min(self.protection.loss, MAX_LOSS_DISCOUNT)
+        self._bandwidth_changed(
+            self.bandwidth.on_estimate(estimate, self.bandwidth_needs(), delivered=delivered)
+        )
 
     def bandwidth_tick(self, now: float) -> None:
         """Once a second (the room's housekeeping): sample the slots' send rates, and let

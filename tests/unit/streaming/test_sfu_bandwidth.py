@@ -153,3 +153,17 @@ def test_probes_climb_one_level_at_a_time_skipping_the_base_layer_without_layers
     assert protection.tick(FULL) is None  # kept
     clock.now += protection.hold_s
     assert protection.tick(FULL) == FULL
+
+
+def test_a_lossy_link_that_is_wide_enough_is_not_taken_for_a_narrow_one(clock: Clock) -> None:
+    """16 % loss: the receiver's estimate after a false overuse is 0.85 x what arrives,
+    0.71 of what is sent; with the needs discounted by the loss the level holds, while the
+    same estimates on a clean link step down."""
+    lossy, clean = ladder(clock), ladder(clock)
+    estimates = (1_100_000, 714_000, 714_000, 714_000, 714_000)
+    changes = []
+    for estimate in estimates:
+        clock.now += 0.5
+        changes.append(lossy.on_estimate(estimate, NEEDS, delivered=0.84))
+    assert changes == [None] * len(estimates) and lossy.level == FULL
+    assert PRIMARY_VIDEO_ONLY in feed(clean, clock, *estimates)
