@@ -78,7 +78,7 @@ async def run(subscribers: int, packets: int, port: int) -> dict[str, Any]:
     handler = track._on_rtp
     started_cpu, started = time.process_time(), time.perf_counter()
     for n, packet in enumerate(stream):
-        await handler(packet, n)
+        handler(packet, n)
     cpu = time.process_time() - started_cpu
     wall = time.perf_counter() - started
     await pc.close()

@@ -16,7 +16,12 @@ from aiortc import (
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 from aiortc.sdp import candidate_from_sdp
 
-from streaming.sfu.aiortc_hooks import HeldTrack, RtpSink, set_answer_codec_parameters
+from streaming.sfu.aiortc_hooks import (
+    HeldTrack,
+    RtpSink,
+    install_fast_receive,
+    set_answer_codec_parameters,
+)
 from streaming.sfu.downlink import Downlink, ReportSink
 from streaming.sfu.errors import NegotiationError
 from streaming.sfu.identity import ParticipantIdentity
@@ -137,6 +142,7 @@ class Participant:
         sinks: dict[int, RtpSink] = {}
         for line, transceiver in zip(self.layout, self._transceivers, strict=True):
             if line.direction != "recv":
+                install_fast_receive(transceiver.receiver.transport)
                 continue
             transport = transceiver.sender.transport
             sink = sinks.get(id(transport))
