@@ -32,7 +32,15 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcdtlstransport import RTCDtlsTransport, State
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpReceiveParameters
 from aiortc.rtcrtpreceiver import StreamStatistics
-from aiortc.rtp import AnyRtcpPacket, RtpPacket
+from aiortc.rtp import (
+    AnyRtcpPacket,
+    RtcpByePacket,
+    RtcpSdesPacket,
+    RtcpSenderInfo,
+    RtcpSourceInfo,
+    RtcpSrPacket,
+    RtpPacket,
+)
 
 from common.logging import get_logger
 
@@ -43,6 +51,10 @@ RtcpHandler = Callable[[AnyRtcpPacket], Coroutine[Any, Any, None]]
 
 # Drop rather than queue in user space when a subscriber's socket stops draining.
 MAX_WRITE_BUFFER_BYTES = 256 * 1024
+
+# the SFU's handler of each publisher receiver, for ``install_fast_receive``
+_rtp_handlers: weakref.WeakKeyDictionary[RTCRtpReceiver, RtpHandler] = weakref.WeakKeyDictionary()
+_shortcuts = True  # see ``set_aiortc_shortcuts``
 
 _aioice_host_addresses = aioice.ice.get_host_addresses
 
@@ -137,6 +149,125 @@ def attach_subscriber_rtcp(sender: RTCRtpSender, on_rtcp: RtcpHandler) -> None:
     sender._handle_rtcp_packet = on_rtcp  # type: ignore[method-assign, assignment]
 
 
+REPORT_TICK_S = 0.25
+REPORT_PHASES = 4  # each sender reports every REPORT_PHASES ticks, senders spread over them
+
+
+class _ReportClock:
+    """One timer for the RTCP sender reports of every SFU sender in this event loop: on each
+    tick the senders of one phase wake, so a subscriber's slots cost no timer of their own."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._ticks: list[asyncio.Future[None] | None] = [None] * REPORT_PHASES
+        self._task: asyncio.Task[None] | None = None
+        self._next_phase = 0
+
+    def phase(self) -> int:
+        self._next_phase = (self._next_phase + 1) % REPORT_PHASES
+        return self._next_phase
+
+    async def wait(self, phase: int) -> None:
+        tick = self._ticks[phase]
+        if tick is None:
+            tick = self._ticks[phase] = self.loop.create_future()
+        if self._task is None or self._task.done():
+            self._task = self.loop.create_task(self._run(), name="sfu-sender-reports")
+        await asyncio.shield(tick)
+
+    async def _run(self) -> None:
+        phase = 0
+        while any(tick is not None for tick in self._ticks):  # stops when nobody waits
+            await asyncio.sleep(REPORT_TICK_S)
+            phase = (phase + 1) % REPORT_PHASES
+            tick, self._ticks[phase] = self._ticks[phase], None
+            if tick is not None and not tick.done():
+                tick.set_result(None)
+
+
+_report_clocks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _ReportClock] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _report_clock() -> _ReportClock:
+    loop = asyncio.get_running_loop()
+    clock = _report_clocks.get(loop)
+    if clock is None:
+        clock = _report_clocks[loop] = _ReportClock(loop)
+    return clock
+
+
+def share_sender_report_timer(sender: RTCRtpSender) -> None:
+    """Send ``sender``'s RTCP sender reports from one shared timer, and only while it sends.
+
+    aiortc's sender runs its own RTCP task that wakes every 0.5-1.5 s and sends a report and
+    an SDES chunk whether or not anything was sent. An SFU has many senders and most of them
+    are idle (an inspector has 7 receive slots, 2 of them carrying the lead; a lead has 6 hand
+    and remote slots): on this kind of machine each wake-up of an idle process costs about
+    0.1 ms of CPU, more than forwarding a packet. Here the reports of every sender in the
+    process go out from one clock ticking 4 times a second (each sender on one tick in four,
+    about once a second), and a sender that sent nothing since its last report skips it, as
+    RFC 3550 (6.4) has a participant that sends nothing send receiver reports only. Measured
+    on aiortc 1.16; must be called before aiortc starts the sender (negotiation). BYE still
+    goes out when the sender stops.
+    """
+    if not _shortcuts:
+        return
+    try:
+        started: asyncio.Event = sender._RTCRtpSender__rtcp_started  # type: ignore[attr-defined]
+        exited: asyncio.Event = sender._RTCRtpSender__rtcp_exited  # type: ignore[attr-defined]
+        sender._RTCRtpSender__packet_count  # type: ignore[attr-defined]  # noqa: B018
+    except AttributeError:
+        log.warning("sender_reports_unshared", aiortc="internals differ from aiortc 1.16")
+        return
+
+    async def run_rtcp() -> None:
+        started.set()
+        clock = _report_clock()
+        phase = clock.phase()
+        reported = 0  # packet count in the last report; none before anything is sent
+        try:
+            while True:
+                await clock.wait(phase)
+                count = sender._RTCRtpSender__packet_count & 0xFFFFFFFF  # type: ignore[attr-defined]
+                if count != reported:
+                    reported = count
+                    await sender._send_rtcp(_sender_report(sender, count))
+        except asyncio.CancelledError:
+            pass
+        await sender._send_rtcp([RtcpByePacket(sources=[sender._ssrc])])
+        exited.set()
+
+    sender._run_rtcp = run_rtcp  # type: ignore[method-assign]
+
+
+def _sender_report(sender: RTCRtpSender, packet_count: int) -> list[AnyRtcpPacket]:
+    """The sender report and SDES chunk aiortc 1.16's ``RTCRtpSender._run_rtcp`` sends."""
+    ntp_timestamp: int = sender._RTCRtpSender__ntp_timestamp  # type: ignore[attr-defined]
+    packets: list[AnyRtcpPacket] = [
+        RtcpSrPacket(
+            ssrc=sender._ssrc,
+            sender_info=RtcpSenderInfo(
+                ntp_timestamp=ntp_timestamp,
+                rtp_timestamp=sender._RTCRtpSender__rtp_timestamp,  # type: ignore[attr-defined]
+                packet_count=packet_count,
+                octet_count=sender._RTCRtpSender__octet_count & 0xFFFFFFFF,  # type: ignore[attr-defined]
+            ),
+        )
+    ]
+    sender._RTCRtpSender__lsr = (ntp_timestamp >> 16) & 0xFFFFFFFF  # type: ignore[attr-defined]
+    sender._RTCRtpSender__lsr_time = time.time()  # type: ignore[attr-defined]
+    cname: str | None = sender._RTCRtpSender__cname  # type: ignore[attr-defined]
+    if cname is not None:
+        packets.append(
+            RtcpSdesPacket(
+                chunks=[RtcpSourceInfo(ssrc=sender._ssrc, items=[(1, cname.encode("utf8"))])]
+            )
+        )
+    return packets
+
+
 def update_sender_report(
     sender: RTCRtpSender, *, ntp_timestamp: int, rtp_timestamp: int, packets: int, octets: int
 ) -> None:
@@ -176,6 +307,8 @@ def srtp_unprotector(session: pylibsrtp.Session) -> Callable[[bytes], bytes]:
 def _srtp_call(
     session: pylibsrtp.Session, name: str, trailer: int, fallback: Callable[[bytes], bytes]
 ) -> Callable[[bytes], bytes]:
+    if not _shortcuts:
+        return fallback
     try:
         from pylibsrtp._binding import ffi, lib  # type: ignore[import-not-found]
 
@@ -289,17 +422,17 @@ class RtpSink:
 
 # -- the receive path ------------------------------------------------------------------------
 
-_rtp_handlers: weakref.WeakKeyDictionary[RTCRtpReceiver, RtpHandler] = weakref.WeakKeyDictionary()
-_fast_receive = True
 # aiortc's clock (``aiortc.clock.current_ms``) counts ms since 1900 through ``datetime``.
 NTP_UNIX_OFFSET_MS = 2_208_988_800_000
 
 
-def set_fast_receive(enabled: bool) -> None:
-    """Whether ``install_fast_receive`` installs anything in this process (a worker setting,
-    so a benchmark can compare both paths in one run)."""
-    global _fast_receive
-    _fast_receive = enabled
+def set_aiortc_shortcuts(enabled: bool) -> None:
+    """Whether this process takes the shortcuts around aiortc measured to save CPU:
+    ``install_fast_receive``, ``srtp_protector`` / ``srtp_unprotector`` and
+    ``share_sender_report_timer`` (a worker setting, so a benchmark can compare aiortc's own
+    paths with these in one run). Applies to transports and senders set up afterwards."""
+    global _shortcuts
+    _shortcuts = enabled
 
 
 def arrival_ms() -> int:
@@ -311,7 +444,7 @@ def arrival_ms() -> int:
 def install_fast_receive(dtls: RTCDtlsTransport) -> None:
     """Once ``dtls`` is connected, deliver its incoming SRTP straight from the UDP socket.
 
-    Measured on aiortc 1.16 / aioice 0.13 (benchmarks/sfu_variants.py, ``SFU_FAST_RECEIVE``):
+    Measured on aiortc 1.16 / aioice 0.13 (benchmarks/sfu_variants.py, ``SFU_AIORTC_SHORTCUTS``):
     each media datagram otherwise goes through aioice's ``stun.parse_message`` (which fails by
     raising), an ``asyncio.Queue`` put, the wake-up of aiortc's ``__run`` task and its
     ``_recv_next``. Here the UDP protocols of the transport's ICE connection get their own
@@ -321,7 +454,7 @@ def install_fast_receive(dtls: RTCDtlsTransport) -> None:
     a transport no longer connected) takes aiortc's path unchanged. Safe fallback: if the
     aiortc/aioice internals are not what this expects, nothing is installed.
     """
-    if not _fast_receive:
+    if not _shortcuts:
         return
     when_dtls_connected(dtls, lambda: _install_fast_receive(dtls))
 
@@ -357,12 +490,11 @@ def _fast_datagram_received(
     def datagram_received(data: bytes, addr: tuple[Any, ...]) -> None:
         # RTP: first byte 128-191 (version 2; STUN starts below 4, DTLS at 20-63); SRTCP has
         # a packet type of 192-208 in the second byte (``aiortc.rtp.is_rtcp``)
-        if (
-            len(data) < 12
-            or not 127 < data[0] < 192
-            or 191 < data[1] < 209
-            or dtls._state is not connected
-        ):
+        if len(data) < 12:
+            # nothing valid is this short (headers: RTP 12 bytes, DTLS 13, STUN 20), and
+            # aiortc's ``_recv_next`` fails on an empty datagram, which ends its receive task
+            return
+        if not 127 < data[0] < 192 or 191 < data[1] < 209 or dtls._state is not connected:
             fallback(data, addr)
             return
         arrival = arrival_ms()

@@ -21,6 +21,7 @@ from streaming.sfu.aiortc_hooks import (
     RtpSink,
     install_fast_receive,
     set_answer_codec_parameters,
+    share_sender_report_timer,
 )
 from streaming.sfu.downlink import Downlink, ReportSink
 from streaming.sfu.errors import NegotiationError
@@ -102,6 +103,7 @@ class Participant:
                 )
             else:
                 transceiver = self.pc.addTransceiver(HeldTrack(line.kind), direction="sendonly")
+                share_sender_report_timer(transceiver.sender)
                 self.downlinks[line.name] = Downlink(
                     kind=line.kind, slot=line.name, sender=transceiver.sender, on_report=on_report
                 )
