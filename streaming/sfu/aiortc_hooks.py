@@ -451,8 +451,10 @@ def install_fast_receive(dtls: RTCDtlsTransport) -> None:
     ``datagram_received``: SRTP (first byte 128-191, not RTCP) is unprotected, parsed,
     routed as aiortc routes it and given to the receiver's ``PublisherReceiver`` handler at
     once. Anything else (STUN checks and consent, DTLS, SRTCP, a receiver without a handler,
-    a transport no longer connected) takes aiortc's path unchanged. Safe fallback: if the
-    aiortc/aioice internals are not what this expects, nothing is installed.
+    a transport no longer connected) takes aiortc's path unchanged, except a datagram shorter
+    than any valid header, which is dropped: aiortc 1.16's ``_recv_next`` fails on an empty one
+    and that ends its receive task, i.e. the connection. Safe fallback: if the aiortc/aioice
+    internals are not what this expects, nothing is installed.
     """
     if not _shortcuts:
         return

@@ -142,9 +142,12 @@ class Participant:
         answer = await self.pc.createAnswer()
         await self.pc.setLocalDescription(answer)
         sinks: dict[int, RtpSink] = {}
+        # one bundled transport; a subscriber-only peer's too (its fast path drops garbage)
+        transports = {id(t.receiver.transport): t.receiver.transport for t in self._transceivers}
+        for dtls in transports.values():
+            install_fast_receive(dtls)
         for line, transceiver in zip(self.layout, self._transceivers, strict=True):
             if line.direction != "recv":
-                install_fast_receive(transceiver.receiver.transport)
                 continue
             transport = transceiver.sender.transport
             sink = sinks.get(id(transport))
