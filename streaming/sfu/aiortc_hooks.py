@@ -490,12 +490,12 @@ def _fast_datagram_received(
     connected = State.CONNECTED
 
     def datagram_received(data: bytes, addr: tuple[Any, ...]) -> None:
-        # RTP: first byte 128-191 (version 2; STUN starts below 4, DTLS at 20-63); SRTCP has
-        # a packet type of 192-208 in the second byte (``aiortc.rtp.is_rtcp``)
         if len(data) < 12:
             # nothing valid is this short (headers: RTP 12 bytes, DTLS 13, STUN 20), and
             # aiortc's ``_recv_next`` fails on an empty datagram, which ends its receive task
             return
+        # RTP: first byte 128-191 (version 2; STUN starts below 4, DTLS at 20-63); SRTCP has
+        # a packet type of 192-208 in the second byte (``aiortc.rtp.is_rtcp``)
         if not 127 < data[0] < 192 or 191 < data[1] < 209 or dtls._state is not connected:
             fallback(data, addr)
             return
