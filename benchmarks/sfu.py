@@ -84,7 +84,7 @@ async def run(
     handler = track._on_rtp
     started_cpu, started = time.process_time(), time.perf_counter()
     for n, packet in enumerate(stream):
-        await handler(packet, n)
+        handler(packet, n)
     cpu = time.process_time() - started_cpu
     wall = time.perf_counter() - started
     await pc.close()

@@ -27,6 +27,10 @@ from streaming.bench import WARM_UP_S, bench_room
 from streaming.bench_tongke import tongke_sfu
 
 FIGURES = (
+    "us_per_packet",
+    "us_per_packet_marginal",
+    "cpu_percent_per_subscriber",
+    "cpu_percent_publisher_only",
     "delay_ms_p50",
     "delay_ms_p99",
     "sfu_loop_lag_ms_p99",

@@ -97,6 +97,10 @@ class Settings(BaseSettings):
     # The worker's nice value (None: as started). Below 0 the kernel runs it before the web
     # app, jobs and ffmpeg on a busy server; needs CAP_SYS_NICE (compose adds it).
     sfu_nice: int | None = Field(default=None, ge=-20, le=19)
+    # The SFU's shortcuts around aiortc (streaming.sfu.aiortc_hooks): publishers' SRTP handed
+    # over straight from the UDP socket, SRTP without pylibsrtp's per-call allocation, no
+    # sender reports from idle receive slots. False keeps aiortc's own paths, to compare.
+    sfu_aiortc_shortcuts: bool = True
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> Settings:

@@ -27,7 +27,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,10 +48,10 @@ class SubscriberCounts:
     frames: int = 0  # audio packets and video frames (RTP marker)
     arrivals: dict[str, float] = field(default_factory=dict)
 
-    def on_rtp(self, kind: str) -> Callable[[Any, int], Coroutine[Any, Any, None]]:
+    def on_rtp(self, kind: str) -> Callable[[Any, int], None]:
         by_timestamp = self.key_kind == "timestamp"
 
-        async def on_rtp(packet: Any, arrival_time_ms: int) -> None:
+        def on_rtp(packet: Any, arrival_time_ms: int) -> None:
             now = time.monotonic()
             start, end = self.window
             inside = start <= now < end

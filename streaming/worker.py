@@ -99,8 +99,11 @@ class SfuWorker:
             raise ValueError("an SFU worker needs TONGKE_REDIS_URL")
         from aiortc import RTCConfiguration, RTCIceServer
 
+        from streaming.sfu.aiortc_hooks import set_aiortc_shortcuts
         from streaming.sfu.media_ports import MediaPorts, configure_media_ports
         from streaming.sfu.registry import ClaimedRoomRegistry
+
+        set_aiortc_shortcuts(settings.sfu_aiortc_shortcuts)
 
         configure_media_ports(
             MediaPorts(

@@ -9,34 +9,53 @@ aiortc has no SFU API. Measured on aiortc 1.16, the leanest hooks are:
   parks on ``recv()`` and no encoder is ever created); the SFU writes rewritten RTP straight
   to the DTLS transport's SRTP session and the selected ICE pair's UDP socket, and replaces
   ``RTCRtpSender._handle_rtcp_packet`` on the instance to see NACK, PLI/FIR and receiver
-  reports. The sender's own RTCP loop keeps sending sender reports, fed from our counters.
+  reports. The sender's own RTCP loop keeps sending sender reports, fed from our counters;
+* receive path (``install_fast_receive``): once DTLS is up, an SRTP datagram is unprotected,
+  parsed and handed to the SFU straight from the UDP protocol's ``datagram_received``,
+  skipping aioice's STUN parse attempt, its per-datagram ``asyncio.Queue`` and the wake-up of
+  aiortc's receive task; STUN, DTLS and RTCP keep aiortc's own path.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
+import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 import aioice.ice
+import pylibsrtp
 from aioice.ice import StunProtocol
 from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcdtlstransport import RTCDtlsTransport, State
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpReceiveParameters
 from aiortc.rtcrtpreceiver import StreamStatistics
-from aiortc.rtp import AnyRtcpPacket, RtpPacket
+from aiortc.rtp import (
+    AnyRtcpPacket,
+    RtcpByePacket,
+    RtcpSdesPacket,
+    RtcpSenderInfo,
+    RtcpSourceInfo,
+    RtcpSrPacket,
+    RtpPacket,
+)
 
 from common.logging import get_logger
 from streaming.sfu.packets import ABS_SEND_TIME_URI
 
 log = get_logger(__name__)
 
-RtpHandler = Callable[[RtpPacket, int], Coroutine[Any, Any, None]]
+RtpHandler = Callable[[RtpPacket, int], None]
 RtcpHandler = Callable[[AnyRtcpPacket], Coroutine[Any, Any, None]]
 
 # Drop rather than queue in user space when a subscriber's socket stops draining.
 MAX_WRITE_BUFFER_BYTES = 256 * 1024
+
+# the SFU's handler of each publisher receiver, for ``install_fast_receive``
+_rtp_handlers: weakref.WeakKeyDictionary[RTCRtpReceiver, RtpHandler] = weakref.WeakKeyDictionary()
+_shortcuts = True  # see ``set_aiortc_shortcuts``
 
 _aioice_host_addresses = aioice.ice.get_host_addresses
 
@@ -72,7 +91,11 @@ class HeldTrack(MediaStreamTrack):
 
 
 class PublisherReceiver:
-    """The SFU's grip on one incoming RTP stream: raw packets in, RTCP feedback out."""
+    """The SFU's grip on one incoming RTP stream: raw packets in, RTCP feedback out.
+
+    ``on_rtp`` is called synchronously with each parsed packet and its arrival time (ms on
+    aiortc's NTP clock), from aiortc's receive task or, on a transport given
+    ``install_fast_receive``, straight from the UDP socket's callback."""
 
     def __init__(self, receiver: RTCRtpReceiver, on_rtp: RtpHandler) -> None:
         self._receiver = receiver
@@ -81,7 +104,12 @@ class PublisherReceiver:
         # aiortc's RTCP loop builds receiver reports from this dict; we feed it.
         streams = receiver._RTCRtpReceiver__remote_streams  # type: ignore[attr-defined]
         self._remote_streams: dict[int, StreamStatistics] = streams
-        receiver._handle_rtp_packet = on_rtp  # type: ignore[method-assign, assignment]
+
+        async def handle_rtp_packet(packet: RtpPacket, arrival_time_ms: int) -> None:
+            on_rtp(packet, arrival_time_ms)
+
+        receiver._handle_rtp_packet = handle_rtp_packet  # type: ignore[method-assign]
+        _rtp_handlers[receiver] = on_rtp
         original_receive = receiver.receive
 
         async def receive(parameters: RTCRtpReceiveParameters) -> None:
@@ -130,6 +158,125 @@ def attach_subscriber_rtcp(sender: RTCRtpSender, on_rtcp: RtcpHandler) -> None:
     sender._handle_rtcp_packet = on_rtcp  # type: ignore[method-assign, assignment]
 
 
+REPORT_TICK_S = 0.25
+REPORT_PHASES = 4  # each sender reports every REPORT_PHASES ticks, senders spread over them
+
+
+class _ReportClock:
+    """One timer for the RTCP sender reports of every SFU sender in this event loop: on each
+    tick the senders of one phase wake, so a subscriber's slots cost no timer of their own."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._ticks: list[asyncio.Future[None] | None] = [None] * REPORT_PHASES
+        self._task: asyncio.Task[None] | None = None
+        self._next_phase = 0
+
+    def phase(self) -> int:
+        self._next_phase = (self._next_phase + 1) % REPORT_PHASES
+        return self._next_phase
+
+    async def wait(self, phase: int) -> None:
+        tick = self._ticks[phase]
+        if tick is None:
+            tick = self._ticks[phase] = self.loop.create_future()
+        if self._task is None or self._task.done():
+            self._task = self.loop.create_task(self._run(), name="sfu-sender-reports")
+        await asyncio.shield(tick)
+
+    async def _run(self) -> None:
+        phase = 0
+        while any(tick is not None for tick in self._ticks):  # stops when nobody waits
+            await asyncio.sleep(REPORT_TICK_S)
+            phase = (phase + 1) % REPORT_PHASES
+            tick, self._ticks[phase] = self._ticks[phase], None
+            if tick is not None and not tick.done():
+                tick.set_result(None)
+
+
+_report_clocks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _ReportClock] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _report_clock() -> _ReportClock:
+    loop = asyncio.get_running_loop()
+    clock = _report_clocks.get(loop)
+    if clock is None:
+        clock = _report_clocks[loop] = _ReportClock(loop)
+    return clock
+
+
+def share_sender_report_timer(sender: RTCRtpSender) -> None:
+    """Send ``sender``'s RTCP sender reports from one shared timer, and only while it sends.
+
+    aiortc's sender runs its own RTCP task that wakes every 0.5-1.5 s and sends a report and
+    an SDES chunk whether or not anything was sent. An SFU has many senders and most of them
+    are idle (an inspector has 7 receive slots, 2 of them carrying the lead; a lead has 6 hand
+    and remote slots): on this kind of machine each wake-up of an idle process costs about
+    0.1 ms of CPU, more than forwarding a packet. Here the reports of every sender in the
+    process go out from one clock ticking 4 times a second (each sender on one tick in four,
+    about once a second), and a sender that sent nothing since its last report skips it, as
+    RFC 3550 (6.4) has a participant that sends nothing send receiver reports only. Measured
+    on aiortc 1.16; must be called before aiortc starts the sender (negotiation). BYE still
+    goes out when the sender stops.
+    """
+    if not _shortcuts:
+        return
+    try:
+        started: asyncio.Event = sender._RTCRtpSender__rtcp_started  # type: ignore[attr-defined]
+        exited: asyncio.Event = sender._RTCRtpSender__rtcp_exited  # type: ignore[attr-defined]
+        sender._RTCRtpSender__packet_count  # type: ignore[attr-defined]  # noqa: B018
+    except AttributeError:
+        log.warning("sender_reports_unshared", aiortc="internals differ from aiortc 1.16")
+        return
+
+    async def run_rtcp() -> None:
+        started.set()
+        clock = _report_clock()
+        phase = clock.phase()
+        reported = 0  # packet count in the last report; none before anything is sent
+        try:
+            while True:
+                await clock.wait(phase)
+                count = sender._RTCRtpSender__packet_count & 0xFFFFFFFF  # type: ignore[attr-defined]
+                if count != reported:
+                    reported = count
+                    await sender._send_rtcp(_sender_report(sender, count))
+        except asyncio.CancelledError:
+            pass
+        await sender._send_rtcp([RtcpByePacket(sources=[sender._ssrc])])
+        exited.set()
+
+    sender._run_rtcp = run_rtcp  # type: ignore[method-assign]
+
+
+def _sender_report(sender: RTCRtpSender, packet_count: int) -> list[AnyRtcpPacket]:
+    """The sender report and SDES chunk aiortc 1.16's ``RTCRtpSender._run_rtcp`` sends."""
+    ntp_timestamp: int = sender._RTCRtpSender__ntp_timestamp  # type: ignore[attr-defined]
+    packets: list[AnyRtcpPacket] = [
+        RtcpSrPacket(
+            ssrc=sender._ssrc,
+            sender_info=RtcpSenderInfo(
+                ntp_timestamp=ntp_timestamp,
+                rtp_timestamp=sender._RTCRtpSender__rtp_timestamp,  # type: ignore[attr-defined]
+                packet_count=packet_count,
+                octet_count=sender._RTCRtpSender__octet_count & 0xFFFFFFFF,  # type: ignore[attr-defined]
+            ),
+        )
+    ]
+    sender._RTCRtpSender__lsr = (ntp_timestamp >> 16) & 0xFFFFFFFF  # type: ignore[attr-defined]
+    sender._RTCRtpSender__lsr_time = time.time()  # type: ignore[attr-defined]
+    cname: str | None = sender._RTCRtpSender__cname  # type: ignore[attr-defined]
+    if cname is not None:
+        packets.append(
+            RtcpSdesPacket(
+                chunks=[RtcpSourceInfo(ssrc=sender._ssrc, items=[(1, cname.encode("utf8"))])]
+            )
+        )
+    return packets
+
+
 def update_sender_report(
     sender: RTCRtpSender, *, ntp_timestamp: int, rtp_timestamp: int, packets: int, octets: int
 ) -> None:
@@ -138,6 +285,65 @@ def update_sender_report(
     sender._RTCRtpSender__rtp_timestamp = rtp_timestamp  # type: ignore[attr-defined]
     sender._RTCRtpSender__packet_count = packets  # type: ignore[attr-defined]
     sender._RTCRtpSender__octet_count = octets  # type: ignore[attr-defined]
+
+
+def when_dtls_connected(dtls: RTCDtlsTransport, callback: Callable[[], None]) -> None:
+    """Call ``callback`` once, when ``dtls`` is connected (at once if it already is)."""
+    if dtls._state is State.CONNECTED:
+        callback()
+        return
+
+    def on_state() -> None:
+        if dtls._state is State.CONNECTED:
+            dtls.remove_listener("statechange", on_state)
+            callback()
+
+    dtls.on("statechange", on_state)
+
+
+def srtp_protector(session: pylibsrtp.Session) -> Callable[[bytes], bytes]:
+    """``session.protect`` without pylibsrtp's per-call ``int *`` allocation and checks
+    (pylibsrtp 1.0: 4.2 → 3.3 µs for a 1100-byte packet); falls back to ``session.protect``
+    when pylibsrtp's internals are not as expected."""
+    return _srtp_call(session, "srtp_protect", pylibsrtp.SRTP_MAX_TRAILER_LEN, session.protect)
+
+
+def srtp_unprotector(session: pylibsrtp.Session) -> Callable[[bytes], bytes]:
+    """``session.unprotect`` the same way (see ``srtp_protector``)."""
+    return _srtp_call(session, "srtp_unprotect", 0, session.unprotect)
+
+
+def _srtp_call(
+    session: pylibsrtp.Session, name: str, trailer: int, fallback: Callable[[bytes], bytes]
+) -> Callable[[bytes], bytes]:
+    if not _shortcuts:
+        return fallback
+    try:
+        from pylibsrtp._binding import ffi, lib  # type: ignore[import-not-found]
+
+        function = getattr(lib, name)
+        srtp = session._srtp[0]
+        cdata = session._cdata
+        buffer = session._buffer
+        ok = lib.srtp_err_status_ok
+    except (ImportError, AttributeError):
+        return fallback
+    length = ffi.new("int *")
+    limit = len(buffer) - trailer
+
+    def process(data: bytes) -> bytes:
+        size = len(data)
+        if size > limit:
+            return fallback(data)  # raises as pylibsrtp does
+        length[0] = size
+        buffer[0:size] = data
+        status = function(srtp, cdata, length)
+        if status != ok:
+            raise pylibsrtp.Error(f"{name} failed with status {status}")
+        result: bytes = buffer[0 : length[0]]
+        return result
+
+    return process
 
 
 def _nothing_buffered() -> int:
@@ -194,17 +400,7 @@ class RtpSink:
 
     def when_ready(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` once, when DTLS is up (ICE nominated before it)."""
-        dtls = self._dtls
-        if dtls._state is State.CONNECTED:
-            callback()
-            return
-
-        def on_state() -> None:
-            if dtls._state is State.CONNECTED:
-                dtls.remove_listener("statechange", on_state)
-                callback()
-
-        dtls.on("statechange", on_state)
+        when_dtls_connected(self._dtls, callback)
 
     def ready(self) -> bool:
         """Whether a packet sent now would leave (ICE nominated and DTLS connected)."""
@@ -219,7 +415,7 @@ class RtpSink:
             return False
         self._pair = pair
         self._addr = pair.remote_addr
-        self._protect = self._dtls._tx_srtp.protect
+        self._protect = srtp_protector(self._dtls._tx_srtp)
         if isinstance(pair.protocol, StunProtocol) and pair.protocol.transport is not None:
             self._transport = pair.protocol.transport
             # asyncio queues datagrams in user space when the socket is full
@@ -231,3 +427,114 @@ class RtpSink:
             await self._dtls._send_rtp(data)
         except ConnectionError:
             self.dropped += 1
+
+
+# -- the receive path ------------------------------------------------------------------------
+
+# aiortc's clock (``aiortc.clock.current_ms``) counts ms since 1900 through ``datetime``.
+NTP_UNIX_OFFSET_MS = 2_208_988_800_000
+
+
+def set_aiortc_shortcuts(enabled: bool) -> None:
+    """Whether this process takes the shortcuts around aiortc measured to save CPU:
+    ``install_fast_receive``, ``srtp_protector`` / ``srtp_unprotector`` and
+    ``share_sender_report_timer`` (a worker setting, so a benchmark can compare aiortc's own
+    paths with these in one run). Applies to transports and senders set up afterwards."""
+    global _shortcuts
+    _shortcuts = enabled
+
+
+def arrival_ms() -> int:
+    """Now on aiortc's clock (ms since 1900, as ``aiortc.clock.current_ms``), without building
+    two ``datetime`` objects per packet."""
+    return int(time.time() * 1000) + NTP_UNIX_OFFSET_MS
+
+
+def install_fast_receive(dtls: RTCDtlsTransport) -> None:
+    """Once ``dtls`` is connected, deliver its incoming SRTP straight from the UDP socket.
+
+    Measured on aiortc 1.16 / aioice 0.13 (benchmarks/sfu_variants.py, ``SFU_AIORTC_SHORTCUTS``):
+    each media datagram otherwise goes through aioice's ``stun.parse_message`` (which fails by
+    raising), an ``asyncio.Queue`` put, the wake-up of aiortc's ``__run`` task and its
+    ``_recv_next``. Here the UDP protocols of the transport's ICE connection get their own
+    ``datagram_received``: SRTP (first byte 128-191, not RTCP) is unprotected, parsed,
+    routed as aiortc routes it and given to the receiver's ``PublisherReceiver`` handler at
+    once. Anything else (STUN checks and consent, DTLS, SRTCP, a receiver without a handler,
+    a transport no longer connected) takes aiortc's path unchanged, except a datagram shorter
+    than any valid header, which is dropped: aiortc 1.16's ``_recv_next`` fails on an empty one
+    and that ends its receive task, i.e. the connection. Safe fallback: if the aiortc/aioice
+    internals are not what this expects, nothing is installed.
+    """
+    if not _shortcuts:
+        return
+    when_dtls_connected(dtls, lambda: _install_fast_receive(dtls))
+
+
+def _install_fast_receive(dtls: RTCDtlsTransport) -> None:
+    try:
+        protocols = list(dtls.transport._connection._protocols)
+        unprotect = srtp_unprotector(dtls._rx_srtp)
+        extensions_map = dtls._rtp_header_extensions_map
+        route_rtp = dtls._rtp_router.route_rtp
+    except AttributeError:
+        log.warning("fast_receive_unavailable", aiortc="internals differ from aiortc 1.16")
+        return
+    for protocol in protocols:
+        # TURN protocols deliver through their own path; a protocol is wrapped once
+        if isinstance(protocol, StunProtocol) and "datagram_received" not in vars(protocol):
+            protocol.datagram_received = _fast_datagram_received(  # type: ignore[method-assign, assignment]
+                dtls, protocol.datagram_received, unprotect, extensions_map, route_rtp
+            )
+
+
+def _fast_datagram_received(
+    dtls: RTCDtlsTransport,
+    fallback: Callable[[bytes, tuple[Any, ...]], None],
+    unprotect: Callable[[bytes], bytes],
+    extensions_map: Any,
+    route_rtp: Callable[[RtpPacket], Any],
+) -> Callable[[bytes, tuple[Any, ...]], None]:
+    handlers = _rtp_handlers
+    parse = RtpPacket.parse
+    connected = State.CONNECTED
+
+    def datagram_received(data: bytes, addr: tuple[Any, ...]) -> None:
+        if len(data) < 12:
+            # nothing valid is this short (headers: RTP 12 bytes, DTLS 13, STUN 20), and
+            # aiortc's ``_recv_next`` fails on an empty datagram, which ends its receive task
+            return
+        # RTP: first byte 128-191 (version 2; STUN starts below 4, DTLS at 20-63); SRTCP has
+        # a packet type of 192-208 in the second byte (``aiortc.rtp.is_rtcp``)
+        if not 127 < data[0] < 192 or 191 < data[1] < 209 or dtls._state is not connected:
+            fallback(data, addr)
+            return
+        arrival = arrival_ms()
+        dtls._RTCDtlsTransport__rx_bytes += len(data)  # type: ignore[attr-defined]
+        dtls._RTCDtlsTransport__rx_packets += 1  # type: ignore[attr-defined]
+        try:
+            packet = parse(unprotect(data), extensions_map)
+        except (pylibsrtp.Error, ValueError):
+            return  # as aiortc: a datagram that fails authentication or parsing is dropped
+        receiver = route_rtp(packet)
+        if receiver is None:
+            return
+        handler = handlers.get(receiver)
+        try:
+            if handler is not None:
+                handler(packet, arrival)
+            else:
+                _spawn(receiver._handle_rtp_packet(packet, arrival_time_ms=arrival))
+        except Exception:
+            # raised into the event loop, it would close the socket (a fatal transport error)
+            log.exception("rtp_handler_failed")
+
+    return datagram_received
+
+
+_spawned: set[asyncio.Future[None]] = set()
+
+
+def _spawn(coroutine: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.ensure_future(coroutine)
+    _spawned.add(task)
+    task.add_done_callback(_spawned.discard)

@@ -22,7 +22,9 @@ from streaming.sfu.aiortc_hooks import (
     HeldTrack,
     RtpSink,
     abs_send_time_id,
+    install_fast_receive,
     set_answer_codec_parameters,
+    share_sender_report_timer,
 )
 from streaming.sfu.bandwidth import BandwidthPolicy, BandwidthProtection
 from streaming.sfu.downlink import Downlink, ReportSink
@@ -116,6 +118,7 @@ class Participant:
                 )
             else:
                 transceiver = self.pc.addTransceiver(HeldTrack(line.kind), direction="sendonly")
+                share_sender_report_timer(transceiver.sender)
                 self.downlinks[line.name] = Downlink(
                     kind=line.kind,
                     slot=line.name,
@@ -158,6 +161,10 @@ class Participant:
         answer = await self.pc.createAnswer()
         await self.pc.setLocalDescription(answer)
         sinks: dict[int, RtpSink] = {}
+        # one bundled transport; a subscriber-only peer's too (its fast path drops garbage)
+        transports = {id(t.receiver.transport): t.receiver.transport for t in self._transceivers}
+        for dtls in transports.values():
+            install_fast_receive(dtls)
         for line, transceiver in zip(self.layout, self._transceivers, strict=True):
             if line.direction != "recv":
                 continue

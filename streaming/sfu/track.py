@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiortc import RTCRtpReceiver
 from aiortc.rtcrtpreceiver import NackGenerator, StreamStatistics
@@ -117,7 +117,7 @@ class PublishedTrack:
         codec = next(iter(self._receiver.codecs.values()), None)
         return codec.name if codec is not None else None
 
-    async def _on_rtp(self, packet: RtpPacket, arrival_time_ms: int) -> None:
+    def _on_rtp(self, packet: RtpPacket, arrival_time_ms: int) -> None:
         codec = self._receiver.codecs.get(packet.payload_type)
         if codec is None or self._closed:
             self.rejected += 1
@@ -154,7 +154,7 @@ class PublishedTrack:
                 ):
                     self._nacked_at_ms = arrival_time_ms
                     self.nacks_sent += 1
-                    await self._receiver.send_nack(packet.ssrc, sorted(nack.missing))
+                    self._spawn(self._receiver.send_nack(packet.ssrc, sorted(nack.missing)))
         else:
             keyframe = True
             if self._on_audio_level is not None:
@@ -233,7 +233,11 @@ class PublishedTrack:
     def _send_keyframe_request(self) -> None:
         if self.ssrc is None:
             return
-        task = asyncio.ensure_future(self._receiver.send_pli(self.ssrc))
+        self._spawn(self._receiver.send_pli(self.ssrc))
+
+    def _spawn(self, request: Coroutine[Any, Any, None]) -> None:
+        """Send RTCP to the publisher without holding up the packet that asked for it."""
+        task = asyncio.ensure_future(request)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
