@@ -50,3 +50,34 @@ async def test_nothing_is_counted_when_no_ffmpeg_runs() -> None:
         await process.wait()
     assert peak.mib == 0
     assert peak.runs == {}
+
+
+async def test_ffmpeg_runs_keep_x264_frames_out_of_huge_pages(tmp_path: Path) -> None:
+    """x264 asks for transparent huge pages on its large buffers, which the kernel then
+    keeps resident in whole 2 MiB pages (~58 MiB of a 1080p run); processing's runs have
+    them switched off, so only touched 4 KiB pages count."""
+    seen: list[tuple[str, int]] = []
+
+    async def watch() -> None:
+        while True:
+            for children in Path("/proc/self/task").glob("*/children"):
+                for pid in children.read_text("ascii").split():
+                    try:
+                        status = Path(f"/proc/{pid}/status").read_text("ascii")
+                        rollup = Path(f"/proc/{pid}/smaps_rollup").read_text("ascii")
+                    except OSError:
+                        continue
+                    if status.startswith("Name:\tffmpeg\n") and "VmRSS:" in status:
+                        [thp] = [line for line in status.splitlines() if line.startswith("THP_")]
+                        [huge] = [line for line in rollup.splitlines() if "AnonHugePages" in line]
+                        seen.append((thp.split()[1], int(huge.split()[1])))
+            await asyncio.sleep(0.05)
+
+    watcher = asyncio.create_task(watch())
+    try:
+        await _encode(tmp_path / "large.mp4", size="1920x1080")
+    finally:
+        watcher.cancel()
+    assert seen, "the run was never sampled"
+    assert {thp for thp, _ in seen} == {"0"}  # THP_enabled: 0, inherited from this process
+    assert max(huge for _, huge in seen) == 0
