@@ -57,6 +57,10 @@ With ``--live-hls`` each stream also gets the live H.264/HLS transcoder of
 Reference, once, on stream 1 of the first run: ffmpeg re-encoding that recording to H.264/AAC
 MP4 with faststart (the processing job's transcode, libx264 veryfast) — the readiness an encode
 gives instead of a copy, with ffmpeg's CPU time and peak RSS.
+
+``--renditions``: the processing job's second step on stream 1
+(``recordings.processing.make_renditions``), with each ffmpeg run's peak RSS and the private
+part of it (``recordings.ffmpeg_memory``: the rest is library pages shared by every ffmpeg).
 """
 
 from __future__ import annotations
@@ -347,68 +351,6 @@ def children_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def ffmpeg_run_name(command: list[str]) -> str:
-    """Which run of the processing step an ffmpeg command line is: a rendition by its name in
-    ``-var_stream_map``, else by its output (the sprite's JPEG, the MP4 remux)."""
-    if "-var_stream_map" in command[:-1]:
-        return command[command.index("-var_stream_map") + 1].rpartition("name:")[2]
-    if any(argument.endswith(".jpg") for argument in command):
-        return "sprite"
-    return "mp4" if any(argument.endswith(".mp4") for argument in command) else "other"
-
-
-class FfmpegPeak:
-    """The highest peak RSS (``VmHWM``) of any ffmpeg this process starts while it watches,
-    sampled every 50 ms from /proc, overall and per run (``runs``: peak MiB and CPU seconds,
-    the last sample's, by ``ffmpeg_run_name``). ``ru_maxrss`` of children cannot tell: a
-    child's starts as the forked copy of this Python process (PyAV and the recorder loaded)
-    before exec."""
-
-    def __init__(self) -> None:
-        self.peak_kib = 0
-        self.runs: dict[str, dict[str, float]] = {}
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> FfmpegPeak:
-        self._task = asyncio.create_task(self._watch())
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-
-    @property
-    def mib(self) -> float:
-        return round(self.peak_kib / 1024, 1)
-
-    def sample(self) -> None:
-        ticks = os.sysconf("SC_CLK_TCK")
-        for children in Path("/proc/self/task").glob("*/children"):
-            for pid in children.read_text("ascii").split():
-                try:
-                    status = Path(f"/proc/{pid}/status").read_text("ascii")
-                    command = Path(f"/proc/{pid}/cmdline").read_text().split("\0")
-                    stat = Path(f"/proc/{pid}/stat").read_text("ascii")
-                except OSError:
-                    continue  # already gone
-                if not status.startswith("Name:\tffmpeg\n"):
-                    continue
-                for line in status.splitlines():
-                    if line.startswith("VmHWM:"):
-                        kib = int(line.split()[1])
-                        self.peak_kib = max(self.peak_kib, kib)
-                        fields = stat.rsplit(")", 1)[1].split()
-                        run = self.runs.setdefault(ffmpeg_run_name(command), {})
-                        run["peak_mib"] = max(run.get("peak_mib", 0.0), round(kib / 1024, 1))
-                        run["cpu_s"] = round((int(fields[11]) + int(fields[12])) / ticks, 1)
-
-    async def _watch(self) -> None:
-        while True:
-            self.sample()
-            await asyncio.sleep(0.05)
-
-
 def decodes_near_end(path: Path, *, duration_s: float) -> bool:
     """Seek to three seconds before the end and decode a video frame: the file plays there."""
     import av
@@ -685,6 +627,7 @@ async def _h264_figures(
 
 async def reference_transcode(raw: Path, *, stop_s: float) -> dict[str, Any]:
     """ffmpeg re-encoding one recording to H.264/AAC MP4 (+faststart), as processing does."""
+    from recordings.ffmpeg_memory import FfmpegPeak
     from recordings.processing import probe_media, transcode_mp4
 
     started = time.perf_counter()
@@ -710,6 +653,7 @@ async def reference_transcode(raw: Path, *, stop_s: float) -> dict[str, Any]:
 async def renditions_run(raw: Path) -> dict[str, Any]:
     """The processing job's second step on one recording: HLS main + low rendition, thumbnail
     sprite, MP4 remux; ``ffmpeg_peak_rss_mib`` is the highest of its ffmpeg runs."""
+    from recordings.ffmpeg_memory import FfmpegPeak
     from recordings.processing import make_renditions, probe_media
 
     facts = await asyncio.to_thread(probe_media, raw, trust_header=True)
@@ -725,6 +669,7 @@ async def renditions_run(raw: Path) -> dict[str, Any]:
         "speed_x": round(facts.duration_s / seconds, 1),
         "ffmpeg_cpu_s": round(children_cpu_s() - cpu_before, 1),
         "ffmpeg_peak_rss_mib": peak.mib,
+        "ffmpeg_peak_private_mib": peak.private_mib,
         "runs": peak.runs,
         "mp4_bytes": outputs["size_bytes"],
     }
@@ -768,7 +713,8 @@ def print_table(report: dict[str, Any], write: Callable[[str], None]) -> None:
             f"ffmpeg CPU {renditions['ffmpeg_cpu_s']} s, processing peak RSS "
             f"{renditions['ffmpeg_peak_rss_mib']} MiB ("
             + ", ".join(
-                f"{name} {run['peak_mib']} MiB / {run['cpu_s']} s CPU"
+                f"{name} {run['peak_mib']} MiB, private {run.get('private_mib', 0.0)} MiB"
+                f" / {run['cpu_s']} s CPU"
                 for name, run in renditions["runs"].items()
             )
             + ")"

@@ -18,8 +18,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from recordings.composition import compose_meeting
+from recordings.ffmpeg_memory import FfmpegPeak
 from recordings.meeting_capture import (
     TIMELINE_NAME,
     TRACKS_DIR,
@@ -101,11 +103,16 @@ def make_meeting(
 
 def compose_and_measure(folder: Path, duration: float) -> None:
     """Runs in a process of its own, so the children it measures are the composer's only."""
+
+    async def measured() -> tuple[dict[str, Any], FfmpegPeak]:
+        async with FfmpegPeak() as peak:
+            composed = await compose_meeting(folder, raw_name="raw.webm")
+        return composed, peak
+
     started = time.perf_counter()
-    composed = asyncio.run(compose_meeting(folder, raw_name="raw.webm"))
+    composed, peak = asyncio.run(measured())
     seconds = time.perf_counter() - started
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    peak_kib = children.ru_maxrss  # the largest child
     cpu_s = children.ru_utime + children.ru_stime  # what a loaded machine does not change
     own_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     size = (folder / "raw.webm").stat().st_size
@@ -114,7 +121,11 @@ def compose_and_measure(folder: Path, duration: float) -> None:
         f"compose: {seconds:.1f} s wall ({duration / seconds:.1f}x real time), "
         f"ffmpeg CPU {cpu_s:.1f} s, {composed['composed_size']}, {size / 1e6:.1f} MB"
     )
-    print(f"peak RSS: ffmpeg {peak_kib / 1024:.0f} MiB, job process {own_kib / 1024:.0f} MiB")
+    # ffmpeg's own VmHWM (ru_maxrss of children would count the forked Python before exec)
+    print(
+        f"peak RSS: ffmpeg {peak.mib:.1f} MiB (private {peak.private_mib:.1f} MiB), "
+        f"job process {own_kib / 1024:.0f} MiB"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -53,6 +53,7 @@ from recordings.processing import (
     _parse_progress,
     finish_renditions,
     rendition_arguments,
+    without_huge_pages,
 )
 
 if TYPE_CHECKING:
@@ -274,6 +275,7 @@ class LiveTranscoder:
                 facts=facts,
                 loudnorm=self.policy.loudnorm,
             )
+            without_huge_pages()  # as after the lesson (recordings.processing)
             process = await asyncio.create_subprocess_exec(
                 "nice", "-n", str(self.policy.nice),
                 "ffmpeg", "-hide_banner", "-y", *arguments,

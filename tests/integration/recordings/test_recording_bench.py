@@ -88,6 +88,11 @@ def test_the_renditions_step_stays_under_100_mib(tmp_path: Path) -> None:
     assert {"main", "low"} <= set(runs), runs
     assert all(run["peak_mib"] < 100 for run in runs.values()), runs
     assert runs["main"]["peak_mib"] > 40 and runs["main"]["cpu_s"] > 0  # ffmpeg's libraries
+    # what of it is the run's own (the rest: library pages every ffmpeg shares)
+    renditions = report["renditions"]
+    assert 0 < renditions["ffmpeg_peak_private_mib"] < renditions["ffmpeg_peak_rss_mib"]
+    assert all(0 < run["private_mib"] < run["peak_mib"] for run in runs.values()), runs
+    assert "private" in output
 
 
 def test_bad_resolutions_are_refused() -> None:
