@@ -660,15 +660,15 @@ class LessonRecorder:
     def _write_failed(self, exc: BaseException) -> None:
         """A full disk or a muxer error must never disturb the live lesson: raise the alert
         once, stop tapping and writing, keep what the file holds."""
+        detail = f"{type(exc).__name__}: {exc}"
         errors = self._writer.summary.errors
         if len(errors) < MAX_SUMMARY_ERRORS:
-            errors.append(f"{type(exc).__name__}: {exc}")
+            errors.append(detail)
         if self._broken:
             return
         self._broken = True
         self._inbox.clear()
         stopped_at = _clock(self._recorded_s())
-        detail = f"{type(exc).__name__}: {exc}"
         if _is_disk_full(exc):
             self._alert(
                 "disk_full",

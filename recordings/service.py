@@ -552,7 +552,9 @@ def record_into(
         room,
         media_root / raw_path,
         metadata={"title": title, "comment": f"tongke recording {recording_id}"},
-        min_free_bytes=active.min_free_bytes or DEFAULT_MIN_FREE_BYTES,
+        min_free_bytes=(
+            DEFAULT_MIN_FREE_BYTES if active.min_free_bytes is None else active.min_free_bytes
+        ),
     )
 
     recorder.on_alert.append(alerts_to_row(sessions, recording_id, active.alert_tasks))

@@ -22,6 +22,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from common.jobs import InProcessJobQueue
+from common.settings import Settings
 from recordings import service
 from recordings.alerts import RecorderAlert
 from recordings.capture import LessonRecorder
@@ -225,3 +227,33 @@ async def test_a_meeting_notes_each_kind_of_alert_once_on_its_recording(
         recording = session.get_one(Recording, recording_id)
         assert [a["kind"] for a in recording.outputs["alerts"]] == ["low_disk", "disk_full"]
         assert recording.status_message == "录像存储空间已满，录像止于 0:02:00"
+
+
+async def test_the_free_space_threshold_comes_from_settings_and_zero_turns_it_off(
+    sqlite_db: DemoDatabase, tmp_path: Path
+) -> None:
+    recording_id = make_recording(sqlite_db, WCK_EN_4, status="recording")
+    rooms = InProcessRoomRegistry()
+    room = await rooms.open(f"sync-{WCK_EN_4}", kind="lesson")
+    try:
+        for megabytes, warned in ((0, False), (10**9, True)):  # off; more than any disk has
+            settings = Settings(media_root=tmp_path / "media", recording_min_free_mb=megabytes)
+            active = service.ActiveRecordings.from_settings(settings)
+            recorder = service.record_into(
+                room,
+                recording_id=recording_id,
+                sync_group_id=WCK_EN_4,
+                sessions=sqlite_db.sessions,
+                media_root=settings.media_root,
+                jobs=InProcessJobQueue(),
+                active=active,
+            )
+            assert recorder.min_free_bytes == megabytes * 1024 * 1024
+            recorder.check_disk()
+            assert [a.kind for a in recorder.alerts] == (["low_disk"] if warned else [])
+            active.forget(recording_id)
+            recorder.on_stopped.clear()  # nothing recorded: no processing to queue
+            await recorder.stop()
+            await asyncio.gather(*active.alert_tasks)
+    finally:
+        await rooms.close_all()
