@@ -182,31 +182,126 @@ class DailyLedger(ABC):
         already recorded."""
 
 
-class MemoryDailyLedger(DailyLedger):
-    """A ledger of this process only (tests, and a schedule nobody else shares)."""
+@dataclass(frozen=True, slots=True)
+class _Lease:
+    slot: datetime
+    until: float  # Unix time the lease runs out unless renewed
+    owner: str
 
-    def __init__(self) -> None:
-        self._slots: dict[str, datetime] = {}
+
+class LeasedDailyLedger(DailyLedger):
+    """A ledger whose claims can also be leases, for a queue that loses its jobs with its process
+    (``InProcessJobQueue``): the day is claimed for ``lease_s`` and renewed while the job runs,
+    and recorded as run (``finish``) only once it completed. A process killed mid-job stops
+    renewing; once the lease runs out the next start catches the day up. Leases and records
+    are read and written in one locked step (``_update``)."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+
+    @abstractmethod
+    async def _update(
+        self, name: str, change: Callable[[datetime | None, _Lease | None], _Change]
+    ) -> _Change:
+        """Under the ledger's lock, call ``change(done, lease)`` with the record and lease of
+        ``name`` (a run-out lease is None) and store what it returns."""
+
+    def _live(self, lease: _Lease | None) -> _Lease | None:
+        return lease if lease is not None and lease.until > self._clock() else None
 
     async def last_slot(self, name: str) -> datetime | None:
-        return self._slots.get(name)
+        """The latest scheduled time recorded as run or under a live lease."""
+        change = await self._update(name, lambda done, lease: _Change(done, lease))
+        return _later(change.done, change.lease.slot if change.lease else None)
 
     async def claim(self, name: str, slot: datetime) -> bool:
-        last = self._slots.get(name)
-        if last is not None and last >= slot:
-            return False
-        self._slots[name] = slot
-        return True
+        def change(done: datetime | None, lease: _Lease | None) -> _Change:
+            latest = _later(done, lease.slot if lease else None)
+            if latest is not None and latest >= slot:
+                return _Change(done, lease, claimed=False)
+            return _Change(slot, lease, claimed=True)
+
+        return (await self._update(name, change)).claimed
+
+    async def lease(self, name: str, slot: datetime, *, owner: str, lease_s: float) -> bool:
+        """Claim ``slot`` for ``lease_s`` seconds, or renew the lease ``owner`` holds on it.
+        False if it is recorded as run, or another owner's live lease covers it."""
+        until = self._clock() + lease_s
+
+        def change(done: datetime | None, lease: _Lease | None) -> _Change:
+            if done is not None and done >= slot:
+                return _Change(done, lease, claimed=False)
+            if lease is not None and lease.slot >= slot and lease.owner != owner:
+                return _Change(done, lease, claimed=False)
+            return _Change(done, _Lease(slot, until, owner), claimed=True)
+
+        return (await self._update(name, change)).claimed
+
+    async def finish(self, name: str, slot: datetime, *, owner: str) -> None:
+        """Record ``slot`` as run and drop ``owner``'s lease."""
+
+        def change(done: datetime | None, lease: _Lease | None) -> _Change:
+            kept = lease if lease is not None and lease.owner != owner else None
+            return _Change(_later(done, slot), kept)
+
+        await self._update(name, change)
+
+    async def release(self, name: str, *, owner: str) -> None:
+        """Drop ``owner``'s lease without recording a run (the job failed: the next start
+        tries the day again)."""
+
+        def change(done: datetime | None, lease: _Lease | None) -> _Change:
+            return _Change(done, lease if lease is not None and lease.owner != owner else None)
+
+        await self._update(name, change)
 
 
-class FileDailyLedger(DailyLedger):
-    """The embedded deployment's ledger: a small JSON file (``{name: ISO time}``), read and
-    written under an exclusive ``flock`` so that several web processes of the host agree."""
+@dataclass(frozen=True, slots=True)
+class _Change:
+    done: datetime | None
+    lease: _Lease | None
+    claimed: bool = False
 
-    def __init__(self, path: Path) -> None:
+
+def _later(a: datetime | None, b: datetime | None) -> datetime | None:
+    if a is None or b is None:
+        return a or b
+    return max(a, b)
+
+
+class MemoryDailyLedger(LeasedDailyLedger):
+    """A ledger of this process only (tests, and a schedule nobody else shares)."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+        super().__init__(clock=clock)
+        self._slots: dict[str, datetime] = {}
+        self._leases: dict[str, _Lease] = {}
+
+    async def _update(
+        self, name: str, change: Callable[[datetime | None, _Lease | None], _Change]
+    ) -> _Change:
+        result = change(self._slots.get(name), self._live(self._leases.get(name)))
+        if result.done is not None:
+            self._slots[name] = result.done
+        if result.lease is None:
+            self._leases.pop(name, None)
+        else:
+            self._leases[name] = result.lease
+        return result
+
+
+class FileDailyLedger(LeasedDailyLedger):
+    """The embedded deployment's ledger: a small JSON file (``{name: ISO time}``, and live
+    leases under ``LEASES_KEY``), read and written under an exclusive ``flock`` so that
+    several web processes of the host agree."""
+
+    LEASES_KEY = "~leases"
+
+    def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
+        super().__init__(clock=clock)
         self.path = path
 
-    def _read(self) -> dict[str, str]:
+    def _read(self) -> dict[str, Any]:
         try:
             loaded = json.loads(self.path.read_text("utf-8"))
         except FileNotFoundError:
@@ -214,7 +309,7 @@ class FileDailyLedger(DailyLedger):
         except ValueError:
             log.warning("job.daily_ledger_unreadable", path=str(self.path))
             return {}
-        return {str(k): str(v) for k, v in loaded.items()} if isinstance(loaded, dict) else {}
+        return loaded if isinstance(loaded, dict) else {}
 
     def _locked(self) -> Any:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -222,27 +317,48 @@ class FileDailyLedger(DailyLedger):
         fcntl.flock(handle, fcntl.LOCK_EX)  # released when the handle closes
         return handle
 
-    def _last_slot(self, name: str) -> datetime | None:
-        with self._locked():
-            value = self._read().get(name)
-        return datetime.fromisoformat(value) if value else None
+    def _lease_of(self, raw: Any) -> _Lease | None:
+        try:
+            lease = _Lease(
+                datetime.fromisoformat(raw["slot"]), float(raw["until"]), str(raw["owner"])
+            )
+        except (TypeError, KeyError, ValueError):
+            return None
+        return self._live(lease)
 
-    def _claim(self, name: str, slot: datetime) -> bool:
+    def _update_now(
+        self, name: str, change: Callable[[datetime | None, _Lease | None], _Change]
+    ) -> _Change:
         with self._locked():
-            slots = self._read()
-            if name in slots and datetime.fromisoformat(slots[name]) >= slot:
-                return False
-            slots[name] = slot.isoformat()
+            data = self._read()
+            done_text = data.get(name)
+            done = datetime.fromisoformat(done_text) if isinstance(done_text, str) else None
+            leases = data.get(self.LEASES_KEY)
+            leases = leases if isinstance(leases, dict) else {}
+            lease = self._lease_of(leases.get(name))
+            result = change(done, lease)
+            if result.done == done and result.lease == lease:
+                return result
+            if result.done is not None:
+                data[name] = result.done.isoformat()
+            if result.lease is None:
+                leases.pop(name, None)
+            else:
+                leases[name] = {
+                    "slot": result.lease.slot.isoformat(),
+                    "until": result.lease.until,
+                    "owner": result.lease.owner,
+                }
+            data[self.LEASES_KEY] = leases
             partial = self.path.with_name(self.path.name + ".partial")
-            partial.write_text(json.dumps(slots, ensure_ascii=False), "utf-8")
+            partial.write_text(json.dumps(data, ensure_ascii=False), "utf-8")
             os.replace(partial, self.path)
-        return True
+        return result
 
-    async def last_slot(self, name: str) -> datetime | None:
-        return await asyncio.to_thread(self._last_slot, name)
-
-    async def claim(self, name: str, slot: datetime) -> bool:
-        return await asyncio.to_thread(self._claim, name, slot)
+    async def _update(
+        self, name: str, change: Callable[[datetime | None, _Lease | None], _Change]
+    ) -> _Change:
+        return await asyncio.to_thread(self._update_now, name, change)
 
 
 DAILY_KEY_PREFIX = "tongke:daily:"
@@ -835,7 +951,12 @@ class DailySchedule:
     """Runs a queue's daily jobs from this process (the embedded web app, which has no arq
     worker; ``tongke worker`` uses it only to catch up on start). Each scheduled time is
     claimed in the ``ledger`` before its job is enqueued (under an id naming the day), so of
-    several processes one runs it. ``clock`` is injectable so tests decide what time it is."""
+    several processes one runs it. ``clock`` is injectable so tests decide what time it is.
+
+    A job of an ``InProcessJobQueue`` dies with its process, so there the day is only leased
+    (``LeasedDailyLedger.lease``, renewed every third of ``lease_seconds`` while the job runs)
+    and recorded as run when the job completes; killed mid-job, the lease runs out and the next
+    start runs the day again. arq keeps its jobs in Redis, so there the claim is final."""
 
     def __init__(
         self,
@@ -844,26 +965,80 @@ class DailySchedule:
         ledger: DailyLedger | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(SCHOOL_TIME),
         poll_seconds: float = 60.0,
+        lease_seconds: float = 600.0,
     ) -> None:
         self.queue = queue
         self.ledger = ledger or MemoryDailyLedger()
         self.clock = clock
         self.poll_seconds = poll_seconds
+        self.lease_seconds = lease_seconds
         started = clock()
         self._due = {job.name: job.next_run(started) for job in queue.daily_jobs}
         self._task: asyncio.Task[None] | None = None
+        self._owner = f"{os.getpid()}:{uuid.uuid4().hex}"
+        # each lease held while its job runs: (ledger, job, slot, job id)
+        self._watchers: dict[
+            asyncio.Task[None], tuple[LeasedDailyLedger, DailyJob, datetime, str]
+        ] = {}
+
+    @property
+    def _leased(self) -> LeasedDailyLedger | None:
+        durable = not isinstance(self.queue, InProcessJobQueue)
+        return None if durable or not isinstance(self.ledger, LeasedDailyLedger) else self.ledger
 
     def next_runs(self) -> dict[str, datetime]:
         return dict(self._due)
 
     async def _enqueue(self, job: DailyJob, slot: datetime) -> str | None:
-        if not await self.ledger.claim(job.name, slot):
+        leased = self._leased
+        if leased is not None:
+            claimed = await leased.lease(
+                job.name, slot, owner=self._owner, lease_s=self.lease_seconds
+            )
+        else:
+            claimed = await self.ledger.claim(job.name, slot)
+        if not claimed:
             log.info("job.daily_already_ran", job=job.name, slot=slot.isoformat())
             return None
         job_id = job.job_id(slot)
-        await self.queue.enqueue(job.name, job_id=job_id)
+        try:
+            await self.queue.enqueue(job.name, job_id=job_id)
+        except BaseException:
+            if leased is not None:
+                await leased.release(job.name, owner=self._owner)
+            raise
         log.info("job.daily_enqueued", job=job.name, job_id=job_id)
+        if leased is not None:
+            watcher = asyncio.create_task(
+                self._hold_lease(leased, job, slot, job_id), name=f"daily-lease:{job_id}"
+            )
+            self._watchers[watcher] = (leased, job, slot, job_id)
+            watcher.add_done_callback(lambda task: self._watchers.pop(task, None))
         return job_id
+
+    async def _hold_lease(
+        self, ledger: LeasedDailyLedger, job: DailyJob, slot: datetime, job_id: str
+    ) -> None:
+        """Renew the lease while the job runs; record the day once it completed."""
+        while True:
+            try:
+                status = await self.queue.wait(job_id, timeout=self.lease_seconds / 3)
+                break
+            except TimeoutError:
+                await ledger.lease(job.name, slot, owner=self._owner, lease_s=self.lease_seconds)
+        await self._settle(ledger, job, slot, status)
+
+    async def _settle(
+        self, ledger: LeasedDailyLedger, job: DailyJob, slot: datetime, status: JobStatus
+    ) -> None:
+        if status.state == "complete":
+            await ledger.finish(job.name, slot, owner=self._owner)
+            log.info("job.daily_recorded", job=job.name, slot=slot.isoformat())
+        else:
+            await ledger.release(job.name, owner=self._owner)
+            log.warning(
+                "job.daily_not_recorded", job=job.name, slot=slot.isoformat(), state=status.state
+            )
 
     async def catch_up(self) -> list[str]:
         """On start: enqueue, once, each daily job whose latest scheduled time passed after the
@@ -923,7 +1098,15 @@ class DailySchedule:
             await asyncio.sleep(self.poll_seconds)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        """Stop the schedule. A job still running keeps its lease until it runs out, so the
+        next start runs that day again unless this one finishes it first."""
+        held = list(self._watchers.values())
+        tasks = [*self._watchers, *([self._task] if self._task is not None else [])]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._task = None
+        for ledger, job, slot, job_id in held:  # a job that ended just now is still recorded
+            status = await self.queue.status(job_id)
+            if status.finished:
+                await self._settle(ledger, job, slot, status)

@@ -6,6 +6,8 @@ is a ledger entry older than the last 03:00, not hours of waiting."""
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
 import uuid
 from collections import Counter
 from datetime import datetime, timedelta
@@ -147,6 +149,137 @@ async def test_a_ledger_slot_is_claimed_once_whatever_the_order(tmp_path: Path) 
     assert not await ledger.claim(DAILY, YESTERDAY)  # an older day never replaces a newer one
     assert await ledger.last_slot(DAILY) == THIS_MORNING
     assert await ledger.last_slot("other") is None
+
+
+# A web process whose daily job is still running when it is killed (kill -9): it leased the day
+# for LEASE_S and renews the lease while the job runs.
+LEASE_S = 3.0  # renewed every second
+_KILLED_PROCESS = f"""
+import asyncio, sys
+from datetime import datetime
+from pathlib import Path
+from common.jobs import SCHOOL_TIME, DailySchedule, FileDailyLedger, InProcessJobQueue
+
+async def main():
+    queue = InProcessJobQueue()
+    async def sweep(ctx):
+        print("running", flush=True)
+        await asyncio.sleep(3600)
+    queue.register("{DAILY}", sweep)
+    queue.register_daily("{DAILY}", hour=3)
+    now = datetime.fromisoformat("{NOW.isoformat()}")
+    schedule = DailySchedule(
+        queue, ledger=FileDailyLedger(Path(sys.argv[1])), clock=lambda: now, lease_seconds={LEASE_S}
+    )
+    await schedule.catch_up()
+    await asyncio.sleep(3600)
+
+asyncio.run(main())
+"""
+
+
+async def test_a_process_killed_mid_job_leaves_the_day_to_the_next_start(tmp_path: Path) -> None:
+    """The in-process queue loses its jobs with its process: the day is only leased while its
+    job runs and recorded once the job completed, so a kill -9 mid-job is caught up later."""
+    token = uuid.uuid4().hex
+    ledger_path = tmp_path / ".daily-jobs.json"
+    assert await FileDailyLedger(ledger_path).claim(DAILY, YESTERDAY)
+    killed = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _KILLED_PROCESS, str(ledger_path), stdout=asyncio.subprocess.PIPE
+    )
+    assert killed.stdout is not None
+    try:
+        async with asyncio.timeout(30):  # its log lines, then the job's
+            while (line := await killed.stdout.readline()).strip() != b"running":
+                assert line, "the process ended before its job ran"
+        # while it runs (renewing its lease) a second process leaves the day to it
+        queue = _daily_queue(InProcessJobQueue(), token)
+        try:
+            await asyncio.sleep(LEASE_S)  # past the first lease: renewed since
+            schedule = DailySchedule(queue, ledger=FileDailyLedger(ledger_path), clock=lambda: NOW)
+            assert await schedule.catch_up() == []
+            assert await FileDailyLedger(ledger_path).last_slot(DAILY) == THIS_MORNING
+            killed.kill()
+            await killed.wait()
+            # the lease runs out unrenewed: the day was not run, and the next start runs it
+            await asyncio.sleep(LEASE_S + 0.2)
+            assert await FileDailyLedger(ledger_path).last_slot(DAILY) == YESTERDAY
+            restarted = DailySchedule(queue, ledger=FileDailyLedger(ledger_path), clock=lambda: NOW)
+            assert await restarted.catch_up() == ["daily:sweep:2026-12-08"]
+            await _finish(queue, ["daily:sweep:2026-12-08"])
+            await restarted.stop()
+            assert runs[token] == 1
+            ledger = json.loads(ledger_path.read_text("utf-8"))
+            assert datetime.fromisoformat(ledger[DAILY]) == THIS_MORNING
+            assert ledger[FileDailyLedger.LEASES_KEY] == {}
+        finally:
+            await queue.close()
+    finally:
+        if killed.returncode is None:
+            killed.kill()
+            await killed.wait()
+
+
+async def test_a_failed_daily_job_is_not_recorded_and_runs_again_at_the_next_start(
+    tmp_path: Path,
+) -> None:
+    ledger_path = tmp_path / ".daily-jobs.json"
+    assert await FileDailyLedger(ledger_path).claim(DAILY, YESTERDAY)
+    attempts: list[int] = []
+
+    async def sweep(ctx: JobContext) -> None:
+        attempts.append(ctx.attempt)
+        if len(attempts) == 1:
+            raise RuntimeError("disk unreadable")
+
+    queue = InProcessJobQueue(max_retries=0)
+    queue.register(DAILY, sweep)
+    queue.register_daily(DAILY, hour=3)
+    try:
+        first = DailySchedule(queue, ledger=FileDailyLedger(ledger_path), clock=lambda: NOW)
+        [job_id] = await first.catch_up()
+        assert (await queue.wait(job_id, timeout=30)).state == "failed"
+        await first.stop()  # records what the job came to, even if the watcher had not yet
+        assert await FileDailyLedger(ledger_path).last_slot(DAILY) == YESTERDAY
+        second_queue = InProcessJobQueue(max_retries=0)  # the next start: a new process
+        second_queue.register(DAILY, sweep)
+        second_queue.register_daily(DAILY, hour=3)
+        try:
+            second = DailySchedule(
+                second_queue, ledger=FileDailyLedger(ledger_path), clock=lambda: NOW
+            )
+            [again] = await second.catch_up()
+            assert (await second_queue.wait(again, timeout=30)).state == "complete"
+            await second.stop()
+            assert await FileDailyLedger(ledger_path).last_slot(DAILY) == THIS_MORNING
+            assert len(attempts) == 2
+        finally:
+            await second_queue.close()
+    finally:
+        await queue.close()
+
+
+async def test_a_lease_is_held_by_one_owner_and_runs_out_unless_renewed(tmp_path: Path) -> None:
+    clock = [1000.0]
+    ledger = FileDailyLedger(tmp_path / "ledger.json", clock=lambda: clock[0])
+    assert await ledger.claim(DAILY, YESTERDAY)
+    assert await ledger.lease(DAILY, THIS_MORNING, owner="a", lease_s=10)
+    assert not await ledger.lease(DAILY, THIS_MORNING, owner="b", lease_s=10)
+    assert not await ledger.claim(DAILY, THIS_MORNING)  # a live lease is a claim too
+    assert await ledger.last_slot(DAILY) == THIS_MORNING
+    clock[0] += 9
+    assert await ledger.lease(DAILY, THIS_MORNING, owner="a", lease_s=10)  # renewed
+    clock[0] += 9
+    assert not await ledger.lease(DAILY, THIS_MORNING, owner="b", lease_s=10)
+    clock[0] += 2  # a's lease ran out
+    assert await ledger.last_slot(DAILY) == YESTERDAY
+    assert await ledger.lease(DAILY, THIS_MORNING, owner="b", lease_s=10)
+    await ledger.finish(DAILY, THIS_MORNING, owner="a")  # a late finish still records the run
+    assert await ledger.last_slot(DAILY) == THIS_MORNING
+    assert not await ledger.lease(DAILY, THIS_MORNING, owner="c", lease_s=10)
+    clock[0] += 60
+    assert not await ledger.lease(DAILY, THIS_MORNING, owner="c", lease_s=10)  # recorded: final
+    assert await ledger.lease(DAILY, THIS_MORNING + timedelta(days=1), owner="c", lease_s=10)
 
 
 @pytest.mark.redis
