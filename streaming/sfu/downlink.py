@@ -38,7 +38,6 @@ from streaming.sfu.packets import (
     TS_MASK,
     abs_send_time_word,
     ntp_from_ms,
-    vp8_temporal_layer,
 )
 from streaming.sfu.temporal import ALL_LAYERS, TemporalFilter
 from streaming.sfu.track import PublishedTrack
@@ -81,7 +80,6 @@ class Downlink:
 
     __slots__ = (
         "_abs_send_time",
-        "_count_base",
         "_keyframe_asked",
         "_last_arrival_ms",
         "_layers",
@@ -98,7 +96,6 @@ class Downlink:
         "_seq_offset",
         "_sink",
         "_ts_offset",
-        "base_octets",
         "base_rate_bps",
         "estimate_bps",
         "forwarded_keyframe_at",
@@ -174,11 +171,10 @@ class Downlink:
         self._abs_send_time = 0
         self._on_estimate = on_estimate
         self.estimate_bps: int | None = None
-        self._count_base = False  # the source has temporal layers: count layer 0 apart
-        self.base_octets = 0
         self.rate_bps = 0.0
         self.base_rate_bps = 0.0
-        self._rate_mark: tuple[float, int, int] | None = None
+        # the last sample: (time, octets sent, the source and its layer-0 octets then)
+        self._rate_mark: tuple[float, int, PublishedTrack | None, int] | None = None
         attach_subscriber_rtcp(sender, self._on_rtcp)
 
     def connect(
@@ -281,8 +277,6 @@ class Downlink:
         self.packets += 1
         size = len(payload)
         self.octets += size
-        if self._count_base and vp8_temporal_layer(payload)[0] <= 0:
-            self.base_octets += size
 
     def _header(self, marker: int, seq: int, ts: int) -> bytes:
         """The rewritten RTP header; on video with abs-send-time negotiated, the element
@@ -482,9 +476,8 @@ class Downlink:
         last call. While paused a slot keeps its last rates (what resuming would cost); while
         thinned, its full rate."""
         mark = self._rate_mark
-        self._rate_mark = (now, self.octets, self.base_octets)
         source = self.source
-        self._count_base = source is not None and source.temporal_layers
+        self._rate_mark = (now, self.octets, source, source.base_octets if source else 0)
         if mark is None or self.paused or source is None or now <= mark[0]:
             return
         elapsed = now - mark[0]
@@ -492,11 +485,11 @@ class Downlink:
         thinned = self._layers is not None and self._layers.active < ALL_LAYERS
         if not thinned:
             self.rate_bps = _smoothed(self.rate_bps, full)
-        if self._count_base:
-            base = (self.base_octets - mark[2]) * 8 / elapsed
-            self.base_rate_bps = _smoothed(self.base_rate_bps, base)
-        else:
+        if not source.temporal_layers:
             self.base_rate_bps = self.rate_bps
+        elif mark[2] is source:  # layer 0 as the source received it (what thinning would send)
+            base = (source.base_octets - mark[3]) * 8 / elapsed
+            self.base_rate_bps = _smoothed(self.base_rate_bps, base)
 
     def update_sender_report(self, now_ms: int) -> None:
         """Refresh what aiortc's sender reports: an NTP/RTP time pair and counters."""

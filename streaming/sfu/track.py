@@ -22,6 +22,7 @@ from streaming.sfu.packets import (
     SEQ_MASK,
     vp8_has_temporal_layers,
     vp8_keyframe_start,
+    vp8_temporal_layer,
 )
 from streaming.sfu.speakers import level_from_opus_size
 
@@ -87,8 +88,11 @@ class PublishedTrack:
         self.last_arrival_ms = 0
         self.packets = 0
         self.rejected = 0
-        # whether the publisher sends temporal layers (a browser with scalabilityMode L1T3)
+        # whether the publisher sends temporal layers (a browser with scalabilityMode L1T3),
+        # and the payload octets of its layer 0, counted once here for every subscriber's
+        # bandwidth ladder (Downlink.sample_rates)
         self.temporal_layers = False
+        self.base_octets = 0
         self.nacks_sent = 0  # NACKs to the publisher (each names every packet still missing)
         self.nack_repaired = 0  # packets that arrived after we had found them missing
         self._nacked_at_ms = 0
@@ -144,6 +148,8 @@ class PublishedTrack:
                 self.temporal_layers = vp8_has_temporal_layers(payload)
             self.gop_packets += 1
             self.gop_bytes += len(payload)
+            if self.temporal_layers and vp8_temporal_layer(payload)[0] <= 0:
+                self.base_octets += len(payload)
             nack = self._nack
             if nack is not None:
                 if nack.missing and packet.sequence_number in nack.missing:

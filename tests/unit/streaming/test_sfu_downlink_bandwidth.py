@@ -4,12 +4,14 @@ from the subscriber's RTCP."""
 
 from __future__ import annotations
 
+import itertools
 import time
 from types import SimpleNamespace
 from typing import Any
 
 from aiortc import RTCPeerConnection
 from aiortc.rtcrtpparameters import (
+    RTCRtpCodecParameters,
     RTCRtpHeaderExtensionParameters,
     RTCRtpParameters,
 )
@@ -26,6 +28,7 @@ from streaming.sfu.layout import MediaKind
 from streaming.sfu.packets import ABS_SEND_TIME_URI
 from streaming.sfu.track import PublishedTrack
 from tests.integration.streaming.test_sfu_logic import FakeSink
+from tests.integration.streaming.test_sfu_temporal import Stream
 
 KEYFRAME = bytes([0x10, 0x00, 0x9D, 0x01, 0x2A]) + bytes(200)  # S=1, P=0: a VP8 keyframe
 ABS_SEND_TIME_ID = 3
@@ -111,3 +114,25 @@ async def test_remb_from_the_subscriber_reaches_the_estimate_sink() -> None:
     assert ssrcs == (4242, 4343)
     # REMB's 6-bit exponent and 18-bit mantissa round it down a little
     assert 470_000 <= bitrate <= 480_000 and downlink.estimate_bps == bitrate
+
+
+async def test_the_base_layer_rate_is_counted_once_at_the_source_for_every_subscriber() -> None:
+    """An L1T3 publisher: layer 0 is a quarter of the frames (PATTERN 0, 2, 1, 2). Its octets
+    are counted as the track receives them, and each subscriber's ladder reads the rate from
+    there (what thinning it to the base layer would send), whatever it is sent now."""
+    downlink, _sink, pc, track = await downlink_with_source()
+    track._receiver.codecs[96] = RTCRtpCodecParameters(
+        mimeType="video/VP8", clockRate=90000, payloadType=96
+    )
+    stream = Stream()
+    frames = [stream.frame(keyframe=True)] + [stream.frame() for _ in range(39)]
+    downlink.sample_rates(0.0)
+    for packet in itertools.chain.from_iterable(frames):
+        track._on_rtp(packet, 0)
+    downlink.sample_rates(1.0)
+    await pc.close()
+    assert track.temporal_layers
+    frame_octets = sum(len(packet.payload) for packet in frames[1])
+    assert track.base_octets == 10 * frame_octets  # the keyframe and every fourth frame
+    assert downlink.rate_bps > 0
+    assert 0.2 < downlink.base_rate_bps / downlink.rate_bps < 0.3
