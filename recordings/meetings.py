@@ -36,7 +36,7 @@ from research.models import ResearchGroup, ResearchSession
 from streaming.sfu.errors import RoomError
 
 if TYPE_CHECKING:
-    from recordings.meeting_capture import MeetingRecorder
+    from recordings.meeting_capture import MeetingRecorder, MeetingTimeline
     from streaming.sfu.identity import ParticipantIdentity
     from streaming.sfu.room import Room
 
@@ -189,7 +189,13 @@ async def finish_meeting_recording(
             "raw_duration_s": stopped.timeline.duration_s,
         }
     if stopped.preview_chunk_s:
-        await publish_preview(sessions, recording_id=recording_id, stopped=stopped)
+        await publish_preview(
+            sessions,
+            recording_id=recording_id,
+            folder=stopped.folder,
+            timeline=stopped.timeline,
+            chunk_s=stopped.preview_chunk_s,
+        )
     job_id = await jobs.enqueue(
         COMPOSE_JOB, job_id=f"meeting-recording-{recording_id}", recording_id=recording_id
     )
@@ -199,19 +205,21 @@ async def finish_meeting_recording(
 
 
 async def publish_preview(
-    sessions: sessionmaker[Session], *, recording_id: int, stopped: MeetingRecorder
+    sessions: sessionmaker[Session],
+    *,
+    recording_id: int,
+    folder: Path,
+    timeline: MeetingTimeline,
+    chunk_s: float,
 ) -> None:
     """The preview (``recordings.meeting_preview``) made and the recording ``ready`` on it; a
     failure only leaves the recording waiting for its composition, as without a preview."""
     from recordings.meeting_preview import make_preview
     from recordings.processing import ProcessingError
 
-    assert stopped.preview_chunk_s
     started = time.monotonic()
     try:
-        preview = await make_preview(
-            stopped.folder, stopped.timeline, chunk_s=stopped.preview_chunk_s
-        )
+        preview = await make_preview(folder, timeline, chunk_s=chunk_s)
     except (ProcessingError, OSError) as exc:
         log.warning("meeting_preview_failed", recording=recording_id, error=str(exc))
         return
