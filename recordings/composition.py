@@ -28,7 +28,6 @@ from common.jobs import JobContext, JobQueue
 from common.logging import get_logger
 from common.settings import Settings
 from recordings.meeting_capture import TIMELINE_NAME, MeetingTimeline
-from recordings.meeting_preview import PREVIEW_DIR
 from recordings.meetings import COMPOSE_JOB
 from recordings.processing import (
     PROCESS_RETRIES,
@@ -362,6 +361,8 @@ def register_jobs(queue: JobQueue, settings: Settings) -> None:
                 **composed,
                 "playable": "raw",
             }
+        from recordings.meeting_preview import PREVIEW_DIR  # it builds on this module
+
         shutil.rmtree(raw.parent / PREVIEW_DIR, ignore_errors=True)
 
         async def processing(progress: float, message: str) -> None:

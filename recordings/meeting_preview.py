@@ -28,8 +28,14 @@ from pathlib import Path
 from typing import Any
 
 from common.logging import get_logger
+from recordings.composition import chapter_events
 from recordings.meeting_capture import MeetingTimeline
-from recordings.processing import ProcessingError, probe_media, run_ffmpeg
+from recordings.processing import (
+    ProcessingError,
+    chapters_from_sidecar,
+    probe_media,
+    run_ffmpeg,
+)
 
 log = get_logger(__name__)
 
@@ -193,7 +199,16 @@ async def make_preview(
         partial.unlink(missing_ok=True)
         listing.unlink(missing_ok=True)
     facts = await asyncio.to_thread(probe_media, target, trust_header=True)
+    # the chapters the composed version will have (who spoke, who shared), from the timeline
+    marks = folder / PREVIEW_DIR / ".chapters.json"
+    sidecar = {"start_title": "会议开始", "events": chapter_events(timeline, duration_s=duration)}
+    marks.write_text(json.dumps(sidecar, ensure_ascii=False), "utf-8")
+    try:
+        chapters = chapters_from_sidecar(marks, duration_s=facts.duration_s)
+    finally:
+        marks.unlink(missing_ok=True)
     return {
+        "chapters": chapters,
         "meeting_version": "preview",
         "preview": f"{PREVIEW_DIR}/{PREVIEW_NAME}",
         "preview_picture": picture.path.name if pictures else None,

@@ -114,6 +114,8 @@ async def test_the_preview_plays_before_the_composed_version_replaces_it(
     with av.open(str(preview)) as container:
         assert container.streams.audio and container.streams.video
     assert _loudest(preview) > 0.1  # the teachers' tones, mixed
+    titles = [chapter["title"] for chapter in outputs["chapters"]]
+    assert titles[0] == "会议开始" and any(title.endswith("发言") for title in titles[1:])
 
     http = base.replace("ws://", "http://")
     alliance_id = recording.alliance_id
