@@ -42,6 +42,7 @@ from web.jobs import register_all
 pytestmark = pytest.mark.timeout(240)
 
 CHUNK_S = 4.0
+LOUD = 0.05  # a tone is there (silence decodes to ~0; the bots' tones peak at 0.3)
 SETTINGS = {"recording_meeting_chunk_seconds": CHUNK_S, "recording_min_free_mb": 10**12}
 
 
@@ -103,8 +104,9 @@ async def test_the_preview_plays_before_the_composed_version_replaces_it(
     assert recording.status == "ready", recording.status_message
     outputs = recording.outputs or {}
     assert "composed_duration_s" not in outputs and not (folder / "raw.webm").exists()
-    # the lost chunk made again at the stop, with the teachers' tones in it
-    assert outputs["preview_chunks_remade"] >= 1 and _loudest(chunk_path(folder, 0)) > 0.1
+    # the lost chunk made again at the stop, with the teachers' tones in it (its loudest
+    # sample measured 0.19, 0.23, 0.61 in three runs; silence decodes to ~0)
+    assert outputs["preview_chunks_remade"] >= 1 and _loudest(chunk_path(folder, 0)) > LOUD
     assert outputs["preview_after_s"] < 30  # the stop does one chunk and a stream copy
     assert any(alert["kind"] == "low_disk" for alert in outputs.get("alerts", []))
     timeline = MeetingTimeline.read(folder / TIMELINE_NAME)
@@ -113,7 +115,7 @@ async def test_the_preview_plays_before_the_composed_version_replaces_it(
     assert abs(ffprobe_duration(preview) - timeline.duration_s) <= 0.5
     with av.open(str(preview)) as container:
         assert container.streams.audio and container.streams.video
-    assert _loudest(preview) > 0.1  # the teachers' tones, mixed
+    assert _loudest(preview) > LOUD  # the teachers' tones, mixed
     titles = [chapter["title"] for chapter in outputs["chapters"]]
     assert titles[0] == "会议开始" and any(title.endswith("发言") for title in titles[1:])
 
