@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     # 录像存储空间不足 alert (on its recording, the 巡课 wall and /metrics); a full disk stops
     # the recording at that point and never the live lesson.
     recording_min_free_mb: int = Field(default=1024, ge=0)
+    # A recorded 教研 meeting's preview (recordings.meeting_preview): the mics mixed into chunks
+    # of this many seconds while it runs, joined with the host's camera at the stop, so it
+    # plays seconds after the end while the composition runs. 0: no preview.
+    recording_meeting_chunk_seconds: float = Field(default=60.0, ge=0)
     # H.264/HLS made while the lesson is recorded (recordings.live_hls), so the web versions are
     # ready seconds after the end instead of minutes: ~27 % of a core per recorded 360p stream
     # (both renditions, niced; see README). At most this many at once per host (web process and

@@ -5,6 +5,9 @@ Makes a synthetic meeting (``--participants`` files of VP8 15 fps at 640x360 or 
 ``--turn`` seconds and one screen share), composes it as the job does, and prints figures::
 
     python -m recordings.bench_composition --minutes 3 --participants 3
+
+With ``--preview`` it first measures the preview path (``recordings.meeting_preview``) on the
+same meeting: the mics' chunks made during the meeting, then the stop until it plays.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import argparse
 import asyncio
 import json
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,6 +32,15 @@ from recordings.meeting_capture import (
     MeetingParticipant,
     MeetingTimeline,
 )
+from recordings.meeting_preview import (
+    CHUNK_S,
+    PREVIEW_DIR,
+    PREVIEW_NAME,
+    chunk_count,
+    make_chunk,
+    make_preview,
+)
+from recordings.processing import probe_media
 
 JOIN_STEP_S = 2.0
 
@@ -128,6 +141,54 @@ def compose_and_measure(folder: Path, duration: float) -> None:
     )
 
 
+def _children_cpu_s() -> float:
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return children.ru_utime + children.ru_stime
+
+
+def preview_and_measure(folder: Path, chunk_s: float) -> None:
+    """The preview path (``recordings.meeting_preview``), in a process of its own: the
+    chunks made during the meeting (CPU each), then what the stop costs until the preview
+    plays (the chunk the meeting ended in, the join, the camera copied in)."""
+    timeline = MeetingTimeline.read(folder / TIMELINE_NAME)
+    duration = timeline.duration_s or 0.0
+    count = chunk_count(duration, chunk_s)
+    shutil.rmtree(folder / PREVIEW_DIR, ignore_errors=True)
+
+    async def during() -> tuple[list[float], FfmpegPeak]:
+        cpu: list[float] = []
+        async with FfmpegPeak() as peak:
+            for index in range(count - 1):  # the last one is the stop's
+                before = _children_cpu_s()
+                await make_chunk(folder, timeline, index=index, chunk_s=chunk_s)
+                cpu.append(_children_cpu_s() - before)
+        return cpu, peak
+
+    async def at_stop() -> tuple[dict[str, Any], FfmpegPeak]:
+        async with FfmpegPeak() as peak:
+            made = await make_preview(folder, timeline, chunk_s=chunk_s)
+        return made, peak
+
+    cpu, chunk_peak = asyncio.run(during())
+    before = _children_cpu_s()
+    started = time.perf_counter()
+    made, stop_peak = asyncio.run(at_stop())
+    seconds = time.perf_counter() - started
+    stop_cpu = _children_cpu_s() - before
+    probed = probe_media(folder / PREVIEW_DIR / PREVIEW_NAME, trust_header=True)
+    mean = sum(cpu) / len(cpu) if cpu else 0.0
+    print(
+        f"preview chunks during the meeting: {len(cpu)} of {chunk_s:.0f} s, ffmpeg CPU "
+        f"{mean:.2f} s each (max {max(cpu, default=0.0):.2f}), {sum(cpu):.1f} s in all "
+        f"= {100 * sum(cpu) / duration:.2f} % of a core; peak RSS {chunk_peak.mib:.1f} MiB"
+    )
+    print(
+        f"preview at the stop: playable {seconds:.2f} s after it (ffmpeg CPU {stop_cpu:.2f} s, "
+        f"peak RSS {stop_peak.mib:.1f} MiB), {probed.duration_s:.2f} s long "
+        f"(recorded {duration:.2f} s), picture {made['preview_picture']}"
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--minutes", type=float, default=3.0)
@@ -135,10 +196,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--turn", type=float, default=20.0, help="seconds between speakers")
     parser.add_argument("--size", default="640x360", help="every camera's and screen's size")
     parser.add_argument("--keep", type=Path, help="make the meeting here and keep it")
+    parser.add_argument(
+        "--preview",
+        type=float,
+        metavar="CHUNK_S",
+        nargs="?",
+        const=CHUNK_S,
+        help="measure the preview path first (chunks of CHUNK_S seconds, default 60)",
+    )
     parser.add_argument("--compose", type=Path, help=argparse.SUPPRESS)  # the measured child
+    parser.add_argument("--preview-of", type=Path, help=argparse.SUPPRESS)  # the measured child
     args = parser.parse_args(argv)
     if args.compose is not None:
         compose_and_measure(args.compose, args.minutes * 60)
+        return
+    if args.preview_of is not None:
+        preview_and_measure(args.preview_of, args.preview)
         return
     with tempfile.TemporaryDirectory(prefix="tongke-compose-") as scratch:
         root = args.keep or Path(scratch)
@@ -154,7 +227,11 @@ def main(argv: list[str] | None = None) -> None:
             )
             print(f"meeting made in {time.perf_counter() - made:.1f} s")
         print(f"meeting: {duration:.0f} s, {args.participants} participants")
-        child = [sys.executable, "-m", "recordings.bench_composition", "--compose", str(root)]
+        bench = [sys.executable, "-m", "recordings.bench_composition"]
+        if args.preview:
+            preview = [*bench, "--preview-of", str(root), "--preview", str(args.preview)]
+            subprocess.run(preview, check=True)
+        child = [*bench, "--compose", str(root)]
         subprocess.run([*child, "--minutes", str(args.minutes)], check=True)
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -302,6 +303,7 @@ async def compose_meeting(
     }
     (folder / SIDECAR).write_text(json.dumps(sidecar, ensure_ascii=False, indent=1), "utf-8")
     return {
+        "meeting_version": "composed",
         "composed_duration_s": round(duration_s, 3),
         "composed_size": f"{canvas[0]}x{canvas[1]}",
         "sources": [f"{pid}:{kind}" for pid, kind in (s.key for s in sources)],
@@ -342,9 +344,26 @@ def register_jobs(queue: JobQueue, settings: Settings) -> None:
             last = ctx.attempt >= PROCESS_RETRIES + 1
             with transaction(sessions) as session:
                 recording = session.get_one(Recording, recording_id)
-                recording.status = "failed" if last else "processing"
-                recording.status_message = f"会议录像合成失败：{message}"[:500]
+                on_preview = (recording.outputs or {}).get("meeting_version") == "preview"
+                if on_preview:  # the preview stays playable, whatever the composition does
+                    recording.status_message = f"会议录像合成失败，仍可播放预览版：{message}"
+                else:
+                    recording.status = "failed" if last else "processing"
+                    recording.status_message = f"会议录像合成失败：{message}"
+                recording.status_message = recording.status_message[:500]
             raise
+        with transaction(sessions) as session:
+            # the composed file replaces the preview: the replay switches to it
+            recording = session.get_one(Recording, recording_id)
+            outputs = recording.outputs or {}
+            recording.outputs = {
+                **{key: value for key, value in outputs.items() if not key.startswith("preview")},
+                **composed,
+                "playable": "raw",
+            }
+        from recordings.meeting_preview import PREVIEW_DIR  # it builds on this module
+
+        shutil.rmtree(raw.parent / PREVIEW_DIR, ignore_errors=True)
 
         async def processing(progress: float, message: str) -> None:
             await ctx.report(0.5 + 0.5 * progress, message)

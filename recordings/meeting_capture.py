@@ -22,9 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 from common.logging import get_logger
 from recordings.alerts import RecorderAlert
-from recordings.capture import LessonRecorder
+from recordings.capture import DEFAULT_MIN_FREE_BYTES, LessonRecorder
 
 if TYPE_CHECKING:
+    from recordings.meeting_preview import PreviewChunker
     from streaming.sfu.events import RoomEvent
     from streaming.sfu.room import Room
 
@@ -101,10 +102,22 @@ class MeetingRecorder:
     ``on_stopped`` callbacks run once every file is closed and the timeline is final.
     """
 
-    def __init__(self, room: Room, folder: Path, *, flush_interval_s: float = 0.25) -> None:
+    def __init__(
+        self,
+        room: Room,
+        folder: Path,
+        *,
+        flush_interval_s: float = 0.25,
+        min_free_bytes: int = DEFAULT_MIN_FREE_BYTES,
+        preview_chunk_s: float | None = None,
+    ) -> None:
         self.room = room
         self.folder = folder
         self.flush_interval_s = flush_interval_s
+        self.min_free_bytes = min_free_bytes
+        # the mics mixed minute by minute for the preview (recordings.meeting_preview)
+        self.preview_chunk_s = preview_chunk_s
+        self.chunker: PreviewChunker | None = None
         self.timeline_path = folder / TIMELINE_NAME
         self.timeline = MeetingTimeline(started_at=time.time())
         self.on_stopped: list[MeetingCallback] = []
@@ -137,6 +150,11 @@ class MeetingRecorder:
         if self.room.screen_sharer is not None:
             self._note("screen_share_changed", self.room.screen_sharer, {"sharing": True}, at=0.0)
         self._write_timeline()
+        if self.preview_chunk_s:
+            from recordings.meeting_preview import PreviewChunker
+
+            self.chunker = PreviewChunker(self.folder, self.timeline, chunk_s=self.preview_chunk_s)
+            self.chunker.start()
         log.info("meeting_recording_started", room=self.room.room_id, folder=str(self.folder))
 
     def _follow(self, pid: str, *, screen: bool = False) -> None:
@@ -168,6 +186,7 @@ class MeetingRecorder:
             sources=("screen",) if screen else ("camera", "mic"),
             metadata={"title": entry.name, "comment": f"meeting {self.room.room_id}"},
             flush_interval_s=self.flush_interval_s,
+            min_free_bytes=self.min_free_bytes,
         )
         recorder.on_alert.append(self._recorder_alert)
         self.recorders[key] = recorder
@@ -226,6 +245,8 @@ class MeetingRecorder:
         if self._stop_listening is not None:
             self._stop_listening()
         self.timeline.stopped_at = time.time()
+        if self.chunker is not None:
+            await self.chunker.stop()
         await asyncio.gather(*(recorder.stop() for recorder in self.recorders.values()))
         self._write_timeline()
         log.info(

@@ -13,6 +13,7 @@ it (``recordings.service.visible_filter``), teachers and staff see it by their s
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -27,19 +28,22 @@ from common.db import transaction
 from common.errors import AppError, NotFoundError
 from common.jobs import JobQueue
 from common.logging import get_logger
+from common.settings import Settings
+from recordings.capture import DEFAULT_MIN_FREE_BYTES
 from recordings.models import Recording
 from recordings.service import RAW_NAME, alerts_to_row
 from research.models import ResearchGroup, ResearchSession
 from streaming.sfu.errors import RoomError
 
 if TYPE_CHECKING:
-    from recordings.meeting_capture import MeetingRecorder
+    from recordings.meeting_capture import MeetingRecorder, MeetingTimeline
     from streaming.sfu.identity import ParticipantIdentity
     from streaming.sfu.room import Room
 
 log = get_logger(__name__)
 
 COMPOSE_JOB = "compose_meeting_recording"
+PREVIEW_MESSAGE = "可先播放预览版（全员混音与主持人画面）；完整版合成中"
 
 
 def meeting_title(group_name: str, day: date, topic: str) -> str:
@@ -95,8 +99,26 @@ class MeetingRecordings:
     sessions: sessionmaker[Session]
     media_root: Path
     jobs: JobQueue
+    # a recorder raises ``low_disk`` below this much free space (TONGKE_RECORDING_MIN_FREE_MB)
+    min_free_bytes: int = DEFAULT_MIN_FREE_BYTES
+    # the preview's chunk length (TONGKE_RECORDING_MEETING_CHUNK_SECONDS; None: no preview)
+    preview_chunk_s: float | None = None
     by_room: dict[str, tuple[int, MeetingRecorder]] = field(default_factory=dict)
     alert_tasks: set[asyncio.Future[None]] = field(default_factory=set)
+
+    @classmethod
+    def from_settings(
+        cls, sessions: sessionmaker[Session], settings: Settings, jobs: JobQueue
+    ) -> MeetingRecordings:
+        """As the web process and the SFU workers record: the configured free-space floor
+        and preview, like ``ActiveRecordings.from_settings`` for lessons."""
+        return cls(
+            sessions,
+            settings.media_root,
+            jobs,
+            min_free_bytes=settings.recording_min_free_mb * 1024 * 1024,
+            preview_chunk_s=settings.recording_meeting_chunk_seconds or None,
+        )
 
     async def start(self, room: Room, by: ParticipantIdentity) -> None:
         """``RecordingHooks.start``: a new library row and the room's recorder."""
@@ -121,7 +143,12 @@ class MeetingRecordings:
         except (SQLAlchemyError, OSError) as exc:
             log.exception("meeting_recording_start_failed", room=room.room_id)
             raise RoomError("录像服务暂不可用，请稍后再试", code="recording_failed") from exc
-        recorder = MeetingRecorder(room, folder)
+        recorder = MeetingRecorder(
+            room,
+            folder,
+            min_free_bytes=self.min_free_bytes,
+            preview_chunk_s=self.preview_chunk_s,
+        )
 
         async def queue_composition(stopped: MeetingRecorder) -> None:
             self.by_room.pop(room.room_id, None)
@@ -161,9 +188,47 @@ async def finish_meeting_recording(
             **(recording.outputs or {}),
             "raw_duration_s": stopped.timeline.duration_s,
         }
+    if stopped.preview_chunk_s:
+        await publish_preview(
+            sessions,
+            recording_id=recording_id,
+            folder=stopped.folder,
+            timeline=stopped.timeline,
+            chunk_s=stopped.preview_chunk_s,
+        )
     job_id = await jobs.enqueue(
         COMPOSE_JOB, job_id=f"meeting-recording-{recording_id}", recording_id=recording_id
     )
     with transaction(sessions) as session:
         session.get_one(Recording, recording_id).job_id = job_id
     return job_id
+
+
+async def publish_preview(
+    sessions: sessionmaker[Session],
+    *,
+    recording_id: int,
+    folder: Path,
+    timeline: MeetingTimeline,
+    chunk_s: float,
+) -> None:
+    """The preview (``recordings.meeting_preview``) made and the recording ``ready`` on it; a
+    failure only leaves the recording waiting for its composition, as without a preview."""
+    from recordings.meeting_preview import make_preview
+    from recordings.processing import ProcessingError
+
+    started = time.monotonic()
+    try:
+        preview = await make_preview(folder, timeline, chunk_s=chunk_s)
+    except (ProcessingError, OSError) as exc:
+        log.warning("meeting_preview_failed", recording=recording_id, error=str(exc))
+        return
+    preview["preview_after_s"] = round(time.monotonic() - started, 2)
+    with transaction(sessions) as session:
+        recording = session.get_one(Recording, recording_id)
+        if recording.status != "processing":
+            return  # deleted or failed meanwhile
+        recording.status = "ready"
+        recording.status_message = PREVIEW_MESSAGE
+        recording.outputs = {**(recording.outputs or {}), **preview, "playable": "preview"}
+    log.info("meeting_preview_ready", recording=recording_id, seconds=preview["preview_after_s"])

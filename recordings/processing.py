@@ -190,11 +190,15 @@ def without_huge_pages() -> bool:
         return False
 
 
-async def run_ffmpeg(arguments: list[str], *, duration_s: float, report: Report | None) -> None:
+async def run_ffmpeg(
+    arguments: list[str], *, duration_s: float, report: Report | None, nice: int = 0
+) -> None:
     """Run ffmpeg with ``arguments`` (``-progress pipe:1`` in them reports the share of
-    ``duration_s`` written); a failure raises ``ProcessingError`` with stderr's last lines."""
+    ``duration_s`` written); a failure raises ``ProcessingError`` with stderr's last lines.
+    ``nice``: run it at that lower priority (work done beside a live meeting)."""
     without_huge_pages()
     process = await asyncio.create_subprocess_exec(
+        *(["nice", "-n", str(nice)] if nice else []),
         "ffmpeg",
         "-hide_banner",
         "-nostdin",

@@ -40,6 +40,8 @@ class RecordingOut(BaseModel):
     visible_class_ids: list[int]
     duration_s: float | None
     chapters: list[dict[str, Any]]
+    # a 教研 meeting's: "preview" (mics mixed + the host's camera) until "composed"
+    meeting_version: str | None = None
     media: RecordingMedia
     job_id: str | None
     created_at: datetime

@@ -237,11 +237,22 @@ def media_key(recording: Recording, rendition: str) -> str:
         raise NotFoundError("录像已过保留期，文件已删除")
     outputs = recording.outputs or {}
     folder = PurePosixPath(recording.raw_path).parent
+    if rendition == "raw" and (preview := preview_key(recording)) is not None:
+        return preview  # a meeting's preview until its composition replaces it
     if rendition == "raw" and recording.raw_path:
         return recording.raw_path
     if rendition in ("mp4", "poster") and outputs.get(rendition):
         return str(folder / outputs[rendition])
     raise NotFoundError("录像文件尚未生成" if rendition != "raw" else "原始录像不存在")
+
+
+def preview_key(recording: Recording) -> str | None:
+    """The key of a 教研 meeting's preview (``recordings.meeting_preview``) while it is the
+    version to play, else None."""
+    outputs = recording.outputs or {}
+    if outputs.get("meeting_version") != "preview" or not outputs.get("preview"):
+        return None
+    return str(PurePosixPath(recording.raw_path).parent / outputs["preview"])
 
 
 HLS_FILE = re.compile(r"(?:[a-z0-9_]{1,32}/)?[a-z0-9_]{1,64}\.(?:m3u8|m4s|mp4)")
@@ -829,6 +840,7 @@ def out_fields(recording: Recording) -> dict[str, Any]:
         "visible_class_ids": sorted(c.id for c in recording.visible_classes),
         "duration_s": outputs.get("duration_s", outputs.get("raw_duration_s")),
         "chapters": outputs.get("chapters", []),
+        "meeting_version": outputs.get("meeting_version"),
         "job_id": recording.job_id,
         "created_at": recording.created_at,
         "processed_at": recording.processed_at,

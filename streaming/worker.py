@@ -283,7 +283,9 @@ class SfuWorker:
             self._meetings = MeetingTrackers(
                 sessions,
                 LessonClock(),
-                recordings=MeetingRecordings(sessions, self.settings.media_root, self._job_queue()),
+                recordings=MeetingRecordings.from_settings(
+                    sessions, self.settings, self._job_queue()
+                ),
             )
         return self._meetings
 

@@ -24,11 +24,17 @@ import pytest
 
 pytest.importorskip("playwright.sync_api")
 from playwright.sync_api import Browser, expect, sync_playwright
+from sqlalchemy import select
 
+from common.accounts.models import Account
 from common.db import make_engine, session_factory
 from recordings import service as recordings
+from recordings.bench_composition import make_meeting
+from recordings.meeting_capture import TIMELINE_NAME, MeetingTimeline
+from recordings.meetings import new_recording_for_research_session, publish_preview
 from recordings.models import Recording
 from recordings.processing import make_playable, process_recording
+from research.models import ResearchSession
 from tests.e2e.demo_process import running_demo
 from tests.e2e.test_ui_journeys import CHROMIUM, CHROMIUM_ARGS, Tab
 
@@ -40,6 +46,8 @@ pytestmark = [
 
 WCK_EN_4 = 4  # 王丽娟's English for 王村口 4(1), delivered to 蔡源 4(1) and 龙洋 4(1)
 LESSON_S = 8
+MEETING_S = 15.0
+CHUNK_S = 60.0
 HAND_AT_S = 3.0
 
 
@@ -48,6 +56,7 @@ class Replay:
     base: str
     recording_id: int
     raw_only_id: int  # playable from its WebM, HLS not made yet
+    meeting_id: int  # a 教研 meeting on its preview, the composition not run yet
 
 
 def _record_lesson(root: Path, *, renditions: bool = True) -> int:
@@ -96,12 +105,45 @@ def _record_lesson(root: Path, *, renditions: bool = True) -> int:
     return recording_id
 
 
+def _record_meeting(root: Path) -> int:
+    """A 教研 meeting hosted by 王丽娟, as its recording is right after the stop: the
+    teachers' files (made as the capture makes them), the preview made from them and the
+    recording ready on it (``publish_preview``), the composition still to run."""
+    engine = make_engine(f"sqlite:///{root / 'demo.db'}")
+    sessions = session_factory(engine)
+    try:
+        with sessions() as session, session.begin():
+            wang = session.scalars(select(Account).where(Account.username == "teacher-wang")).one()
+            row = session.scalars(select(ResearchSession).order_by(ResearchSession.id)).first()
+            assert row is not None and wang.teacher_id is not None
+            row.host_id = wang.teacher_id  # hers to manage: she may have it composed again
+            recording = new_recording_for_research_session(session, research_session_id=row.id)
+            recording.status = "processing"
+            recording_id, folder = recording.id, (root / "media" / recording.raw_path).parent
+        make_meeting(folder, minutes=MEETING_S / 60, participants=2, turn_s=5, size="320x180")
+        timeline = MeetingTimeline.read(folder / TIMELINE_NAME)
+        with ThreadPoolExecutor(max_workers=1) as worker:
+            worker.submit(
+                asyncio.run,
+                publish_preview(
+                    sessions,
+                    recording_id=recording_id,
+                    folder=folder,
+                    timeline=timeline,
+                    chunk_s=CHUNK_S,
+                ),
+            ).result()
+    finally:
+        engine.dispose()
+    return recording_id
+
+
 @pytest.fixture(scope="module")
 def replay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replay]:
     root = tmp_path_factory.mktemp("replay-demo")
     with running_demo(root) as demo:
         raw_only = _record_lesson(root, renditions=False)  # older: listed second
-        yield Replay(demo.base, _record_lesson(root), raw_only)
+        yield Replay(demo.base, _record_lesson(root), raw_only, _record_meeting(root))
 
 
 @pytest.fixture(scope="module")
@@ -294,3 +336,36 @@ def test_the_player_falls_back_to_the_file_while_hls_is_being_made(
     page.goto(f"/replays/{replay.raw_only_id}?t=5")
     expect(page.locator("#resume-status")).to_have_text("已跳到 00:05")
     page.wait_for_function("Math.abs(document.getElementById('video').currentTime - 5) < 0.3")
+
+
+def test_a_meeting_preview_gives_way_to_the_composed_version_where_the_viewer_is(
+    browser: Browser, replay: Replay, tabs: list[Tab]
+) -> None:
+    tab = open_tab(browser, replay, tabs)
+    page = tab.login("teacher-wang")
+    page.goto(f"/replays/{replay.meeting_id}")
+    banner = page.get_by_test_id("meeting-preview")
+    expect(banner).to_contain_text("正在生成完整版（含共享屏幕与发言人切换）")
+    page.wait_for_function("document.getElementById('video').readyState >= 1")
+    video = page.locator("#video")
+    assert "rendition=raw" in video.evaluate("v => v.currentSrc")
+    assert abs(video.evaluate("v => v.duration") - MEETING_S) <= 0.5
+    video.evaluate("v => { v.muted = true; v.currentTime = 6; return v.play(); }")
+    page.wait_for_function("document.getElementById('video').currentTime > 7")
+    kept = video.evaluate("v => { v.pause(); return v.currentTime; }")
+    tab.shot("replay-meeting-preview")
+
+    # the composition runs (重新处理, as the stop queues it) and replaces the preview
+    page.evaluate(
+        "async (id) => (await import('/static/js/api.js')).api("
+        "`/api/recordings/${id}/process`, { method: 'POST' })",
+        replay.meeting_id,
+    )
+    expect(banner).to_have_attribute("data-state", "composed", timeout=120_000)
+    expect(banner).to_contain_text("已切换到完整版")
+    assert "version=composed" in video.evaluate("v => v.currentSrc")
+    page.wait_for_function("document.getElementById('video').readyState >= 1")
+    # same moment, still paused: the viewer goes on where they were
+    assert abs(video.evaluate("v => v.currentTime") - kept) < 0.5
+    assert video.evaluate("v => v.paused")
+    tab.shot("replay-meeting-composed")

@@ -107,8 +107,8 @@ def _meeting_trackers(app: FastAPI) -> MeetingTrackers:
         trackers = app.state.meeting_trackers = MeetingTrackers(
             app.state.sessions,
             meeting_clock(app),
-            recordings=MeetingRecordings(
-                app.state.sessions, app.state.settings.media_root, app.state.jobs
+            recordings=MeetingRecordings.from_settings(
+                app.state.sessions, app.state.settings, app.state.jobs
             ),
         )
     return trackers

@@ -58,8 +58,9 @@ def _out(
 ) -> RecordingOut:
     base = f"/api/recordings/{recording.id}/media"
     outputs = {} if recording.media_deleted_at else (recording.outputs or {})
-    raw_exists = bool(recording.raw_path and not recording.media_deleted_at) and (
-        (media_root / recording.raw_path).is_file() or outputs.get("stored") == "s3"
+    raw_key = service.preview_key(recording) or recording.raw_path
+    raw_exists = bool(raw_key and not recording.media_deleted_at) and (
+        (media_root / raw_key).is_file() or outputs.get("stored") == "s3"
     )
     media = RecordingMedia(
         mp4=f"{base}?rendition=mp4" if outputs.get("mp4") else None,

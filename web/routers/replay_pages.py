@@ -168,6 +168,7 @@ def replay_page(
             "duration_label": review.format_moment(duration) if duration is not None else "—",
             "status": status_label(recording),
             "incomplete": incomplete_note(recording.outputs),
+            "meeting_version": shown.meeting_version,
             "position": recordings.position_of(session, principal, recording.id),
             "start": t,
             "can_review": can_review,

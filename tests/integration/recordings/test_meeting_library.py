@@ -14,6 +14,7 @@ from sqlalchemy import ColumnElement, select
 from common.accounts import service as accounts
 from common.accounts.models import Account
 from recordings.meetings import new_recording_for_research_session
+from recordings.models import Recording
 from research.models import ResearchGroup, ResearchSession
 from tests.conftest import DemoDatabase, make_test_app
 
@@ -75,3 +76,31 @@ def test_reprocessing_a_meeting_composes_it_again(sqlite_db: DemoDatabase, tmp_p
             assert time.monotonic() < deadline, message
             time.sleep(0.2)
     assert "meeting.json" in message["status_message"]
+
+
+def test_a_failed_composition_leaves_the_preview_playable(
+    sqlite_db: DemoDatabase, tmp_path: Path
+) -> None:
+    recording_id, _, host_id = _meeting_recording(sqlite_db)
+    with sqlite_db.sessions() as session, session.begin():
+        recording = session.get_one(Recording, recording_id)
+        recording.status = "ready"  # as publish_preview leaves it
+        recording.outputs = {"meeting_version": "preview", "preview": "preview/preview.webm"}
+        preview = tmp_path / "media" / Path(recording.raw_path).parent / "preview/preview.webm"
+    preview.parent.mkdir(parents=True)
+    preview.write_bytes(b"\x1a\x45\xdf\xa3 preview")
+    host = _token(sqlite_db, Account.teacher_id == host_id)
+    with TestClient(make_test_app(sqlite_db, tmp_path)) as client:
+        # no teachers' files: the composition fails, and the preview stays
+        assert client.post(f"/api/recordings/{recording_id}/process", headers=host).is_success
+        deadline = time.monotonic() + 30
+        while True:
+            shown = client.get(f"/api/recordings/{recording_id}", headers=host).json()
+            if "会议录像合成失败" in shown["status_message"]:
+                break
+            assert time.monotonic() < deadline, shown
+            time.sleep(0.2)
+        assert "仍可播放预览版" in shown["status_message"]
+        assert shown["status"] == "ready" and shown["meeting_version"] == "preview"
+        media = client.get(shown["media"]["raw"], headers=host)
+        assert media.status_code == 200 and media.content == preview.read_bytes()

@@ -28,12 +28,14 @@ from recordings import service
 from recordings.alerts import RecorderAlert
 from recordings.capture import LessonRecorder
 from recordings.meeting_capture import MeetingRecorder
-from recordings.meetings import new_recording_for_research_session
+from recordings.meetings import MeetingRecordings, new_recording_for_research_session
 from recordings.models import Recording
 from recordings.processing import process_recording
 from research.models import ResearchSession
-from streaming.sfu import InProcessRoomRegistry
+from streaming.bots import ClassroomBot, start_local
+from streaming.sfu import InProcessRoomRegistry, ParticipantIdentity
 from tests.conftest import DemoDatabase, bearer, make_test_app
+from tests.fixtures.classrooms import eventually as wait_until
 from tests.fixtures.recordings import WCK_EN_4, make_recording, place_raw
 
 pytestmark = pytest.mark.timeout(120)
@@ -257,3 +259,44 @@ async def test_the_free_space_threshold_comes_from_settings_and_zero_turns_it_of
             await asyncio.gather(*active.alert_tasks)
     finally:
         await rooms.close_all()
+
+
+async def test_a_meetings_recorders_take_the_free_space_threshold_from_settings(
+    sqlite_db: DemoDatabase, tmp_path: Path, rooms: InProcessRoomRegistry
+) -> None:
+    """TONGKE_RECORDING_MIN_FREE_MB reaches every teacher's recorder of a 教研 meeting (they
+    used the built-in 1 GiB), as it reaches a lesson's (``ActiveRecordings.from_settings``)."""
+    with sqlite_db.sessions() as session:
+        ids = session.scalars(select(ResearchSession.id).order_by(ResearchSession.id))
+        session_id = ids.first()
+    room_id = f"research-{session_id}"
+    host = ParticipantIdentity(
+        participant_id="wang",
+        display_name="王老师",
+        role="meeting",
+        room_id=room_id,
+        room_kind="meeting",
+        host=True,
+    )
+    bot = ClassroomBot(host, fps=10, amplitude=0.3)
+    running = start_local(bot, rooms)
+    try:
+        await wait_until(bot.connected.is_set)
+        room = await rooms.get(room_id)
+        assert room is not None
+        for megabytes, warned in ((0, False), (10**9, True)):  # off; more than any disk has
+            settings = Settings(media_root=tmp_path / "media", recording_min_free_mb=megabytes)
+            recordings = MeetingRecordings.from_settings(
+                sqlite_db.sessions, settings, InProcessJobQueue()
+            )
+            await recordings.start(room, host)
+            _, meeting = recordings.by_room[room_id]
+            [camera] = meeting.recorders.values()
+            assert camera.min_free_bytes == megabytes * 1024 * 1024
+            camera.check_disk()
+            assert [a.kind for a in meeting.alerts] == (["low_disk"] if warned else [])
+            meeting.on_stopped.clear()  # no composition to queue here
+            await meeting.stop()
+            await asyncio.gather(*recordings.alert_tasks)
+    finally:
+        await running.stop()

@@ -106,9 +106,10 @@ def meeting(sqlite_db: DemoDatabase) -> Meeting:
 
 @pytest.fixture
 async def server(
-    sqlite_db: DemoDatabase, tmp_path: Path, meeting: Meeting
+    sqlite_db: DemoDatabase, tmp_path: Path, meeting: Meeting, request: pytest.FixtureRequest
 ) -> AsyncIterator[tuple[str, FastAPI]]:
-    app = make_test_app(sqlite_db, tmp_path)
+    # settings of the app: ``@pytest.mark.parametrize("server", [{...}], indirect=True)``
+    app = make_test_app(sqlite_db, tmp_path, **getattr(request, "param", {}))
     with sqlite_db.sessions() as session:
         start = starts_at(session.get_one(ResearchSession, meeting.session_id))
     app.state.lesson_clock = RunningClock(start + timedelta(minutes=1))

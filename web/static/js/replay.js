@@ -657,10 +657,41 @@ function setUpLinkForm() {
   });
 }
 
+// --- a 教研 meeting's preview, until its composed version is ready ---------------------------
+const PREVIEW_POLL_MS = 5000;
+
+// While the preview plays (the mics mixed, the host's camera), ask every few seconds whether
+// the composition finished; then play the composed file from the same moment, same state.
+function watchPreview() {
+  if (root.dataset.meetingVersion !== "preview" || !video) return;
+  const banner = document.getElementById("meeting-preview");
+  const timer = setInterval(async () => {
+    let shown;
+    try {
+      shown = await api(`/api/recordings/${recordingId}`);
+    } catch {
+      return; // a passing network error: the next poll tries again
+    }
+    if (shown.meeting_version === "preview" || !shown.media.raw) return;
+    clearInterval(timer);
+    const playing = !video.paused;
+    root.dataset.meetingVersion = shown.meeting_version || "composed";
+    // a query of its own, so no cached byte of the preview is reused
+    video.dataset.fallback = `${shown.media.raw}&version=${root.dataset.meetingVersion}`;
+    video.dataset.fallbackType = "video/webm";
+    if (shown.duration_s) duration = shown.duration_s;
+    useFallback();
+    if (playing) video.addEventListener("loadedmetadata", () => video.play(), { once: true });
+    banner.textContent = "已切换到完整版（含共享屏幕与发言人切换），播放位置不变";
+    banner.dataset.state = "composed";
+  }, PREVIEW_POLL_MS);
+}
+
 // --- start ---------------------------------------------------------------------------------
 setUpPlayer();
 attachSource();
 setUpThumbnails();
+watchPreview();
 if (canReview) {
   setUpCommentForm();
   setUpScoreForm();
