@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -356,14 +356,15 @@ def register_jobs(queue: JobQueue, settings: Settings) -> None:
             # the composed file replaces the preview: the replay switches to it
             recording = session.get_one(Recording, recording_id)
             outputs = recording.outputs or {}
+            # a preview is kept for a browser still playing it (its own URL); the retention
+            # run a day later deletes it (service.retire_previews)
+            retired = {"preview_retired_at": datetime.now(UTC).isoformat()}
             recording.outputs = {
-                **{key: value for key, value in outputs.items() if not key.startswith("preview")},
+                **outputs,
                 **composed,
                 "playable": "raw",
+                **(retired if outputs.get("preview") else {}),
             }
-        from recordings.meeting_preview import PREVIEW_DIR  # it builds on this module
-
-        shutil.rmtree(raw.parent / PREVIEW_DIR, ignore_errors=True)
 
         async def processing(progress: float, message: str) -> None:
             await ctx.report(0.5 + 0.5 * progress, message)

@@ -68,8 +68,10 @@ CHAPTER_EVENTS = {
     "publisher_joined": "主讲教室重新连接",
 }
 MIN_CHAPTER_GAP_S = 5.0
-# outputs the recorder's side noted (recordings.service.note_alert) that processing keeps
-KEPT = ("alerts",)
+# outputs noted before processing that it keeps: the recorder's alerts (a full disk,
+# recordings.service.note_alert) and a 教研 meeting's retired preview, until the retention run
+# deletes it (recordings.service.retire_previews)
+KEPT = ("alerts", "preview", "preview_retired_at")
 
 Report = Callable[[float, str], Awaitable[None]]
 

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-Rendition = Literal["mp4", "raw", "poster"]
+Rendition = Literal["mp4", "raw", "poster", "preview"]
 
 
 class RecordingMedia(BaseModel):

@@ -237,8 +237,12 @@ def media_key(recording: Recording, rendition: str) -> str:
         raise NotFoundError("录像已过保留期，文件已删除")
     outputs = recording.outputs or {}
     folder = PurePosixPath(recording.raw_path).parent
-    if rendition == "raw" and (preview := preview_key(recording)) is not None:
-        return preview  # a meeting's preview until its composition replaces it
+    if rendition == "preview":
+        # a meeting's preview has a URL of its own, kept after the composed version replaced
+        # it, so a browser still playing it never gets the other file's bytes for its ranges
+        if (preview := preview_key(recording)) is None:
+            raise NotFoundError("预览版已删除，请刷新页面播放完整版")
+        return preview
     if rendition == "raw" and recording.raw_path:
         return recording.raw_path
     if rendition in ("mp4", "poster") and outputs.get(rendition):
@@ -247,12 +251,18 @@ def media_key(recording: Recording, rendition: str) -> str:
 
 
 def preview_key(recording: Recording) -> str | None:
-    """The key of a 教研 meeting's preview (``recordings.meeting_preview``) while it is the
-    version to play, else None."""
+    """The key of a 教研 meeting's preview (``recordings.meeting_preview``) while it exists
+    (until the first retention run a day after the composed version replaced it), else None."""
     outputs = recording.outputs or {}
-    if outputs.get("meeting_version") != "preview" or not outputs.get("preview"):
+    if not outputs.get("preview"):
         return None
     return str(PurePosixPath(recording.raw_path).parent / outputs["preview"])
+
+
+def playing_preview(recording: Recording) -> bool:
+    """Whether the preview is the version to play (its composition has not replaced it)."""
+    outputs = recording.outputs or {}
+    return outputs.get("meeting_version") == "preview" and preview_key(recording) is not None
 
 
 HLS_FILE = re.compile(r"(?:[a-z0-9_]{1,32}/)?[a-z0-9_]{1,64}\.(?:m3u8|m4s|mp4)")
@@ -387,7 +397,49 @@ def expire_recordings(
                 expired.append(recording.id)
     if expired:
         log.info("recordings_expired", count=len(expired), recording_ids=expired)
+    retire_previews(sessions, media_root=media_root, remote=remote)
     return expired
+
+
+PREVIEW_KEPT_AFTER_COMPOSED = timedelta(days=1)
+
+
+def retire_previews(
+    sessions: sessionmaker[Session],
+    *,
+    media_root: Path,
+    remote: MediaStorage | None,
+    now: datetime | None = None,
+) -> list[int]:
+    """Delete the preview of every 教研 meeting whose composed version replaced it more than
+    ``PREVIEW_KEPT_AFTER_COMPOSED`` ago (run with the daily retention); returns their ids."""
+    now = now or datetime.now(UTC)
+    retired: list[int] = []
+    with sessions() as session:
+        candidates = session.scalars(
+            select(Recording).where(
+                Recording.research_session_id.is_not(None),
+                Recording.media_deleted_at.is_(None),
+            )
+        )
+        for recording in candidates:
+            outputs = recording.outputs or {}
+            since = outputs.get("preview_retired_at")
+            if not outputs.get("preview") or not isinstance(since, str):
+                continue
+            if now - datetime.fromisoformat(since) < PREVIEW_KEPT_AFTER_COMPOSED:
+                continue
+            folder = PurePosixPath(outputs["preview"]).parent
+            prefix = f"{PurePosixPath(recording.raw_path).parent / folder}/"
+            LocalStorage(media_root).delete_prefix(prefix)
+            if remote is not None:
+                remote.delete_prefix(prefix)
+            recording.outputs = {k: v for k, v in outputs.items() if not k.startswith("preview")}
+            session.commit()  # one by one, as expiry
+            retired.append(recording.id)
+    if retired:
+        log.info("meeting_previews_retired", count=len(retired), recording_ids=retired)
+    return retired
 
 
 def update_recording(

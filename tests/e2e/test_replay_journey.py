@@ -348,7 +348,7 @@ def test_a_meeting_preview_gives_way_to_the_composed_version_where_the_viewer_is
     expect(banner).to_contain_text("正在生成完整版（含共享屏幕与发言人切换）")
     page.wait_for_function("document.getElementById('video').readyState >= 1")
     video = page.locator("#video")
-    assert "rendition=raw" in video.evaluate("v => v.currentSrc")
+    assert "rendition=preview" in video.evaluate("v => v.currentSrc")  # a URL of its own
     assert abs(video.evaluate("v => v.duration") - MEETING_S) <= 0.5
     video.evaluate("v => { v.muted = true; v.currentTime = 6; return v.play(); }")
     page.wait_for_function("document.getElementById('video').currentTime > 7")
@@ -363,7 +363,7 @@ def test_a_meeting_preview_gives_way_to_the_composed_version_where_the_viewer_is
     )
     expect(banner).to_have_attribute("data-state", "composed", timeout=120_000)
     expect(banner).to_contain_text("已切换到完整版")
-    assert "version=composed" in video.evaluate("v => v.currentSrc")
+    assert "rendition=raw&version=composed" in video.evaluate("v => v.currentSrc")
     page.wait_for_function("document.getElementById('video').readyState >= 1")
     # same moment, still paused: the viewer goes on where they were
     assert abs(video.evaluate("v => v.currentTime") - kept) < 0.5

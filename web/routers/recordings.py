@@ -40,7 +40,12 @@ from web.library_search import CommentHit, search_comments
 
 router = APIRouter(prefix="/api/recordings", tags=["recordings"])
 
-MEDIA_TYPES = {"mp4": "video/mp4", "raw": "video/webm", "poster": "image/jpeg"}
+MEDIA_TYPES = {
+    "mp4": "video/mp4",
+    "raw": "video/webm",
+    "poster": "image/jpeg",
+    "preview": "video/webm",
+}
 
 
 def active_recordings(request: Request) -> service.ActiveRecordings:
@@ -58,13 +63,16 @@ def _out(
 ) -> RecordingOut:
     base = f"/api/recordings/{recording.id}/media"
     outputs = {} if recording.media_deleted_at else (recording.outputs or {})
-    raw_key = service.preview_key(recording) or recording.raw_path
-    raw_exists = bool(raw_key and not recording.media_deleted_at) and (
-        (media_root / raw_key).is_file() or outputs.get("stored") == "s3"
+    preview = service.playing_preview(recording)
+    raw_key = service.preview_key(recording) if preview else recording.raw_path
+    raw_exists = bool(
+        raw_key
+        and not recording.media_deleted_at
+        and ((media_root / raw_key).is_file() or outputs.get("stored") == "s3")
     )
     media = RecordingMedia(
         mp4=f"{base}?rendition=mp4" if outputs.get("mp4") else None,
-        raw=f"{base}?rendition=raw" if raw_exists else None,
+        raw=f"{base}?rendition={'preview' if preview else 'raw'}" if raw_exists else None,
         poster=f"{base}?rendition=poster" if outputs.get("poster") else None,
         hls=f"/api/recordings/{recording.id}/hls/{PurePosixPath(outputs['hls']).name}"
         if outputs.get("hls")
@@ -340,7 +348,9 @@ def _serve_media(access: MediaAccess, kind: MediaKind, recording_id: int, name: 
     else:
         rendition: Rendition = cast(Rendition, name)
         if kind == "download":
-            rendition = "mp4" if (recording.outputs or {}).get("mp4") else "raw"
+            outputs = recording.outputs or {}
+            preview = service.playing_preview(recording)
+            rendition = "mp4" if outputs.get("mp4") else "preview" if preview else "raw"
             title = re.sub(r'[\\/:*?"<>|\s]+', "_", recording.title).strip("_")
             suffix = ".mp4" if rendition == "mp4" else ".webm"
             download_name = (title or f"recording-{recording.id}") + suffix

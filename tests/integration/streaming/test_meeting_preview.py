@@ -12,6 +12,7 @@ Run in a private network namespace (only loopback), as CI does:
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from fastapi import FastAPI
 from common.jobs import InProcessJobQueue, JobContext
 from recordings.meeting_capture import TIMELINE_NAME, MeetingTimeline
 from recordings.meeting_preview import PREVIEW_DIR, PREVIEW_NAME, chunk_path
+from recordings.service import retire_previews
 from tests.conftest import DemoDatabase
 from tests.integration.streaming.test_meeting_recording import (
     _loudest,
@@ -124,10 +126,13 @@ async def test_the_preview_plays_before_the_composed_version_replaces_it(
     member = {"Authorization": f"Bearer {meeting.members[1].token}"}
     pupil_token = _token_of(sqlite_db, role="student", alliance_id=alliance_id, same=True)
     pupil = {"Authorization": f"Bearer {pupil_token}"}
-    media_url = f"/api/recordings/{recording.id}/media?rendition=raw"
+    media_url = f"/api/recordings/{recording.id}/media?rendition=preview"
+    raw_url = f"/api/recordings/{recording.id}/media?rendition=raw"
     async with httpx.AsyncClient(base_url=http, timeout=10) as client:
         shown = (await client.get(f"/api/recordings/{recording.id}", headers=member)).json()
-        assert shown["meeting_version"] == "preview" and shown["media"]["raw"]
+        assert shown["meeting_version"] == "preview" and shown["media"]["raw"].endswith(
+            "rendition=preview"
+        )
         ranged = await client.get(media_url, headers={**member, "Range": "bytes=0-99"})
         assert ranged.status_code == 206 and ranged.content == preview.read_bytes()[:100]
         page = await client.get(f"/replays/{recording.id}", headers=member)
@@ -147,9 +152,23 @@ async def test_the_preview_plays_before_the_composed_version_replaces_it(
         assert recording.outputs["meeting_version"] == "composed"
         raw = folder / "raw.webm"
         assert abs(ffprobe_duration(raw) - timeline.duration_s) <= 0.5
-        assert not (folder / PREVIEW_DIR).exists()
-        served = await client.get(media_url, headers={**member, "Range": "bytes=0-99"})
+        shown = (await client.get(f"/api/recordings/{recording.id}", headers=member)).json()
+        assert shown["media"]["raw"].endswith("rendition=raw")
+        served = await client.get(raw_url, headers={**member, "Range": "bytes=0-99"})
         assert served.status_code == 206 and served.content == raw.read_bytes()[:100]
+        # a browser still playing the preview goes on getting the preview's bytes
+        ranged = await client.get(media_url, headers={**member, "Range": "bytes=100-199"})
+        assert ranged.status_code == 206 and ranged.content == preview.read_bytes()[100:200]
         page = await client.get(f"/replays/{recording.id}", headers=member)
         assert page.status_code == 200 and "正在生成完整版" not in page.text
         assert (await client.get(media_url, headers=pupil)).status_code == 403
+        # the daily retention deletes the preview a day after the composed version came
+        sessions = sqlite_db.sessions
+        soon = datetime.now(UTC) + timedelta(hours=1)
+        assert retire_previews(sessions, media_root=media_root, remote=None, now=soon) == []
+        later = datetime.now(UTC) + timedelta(days=1, minutes=1)
+        retired = retire_previews(sessions, media_root=media_root, remote=None, now=later)
+        assert retired == [recording.id] and not preview.exists() and raw.exists()
+        gone = await client.get(media_url, headers=member)
+        assert gone.status_code == 404 and "预览版已删除" in gone.text
+        assert (await client.get(raw_url, headers=member)).status_code == 200
