@@ -15,20 +15,24 @@ what arrives (measured behind a 1 s queue: 91 kbit/s at the step to the base lay
 4 s later, which took the view to audio only). So a step down starts a drain wait: no further
 step until the estimate has made no new low for ``drain_quiet_s`` (the receiver's estimator
 holds while the delay falls), capped at ``drain_max_s`` (an estimate still falling then is
-a link narrower than the new level, and the next step follows at once). This is the
-"settle before judging" of libwebrtc's AIMD (it holds while the delay trend falls) and of
-LiveKit's StreamAllocator (which waits for its channel observer to stabilise after a change).
+a link narrower than the new level, and the next step follows at once). It leans on the
+receiver's AIMD (libwebrtc's, and aiortc's copy of it): on underuse, while the queue drains,
+it holds its estimate, so a drain ends in an estimate that stops falling.
 
 Stepping back up needs a probe: once the SFU sends less, the estimate is capped near what
 arrives (1.5 x the incoming rate in Chromium's and aiortc's AIMD), so it can never show the
 headroom by itself. After ``hold_s`` the next level up is tried; it is kept if, for
 ``trial_s``, the estimate does not fall and the loss ladder stays below it. A failed trial
 goes back down and doubles the hold (up to ``max_hold_s``); a kept one resets it. A trial
-that overfills the link must end before the link's queue overflows, since its tail drop
-takes audio as well: so estimates in the trial's grace (``trial_grace_s``, while a resumed
-stream's first picture arrives as a burst) are not ignored outright, and one falling under
-``abort_below`` of the estimate the trial started from (the receiver saw the delay rise, as
-goog_cc's probe controller reads a probe) ends it at once. Probing by
+that overfills the link should end soon, since the queue it builds delays audio as well
+(and its tail drop loses it): an estimate falling under ``abort_below`` of the one the trial
+started from ends it even within its grace (``trial_grace_s``, while a resumed stream's first
+picture arrives as a burst). But the AIMD lowers its estimate only to 0.85 x what arrives,
+and never raises it that way: behind a link wider than that the estimate does not move at
+all. So the trial also watches the share of its video packets the subscriber NACKs, each
+second, and ends at more than ``trial_loss_above`` over the loss before it (LiveKit's
+StreamAllocator likewise judges a probe by the NACK ratio, 4 %); the loss ladder is told
+that loss was the probe's (``on_probe_failed``). Probing by
 the media itself (rather than padding) costs nothing when the link is fine and needs no
 padding packets the SFU would have to make up per subscriber (README: "bandwidth estimates").
 """
