@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("playwright.sync_api")
-from streaming.sfu.protection import AUDIO_ONLY
+from streaming.sfu.protection import BASE_LAYER_ONLY
 from tests.e2e.demo_process import DemoServer, running_demo
 from tests.e2e.test_webrtc_lesson import (  # noqa: F401 - fixtures
     CHROMIUM,
@@ -32,6 +32,7 @@ from tests.fixtures.netimpair import impair
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium")
 QUEUE_MS = 1000
+PROBE_OVER_S = 6.5  # the ladder's trial (5 s) and the tick that ends it
 
 # The classroom's own UDP port (the selected ICE pair's local candidate).
 LOCAL_PORT = """async () => {
@@ -190,7 +191,13 @@ def test_a_classroom_behind_a_narrow_link_is_thinned_on_its_estimate_and_probed_
         wait_for(
             "the ladder between probes",
             lambda: [line for level, line in bandwidth_steps(demo) if level is not None][-1:],
-            lambda last: not any("probing=True" in line for line in last),
+            # a probe is over once it failed (a new line) or ran its 5 s trial (kept: no line)
+            lambda last: (
+                not any(
+                    "probing=True" in line and time.time() - logged_at(line) < PROBE_OVER_S
+                    for line in last
+                )
+            ),
             timeout=10,
         )
     lifted, lifted_at = time.monotonic(), time.time()
@@ -243,8 +250,17 @@ def test_a_classroom_behind_a_narrow_link_is_thinned_on_its_estimate_and_probed_
     assert stepped_after_s is not None, "the SFU never stepped down on the estimate"
     # measured 1.4-1.7 s (the estimate falls within a second of the queue's growth)
     assert stepped_after_s < 10
-    limited_levels = [level for at, level in bandwidth if at < lifted_at - narrowed_at]
-    assert AUDIO_ONLY not in limited_levels, f"overshoot to audio only: {bandwidth}"
+    # The base layer fits, and the ladder steps there at once (measured in every run). It
+    # used to go on to audio only 4 s later, while the queue drained; now a further step
+    # down comes only once the drain wait is over (after it settled, a real overuse at the
+    # base layer: once in 13 runs, 7.7 s after the first step, on a loaded machine).
+    assert bandwidth[0][1] == BASE_LAYER_ONLY, f"first step: {bandwidth}"
+    drained = [at for at, level, line in changes if "bandwidth_drain_over" in line]
+    for (at, level), (_before, previous) in zip(bandwidth[1:], bandwidth, strict=False):
+        if level > previous and at < lifted_at - narrowed_at:
+            assert any(bandwidth[0][0] < done <= at for done in drained), (
+                f"stepped down again before the drain wait was over: {bandwidth}"
+            )
     # Measured 0.0-7.6 % (it was 12.5-23.1 % before the drain wait and the early end of
     # probes): 0 % when the probe ends on the receiver's first lower estimate (0.4-0.6 s),
     # 6.4-7.6 % when the estimate sat too low to fall and the probe ran 3-4 s until its NACKs
