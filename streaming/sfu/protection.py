@@ -46,15 +46,25 @@ class LossProtection:
         self._has_layers = has_layers
         self._last_step = -float("inf")
         self._good_since: float | None = None
+        self._video_excused_until = -float("inf")
 
     @property
     def loss(self) -> float:
         """Smoothed loss of the worse media kind (a report covers one stream)."""
         return max(self._loss_by_kind.values())
 
+    def excuse_video_loss(self, seconds: float, *, loss: float) -> None:
+        """The SFU's own probe overfilled the subscriber's link (streaming/sfu/bandwidth.py):
+        the video loss it caused, reported up to ``seconds`` from now (NACKs come a queue's
+        delay late), is not the link's. Video loss goes back to ``loss``, what it was before."""
+        self._video_excused_until = self._clock() + seconds
+        self._loss_by_kind["video"] = min(self._loss_by_kind["video"], loss)
+
     def on_report(self, fraction_lost: int, kind: str = "video") -> int | None:
         """Feed one report's 8-bit fraction lost; return the new level if it changed."""
         now = self._clock()
+        if kind == "video" and now < self._video_excused_until:
+            return None
         previous = self._loss_by_kind.get(kind, 0.0)
         self._loss_by_kind[kind] = 0.5 * previous + 0.5 * (fraction_lost / 256)
         if self.loss > self._degrade_above:
@@ -82,4 +92,8 @@ class LossProtection:
             level = AUDIO_ONLY if self.level < level else PRIMARY_VIDEO_ONLY
         self.level = level
         self._last_step = now
+        if level == AUDIO_ONLY:
+            # no video is sent, so its loss is no longer measured: audio's judges the way back
+            # (kept, a last bad video sample held the level at audio only for good)
+            self._loss_by_kind["video"] = 0.0
         return level

@@ -97,9 +97,13 @@ async def test_a_narrow_link_steps_down_on_the_estimate_and_probes_back_up(
         f"{'never' if back is None else f'{back:.1f} s'} after the limit was lifted\n"
         f"level/bandwidth level@estimate: {_levels_line(samples)}"
     )
-    assert audio_rate > 40  # of 50 frames per second
+    # of 50 frames per second: measured 48.5-49.4 in three runs (46-50 before probes ended
+    # on their own NACKs)
+    assert audio_rate > 44
     # the bottleneck's queue is shared: a failed probe overfills it for a moment and its tail
-    # drop takes audio too (aiortc's jitter buffer has no concealment, a browser's has)
-    assert audio_gap < 1.5
+    # drop takes audio too (aiortc's jitter buffer has no concealment, a browser's has).
+    # Measured 208-413 ms in three runs now that a probe ends on the first second of NACKs
+    # (it was 319-986 ms when only the loss ladder's smoothed step ended it).
+    assert audio_gap < 1.0
     assert back is not None, "never came back to the full picture"
     assert viewer.slot("lead_board").frames > 0 and not remote.downlinks["lead_board"].paused

@@ -268,6 +268,38 @@ def test_loss_protection_pauses_video_before_audio_and_recovers():
     assert [level for level in levels if level is not None] == [PRIMARY_VIDEO_ONLY, FULL]
 
 
+def test_loss_protection_at_audio_only_recovers_on_audio_reports_alone():
+    """At audio only no video is sent, so no video loss is measured: its last bad sample
+    must not hold the level for good (an overfilled link's tail drop had held one there)."""
+    now = [0.0]
+    protection = LossProtection(clock=lambda: now[0])
+    severe = int(0.8 * 256)
+    assert protection.on_report(severe, "video") == PRIMARY_VIDEO_ONLY
+    now[0] += 2
+    assert protection.on_report(severe, "video") == AUDIO_ONLY
+    levels = []
+    for _ in range(10):
+        now[0] += 1
+        levels.append(protection.on_report(0, "audio"))
+    assert [level for level in levels if level is not None] == [PRIMARY_VIDEO_ONLY]
+
+
+def test_video_loss_caused_by_a_failed_probe_is_excused_for_a_while():
+    now = [0.0]
+    protection = LossProtection(clock=lambda: now[0])
+    severe = int(0.7 * 256)
+    assert protection.on_report(severe, "video") == PRIMARY_VIDEO_ONLY
+    protection.excuse_video_loss(8.0, loss=0.02)
+    assert protection.loss == 0.02
+    for _ in range(3):  # the probe's late NACKs
+        now[0] += 2.5
+        assert protection.on_report(severe, "video") is None
+    assert protection.level == PRIMARY_VIDEO_ONLY and protection.loss == 0.02
+    now[0] += 1  # 8.5 s: the excuse is over, loss is the link's again
+    protection.on_report(severe, "video")
+    assert protection.loss > 0.3
+
+
 def view(*participants: tuple[str, str, set[str]], hands=(), speakers=(), inspect=None):
     return RoomView(
         participants=[
