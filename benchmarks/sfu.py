@@ -81,6 +81,7 @@ async def run(subscribers: int, packets: int, port: int, variant: str) -> dict[s
             playout_delay_id=playout_delay_id,
         )
         if playout_delay_id:  # a repair seen upstream: every packet now carries the delay
+            downlink.rtt_ms = 170.0
             downlink.update_playout_delay(0.0, 0)
             track.nack_repaired += 1
             track.repair_times.add(0, 200)

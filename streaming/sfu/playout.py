@@ -108,7 +108,12 @@ class PlayoutDelay:
     ) -> int | None:
         """Feed the path's state: packets repaired upstream and lost on the subscriber's leg
         so far (counters), the recent upstream repair time (None without a recent repair) and
-        the subscriber's round trip; return the new minimum in ms if it changed."""
+        the subscriber's round trip (None before its first receiver report: nothing is judged
+        then); return the new minimum in ms if it changed."""
+        if rtt_ms is None:
+            # no receiver report yet: a subscriber that just joined, whose first NACKs (for
+            # what came before its first picture) say nothing about its path
+            return None
         policy = self.policy
         self.upstream_repair_ms = upstream_repair_ms
         counts = (repaired_upstream, lost_downstream)

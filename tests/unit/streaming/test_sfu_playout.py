@@ -108,6 +108,19 @@ def test_it_moves_gently_while_repairs_go_on() -> None:
     assert lossy(delay2, 5.0, 5, repair_ms=100, rtt_ms=170.0) == 300
 
 
+def test_nothing_is_judged_before_the_subscribers_first_receiver_report() -> None:
+    delay = PlayoutDelay(POLICY)
+    # a joining subscriber NACKs what came before its first picture, before any report
+    for second, lost in ((0.0, 0), (1.0, 3)):
+        changed = delay.update(
+            second, repaired_upstream=0, lost_downstream=lost, upstream_repair_ms=None,
+            rtt_ms=None,
+        )  # fmt: skip
+        assert changed is None
+    assert lossy(delay, 2.0, 0, repair_ms=None, rtt_ms=2.0) is None  # the baseline is now
+    assert delay.min_ms == 0
+
+
 def test_another_source_with_its_own_repair_count_is_no_news_of_loss() -> None:
     delay = PlayoutDelay(POLICY)
     lossy(delay, 0.0, 0, repair_ms=None, rtt_ms=20.0)
@@ -149,10 +162,10 @@ async def lossy_downlink(
     downlink, sink, pc, track = await downlink_with_source(
         abs_send_time_id=abs_send_time_id, playout_delay_id=PLAYOUT_DELAY_ID
     )
+    downlink.rtt_ms = 170.0  # as from the subscriber's receiver reports
     assert downlink.update_playout_delay(0.0, 0) is None  # the baseline: nothing repaired yet
     track.repair_times.add(900, 240)
     track.nack_repaired += 1
-    downlink.rtt_ms = 170.0
     assert downlink.update_playout_delay(1.0, 1_000) == 440  # 240 + 170 + 30
     return downlink, sink, pc, track
 
