@@ -123,7 +123,7 @@ class PlayoutDelay:
         if self._loss_at is None or now - self._loss_at > policy.loss_memory_s:
             self.target_ms = 0
         else:
-            needed = (upstream_repair_ms or 0) + (rtt_ms or 0.0) + policy.margin_ms
+            needed = (upstream_repair_ms or 0) + rtt_ms + policy.margin_ms
             units = -(-int(needed) // PLAYOUT_DELAY_UNIT_MS)  # round up to the 10 ms unit
             self.target_ms = min(units * PLAYOUT_DELAY_UNIT_MS, policy.cap_ms)
         target = self.target_ms
