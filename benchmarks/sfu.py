@@ -7,9 +7,11 @@ own SRTP unprotect/parse are left out: they are per published packet, not per fo
 
     .venv/bin/python benchmarks/sfu.py [--packets 20000] [--subscribers 1,8,32,64] [--json P]
 
-Each subscriber count runs twice in the same process: ``plain`` (the RTP header alone, as for
-a subscriber that did not negotiate abs-send-time) and ``abs-send-time`` (the header extension
-every video downlink writes for the subscriber's bandwidth estimator).
+Each subscriber count runs three times in the same process: ``plain`` (the RTP header alone,
+as for a subscriber that did not negotiate abs-send-time), ``abs-send-time`` (the header
+extension every video downlink writes for the subscriber's bandwidth estimator) and
+``abs+playout`` (with the playout-delay element too, as while repairs happen on a browser
+subscriber's path: streaming/sfu/playout.py).
 """
 
 from __future__ import annotations
@@ -55,9 +57,11 @@ class UdpSink:
         return True
 
 
-async def run(
-    subscribers: int, packets: int, port: int, abs_send_time_id: int | None
-) -> dict[str, Any]:
+VARIANTS = {"plain": (None, None), "abs-send-time": (3, None), "abs+playout": (3, 6)}
+
+
+async def run(subscribers: int, packets: int, port: int, variant: str) -> dict[str, Any]:
+    abs_send_time_id, playout_delay_id = VARIANTS[variant]
     pc = RTCPeerConnection()
     transceiver = pc.addTransceiver("video", direction="recvonly")
     track = PublishedTrack(
@@ -70,7 +74,19 @@ async def run(
         sender: Any = SimpleNamespace(_ssrc=1000 + index)
         downlink = Downlink(kind="video", slot=f"s{index}", sender=sender, on_report=print)
         downlink.assign(track)
-        downlink.connect(sink=UdpSink(port), payload_type=97, abs_send_time_id=abs_send_time_id)  # type: ignore[arg-type]
+        downlink.connect(
+            sink=UdpSink(port),  # type: ignore[arg-type]
+            payload_type=97,
+            abs_send_time_id=abs_send_time_id,
+            playout_delay_id=playout_delay_id,
+        )
+        if playout_delay_id:  # a repair seen upstream: every packet now carries the delay
+            downlink.rtt_ms = 170.0
+            downlink.update_playout_delay(0.0, 0)
+            track.nack_repaired += 1
+            track.repair_times.add(0, 200)
+            downlink.update_playout_delay(1.0, 1)
+            assert downlink.playout_delay_ms > 0
     stream = [
         RtpPacket(
             payload_type=96,
@@ -90,7 +106,7 @@ async def run(
     await pc.close()
     forwarded = packets * max(subscribers, 1)
     return {
-        "variant": "abs-send-time" if abs_send_time_id else "plain",
+        "variant": variant,
         "subscribers": subscribers,
         "packets_in": packets,
         "us_per_forwarded_packet": round(cpu / forwarded * 1e6, 2),
@@ -118,10 +134,10 @@ def main() -> None:
     drain.bind(("127.0.0.1", 0))
     port = drain.getsockname()[1]
     runs = [
-        asyncio.run(run(int(n), args.packets, port, extension_id))
+        asyncio.run(run(int(n), args.packets, port, variant))
         for n in args.subscribers.split(",")
         if n
-        for extension_id in (None, 3)
+        for variant in VARIANTS
     ]
     baseline = round(bare_baseline(args.packets, port), 2)
     print(f"{'variant':>13} {'subscribers':>11} {'µs/forwarded':>13} {'µs/published':>13}")

@@ -441,7 +441,7 @@ class SfuWorker:
 
 class ProtectionCollector(Collector):
     """Per subscriber on ``/metrics``: the protection level it receives (and each ladder's),
-    and its bandwidth estimate."""
+    its bandwidth estimate, and the playout delay it is told."""
 
     def __init__(self, worker: SfuWorker) -> None:
         self._worker = worker
@@ -458,9 +458,16 @@ class ProtectionCollector(Collector):
             "A subscriber's last receive bandwidth estimate (REMB) judged, bits/s",
             labels=labels,
         )
+        playout = GaugeMetricFamily(
+            "tongke_sfu_subscriber_playout_delay_ms",
+            "The minimum playout delay a subscriber's video is told (longest of its slots; "
+            "0 on a clean path), ms",
+            labels=labels,
+        )
         for room in self._worker.rooms.rooms():
             for stats in room.protection_stats():
                 ids = [room.room_id, stats["participant"]]
+                playout.add_metric(ids, stats["playout_delay_ms"])
                 level.add_metric([*ids, "applied"], stats["level"])
                 level.add_metric([*ids, "loss"], stats["loss_level"])
                 level.add_metric([*ids, "bandwidth"], stats["bandwidth_level"])
@@ -468,6 +475,7 @@ class ProtectionCollector(Collector):
                     estimate.add_metric(ids, stats["estimate_bps"])
         yield level
         yield estimate
+        yield playout
 
 
 def _bearer(header: str | None) -> str:

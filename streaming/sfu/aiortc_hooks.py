@@ -41,6 +41,7 @@ from aiortc.rtp import (
     RtcpSrPacket,
     RtpPacket,
 )
+from aiortc.sdp import SessionDescription
 
 from common.logging import get_logger
 from streaming.sfu.packets import ABS_SEND_TIME_URI
@@ -151,6 +152,41 @@ def abs_send_time_id(transceiver: RTCRtpTransceiver) -> int | None:
         if extension.uri == ABS_SEND_TIME_URI:
             return int(extension.id)
     return None
+
+
+def accept_header_extension(
+    transceiver: RTCRtpTransceiver, offer: SessionDescription, uri: str
+) -> int | None:
+    """Answer the header extension ``uri`` on ``transceiver``'s line with the id the remote
+    ``offer`` gave it (aiortc answers only the extensions it knows itself, and an SFU that
+    writes the extension's bytes itself needs nothing more from aiortc); None when the offer
+    does not have it there. Call after ``setRemoteDescription`` and before the answer."""
+    for extension in transceiver._headerExtensions:
+        if extension.uri == uri:
+            return int(extension.id)
+    index = transceiver._get_mline_index()
+    if index is None or index >= len(offer.media):
+        return None
+    for extension in offer.media[index].rtp.headerExtensions:
+        if extension.uri == uri:
+            transceiver._headerExtensions.append(extension)
+            return int(extension.id)
+    return None
+
+
+def report_round_trip_s(sender: RTCRtpSender, lsr: int, dlsr: int) -> float | None:
+    """The round trip a receiver report shows (RFC 3550, 6.4.1) when it answers the last
+    sender report ``sender`` sent (``share_sender_report_timer`` and aiortc's own loop note
+    when): seconds since then, less the receiver's delay; None for an older or no report."""
+    try:
+        last: int | None = sender._RTCRtpSender__lsr  # type: ignore[attr-defined]
+        sent_at: float | None = sender._RTCRtpSender__lsr_time  # type: ignore[attr-defined]
+    except AttributeError:
+        return None
+    if last is None or sent_at is None or lsr != last or not dlsr:
+        return None
+    round_trip = time.time() - sent_at - dlsr / 65536
+    return round_trip if round_trip > 0 else None
 
 
 def attach_subscriber_rtcp(sender: RTCRtpSender, on_rtcp: RtcpHandler) -> None:

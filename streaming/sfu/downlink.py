@@ -23,7 +23,12 @@ from aiortc.rtp import (
     unpack_remb_fci,
 )
 
-from streaming.sfu.aiortc_hooks import RtpSink, attach_subscriber_rtcp, update_sender_report
+from streaming.sfu.aiortc_hooks import (
+    RtpSink,
+    attach_subscriber_rtcp,
+    report_round_trip_s,
+    update_sender_report,
+)
 from streaming.sfu.layout import MediaKind
 from streaming.sfu.packets import (
     ABS_SEND_TIME_MASK,
@@ -32,6 +37,7 @@ from streaming.sfu.packets import (
     ONE_BYTE_PROFILE,
     RTP_HEADER,
     RTP_HEADER_ONE_EXTENSION,
+    RTP_HEADER_TWO_EXTENSIONS,
     RTP_VERSION_BYTE,
     RTP_VERSION_EXTENSION_BYTE,
     SEQ_MASK,
@@ -39,6 +45,7 @@ from streaming.sfu.packets import (
     abs_send_time_word,
     ntp_from_ms,
 )
+from streaming.sfu.playout import PlayoutDelay, playout_delay_word
 from streaming.sfu.temporal import ALL_LAYERS, TemporalFilter
 from streaming.sfu.track import PublishedTrack
 
@@ -50,6 +57,10 @@ LOSS_CONFIDENCE_Z = 1.28  # one-sided 90 %
 # how many NACKed sequence numbers a downlink remembers to count each lost packet once
 MAX_NACKED_SEQS = 1024
 RATE_SMOOTHING = 0.5  # weight of the newest send-rate sample
+RTT_SMOOTHING = 0.15  # weight of the newest round trip (aiortc's sender uses the same)
+# after the playout delay drops back to 0, how long the packets still say so (the receiver
+# keeps the last value it was told), before the extension is left out again
+PLAYOUT_RESET_S = 5.0
 _monotonic = time.monotonic
 
 
@@ -87,6 +98,10 @@ class Downlink:
         "_nacked_seqs",
         "_on_estimate",
         "_on_report",
+        "_playout",
+        "_playout_id",
+        "_playout_reset_until",
+        "_playout_word",
         "_rate_mark",
         "_rebase",
         "_rebase_seq",
@@ -112,6 +127,7 @@ class Downlink:
         "paused",
         "payload_type",
         "rate_bps",
+        "rtt_ms",
         "sender",
         "slot",
         "source",
@@ -175,18 +191,33 @@ class Downlink:
         self.base_rate_bps = 0.0
         # the last sample: (time, octets sent, the source and its layer-0 octets then)
         self._rate_mark: tuple[float, int, PublishedTrack | None, int] | None = None
+        # playout delay (streaming/sfu/playout.py): the extension's id (0: not negotiated),
+        # its element word in every packet while non-zero, the subscriber leg's round trip
+        self._playout: PlayoutDelay | None = None
+        self._playout_id = 0
+        self._playout_word = 0
+        self._playout_reset_until = 0.0
+        self.rtt_ms: float | None = None
         attach_subscriber_rtcp(sender, self._on_rtcp)
 
     def connect(
-        self, *, sink: RtpSink, payload_type: int, abs_send_time_id: int | None = None
+        self,
+        *,
+        sink: RtpSink,
+        payload_type: int,
+        abs_send_time_id: int | None = None,
+        playout_delay_id: int | None = None,
     ) -> None:
-        """Called once negotiation has fixed the transport, the payload type and the id of
-        the abs-send-time header extension (video only: what the subscriber's bandwidth
-        estimator reads; None when not negotiated)."""
+        """Called once negotiation has fixed the transport, the payload type and the ids of
+        the abs-send-time header extension (what the subscriber's bandwidth estimator reads)
+        and of the playout-delay one (video only; None when not negotiated)."""
         self._sink = sink
         self.payload_type = payload_type
         if self.kind == "video" and abs_send_time_id:
             self._abs_send_time = abs_send_time_word(abs_send_time_id)
+        if self.kind == "video" and playout_delay_id:
+            self._playout_id = playout_delay_id
+            self._playout = PlayoutDelay()
         self._need_keyframe()
 
     def assign(self, track: PublishedTrack | None) -> None:
@@ -197,6 +228,8 @@ class Downlink:
         self.source = track
         if track is not None:
             track.downlinks.append(self)
+        if self._playout is not None:
+            self._playout.new_source()  # another track's repair count is no news of loss
         self._need_keyframe()
 
     def set_paused(self, paused: bool) -> None:
@@ -280,25 +313,24 @@ class Downlink:
 
     def _header(self, marker: int, seq: int, ts: int) -> bytes:
         """The rewritten RTP header; on video with abs-send-time negotiated, the element
-        carries the send time (6.18 fixed-point seconds: only differences matter)."""
+        carries the send time (6.18 fixed-point seconds: only differences matter), followed
+        by the playout-delay element while there is one to say."""
+        second = (marker << 7) | self.payload_type  # type: ignore[operator]
         word = self._abs_send_time
+        playout = self._playout_word
         if word:
-            return RTP_HEADER_ONE_EXTENSION.pack(
-                RTP_VERSION_EXTENSION_BYTE,
-                (marker << 7) | self.payload_type,  # type: ignore[operator]
-                seq,
-                ts,
-                self.ssrc,
-                ONE_BYTE_PROFILE,
-                1,
-                word | (int(_monotonic() * ABS_SEND_TIME_UNITS) & ABS_SEND_TIME_MASK),
-            )
-        return RTP_HEADER.pack(
-            RTP_VERSION_BYTE,
-            (marker << 7) | self.payload_type,  # type: ignore[operator]
-            seq,
-            ts,
-            self.ssrc,
+            word |= int(_monotonic() * ABS_SEND_TIME_UNITS) & ABS_SEND_TIME_MASK
+            if playout:
+                return RTP_HEADER_TWO_EXTENSIONS.pack(
+                    RTP_VERSION_EXTENSION_BYTE, second, seq, ts, self.ssrc,
+                    ONE_BYTE_PROFILE, 2, word, playout,
+                )  # fmt: skip
+        elif playout:
+            word = playout
+        else:
+            return RTP_HEADER.pack(RTP_VERSION_BYTE, second, seq, ts, self.ssrc)
+        return RTP_HEADER_ONE_EXTENSION.pack(
+            RTP_VERSION_EXTENSION_BYTE, second, seq, ts, self.ssrc, ONE_BYTE_PROFILE, 1, word
         )
 
     def _rebase_on(self, packet: RtpPacket, arrival_ms: int) -> None:
@@ -424,9 +456,49 @@ class Downlink:
         elif isinstance(packet, RtcpRrPacket | RtcpSrPacket):
             for report in packet.reports:
                 if report.ssrc == self.ssrc:
+                    self._note_round_trip(report.lsr, report.dlsr)
                     sample = self._report_loss_sample(report.highest_sequence, report.packets_lost)
                     if sample is not None:
                         self._on_report(self, sample)
+
+    def _note_round_trip(self, lsr: int, dlsr: int) -> None:
+        round_trip = report_round_trip_s(self.sender, lsr, dlsr)
+        if round_trip is not None:
+            sample = round_trip * 1000
+            previous = self.rtt_ms
+            self.rtt_ms = (
+                sample if previous is None else (previous + RTT_SMOOTHING * (sample - previous))
+            )
+
+    @property
+    def playout(self) -> PlayoutDelay | None:
+        """The playout-delay judgement of this slot (None: audio, or not negotiated)."""
+        return self._playout
+
+    @property
+    def playout_delay_ms(self) -> int:
+        """The minimum playout delay this subscriber slot is told now (0: none)."""
+        return 0 if self._playout is None else self._playout.min_ms
+
+    def update_playout_delay(self, now: float, now_ms: int) -> int | None:
+        """Once a second: re-judge the playout delay from the path's repairs (see
+        streaming/sfu/playout.py); return the new minimum (ms) if it changed."""
+        playout, source = self._playout, self.source
+        if playout is None or source is None:
+            return None
+        changed = playout.update(
+            now,
+            repaired_upstream=source.nack_repaired,
+            lost_downstream=self.lost_downstream,
+            upstream_repair_ms=source.upstream_repair_ms(now_ms, playout.policy.repair_window_ms),
+            rtt_ms=self.rtt_ms,
+        )
+        if changed is not None:
+            self._playout_word = playout_delay_word(self._playout_id, changed)
+            self._playout_reset_until = now + PLAYOUT_RESET_S
+        elif playout.min_ms == 0 and self._playout_word and now >= self._playout_reset_until:
+            self._playout_word = 0  # the receiver is back at its defaults
+        return changed
 
     def _report_loss_sample(self, highest_sequence: int, packets_lost: int) -> int | None:
         """Loss between this receiver report and the last one used, as the 90 % lower bound

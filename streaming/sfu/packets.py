@@ -10,6 +10,8 @@ RTP_VERSION_BYTE = 0x80
 # The same header with X set and one RFC 8285 one-byte extension element in one 32-bit word:
 # ``0xBEDE``, length 1, then (id << 4 | 2) and a 3-byte value (abs-send-time's 6.18 seconds).
 RTP_HEADER_ONE_EXTENSION = struct.Struct("!BBHIIHHI")
+# ... and with two one-byte elements, two words (abs-send-time, then playout delay)
+RTP_HEADER_TWO_EXTENSIONS = struct.Struct("!BBHIIHHII")
 RTP_VERSION_EXTENSION_BYTE = 0x90
 ONE_BYTE_PROFILE = 0xBEDE
 ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"

@@ -15,13 +15,14 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
-from aiortc.sdp import candidate_from_sdp
+from aiortc.sdp import SessionDescription, candidate_from_sdp
 
 from common.logging import get_logger
 from streaming.sfu.aiortc_hooks import (
     HeldTrack,
     RtpSink,
     abs_send_time_id,
+    accept_header_extension,
     install_fast_receive,
     set_answer_codec_parameters,
     share_sender_report_timer,
@@ -31,6 +32,7 @@ from streaming.sfu.downlink import Downlink, ReportSink
 from streaming.sfu.errors import NegotiationError
 from streaming.sfu.identity import ParticipantIdentity
 from streaming.sfu.layout import MediaLine, primary_video_slot
+from streaming.sfu.playout import PLAYOUT_DELAY_URI
 from streaming.sfu.protection import (
     AUDIO_ONLY,
     BASE_LAYER_ONLY,
@@ -167,9 +169,16 @@ class Participant:
                 "媒体协商失败：SDP 无法接受", code="sdp_rejected", detail=repr(exc)
             ) from exc
         self._check_offer_matches_layout()
+        offer = SessionDescription.parse(offer_sdp)  # aiortc accepted it just now
+        playout_delay_ids: dict[str, int | None] = {}
         for line, transceiver in zip(self.layout, self._transceivers, strict=True):
             if line.kind == "audio":
                 set_answer_codec_parameters(transceiver, OPUS_PARAMETERS)
+            elif line.direction == "recv":
+                # what a subscriber waits for a repaired frame is ours to say (playout.py)
+                playout_delay_ids[line.name] = accept_header_extension(
+                    transceiver, offer, PLAYOUT_DELAY_URI
+                )
         answer = await self.pc.createAnswer()
         await self.pc.setLocalDescription(answer)
         sinks: dict[int, RtpSink] = {}
@@ -188,7 +197,10 @@ class Participant:
             payload_type = transceiver._codecs[0].payloadType
             assert payload_type is not None  # set by negotiation
             self.downlinks[line.name].connect(
-                sink=sink, payload_type=payload_type, abs_send_time_id=abs_send_time_id(transceiver)
+                sink=sink,
+                payload_type=payload_type,
+                abs_send_time_id=abs_send_time_id(transceiver),
+                playout_delay_id=playout_delay_ids.get(line.name),
             )
         self.negotiated = True
         return self.pc.localDescription.sdp
@@ -244,6 +256,11 @@ class Participant:
     def protection_level(self) -> int:
         """What this subscriber receives: the worse of the loss and the bandwidth ladders."""
         return max(self.protection.level, self.bandwidth.level)
+
+    @property
+    def playout_delay_ms(self) -> int:
+        """The longest minimum playout delay this subscriber's video slots are told."""
+        return max((d.playout_delay_ms for d in self.downlinks.values()), default=0)
 
     @property
     def estimate_bps(self) -> int | None:
@@ -317,6 +334,7 @@ class Participant:
             room=self.identity.room_id,
             participant=self.participant_id,
             protection_level=level,
+            playout_delay_ms=self.playout_delay_ms,
             probing=self.bandwidth.probing,
             estimate_kbps=None if estimate is None else round(estimate / 1000),
             needs_kbps=[round(need / 1000) for need in self.bandwidth_needs()],

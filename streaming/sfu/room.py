@@ -519,6 +519,7 @@ class Room:
             {
                 "participant": p.participant_id,
                 "level": p.protection_level,
+                "playout_delay_ms": p.playout_delay_ms,
                 "loss_level": p.protection.level,
                 "bandwidth_level": p.bandwidth.level,
                 "estimate_bps": p.bandwidth.estimate_bps,  # the last one the ladder judged
@@ -557,6 +558,7 @@ class Room:
                         room=self.room_id,
                         participant=participant.participant_id,
                         protection_level=level,
+                        playout_delay_ms=participant.playout_delay_ms,
                         kind=downlink.kind,
                         sample=fraction_lost,
                         loss=round(participant.protection.loss, 3),
@@ -593,6 +595,25 @@ class Room:
                             sample = downlink.nack_loss_sample()
                             if sample is not None:
                                 self._protect(downlink, sample)
+                            self._update_playout_delay(participant, downlink, now, now_ms)
+
+    def _update_playout_delay(
+        self, participant: Participant, downlink: Downlink, now: float, now_ms: int
+    ) -> None:
+        delay = downlink.update_playout_delay(now, now_ms)
+        if delay is None:
+            return
+        judged = downlink.playout
+        log.info(
+            "playout_delay",
+            room=self.room_id,
+            participant=participant.participant_id,
+            slot=downlink.slot,
+            protection_level=participant.protection_level,
+            playout_delay_ms=delay,
+            upstream_repair_ms=None if judged is None else judged.upstream_repair_ms,
+            rtt_ms=None if downlink.rtt_ms is None else round(downlink.rtt_ms),
+        )
 
     def _emit(self, kind: RoomEventKind, participant_id: str | None, **detail: Any) -> None:
         self.events.emit(

@@ -24,6 +24,7 @@ from streaming.sfu.packets import (
     vp8_keyframe_start,
     vp8_temporal_layer,
 )
+from streaming.sfu.playout import RepairTimes
 from streaming.sfu.speakers import level_from_opus_size
 
 if TYPE_CHECKING:
@@ -95,6 +96,9 @@ class PublishedTrack:
         self.base_octets = 0
         self.nacks_sent = 0  # NACKs to the publisher (each names every packet still missing)
         self.nack_repaired = 0  # packets that arrived after we had found them missing
+        # how long those repairs took: from finding each packet missing to its arrival
+        self.repair_times = RepairTimes()
+        self._missing_since: dict[int, int] = {}
         self._nacked_at_ms = 0
         self._rtp_receiver = receiver
         self._receiver = PublisherReceiver(receiver, self._on_rtp)
@@ -130,6 +134,7 @@ class PublishedTrack:
             self.ssrc = packet.ssrc
             self._statistics = self._receiver.statistics_for(packet.ssrc, self.clock_rate)
             self._nack = NackGenerator() if self.kind == "video" else None
+            self._missing_since.clear()
             self.gop_start_seq = self.newest_seq = None
         self._statistics.add(packet)  # type: ignore[union-attr]
         self.last_arrival_ms = arrival_time_ms
@@ -154,8 +159,14 @@ class PublishedTrack:
             if nack is not None:
                 if nack.missing and packet.sequence_number in nack.missing:
                     self.nack_repaired += 1
+                    found_at = self._missing_since.pop(packet.sequence_number, None)
+                    if found_at is not None:
+                        self.repair_times.add(arrival_time_ms, arrival_time_ms - found_at)
+                missed = nack.add(packet)
+                if missed:
+                    self._note_missing(nack.missing, arrival_time_ms)
                 # a retransmission can be lost too: ask again for what is still missing
-                if nack.add(packet) or (
+                if missed or (
                     nack.missing and arrival_time_ms - self._nacked_at_ms >= NACK_RETRY_MS
                 ):
                     self._nacked_at_ms = arrival_time_ms
@@ -178,6 +189,20 @@ class PublishedTrack:
                 tap(self, packet)
             except Exception:
                 log.exception("packet_tap_failed", participant=self.participant_id)
+
+    def _note_missing(self, missing: set[int], arrival_time_ms: int) -> None:
+        """Remember when each newly missing packet was found missing (a packet is dropped
+        from the record once the NACK window has forgotten it)."""
+        since = self._missing_since
+        if len(since) > 2 * len(missing) + 64:
+            self._missing_since = since = {seq: since[seq] for seq in missing if seq in since}
+        for seq in missing:
+            since.setdefault(seq, arrival_time_ms)
+
+    def upstream_repair_ms(self, now_ms: int, window_ms: int) -> int | None:
+        """How long the upstream repairs of the last ``window_ms`` took (their 90th
+        percentile, ms); None when nothing was repaired in that time."""
+        return self.repair_times.percentile(now_ms, window_ms=window_ms)
 
     def upstream_loss(self) -> float:
         """Share of this track's packets lost between the publisher and us over the last

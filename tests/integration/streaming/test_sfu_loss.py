@@ -11,6 +11,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 import pytest
+from aiortc.clock import current_ms
 
 from streaming.bots import ClassroomBot
 from streaming.sfu import InProcessRoomRegistry
@@ -82,17 +83,24 @@ async def test_five_percent_loss_on_every_leg_is_repaired_both_ways(
         audio_rate = (audio.frames - audio_frames) / elapsed
         upstream = (track.nacks_sent - nacks_sent, track.nack_repaired - repaired)
         answered = downlink.nacks_answered - answered
+        repair_ms = track.upstream_repair_ms(current_ms(), 8_000)
     print(
         f"{loss:.0%} loss + {delay_ms} ms on every leg: {rate:.1f} fps, longest freeze "
         f"{video.max_gap_s * 1000:.0f} ms, audio {audio_rate:.1f} frames/s (longest gap "
         f"{audio.max_gap_s * 1000:.0f} ms); kernel dropped {link.dropped} of "
         f"{link.udp_packets} UDP packets, delayed {link.delayed}; upstream NACKs {upstream[0]} "
         f"(repaired {upstream[1]}), downstream NACKed packets answered {answered} "
-        f"(missed {downlink.nacks_missed}), protection level {remote.protection.level}"
+        f"(missed {downlink.nacks_missed}), protection level {remote.protection.level}; "
+        f"upstream repairs took {repair_ms} ms (p90), viewer's round trip {downlink.rtt_ms} ms"
     )
     assert link.dropped > 0 and (link.delayed > 0) == (delay_ms > 0)
     assert upstream[0] > 0 and upstream[1] > 0, "the SFU asked the lead and got repairs"
     assert answered > 0, "the SFU answered the viewer from its cache"
+    # what sizes a browser subscriber's playout delay: a repair takes at least the NACK's
+    # round trip through the delay (both ways), and the viewer's receiver reports give its
+    # round trip (smoothed: it still carries the samples from before the delay)
+    assert repair_ms is not None and repair_ms >= 2 * delay_ms
+    assert downlink.rtt_ms is not None
     # The 1 s bound holds for browsers (tests/e2e/test_webrtc_loss.py); aiortc's
     # receiver NACKs a packet only once, so a lost retransmission waits for its jitter buffer
     # to give up and ask for a keyframe: measured up to 1.34 s here.

@@ -47,7 +47,10 @@ def extensions_map() -> HeaderExtensionsMap:
 
 
 async def downlink_with_source(
-    kind: MediaKind = "video", abs_send_time_id: int | None = ABS_SEND_TIME_ID, **options: Any
+    kind: MediaKind = "video",
+    abs_send_time_id: int | None = ABS_SEND_TIME_ID,
+    playout_delay_id: int | None = None,
+    **options: Any,
 ) -> tuple[Downlink, FakeSink, RTCPeerConnection, PublishedTrack]:
     pc = RTCPeerConnection()
     transceiver = pc.addTransceiver(kind, direction="recvonly")
@@ -58,7 +61,12 @@ async def downlink_with_source(
     downlink = Downlink(kind=kind, slot="lead_camera", sender=sender, on_report=print, **options)
     downlink.assign(track)
     sink = FakeSink()
-    downlink.connect(sink=sink, payload_type=97, abs_send_time_id=abs_send_time_id)  # type: ignore[arg-type]
+    downlink.connect(
+        sink=sink,  # type: ignore[arg-type]
+        payload_type=97,
+        abs_send_time_id=abs_send_time_id,
+        playout_delay_id=playout_delay_id,
+    )
     return downlink, sink, pc, track
 
 

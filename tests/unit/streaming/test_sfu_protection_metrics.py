@@ -33,3 +33,5 @@ async def test_levels_of_both_ladders_are_exposed_per_subscriber() -> None:
     assert f'{level}{{ladder="bandwidth",{labels}}} 1.0' in text
     # no estimate yet (no REMB): no sample rather than a made-up zero
     assert "tongke_sfu_subscriber_estimate_bps{" not in text
+    # no repair on its path (nor a negotiated extension): no playout delay asked
+    assert f"tongke_sfu_subscriber_playout_delay_ms{{{labels}}} 0.0" in text
