@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -61,20 +62,27 @@ def test_a_meeting_recording_is_for_teachers_only(client: TestClient, db: DemoDa
         assert again.status_code == 403
 
 
+def _compose_until_it_fails(
+    client: TestClient, recording_id: int, host: dict[str, str]
+) -> dict[str, Any]:
+    """Ask for the composition (重新处理) and return the recording once it says it failed."""
+    assert client.post(f"/api/recordings/{recording_id}/process", headers=host).is_success
+    deadline = time.monotonic() + 30
+    while True:
+        shown: dict[str, Any] = client.get(f"/api/recordings/{recording_id}", headers=host).json()
+        if "会议录像合成失败" in shown["status_message"]:
+            return shown
+        assert time.monotonic() < deadline, shown
+        time.sleep(0.2)
+
+
 def test_reprocessing_a_meeting_composes_it_again(sqlite_db: DemoDatabase, tmp_path: Path) -> None:
     # SQLite only: the job opens its own connection, which sees only committed rows
     recording_id, _, host_id = _meeting_recording(sqlite_db)
     host = _token(sqlite_db, Account.teacher_id == host_id)
     with TestClient(make_test_app(sqlite_db, tmp_path)) as client:
         # here without any files: the composition fails, and says why
-        assert client.post(f"/api/recordings/{recording_id}/process", headers=host).is_success
-        deadline = time.monotonic() + 30
-        while True:
-            message = client.get(f"/api/recordings/{recording_id}", headers=host).json()
-            if "会议录像合成失败" in message["status_message"]:
-                break
-            assert time.monotonic() < deadline, message
-            time.sleep(0.2)
+        message = _compose_until_it_fails(client, recording_id, host)
     assert "meeting.json" in message["status_message"]
 
 
@@ -92,14 +100,7 @@ def test_a_failed_composition_leaves_the_preview_playable(
     host = _token(sqlite_db, Account.teacher_id == host_id)
     with TestClient(make_test_app(sqlite_db, tmp_path)) as client:
         # no teachers' files: the composition fails, and the preview stays
-        assert client.post(f"/api/recordings/{recording_id}/process", headers=host).is_success
-        deadline = time.monotonic() + 30
-        while True:
-            shown = client.get(f"/api/recordings/{recording_id}", headers=host).json()
-            if "会议录像合成失败" in shown["status_message"]:
-                break
-            assert time.monotonic() < deadline, shown
-            time.sleep(0.2)
+        shown = _compose_until_it_fails(client, recording_id, host)
         assert "仍可播放预览版" in shown["status_message"]
         assert shown["status"] == "ready" and shown["meeting_version"] == "preview"
         media = client.get(shown["media"]["raw"], headers=host)
