@@ -6,6 +6,7 @@ import math
 import random
 import struct
 import time
+from collections import deque
 from collections.abc import Callable
 
 from aiortc import RTCRtpSender
@@ -58,6 +59,8 @@ LOSS_CONFIDENCE_Z = 1.28  # one-sided 90 %
 MAX_NACKED_SEQS = 1024
 RATE_SMOOTHING = 0.5  # weight of the newest send-rate sample
 RTT_SMOOTHING = 0.15  # weight of the newest round trip (aiortc's sender uses the same)
+# round-trip samples kept for the path's floor (receiver reports come about once a second)
+RTT_FLOOR_SAMPLES = 30
 # after the playout delay drops back to 0, how long the packets still say so (the receiver
 # keeps the last value it was told), before the extension is left out again
 PLAYOUT_RESET_S = 5.0
@@ -106,6 +109,7 @@ class Downlink:
         "_rebase",
         "_rebase_seq",
         "_report_counts",
+        "_rtt_samples",
         "_sampled_nacks",
         "_sampled_packets",
         "_seq_offset",
@@ -198,6 +202,7 @@ class Downlink:
         self._playout_word = 0
         self._playout_reset_until = 0.0
         self.rtt_ms: float | None = None
+        self._rtt_samples: deque[float] = deque(maxlen=RTT_FLOOR_SAMPLES)
         attach_subscriber_rtcp(sender, self._on_rtcp)
 
     def connect(
@@ -465,10 +470,20 @@ class Downlink:
         round_trip = report_round_trip_s(self.sender, lsr, dlsr)
         if round_trip is not None:
             sample = round_trip * 1000
+            self._rtt_samples.append(sample)
             previous = self.rtt_ms
             self.rtt_ms = (
                 sample if previous is None else (previous + RTT_SMOOTHING * (sample - previous))
             )
+
+    @property
+    def queue_delay_ms(self) -> float | None:
+        """How much longer the newest round trip is than the path's floor (the shortest of
+        the last ~30 s): what a queue on the way adds. None before two reports."""
+        samples = self._rtt_samples
+        if len(samples) < 2:
+            return None
+        return samples[-1] - min(samples)
 
     @property
     def playout(self) -> PlayoutDelay | None:

@@ -307,8 +307,24 @@ class Participant:
             return  # aiortc: one stream's estimate alone is not the link's
         delivered = 1.0 - min(self.protection.loss, MAX_LOSS_DISCOUNT)
         self._bandwidth_changed(
-            self.bandwidth.on_estimate(estimate, self.bandwidth_needs(), delivered=delivered)
+            self.bandwidth.on_estimate(
+                estimate,
+                self.bandwidth_needs(),
+                delivered=delivered,
+                queue_delay_ms=self.queue_delay_ms,
+            )
         )
+
+    @property
+    def queue_delay_ms(self) -> float | None:
+        """The queue on the way to this subscriber: its round trip over the path's floor, the
+        longest its video slots measure (None before their receiver reports)."""
+        queues = [
+            d.queue_delay_ms
+            for d in self.downlinks.values()
+            if d.kind == "video" and d.queue_delay_ms is not None
+        ]
+        return max(queues) if queues else None
 
     def bandwidth_tick(self, now: float) -> None:
         """Once a second (the room's housekeeping): sample the slots' send rates, and let
@@ -337,6 +353,7 @@ class Participant:
             playout_delay_ms=self.playout_delay_ms,
             probing=self.bandwidth.probing,
             estimate_kbps=None if estimate is None else round(estimate / 1000),
+            queue_delay_ms=None if self.queue_delay_ms is None else round(self.queue_delay_ms),
             needs_kbps=[round(need / 1000) for need in self.bandwidth_needs()],
             hold_s=self.bandwidth.hold_s,
         )
