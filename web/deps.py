@@ -78,6 +78,11 @@ def optional_auth(request: Request, session: DbSession) -> Authenticated | None:
             return None
         raise AuthenticationError("登录已失效，请重新登录")
     account, token = found
+    if token in session.dirty:
+        # Commit the touch here, in the threadpool: left pending, an async route's first query
+        # flushes it on the event loop, which then waits out the busy timeout for a request
+        # whose commit needs the loop (SQLite), the SFU stalled with it.
+        session.commit()
     if token.kind == "calendar":
         # A calendar feed URL only ever reads its own timetable (see routers/timetable.py).
         raise AuthenticationError("此令牌只能用于课表订阅")
