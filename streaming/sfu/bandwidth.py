@@ -76,11 +76,6 @@ class BandwidthPolicy:
     # after a step down: the estimate that falls while the old level's queue drains
     drain_quiet_s: float = 1.5  # no new low for this long: it has settled
     drain_max_s: float = 6.0  # still falling after this long: the link is narrower
-    # a falling estimate steps down only once the round trip shows a queue this long (a
-    # loaded host adds ~45 ms of its own; a queue that matters is 100s of ms): the
-    # receiver's delay-based estimator also falls on jitter (5 % loss with its repairs, a
-    # jittery path), where the round trip stays at its floor
-    min_queue_delay_ms: float = 50.0
 
 
 @dataclass(slots=True)
@@ -141,16 +136,13 @@ class BandwidthProtection:
         needs: LevelNeeds,
         *,
         delivered: float = 1.0,
-        queue_delay_ms: float | None = None,
     ) -> int | None:
         """Feed the subscriber's whole estimate; return the new level if it changed.
 
         ``delivered`` is the share of what is sent that the subscriber's link delivers (1 −
         its measured loss): the receiver estimates from what arrives, so on a lossy link that
         is wide enough its estimate sits that much lower. Loss is the loss ladder's to judge;
-        here the needs are scaled by it so a lossy link is not also taken for a narrow one.
-        ``queue_delay_ms``: the subscriber's round trip over its floor (None: not measured
-        yet, the estimate is taken alone); under ``min_queue_delay_ms`` no step down."""
+        here the needs are scaled by it so a lossy link is not also taken for a narrow one."""
         now = self._clock()
         needs = [need * delivered for need in needs]
         self.estimate_bps = estimate_bps
@@ -174,13 +166,11 @@ class BandwidthProtection:
             self._short_since = now
         if self._drain is not None and not self._drained(estimate_bps, now):
             return None
-        queued = queue_delay_ms is None or queue_delay_ms >= self.policy.min_queue_delay_ms
         if (
             self.level < AUDIO_ONLY
             and self._short_since is not None
             and now - self._short_since >= self.policy.confirm_s
             and now - self._changed_at >= self.policy.step_interval_s
-            and queued
         ):
             level = self.level + 1
             while level < AUDIO_ONLY and (

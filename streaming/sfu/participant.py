@@ -307,18 +307,14 @@ class Participant:
             return  # aiortc: one stream's estimate alone is not the link's
         delivered = 1.0 - min(self.protection.loss, MAX_LOSS_DISCOUNT)
         self._bandwidth_changed(
-            self.bandwidth.on_estimate(
-                estimate,
-                self.bandwidth_needs(),
-                delivered=delivered,
-                queue_delay_ms=self.queue_delay_ms,
-            )
+            self.bandwidth.on_estimate(estimate, self.bandwidth_needs(), delivered=delivered)
         )
 
     @property
     def queue_delay_ms(self) -> float | None:
         """The queue on the way to this subscriber: its round trip over the path's floor, the
-        longest its video slots measure (None before their receiver reports)."""
+        longest its video slots measure (None before their receiver reports). Logged with each
+        bandwidth step; not yet used to judge one (README: "bandwidth estimates")."""
         queues = [
             d.queue_delay_ms
             for d in self.downlinks.values()

@@ -259,32 +259,3 @@ def test_a_lossy_link_that_is_wide_enough_is_not_taken_for_a_narrow_one(clock: C
         changes.append(lossy.on_estimate(estimate, NEEDS, delivered=0.84))
     assert changes == [None] * len(estimates) and lossy.level == FULL
     assert PRIMARY_VIDEO_ONLY in feed(clean, clock, *estimates)
-
-
-def test_a_fall_without_a_queue_on_the_round_trip_is_jitter_and_keeps_the_level(
-    clock: Clock,
-) -> None:
-    """The receiver's delay-based estimate also falls on jitter (5 % loss and its repairs):
-    with the round trip at its floor the level holds; once a queue shows (the round trip
-    50 ms over its floor) the same fall steps down; unmeasured, the estimate is taken alone."""
-    estimates = (1_200_000, 700_000, 700_000, 700_000, 700_000)
-
-    def run(queue_delay_ms: float | None) -> list[int | None]:
-        protection = ladder(clock)
-        changes = []
-        for estimate in estimates:
-            clock.now += 0.5
-            changes.append(protection.on_estimate(estimate, NEEDS, queue_delay_ms=queue_delay_ms))
-        return changes
-
-    assert run(4.0) == [None] * len(estimates)
-    assert run(45.0) == [None] * len(estimates)  # a loaded host's event loop lags that much
-    assert PRIMARY_VIDEO_ONLY in run(80.0)
-    assert PRIMARY_VIDEO_ONLY in run(None)
-    # a queue showing up later steps down at once: the fall had been confirmed meanwhile
-    protection = ladder(clock)
-    for estimate in estimates:
-        clock.now += 0.5
-        assert protection.on_estimate(estimate, NEEDS, queue_delay_ms=0.0) is None
-    clock.now += 0.5
-    assert protection.on_estimate(690_000, NEEDS, queue_delay_ms=60.0) == PRIMARY_VIDEO_ONLY
