@@ -331,10 +331,11 @@ class MeetingRecordings:
     async def _finish(
         self, recording_id: int, folder: Path, *, chunk_s: float | None, recorded: bool | None
     ) -> None:
+        claim = asyncio.ensure_future(
+            asyncio.to_thread(claim_to_finish, self.sessions, recording_id=recording_id)
+        )
         try:
-            if not await asyncio.to_thread(
-                claim_to_finish, self.sessions, recording_id=recording_id
-            ):
+            if not await asyncio.shield(claim):
                 log.info("meeting_recording_taken_elsewhere", recording=recording_id)
                 return
             await finish_meeting_recording(
@@ -346,7 +347,10 @@ class MeetingRecordings:
                 recorded=recorded,
             )
         except asyncio.CancelledError:
-            await asyncio.to_thread(release_unfinished, self.sessions, recording_id=recording_id)
+            if await claim:  # its thread runs to the end either way: release what it took
+                await asyncio.to_thread(
+                    release_unfinished, self.sessions, recording_id=recording_id
+                )
             raise
 
     def _finished(self, recording_id: int, task: asyncio.Task[None]) -> None:
@@ -391,7 +395,7 @@ class MeetingRecordings:
                 continue
             if hosted is not None and await hosted(part.research_session_id):
                 continue
-            log.warning("meeting_recording_interrupted", recording=part.recording_id)
+            log.warning("meeting_recording_unfinished", recording=part.recording_id)
             self.finish_soon(
                 part.recording_id,
                 part.folder,
