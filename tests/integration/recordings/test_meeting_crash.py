@@ -16,8 +16,6 @@ import math
 import os
 import re
 import signal
-import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
@@ -39,6 +37,7 @@ from streaming.meetings import MeetingTrackers
 from streaming.sfu import InProcessRoomRegistry
 from tests.conftest import DemoDatabase
 from tests.fixtures.classrooms import eventually
+from tests.fixtures.recordings import line_starting, recorder_child
 from tests.integration.streaming.test_meeting_recording import _loudest, ffprobe_duration
 from web.jobs import register_all
 
@@ -56,8 +55,9 @@ CHILD = textwrap.dedent(
     from common.jobs import InProcessJobQueue
     from recordings.meeting_preview import chunk_path
     from recordings.meetings import MeetingRecordings
-    from streaming.bots import ClassroomBot, start_local, use_loopback_only
-    from streaming.sfu import InProcessRoomRegistry, ParticipantIdentity
+    from streaming.bots import use_loopback_only
+    from streaming.sfu import InProcessRoomRegistry
+    from tests.fixtures.classrooms import Classrooms
 
     async def main():
         use_loopback_only()
@@ -70,19 +70,7 @@ CHILD = textwrap.dedent(
             InProcessJobQueue(),
             preview_chunk_s=float(chunk_s),
         )
-        bots = []
-        for pid, host, tone in (("teacher-1", True, 440.0), ("teacher-2", False, 660.0)):
-            identity = ParticipantIdentity(
-                participant_id=pid,
-                display_name=pid,
-                role="meeting",
-                room_id=room_id,
-                room_kind="meeting",
-                host=host,
-            )
-            bot = ClassroomBot(identity, fps=10, tone_hz=tone, amplitude=0.3)
-            start_local(bot, rooms)
-            bots.append(bot)
+        bots = Classrooms(rooms).join_meeting(room_id)
         while not all(bot.connected.is_set() for bot in bots):
             await asyncio.sleep(0.05)
         room = await rooms.get(room_id)
@@ -121,18 +109,9 @@ async def test_a_killed_meeting_recorder_gets_its_preview_once(
             select(ResearchSession.id).order_by(ResearchSession.id)
         ).first()
     assert session_id is not None
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, sqlite_db.url, str(media_root), str(session_id), "2.0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        cwd=Path(__file__).resolve().parents[3],
-        text=True,
-    )
+    child = recorder_child(CHILD, sqlite_db.url, str(media_root), str(session_id), "2.0")
     try:
-        assert child.stdout is not None
-        # (unconfigured structlog also writes its lines to stdout)
-        while (line := child.stdout.readline()) and not line.startswith("recording "):
-            pass
+        line = line_starting(child, "recording ")
         assert line, "the child never recorded"
         recording_id = int(line.split()[1])
         time.sleep(1.0)  # into the next chunk: the one in progress is lost with the process

@@ -23,9 +23,9 @@ from common.jobs import InProcessJobQueue
 from recordings.meetings import MeetingRecordings
 from recordings.models import Recording
 from research.models import ResearchSession
-from streaming.sfu import InProcessRoomRegistry, ParticipantIdentity
+from streaming.sfu import InProcessRoomRegistry
 from tests.conftest import DemoDatabase
-from tests.fixtures.classrooms import eventually
+from tests.fixtures.classrooms import eventually, meeting_teacher
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -84,14 +84,7 @@ async def test_starting_and_stopping_a_meeting_recording_wait_off_the_loop(
         first = select(ResearchSession.id).order_by(ResearchSession.id)
         session_id = session.scalars(first).first()
     room_id = f"research-{session_id}"
-    host = ParticipantIdentity(
-        participant_id="teacher-1",
-        display_name="王老师",
-        role="meeting",
-        room_id=room_id,
-        room_kind="meeting",
-        host=True,
-    )
+    host = meeting_teacher("teacher-1", room_id, host=True)
     recordings = MeetingRecordings(
         sqlite_db.sessions, tmp_path / "media", InProcessJobQueue(), preview_chunk_s=2.0
     )

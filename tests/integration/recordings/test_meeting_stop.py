@@ -24,11 +24,10 @@ from recordings.meeting_preview import PREVIEW_DIR, PREVIEW_NAME, chunk_path
 from recordings.meetings import PENDING_MESSAGE, PREVIEW_MESSAGE, MeetingRecordings
 from recordings.models import Recording
 from research.models import ResearchSession
-from streaming.bots import ClassroomBot, LocalSession, start_local
-from streaming.sfu import InProcessRoomRegistry, ParticipantIdentity
+from streaming.sfu import InProcessRoomRegistry
 from streaming.sfu.room import Room
 from tests.conftest import DemoDatabase
-from tests.fixtures.classrooms import eventually
+from tests.fixtures.classrooms import Classrooms, eventually
 from web.jobs import register_all
 
 pytestmark = pytest.mark.timeout(180)
@@ -72,28 +71,16 @@ async def meeting(sqlite_db: DemoDatabase, tmp_path: Path) -> AsyncIterator[Reco
     await jobs.enqueue("hold_the_queue")
     recordings = MeetingRecordings.from_settings(sqlite_db.sessions, settings, jobs)
     rooms = InProcessRoomRegistry()
-    sessions: list[LocalSession] = []
-    bots = []
+    classrooms = Classrooms(rooms)
     try:
-        for pid, host, tone in (("teacher-1", True, 440.0), ("teacher-2", False, 660.0)):
-            identity = ParticipantIdentity(
-                participant_id=pid,
-                display_name=pid,
-                role="meeting",
-                room_id=room_id,
-                room_kind="meeting",
-                host=host,
-            )
-            bot = ClassroomBot(identity, fps=10, tone_hz=tone, amplitude=0.3)
-            sessions.append(start_local(bot, rooms))
-            bots.append(bot)
+        bots = classrooms.join_meeting(room_id)
         await eventually(lambda: all(bot.connected.is_set() for bot in bots), timeout=20)
         room = await rooms.get(room_id)
         assert room is not None
         room.recording_hooks = recordings
         yield RecordedMeeting(room, recordings, jobs, settings, sqlite_db)
     finally:
-        await asyncio.gather(*(session.stop() for session in sessions))
+        await classrooms.stop_all()
         await rooms.close_all()
         await recordings.close()
         released.set()

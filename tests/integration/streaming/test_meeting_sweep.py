@@ -13,10 +13,8 @@ import re
 from pathlib import Path
 
 import pytest
-import redis
 from sqlalchemy import select
 
-from common.settings import Settings
 from recordings.bench_composition import make_meeting
 from recordings.meeting_capture import TIMELINE_NAME, MeetingTimeline
 from recordings.meetings import new_recording_for_research_session
@@ -24,7 +22,7 @@ from recordings.models import Recording
 from research.models import ResearchSession
 from streaming.worker import SfuWorker
 from tests.conftest import DemoDatabase
-from tests.integration.streaming.test_sfu_workers import ABANDON_AFTER_S, SECRET
+from tests.integration.streaming.test_sfu_workers import sweeper_settings
 from web.jobs import register_all
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(180)]
@@ -53,17 +51,8 @@ def _meetings_left_behind(sqlite_db: DemoDatabase, media_root: Path) -> dict[int
 async def test_the_sweep_finishes_a_dead_workers_meeting_once_nobody_hosts_its_room(
     redis_server: str, sqlite_db: DemoDatabase, tmp_path: Path
 ) -> None:
-    redis_url = redis_server.rsplit("/", 1)[0] + "/8"
-    with redis.Redis.from_url(redis_url) as flush:
-        flush.flushdb()
-    settings = Settings(
-        environment="test",
-        database_url=sqlite_db.url,
-        redis_url=redis_url,
-        media_root=tmp_path / "media",
-        secret_key=SECRET,
-        recording_abandon_seconds=ABANDON_AFTER_S,
-        recording_meeting_chunk_seconds=5,
+    settings = sweeper_settings(
+        redis_server, sqlite_db, tmp_path / "media", recording_meeting_chunk_seconds=5
     )
     rows = _meetings_left_behind(sqlite_db, settings.media_root)
     left, hosted = rows
