@@ -22,6 +22,7 @@ from pathlib import Path
 
 import av
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from common.errors import NotFoundError
@@ -35,9 +36,9 @@ from research.models import ResearchSession
 from streaming.lifecycle import LessonClock
 from streaming.meetings import MeetingTrackers
 from streaming.sfu import InProcessRoomRegistry
-from tests.conftest import DemoDatabase
+from tests.conftest import DemoDatabase, make_test_app
 from tests.fixtures.classrooms import eventually
-from tests.fixtures.recordings import line_starting, recorder_child
+from tests.fixtures.recordings import line_starting, meeting_left_behind, recorder_child
 from tests.integration.streaming.test_meeting_recording import _loudest, ffprobe_duration
 from web.jobs import register_all
 
@@ -192,3 +193,27 @@ async def test_a_killed_meeting_recorder_gets_its_preview_once(
             await recordings.close()
         for jobs in queues:
             await jobs.close()
+
+
+def test_a_web_process_finishes_at_its_start_what_the_last_one_left(
+    sqlite_db: DemoDatabase, tmp_path: Path
+) -> None:
+    """Rooms in the web process: the process that held the meeting was killed; the next one
+    finishes its recording as it starts (in the background: it serves meanwhile)."""
+    with sqlite_db.sessions() as session:
+        first = select(ResearchSession.id).order_by(ResearchSession.id)
+        session_id = session.scalars(first).first()
+    assert session_id is not None
+    recording_id = meeting_left_behind(
+        sqlite_db, tmp_path / "media", research_session_id=session_id
+    )
+    app = make_test_app(sqlite_db, tmp_path, recording_meeting_chunk_seconds=5)
+    with TestClient(app):
+        deadline = time.monotonic() + 60
+        while (recording := _row(sqlite_db, recording_id)).status != "ready":
+            assert time.monotonic() < deadline, recording.status_message
+            time.sleep(0.1)
+    assert recording.status_message.startswith("录制中断，已保存到 ")
+    assert recording.job_id == f"meeting-recording-{recording_id}"
+    assert recording.outputs["meeting_version"] == "preview"
+    assert recording.outputs["duration_s"] == pytest.approx(12.0, abs=0.5)

@@ -8,44 +8,22 @@ a meeting whose room a live worker hosts is left to it. A real redis-server and 
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
-from recordings.bench_composition import make_meeting
 from recordings.meeting_capture import TIMELINE_NAME, MeetingTimeline
-from recordings.meetings import new_recording_for_research_session
 from recordings.models import Recording
 from research.models import ResearchSession
 from streaming.worker import SfuWorker
 from tests.conftest import DemoDatabase
+from tests.fixtures.recordings import meeting_left_behind
 from tests.integration.streaming.test_sfu_workers import sweeper_settings
 from web.jobs import register_all
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(180)]
-
-
-def _meetings_left_behind(sqlite_db: DemoDatabase, media_root: Path) -> dict[int, int]:
-    """Two research sessions' recordings a killed worker left "recording" (12 s of two
-    teachers each, the timeline never closed): recording id → research session id."""
-    rows = {}
-    with sqlite_db.sessions() as session, session.begin():
-        ids = session.scalars(select(ResearchSession.id).order_by(ResearchSession.id).limit(2))
-        for research_session_id in ids:
-            row = new_recording_for_research_session(
-                session, research_session_id=research_session_id
-            )
-            rows[row.id] = (research_session_id, (media_root / row.raw_path).parent)
-    for _, folder in rows.values():
-        make_meeting(folder, minutes=0.2, participants=2, turn_s=4, size="320x180")
-        timeline = folder / TIMELINE_NAME
-        document = json.loads(timeline.read_text("utf-8"))
-        document["stopped_at"] = document["duration_s"] = None  # killed before the stop
-        timeline.write_text(json.dumps(document), "utf-8")
-    return {recording_id: session_id for recording_id, (session_id, _) in rows.items()}
 
 
 async def test_the_sweep_finishes_a_dead_workers_meeting_once_nobody_hosts_its_room(
@@ -54,7 +32,14 @@ async def test_the_sweep_finishes_a_dead_workers_meeting_once_nobody_hosts_its_r
     settings = sweeper_settings(
         redis_server, sqlite_db, tmp_path / "media", recording_meeting_chunk_seconds=5
     )
-    rows = _meetings_left_behind(sqlite_db, settings.media_root)
+    with sqlite_db.sessions() as session:
+        ids = session.scalars(select(ResearchSession.id).order_by(ResearchSession.id).limit(2))
+        rows = {
+            meeting_left_behind(
+                sqlite_db, settings.media_root, research_session_id=research_session_id
+            ): research_session_id
+            for research_session_id in list(ids)
+        }
     left, hosted = rows
     worker = SfuWorker(
         settings, worker_id="sweeper", url="http://127.0.0.1:9", register_jobs=register_all
