@@ -510,7 +510,15 @@ async def finish_meeting_recording(
     recording ready on the preview (the status says so when the recording was interrupted),
     or failed when nothing was recorded. ``recorded``: whether the recorders wrote anything
     (None: judged from the files). Returns the composition's job id."""
-    final = await asyncio.to_thread(_final_timeline, folder, recorded)
+    try:
+        final = await asyncio.to_thread(_final_timeline, folder, recorded)
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # meeting.json or a sidecar
+        log.warning("meeting_recording_unreadable", recording=recording_id, error=repr(exc))
+        unreadable = f"会议录像的时间线无法读取，未生成录像：{exc}"[:500]
+        await asyncio.to_thread(
+            _set_status, sessions, recording_id=recording_id, status="failed", message=unreadable
+        )
+        return None
     if final is None:
         await asyncio.to_thread(
             _set_status, sessions, recording_id=recording_id, status="failed", message=EMPTY_MESSAGE
