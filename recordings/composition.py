@@ -142,6 +142,7 @@ class SourceFile:
     has_audio: bool
     gaps: list[dict[str, Any]]
     height: int = 0
+    duration_s: float = 0.0  # read from its packets: a file cut by a crash has it too
 
 
 def source_files(folder: Path, timeline: MeetingTimeline) -> list[SourceFile]:
@@ -171,9 +172,16 @@ def source_files(folder: Path, timeline: MeetingTimeline) -> list[SourceFile]:
                     has_audio=facts.has_audio and kind == "camera",
                     gaps=list(document.get("gaps", [])),
                     height=facts.height,
+                    duration_s=facts.duration_s,
                 )
             )
     return found
+
+
+def recorded_duration(sources: list[SourceFile]) -> float:
+    """How far the files go on the recording's clock: the length of a recording whose process
+    died before the stop (its timeline has no ``stopped_at``)."""
+    return max((s.offset_s + s.duration_s for s in sources), default=0.0)
 
 
 def canvas_for(sources: list[SourceFile]) -> tuple[int, int]:
@@ -257,9 +265,7 @@ async def compose_meeting(
         raise ProcessingError("会议录像中没有任何参会教师的音视频")
     duration_s = timeline.duration_s
     if duration_s is None:  # the recording process died: as far as the files go
-        duration_s = max(
-            s.offset_s + probe_media(s.path, trust_header=False).duration_s for s in sources
-        )
+        duration_s = recorded_duration(sources)
     segments = video_segments(
         timeline,
         cameras={s.key[0] for s in sources if s.key[1] == "camera" and s.has_video},
@@ -325,6 +331,8 @@ def register_jobs(queue: JobQueue, settings: Settings) -> None:
     """Register ``compose_meeting_recording`` (the web app and ``tongke worker``)."""
 
     async def compose_job(ctx: JobContext, *, recording_id: int) -> dict[str, Any]:
+        from sqlalchemy import update
+
         from common.db import transaction
         from recordings.models import Recording
 
@@ -332,7 +340,15 @@ def register_jobs(queue: JobQueue, settings: Settings) -> None:
         with transaction(sessions) as session:
             recording = session.get_one(Recording, recording_id)
             raw = settings.media_root / recording.raw_path
-            recording.status_message = "合成会议录像中"
+            # ready on its preview, the recording keeps its message (it says the composition
+            # runs, and where an interrupted recording stops): one conditional UPDATE, as the
+            # preview may be published meanwhile (recordings.meetings)
+            session.execute(
+                update(Recording)
+                .where(Recording.id == recording_id, Recording.status == "processing")
+                .values(status_message="合成会议录像中")
+                .execution_options(synchronize_session=False)
+            )
 
         async def report(progress: float, message: str) -> None:
             await ctx.report(progress, message)

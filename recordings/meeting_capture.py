@@ -95,6 +95,14 @@ class MeetingTimeline:
         )
 
 
+def write_timeline(path: Path, timeline: MeetingTimeline) -> None:
+    """Replace ``meeting.json`` atomically (small: a few hundred events for an hour)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(timeline.as_document(), ensure_ascii=False, indent=1), "utf-8")
+    os.replace(temporary, path)
+
+
 class MeetingRecorder:
     """Records a meeting room from ``start()`` until ``stop()`` or the room closes.
 
@@ -227,13 +235,7 @@ class MeetingRecorder:
         )
 
     def _write_timeline(self) -> None:
-        """Replace ``meeting.json`` atomically (small: a few hundred events for an hour)."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        temporary = self.timeline_path.with_name(self.timeline_path.name + ".tmp")
-        temporary.write_text(
-            json.dumps(self.timeline.as_document(), ensure_ascii=False, indent=1), "utf-8"
-        )
-        os.replace(temporary, self.timeline_path)
+        write_timeline(self.timeline_path, self.timeline)
 
     async def stop(self) -> None:
         """Stop every participant's recorder, finish the timeline, run ``on_stopped``."""

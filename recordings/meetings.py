@@ -2,9 +2,17 @@
 
 The meeting's host (the session's host, the group leader or the alliance admin: the room
 checks ``identity.host``) starts and stops the recording over the meeting socket; the process
-that owns the room (web process or SFU worker) records it (``recordings.meeting_capture``)
-and, once it stops, queues ``compose_meeting`` (``recordings.composition``), which makes the
-one replayable file and then runs the usual processing (poster, chapters, renditions).
+that owns the room (web process or SFU worker) records it (``recordings.meeting_capture``).
+Once the files are closed the stop answers; a background task of ``MeetingRecordings`` then
+finishes the recording: the preview (``recordings.meeting_preview``), the recording ready on
+it, and ``compose_meeting`` (``recordings.composition``) queued, which makes the one
+replayable file and then runs the usual processing (poster, chapters, renditions).
+
+A process killed while it records (or while it finishes) leaves the row unfinished: the next
+process that opens the meeting's room, the web process's start (rooms in process) and the SFU
+workers' sweep (rooms nobody hosts) finish it from the files on disk, exactly once (the row is
+taken with a compare-and-set). Every database write runs in a thread, never on the event loop
+that forwards the meeting's packets.
 
 A meeting recording belongs to the alliance and is never shown to a class: pupils never see
 it (``recordings.service.visible_filter``), teachers and staff see it by their scope.
@@ -14,12 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import CursorResult, and_, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -31,7 +40,7 @@ from common.logging import get_logger
 from common.settings import Settings
 from recordings.capture import DEFAULT_MIN_FREE_BYTES
 from recordings.models import Recording
-from recordings.service import RAW_NAME, alerts_to_row
+from recordings.service import RAW_NAME, TIMEZONE, alerts_to_row
 from research.models import ResearchGroup, ResearchSession
 from streaming.sfu.errors import RoomError
 
@@ -44,6 +53,13 @@ log = get_logger(__name__)
 
 COMPOSE_JOB = "compose_meeting_recording"
 PREVIEW_MESSAGE = "可先播放预览版（全员混音与主持人画面）；完整版合成中"
+PENDING_MESSAGE = "正在生成预览…"
+COMPOSE_MESSAGE = "等待合成会议录像"
+EMPTY_MESSAGE = "录制期间没有收到任何参会教师的音视频，未生成录像"
+# a process took a stopped (or interrupted) recording to finish it and died meanwhile: after
+# this long another one takes it over (the preview takes seconds; remaking every chunk of a
+# long meeting whose chunks all failed, a few minutes)
+FINISH_LEASE_S = 600.0
 
 
 def meeting_title(group_name: str, day: date, topic: str) -> str:
@@ -92,6 +108,115 @@ def new_recording_for_research_session(
     return recording
 
 
+@dataclass(frozen=True)
+class UnfinishedMeeting:
+    """A meeting recording no process has finished: still "recording" (its recorder may be
+    running in this or another process, or its process died) or taken and not finished."""
+
+    recording_id: int
+    research_session_id: int
+    folder: Path
+    chunk_s: float | None  # the preview's chunk length the recording was made with
+    last_write: float  # epoch seconds: the folder's newest file, else the row's creation
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _finishable(row: Recording, *, now: datetime) -> bool:
+    """``claim_to_finish``'s condition, for the search."""
+    if row.status == "recording":
+        return True
+    taken = row.status == "processing" and row.status_message == PENDING_MESSAGE
+    if not taken or row.job_id is not None:
+        return False
+    return (now - _utc(row.updated_at)).total_seconds() >= FINISH_LEASE_S
+
+
+def _last_write(folder: Path) -> float | None:
+    times = [path.stat().st_mtime for path in folder.rglob("*") if path.is_file()]
+    return max(times, default=None)
+
+
+def unfinished_meetings(
+    sessions: sessionmaker[Session], *, media_root: Path, research_session_id: int | None = None
+) -> list[UnfinishedMeeting]:
+    """The meeting recordings to finish (of one session, or all), with when their files were
+    last written (a blocking call: run it in a thread)."""
+    now = datetime.now(UTC)
+    query = select(Recording).where(
+        Recording.research_session_id.is_not(None),
+        Recording.status.in_(("recording", "processing")),
+    )
+    if research_session_id is not None:
+        query = query.where(Recording.research_session_id == research_session_id)
+    found = []
+    with sessions() as session:
+        for row in session.scalars(query):
+            if not _finishable(row, now=now) or row.research_session_id is None:
+                continue
+            folder = (media_root / row.raw_path).parent
+            created = _utc(row.created_at)
+            chunk_s = (row.outputs or {}).get("preview_chunk_s")
+            found.append(
+                UnfinishedMeeting(
+                    recording_id=row.id,
+                    research_session_id=row.research_session_id,
+                    folder=folder,
+                    chunk_s=float(chunk_s) if chunk_s else None,
+                    last_write=_last_write(folder) or created.timestamp(),
+                )
+            )
+    return found
+
+
+def claim_to_finish(sessions: sessionmaker[Session], *, recording_id: int) -> bool:
+    """Take a meeting recording to finish it: one still "recording" (just stopped here, or left
+    by a process that died) or one taken ``FINISH_LEASE_S`` ago and not finished. One
+    conditional UPDATE: of the processes that find the same recording, exactly one gets True.
+    The recording then shows 正在生成预览…."""
+    now = datetime.now(UTC)
+    with transaction(sessions) as session:
+        taken = session.execute(
+            update(Recording)
+            .where(
+                Recording.id == recording_id,
+                Recording.research_session_id.is_not(None),
+                or_(
+                    Recording.status == "recording",
+                    and_(
+                        Recording.status == "processing",
+                        Recording.job_id.is_(None),
+                        Recording.status_message == PENDING_MESSAGE,
+                        # stored and compared the same way (UTC, as ``utcnow`` writes it)
+                        Recording.updated_at < now - timedelta(seconds=FINISH_LEASE_S),
+                    ),
+                ),
+            )
+            .values(status="processing", status_message=PENDING_MESSAGE, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        return cast(CursorResult[Any], taken).rowcount == 1
+
+
+def release_unfinished(sessions: sessionmaker[Session], *, recording_id: int) -> None:
+    """The process stops while it finishes a recording: back to "recording", which the next
+    process that owns the room (or the sweep) finishes as if this one had died."""
+    with transaction(sessions) as session:
+        session.execute(
+            update(Recording)
+            .where(
+                Recording.id == recording_id,
+                Recording.status == "processing",
+                Recording.job_id.is_(None),
+                Recording.status_message == PENDING_MESSAGE,
+            )
+            .values(status="recording", status_message="录制已停止，等待生成预览")
+            .execution_options(synchronize_session=False)
+        )
+
+
 @dataclass
 class MeetingRecordings:
     """What a process needs to record the meeting rooms it owns, and those it is recording."""
@@ -105,6 +230,11 @@ class MeetingRecordings:
     preview_chunk_s: float | None = None
     by_room: dict[str, tuple[int, MeetingRecorder]] = field(default_factory=dict)
     alert_tasks: set[asyncio.Future[None]] = field(default_factory=set)
+    # recordings being finished here (preview, composition queued), and the searches for
+    # unfinished ones: background tasks this object owns, cancelled by ``close()``
+    finishing: dict[int, asyncio.Task[None]] = field(default_factory=dict)
+    searches: set[asyncio.Task[list[int]]] = field(default_factory=set)
+    starting: set[str] = field(default_factory=set)  # rooms whose recording row is being made
 
     @classmethod
     def from_settings(
@@ -120,6 +250,18 @@ class MeetingRecordings:
             preview_chunk_s=settings.recording_meeting_chunk_seconds or None,
         )
 
+    def _new_row(self, research_session_id: int, started_by: int | None) -> tuple[int, Path]:
+        with transaction(self.sessions) as session:
+            recording = new_recording_for_research_session(
+                session, research_session_id=research_session_id, started_by=started_by
+            )
+            if self.preview_chunk_s:  # what a process finishing it after a crash must know
+                recording.outputs = {"preview_chunk_s": self.preview_chunk_s}
+            recording_id, raw_path = recording.id, recording.raw_path
+        folder = (self.media_root / raw_path).parent
+        folder.mkdir(parents=True, exist_ok=True)
+        return recording_id, folder
+
     async def start(self, room: Room, by: ParticipantIdentity) -> None:
         """``RecordingHooks.start``: a new library row and the room's recorder."""
         from recordings.meeting_capture import MeetingRecorder
@@ -130,19 +272,18 @@ class MeetingRecordings:
             raise NotFoundError("这不是教研会议")
         prefix, _, number = by.participant_id.partition("-")
         started_by = int(number) if prefix == "teacher" and number.isdigit() else None
+        self.starting.add(room.room_id)
         try:
-            with transaction(self.sessions) as session:
-                recording = new_recording_for_research_session(
-                    session, research_session_id=research_session_id, started_by=started_by
-                )
-                recording_id, raw_path = recording.id, recording.raw_path
-            folder = (self.media_root / raw_path).parent
-            folder.mkdir(parents=True, exist_ok=True)
+            recording_id, folder = await asyncio.to_thread(
+                self._new_row, research_session_id, started_by
+            )
         except AppError as exc:  # the room tells the host why, the meeting goes on
             raise RoomError(exc.message, code=exc.code) from exc
         except (SQLAlchemyError, OSError) as exc:
             log.exception("meeting_recording_start_failed", room=room.room_id)
             raise RoomError("录像服务暂不可用，请稍后再试", code="recording_failed") from exc
+        finally:
+            self.starting.discard(room.room_id)
         recorder = MeetingRecorder(
             room,
             folder,
@@ -150,13 +291,14 @@ class MeetingRecordings:
             preview_chunk_s=self.preview_chunk_s,
         )
 
-        async def queue_composition(stopped: MeetingRecorder) -> None:
+        def finish_later(stopped: MeetingRecorder) -> None:
             self.by_room.pop(room.room_id, None)
-            await finish_meeting_recording(
-                self.sessions, jobs=self.jobs, recording_id=recording_id, stopped=stopped
+            recorded = any(r.summary and r.summary.bytes for r in stopped.recorders.values())
+            self.finish_soon(
+                recording_id, folder, chunk_s=stopped.preview_chunk_s, recorded=recorded
             )
 
-        recorder.on_stopped.append(queue_composition)
+        recorder.on_stopped.append(finish_later)
         recorder.on_alert.append(alerts_to_row(self.sessions, recording_id, self.alert_tasks))
         self.by_room[room.room_id] = (recording_id, recorder)
         recorder.start()
@@ -165,43 +307,281 @@ class MeetingRecordings:
         )
 
     async def stop(self, room: Room) -> None:
-        """``RecordingHooks.stop``: close the files; the composition is queued after."""
+        """``RecordingHooks.stop``: close the files and answer; the recording is finished
+        (preview, composition queued) in the background (``finish_soon``)."""
         running = self.by_room.get(room.room_id)
         if running is not None:
             await running[1].stop()
 
+    def finish_soon(
+        self, recording_id: int, folder: Path, *, chunk_s: float | None, recorded: bool | None
+    ) -> None:
+        """Finish the recording in a task of this object: take it (``claim_to_finish``), then
+        ``finish_meeting_recording``; a failure is logged, the stop of the process cancels it
+        and leaves the recording to the next one (``release_unfinished``)."""
+        if recording_id in self.finishing:
+            return
+        task = asyncio.create_task(
+            self._finish(recording_id, folder, chunk_s=chunk_s, recorded=recorded),
+            name=f"meeting-recording-{recording_id}-finish",
+        )
+        self.finishing[recording_id] = task
+        task.add_done_callback(lambda done: self._finished(recording_id, done))
 
-async def finish_meeting_recording(
-    sessions: sessionmaker[Session], *, jobs: JobQueue, recording_id: int, stopped: MeetingRecorder
-) -> str | None:
-    """After the meeting's files closed: queue the composition, or fail an empty recording."""
-    recorded = sum(r.summary.bytes for r in stopped.recorders.values() if r.summary is not None)
+    async def _finish(
+        self, recording_id: int, folder: Path, *, chunk_s: float | None, recorded: bool | None
+    ) -> None:
+        claim = asyncio.ensure_future(
+            asyncio.to_thread(claim_to_finish, self.sessions, recording_id=recording_id)
+        )
+        try:
+            if not await asyncio.shield(claim):
+                log.info("meeting_recording_taken_elsewhere", recording=recording_id)
+                return
+            await finish_meeting_recording(
+                self.sessions,
+                jobs=self.jobs,
+                recording_id=recording_id,
+                folder=folder,
+                chunk_s=chunk_s,
+                recorded=recorded,
+            )
+        except asyncio.CancelledError:
+            if await claim:  # its thread runs to the end either way: release what it took
+                await asyncio.to_thread(
+                    release_unfinished, self.sessions, recording_id=recording_id
+                )
+            raise
+
+    def _finished(self, recording_id: int, task: asyncio.Task[None]) -> None:
+        self.finishing.pop(recording_id, None)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.error(
+                "meeting_recording_finish_failed",
+                recording=recording_id,
+                error=repr(error),
+                exc_info=error,
+            )
+
+    async def recover_interrupted(
+        self,
+        *,
+        research_session_id: int | None = None,
+        stale_after_s: float = 0.0,
+        hosted: Callable[[int], Awaitable[bool]] | None = None,
+    ) -> list[int]:
+        """Finish (in the background) the meeting recordings of one research session, or of
+        all, that no recorder of this process holds, whose files have not been written for
+        ``stale_after_s``, and whose room is not ``hosted`` (by another process); returns the
+        ids it tries (another process finding them too takes none of them twice)."""
+        from streaming.access import research_session_of_room
+
+        found = await asyncio.to_thread(
+            unfinished_meetings,
+            self.sessions,
+            media_root=self.media_root,
+            research_session_id=research_session_id,
+        )
+        tried = []
+        for part in found:
+            # what this process records or finishes now (after the query's await: current)
+            running = {recording_id for recording_id, _ in self.by_room.values()}
+            starting = {research_session_of_room(room_id) for room_id in self.starting}
+            if part.recording_id in running | set(self.finishing):
+                continue
+            if part.research_session_id in starting:
+                continue
+            if time.time() - part.last_write < stale_after_s:
+                continue
+            if hosted is not None and await hosted(part.research_session_id):
+                continue
+            log.warning("meeting_recording_unfinished", recording=part.recording_id)
+            self.finish_soon(
+                part.recording_id,
+                part.folder,
+                chunk_s=part.chunk_s or self.preview_chunk_s,
+                recorded=None,
+            )
+            tried.append(part.recording_id)
+        return tried
+
+    def recover_room_soon(self, room: Room) -> None:
+        """A meeting room has just opened here: what a process that held it before left
+        unfinished is finished now (in the background; the join goes on)."""
+        from streaming.access import research_session_of_room
+
+        research_session_id = research_session_of_room(room.room_id)
+        if research_session_id is None:
+            return
+        task = asyncio.create_task(
+            self.recover_interrupted(research_session_id=research_session_id),
+            name=f"meeting-recordings-recover-{room.room_id}",
+        )
+        self.searches.add(task)
+        task.add_done_callback(self._searched)
+
+    def _searched(self, task: asyncio.Task[list[int]]) -> None:
+        self.searches.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.error("meeting_recording_recover_failed", error=repr(error), exc_info=error)
+
+    async def close(self) -> None:
+        """The process stops: cancel what runs in the background. A recording being finished
+        goes back to "recording" for the next process (``release_unfinished``)."""
+        tasks: list[asyncio.Future[Any]] = [*self.searches, *self.finishing.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, *self.alert_tasks, return_exceptions=True)
+
+
+def _final_timeline(folder: Path, recorded: bool | None) -> tuple[MeetingTimeline, bool] | None:
+    """The recording's timeline, and whether its process died before the stop; None when it
+    holds nothing. A timeline left open by a crash ends where the files do (written back, so
+    the preview and the composition agree on its length)."""
+    from recordings.composition import recorded_duration, source_files
+    from recordings.meeting_capture import TIMELINE_NAME, MeetingTimeline, write_timeline
+
+    path = folder / TIMELINE_NAME
+    if recorded is False or not path.exists():
+        return None
+    timeline = MeetingTimeline.read(path)
+    interrupted = timeline.stopped_at is None
+    if interrupted or recorded is None:
+        duration = recorded_duration(source_files(folder, timeline))
+        if duration <= 0:
+            return None
+        if interrupted:
+            timeline.stopped_at = timeline.started_at + duration
+            write_timeline(path, timeline)
+    return timeline, interrupted
+
+
+def _set_status(
+    sessions: sessionmaker[Session],
+    *,
+    recording_id: int,
+    status: str,
+    message: str,
+    outputs: dict[str, Any] | None = None,
+) -> None:
     with transaction(sessions) as session:
         recording = session.get_one(Recording, recording_id)
-        if recorded == 0:
-            recording.status = "failed"
-            recording.status_message = "录制期间没有收到任何参会教师的音视频，未生成录像"
-            return None
-        recording.status = "processing"
-        recording.status_message = "等待合成会议录像"
-        recording.outputs = {
-            **(recording.outputs or {}),
-            "raw_duration_s": stopped.timeline.duration_s,
-        }
-    if stopped.preview_chunk_s:
-        await publish_preview(
-            sessions,
-            recording_id=recording_id,
-            folder=stopped.folder,
-            timeline=stopped.timeline,
-            chunk_s=stopped.preview_chunk_s,
+        recording.status = status
+        recording.status_message = message
+        if outputs:
+            recording.outputs = {**(recording.outputs or {}), **outputs}
+
+
+def _published(
+    sessions: sessionmaker[Session],
+    *,
+    recording_id: int,
+    job_id: str | None,
+    preview: dict[str, Any] | None,
+    message: str,
+) -> None:
+    """The composition's job noted and, with a preview, the recording ready on it: one
+    transaction, after the job was queued (a crash before leaves the recording to finish)."""
+    with transaction(sessions) as session:
+        recording = session.get(Recording, recording_id)
+        if recording is None:
+            return
+        recording.job_id = recording.job_id or job_id
+        outputs = recording.outputs or {}
+        if recording.status != "processing" or outputs.get("meeting_version") == "composed":
+            return  # deleted, failed or composed meanwhile
+        recording.status_message = message
+        if preview is not None:
+            recording.status = "ready"
+            recording.outputs = {**outputs, **preview, "playable": "preview"}
+
+
+async def finish_meeting_recording(
+    sessions: sessionmaker[Session],
+    *,
+    jobs: JobQueue,
+    recording_id: int,
+    folder: Path,
+    chunk_s: float | None,
+    recorded: bool | None = None,
+) -> str | None:
+    """Finish a meeting recording this process took (``claim_to_finish``): the preview made
+    (``chunk_s``: its chunks' length; None: no preview), the composition queued and the
+    recording ready on the preview (the status says so when the recording was interrupted),
+    or failed when nothing was recorded. ``recorded``: whether the recorders wrote anything
+    (None: judged from the files). Returns the composition's job id."""
+    try:
+        final = await asyncio.to_thread(_final_timeline, folder, recorded)
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # meeting.json or a sidecar
+        log.warning("meeting_recording_unreadable", recording=recording_id, error=repr(exc))
+        unreadable = f"会议录像的时间线无法读取，未生成录像：{exc}"[:500]
+        await asyncio.to_thread(
+            _set_status, sessions, recording_id=recording_id, status="failed", message=unreadable
         )
+        return None
+    if final is None:
+        await asyncio.to_thread(
+            _set_status, sessions, recording_id=recording_id, status="failed", message=EMPTY_MESSAGE
+        )
+        return None
+    timeline, interrupted = final
+    assert timeline.stopped_at is not None
+    stopped = datetime.fromtimestamp(timeline.stopped_at, TIMEZONE)
+    waiting = f"录制中断，录像止于 {stopped:%H:%M:%S}；{COMPOSE_MESSAGE}" if interrupted else None
+    await asyncio.to_thread(
+        _set_status,
+        sessions,
+        recording_id=recording_id,
+        status="processing",
+        message=PENDING_MESSAGE if chunk_s else (waiting or COMPOSE_MESSAGE),
+        outputs={"raw_duration_s": timeline.duration_s}
+        | ({"interrupted_at": stopped.isoformat()} if interrupted else {}),
+    )
+    preview = await make_preview_for(
+        recording_id=recording_id, folder=folder, timeline=timeline, chunk_s=chunk_s
+    )
     job_id = await jobs.enqueue(
         COMPOSE_JOB, job_id=f"meeting-recording-{recording_id}", recording_id=recording_id
     )
-    with transaction(sessions) as session:
-        session.get_one(Recording, recording_id).job_id = job_id
+    if preview is None:
+        message = waiting or COMPOSE_MESSAGE
+    elif interrupted:
+        message = f"录制中断，已保存到 {stopped:%H:%M:%S} 的预览版；完整版合成中"
+    else:
+        message = PREVIEW_MESSAGE
+    await asyncio.to_thread(
+        _published,
+        sessions,
+        recording_id=recording_id,
+        job_id=job_id,
+        preview=preview,
+        message=message,
+    )
+    if preview is not None:
+        log.info(
+            "meeting_preview_ready", recording=recording_id, seconds=preview["preview_after_s"]
+        )
     return job_id
+
+
+async def make_preview_for(
+    *, recording_id: int, folder: Path, timeline: MeetingTimeline, chunk_s: float | None
+) -> dict[str, Any] | None:
+    """The preview's ``outputs`` fields (``recordings.meeting_preview``), None without one: a
+    failure only leaves the recording waiting for its composition, as without a preview."""
+    from recordings.meeting_preview import make_preview
+    from recordings.processing import ProcessingError
+
+    if not chunk_s:
+        return None
+    started = time.monotonic()
+    try:
+        preview = await make_preview(folder, timeline, chunk_s=chunk_s)
+    except (ProcessingError, OSError) as exc:
+        log.warning("meeting_preview_failed", recording=recording_id, error=str(exc))
+        return None
+    preview["preview_after_s"] = round(time.monotonic() - started, 2)
+    return preview
 
 
 async def publish_preview(
@@ -212,23 +592,17 @@ async def publish_preview(
     timeline: MeetingTimeline,
     chunk_s: float,
 ) -> None:
-    """The preview (``recordings.meeting_preview``) made and the recording ``ready`` on it; a
-    failure only leaves the recording waiting for its composition, as without a preview."""
-    from recordings.meeting_preview import make_preview
-    from recordings.processing import ProcessingError
-
-    started = time.monotonic()
-    try:
-        preview = await make_preview(folder, timeline, chunk_s=chunk_s)
-    except (ProcessingError, OSError) as exc:
-        log.warning("meeting_preview_failed", recording=recording_id, error=str(exc))
-        return
-    preview["preview_after_s"] = round(time.monotonic() - started, 2)
-    with transaction(sessions) as session:
-        recording = session.get_one(Recording, recording_id)
-        if recording.status != "processing":
-            return  # deleted or failed meanwhile
-        recording.status = "ready"
-        recording.status_message = PREVIEW_MESSAGE
-        recording.outputs = {**(recording.outputs or {}), **preview, "playable": "preview"}
-    log.info("meeting_preview_ready", recording=recording_id, seconds=preview["preview_after_s"])
+    """The preview made and a ``processing`` recording ``ready`` on it (the composition is
+    queued by whoever calls this)."""
+    preview = await make_preview_for(
+        recording_id=recording_id, folder=folder, timeline=timeline, chunk_s=chunk_s
+    )
+    if preview is not None:
+        await asyncio.to_thread(
+            _published,
+            sessions,
+            recording_id=recording_id,
+            job_id=None,
+            preview=preview,
+            message=PREVIEW_MESSAGE,
+        )

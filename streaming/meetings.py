@@ -4,7 +4,8 @@ A meeting room (``research-{id}``, kind "meeting") opens with its first particip
 web process or in the SFU worker that hosts it; whichever process opens it calls
 ``MeetingTrackers.ensure`` so the attendance tracker (``research.lesson_runs``) listens to the
 room's events from its first join to its close, and (given ``recordings``) the host's
-开始录制 / 停止录制 record the room right there, next to its packets (``recordings.meetings``).
+开始录制 / 停止录制 record the room right there, next to its packets (``recordings.meetings``);
+a recording the room's previous process left unfinished (killed mid-meeting) is finished then.
 """
 
 from __future__ import annotations
@@ -59,5 +60,8 @@ class MeetingTrackers:
             )
             self._tracked[room] = tracker
             room.recording_hooks = self.recordings
+            if self.recordings is not None:
+                # a recording the room's previous process left unfinished (it was killed)
+                self.recordings.recover_room_soon(room)
             log.info("meeting_attendance_tracked", room=room.room_id)
         return tracker

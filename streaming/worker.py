@@ -300,6 +300,8 @@ class SfuWorker:
         if self._scheduler is not None:
             await self._scheduler.stop()
         await self.rooms.close_all()  # releases the claims: other workers may take the rooms
+        if self._meetings is not None and self._meetings.recordings is not None:
+            await self._meetings.recordings.close()  # previews in flight: left to the sweep
         with contextlib.suppress(RedisError):
             await self.cluster.deregister(self.worker_id)
         if self._jobs is not None:
@@ -347,8 +349,31 @@ class SfuWorker:
     async def _sweep(self) -> None:
         try:
             await self.close_abandoned_recordings()
+            await self.finish_abandoned_meetings()
         except Exception:  # a database hiccup must not stop the heartbeat or the start
             log.exception("sfu_recording_sweep_failed", worker=self.worker_id)
+
+    async def finish_abandoned_meetings(self, *, stale_after_s: float | None = None) -> list[int]:
+        """Finish the meeting recordings a dead worker left in rooms nobody hosts any more
+        and whose files stood still for ``stale_after_s`` (default: ``recording_abandon_seconds``;
+        a room opened again finishes its own at once): preview, composition queued, once
+        across workers (``recordings.meetings``). Returns the ids this worker tried."""
+        from streaming.access import meeting_room_id
+
+        async def hosted(research_session_id: int) -> bool:
+            return await self.cluster.owner(meeting_room_id(research_session_id)) is not None
+
+        recordings = self.meeting_trackers().recordings
+        return list(
+            await recordings.recover_interrupted(
+                stale_after_s=(
+                    self.settings.recording_abandon_seconds
+                    if stale_after_s is None
+                    else stale_after_s
+                ),
+                hosted=hosted,
+            )
+        )
 
     async def close_abandoned_recordings(self, *, stale_after_s: float | None = None) -> int:
         """Finalize the recordings a dead worker left in rooms nobody hosts any more (the

@@ -17,6 +17,7 @@ import av
 import pytest
 
 from recordings.capture import LessonRecorder
+from tests.fixtures.recordings import line_starting, recorder_child
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -155,19 +156,9 @@ CHILD = textwrap.dedent(
 
 def test_a_killed_recorder_leaves_a_playable_file(tmp_path):
     path = tmp_path / "raw.webm"
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        cwd=Path(__file__).resolve().parents[3],
-        text=True,
-    )
+    child = recorder_child(CHILD, str(path))
     try:
-        assert child.stdout is not None
-        # (unconfigured structlog also writes its lines to stdout)
-        while (line := child.stdout.readline()) and line.strip() != "recording":
-            pass
-        assert line, "the recorder never started"
+        assert line_starting(child, "recording") == "recording", "the recorder never started"
         recording_since = time.monotonic()
         time.sleep(4.0)
         os.kill(child.pid, signal.SIGKILL)

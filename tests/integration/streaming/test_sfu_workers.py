@@ -592,22 +592,31 @@ async def test_a_recording_whose_worker_was_killed_goes_on_where_the_lesson_move
 ABANDON_AFTER_S = 3600  # what the workers of these tests wait before closing a recording
 
 
-def _recordings_left_behind(
-    redis_server: str, sqlite_db: DemoDatabase, media_root: Path, *, age_s: float = 0.0
-) -> tuple[Settings, list[int], dict[int, str]]:
-    """Two lessons' recordings a dead worker left 'recording', their files written ``age_s``
-    ago: the settings of a worker on the same Redis and database, the groups and the rows."""
+def sweeper_settings(
+    redis_server: str, sqlite_db: DemoDatabase, media_root: Path, **overrides: Any
+) -> Settings:
+    """A worker's settings on a Redis database of its own (emptied) and the test's database,
+    abandoning recordings after ``ABANDON_AFTER_S``."""
     redis_url = redis_server.rsplit("/", 1)[0] + "/8"
     with redis.Redis.from_url(redis_url) as flush:
         flush.flushdb()
-    settings = Settings(
+    return Settings(
         environment="test",
         database_url=sqlite_db.url,
         redis_url=redis_url,
         media_root=media_root,
         secret_key=SECRET,
         recording_abandon_seconds=ABANDON_AFTER_S,
+        **overrides,
     )
+
+
+def _recordings_left_behind(
+    redis_server: str, sqlite_db: DemoDatabase, media_root: Path, *, age_s: float = 0.0
+) -> tuple[Settings, list[int], dict[int, str]]:
+    """Two lessons' recordings a dead worker left 'recording', their files written ``age_s``
+    ago: the settings of a worker on the same Redis and database, the groups and the rows."""
+    settings = sweeper_settings(redis_server, sqlite_db, media_root)
     with sqlite_db.sessions() as session, session.begin():
         groups = list(session.scalars(select(SyncGroup.id).order_by(SyncGroup.id).limit(2)))
         left, hosted = (new_recording_for_sync_group(session, sync_group_id=g) for g in groups)
