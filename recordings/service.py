@@ -599,9 +599,14 @@ class RowToRecord:
 # freeze every live lesson meanwhile.
 
 
-def _new_row(
-    sessions: sessionmaker[Session], *, sync_group_id: int, topic: str, principal: Principal | None
+def new_recording_row(
+    sessions: sessionmaker[Session],
+    *,
+    sync_group_id: int,
+    topic: str = "",
+    principal: Principal | None = None,
 ) -> RowToRecord:
+    """``new_recording_for_sync_group`` in a transaction of its own (for a thread)."""
     with transaction(sessions) as session:
         return RowToRecord.of(
             new_recording_for_sync_group(
@@ -631,7 +636,11 @@ async def attach_recorder(
     when a timetabled lesson room opens (``principal=None``: the system records)."""
     with active.reserve(sync_group_id):
         row = await asyncio.to_thread(
-            _new_row, sessions, sync_group_id=sync_group_id, topic=topic, principal=principal
+            new_recording_row,
+            sessions,
+            sync_group_id=sync_group_id,
+            topic=topic,
+            principal=principal,
         )
         recorder = _start_recorder(
             room,

@@ -23,6 +23,8 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
+from httpx import Response
 from sqlalchemy import Engine, select
 
 from common.errors import ConflictError
@@ -33,7 +35,7 @@ from recordings.processing import PROCESS_JOB
 from streaming.lifecycle import LOCAL_TIMEZONE, LessonScheduler, RecordingTarget
 from streaming.runtime import LoopLag
 from streaming.sfu import InProcessRoomRegistry
-from tests.conftest import DemoDatabase
+from tests.conftest import DemoDatabase, bearer, make_test_app
 from tests.fixtures.classrooms import Classrooms
 from tests.fixtures.recordings import WCK_EN_4, make_recording, place_raw
 from tests.integration.streaming.test_lifecycle import MONDAY, FixedClock, group_id
@@ -272,3 +274,53 @@ async def test_an_interrupted_recording_is_closed_and_continued_while_the_databa
     assert recordings.active.recording_of(WCK_EN_4) == continuation
     await recordings.jobs.wait(closed.job_id, timeout=10)
     assert recordings.processed == [left]
+
+
+def test_the_start_and_stop_routes_leave_the_web_processs_loop_free(
+    sqlite_db: DemoDatabase, tmp_path: Path
+) -> None:
+    """Without SFU workers the lessons are forwarded on the web process's loop: recording by
+    hand there must not hold it either."""
+    app = make_test_app(sqlite_db, tmp_path)
+    with TestClient(app) as client:
+        lead_teacher = bearer(client, "teacher-wang")
+        portal = client.portal
+        assert portal is not None
+
+        async def open_room() -> None:  # aiortc loads with the first room
+            await app.state.rooms.registry().open(f"sync-{WCK_EN_4}", kind="lesson")
+
+        portal.call(open_room)
+        # FastAPI builds a route's handling when it first matches it (0.1-0.15 s on the loop)
+        missing = client.post(
+            "/api/recordings/start", json={"sync_group_id": 999}, headers=lead_teacher
+        )
+        assert missing.status_code == 404
+
+        def locked_post(url: str, body: dict[str, int] | None = None) -> tuple[Response, float]:
+            lock = WriteLock(sqlite_db, LOCK_S)
+            lag = LoopLag(None, interval=TICK_S)
+            gc.collect()
+            portal.call(lag.start)  # on the app's loop
+            lock.start()
+            lock.held.wait()
+            try:
+                response = client.post(url, json=body, headers=lead_teacher)
+                answered_at = time.monotonic()
+            finally:
+                lock.join()
+                portal.call(asyncio.sleep, 5 * TICK_S)
+                portal.call(lag.stop)
+            assert answered_at > lock.released_at
+            return response, lag.longest_s
+
+        started, late_at_start = locked_post("/api/recordings/start", {"sync_group_id": WCK_EN_4})
+        print(f"start route: loop timer late by at most {late_at_start:.3f} s")
+        assert started.status_code == 201, started.text
+        assert late_at_start < LATE_LIMIT_S
+        recording_id = started.json()["id"]
+        stopped, late_at_stop = locked_post(f"/api/recordings/{recording_id}/stop")
+        print(f"stop route: loop timer late by at most {late_at_stop:.3f} s")
+        assert stopped.status_code == 200, stopped.text
+        assert late_at_stop < LATE_LIMIT_S
+        assert stopped.json()["status"] == "failed"  # nobody published, said plainly
