@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -634,24 +635,10 @@ async def attach_recorder(
     """Record a sync group's lesson room from now until ``stop_recording`` or the lesson ends;
     processing is queued as soon as it stops. Called by the start route, and by the SFU side
     when a timetabled lesson room opens (``principal=None``: the system records)."""
-    with active.reserve(sync_group_id):
-        row = await asyncio.to_thread(
-            new_recording_row,
-            sessions,
-            sync_group_id=sync_group_id,
-            topic=topic,
-            principal=principal,
-        )
-        recorder = _start_recorder(
-            room,
-            row,
-            sync_group_id=sync_group_id,
-            sessions=sessions,
-            jobs=jobs,
-            media_root=media_root,
-            active=active,
-        )
-    return row.recording_id, recorder
+    make_row = partial(
+        new_recording_row, sessions, sync_group_id=sync_group_id, topic=topic, principal=principal
+    )
+    return await _record(room, make_row, sync_group_id, sessions, media_root, jobs, active)
 
 
 async def record_into(
@@ -666,65 +653,60 @@ async def record_into(
 ) -> LessonRecorder:
     """Start a recorder on ``room`` for a ``recording`` row made already (an SFU worker does
     this for a row the web process made when it checked who may record)."""
-    with active.reserve(sync_group_id):
-        row = await asyncio.to_thread(_row_to_record, sessions, recording_id)
-        return _start_recorder(
-            room,
-            row,
-            sync_group_id=sync_group_id,
-            sessions=sessions,
-            jobs=jobs,
-            media_root=media_root,
-            active=active,
-        )
+    make_row = partial(_row_to_record, sessions, recording_id)
+    _, recorder = await _record(room, make_row, sync_group_id, sessions, media_root, jobs, active)
+    return recorder
 
 
-def _start_recorder(
+async def _record(
     room: Room,
-    row: RowToRecord,
-    *,
+    make_row: Callable[[], RowToRecord],
     sync_group_id: int,
     sessions: sessionmaker[Session],
     media_root: Path,
     jobs: JobQueue,
     active: ActiveRecordings,
-) -> LessonRecorder:
-    """The recorder of a row that exists, started and registered in ``active`` (on the loop,
-    without an await, so nobody sees the group neither reserved nor recording)."""
+) -> tuple[int, LessonRecorder]:
+    """Record ``room`` into the row ``make_row`` makes or reads (in a thread), the group
+    reserved meanwhile. The recorder starts once the row exists and is registered in
+    ``active`` before the reservation ends, with no await between: nobody sees the group
+    neither reserved nor recording."""
     from recordings import live_hls
     from recordings.capture import DEFAULT_MIN_FREE_BYTES, LessonRecorder
 
-    recording_id = row.recording_id
-    recorder = LessonRecorder(
-        room,
-        media_root / row.raw_path,
-        metadata={"title": row.title, "comment": f"tongke recording {recording_id}"},
-        min_free_bytes=(
-            DEFAULT_MIN_FREE_BYTES if active.min_free_bytes is None else active.min_free_bytes
-        ),
-    )
+    with active.reserve(sync_group_id):
+        row = await asyncio.to_thread(make_row)
+        recording_id = row.recording_id
+        recorder = LessonRecorder(
+            room,
+            media_root / row.raw_path,
+            metadata={"title": row.title, "comment": f"tongke recording {recording_id}"},
+            min_free_bytes=(
+                DEFAULT_MIN_FREE_BYTES if active.min_free_bytes is None else active.min_free_bytes
+            ),
+        )
 
-    recorder.on_alert.append(alerts_to_row(sessions, recording_id, active.alert_tasks))
+        recorder.on_alert.append(alerts_to_row(sessions, recording_id, active.alert_tasks))
 
-    async def queue_processing(stopped: LessonRecorder) -> None:
-        active.forget(recording_id)
-        await finish_recording(sessions, jobs=jobs, recording_id=recording_id, stopped=stopped)
+        async def queue_processing(stopped: LessonRecorder) -> None:
+            active.forget(recording_id)
+            await finish_recording(sessions, jobs=jobs, recording_id=recording_id, stopped=stopped)
 
-    # finished by the recorder's stop, before processing is queued (callbacks run in order)
-    transcoder = live_hls.attach(recorder, active.live_hls)
-    if transcoder is not None:
-        active.transcoders[recording_id] = transcoder
-        transcoder.on_ended = lambda: active.transcoders.pop(recording_id, None)
-    recorder.on_stopped.append(queue_processing)
-    active.by_id[recording_id] = recorder
-    active.sync_groups[sync_group_id] = recording_id
-    recorder.start()
+        # finished by the recorder's stop, before processing is queued (callbacks run in order)
+        transcoder = live_hls.attach(recorder, active.live_hls)
+        if transcoder is not None:
+            active.transcoders[recording_id] = transcoder
+            transcoder.on_ended = lambda: active.transcoders.pop(recording_id, None)
+        recorder.on_stopped.append(queue_processing)
+        active.by_id[recording_id] = recorder
+        active.sync_groups[sync_group_id] = recording_id
+        recorder.start()
     if room.closed:
         # the lesson ended while the row was written: nothing comes any more, and the room's
         # lesson_ended went before the recorder listened; its stop fails the empty recording
         log.warning("recording_room_closed_at_start", recording=recording_id, room=room.room_id)
         recorder.stop_soon()
-    return recorder
+    return recording_id, recorder
 
 
 def alerts_to_row(
@@ -986,20 +968,13 @@ async def resume_interrupted_recordings(
     if not interrupted or active.busy(sync_group_id):
         return None
     last = max(interrupted, key=lambda part: part.interrupted_at)
-    with active.reserve(sync_group_id):
-        row = await asyncio.to_thread(
-            _new_continuation_row, sessions, sync_group_id=sync_group_id, last=last, now=now
-        )
-        _start_recorder(
-            room,
-            row,
-            sync_group_id=sync_group_id,
-            sessions=sessions,
-            media_root=media_root,
-            jobs=jobs,
-            active=active,
-        )
-    return row.recording_id
+    make_row = partial(
+        _new_continuation_row, sessions, sync_group_id=sync_group_id, last=last, now=now
+    )
+    continuation_id, _ = await _record(
+        room, make_row, sync_group_id, sessions, media_root, jobs, active
+    )
+    return continuation_id
 
 
 async def stop_recording(active: ActiveRecordings, recording_id: int) -> None:

@@ -5,7 +5,8 @@ the lesson's boundaries. While another connection holds SQLite's write lock (a w
 transaction, a processing job), those writes wait for it, up to the busy timeout (15 s): done
 on the loop, every live lesson of the worker froze meanwhile. Here another connection holds
 the lock for ``LOCK_S`` while a recording starts (the timetable's scheduler, and the start
-after a dead worker), stops and is closed as interrupted; a timer on the loop
+after a dead worker, and by hand through a web process that hosts its lessons itself),
+stops and is closed as interrupted; a timer on the loop
 (``streaming.runtime.LoopLag``, every 20 ms) must never be late by more than ``LATE_LIMIT_S``,
 and the rows must be right once the lock is gone (written after it, not around it).
 """
@@ -21,6 +22,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -44,8 +46,8 @@ pytestmark = pytest.mark.timeout(120)
 
 LOCK_S = 3.0
 TICK_S = 0.02
-# With the writes on the loop, each test's timer was late by the whole lock (3.03-3.14 s);
-# with them in threads, by 0.002-0.010 s (5 runs of each test on the loaded 2-core machine).
+# With the writes on the loop, each test's timer was late by the whole lock (3.03-3.14 s in 3
+# runs); with them in threads, by 0.001-0.018 s (5 to 10 runs of each, loaded 2-core machine).
 LATE_LIMIT_S = 1.0
 
 
@@ -119,6 +121,16 @@ class Recordings:
 
         self.jobs.register(PROCESS_JOB, process)
 
+    @property
+    def where(self) -> dict[str, Any]:
+        """The keywords every start takes besides the room and the group."""
+        return {
+            "sessions": self.db.sessions,
+            "media_root": self.media_root,
+            "jobs": self.jobs,
+            "active": self.active,
+        }
+
     def row(self, recording_id: int) -> Recording:
         with self.db.sessions() as session:
             return session.get_one(Recording, recording_id)
@@ -186,14 +198,7 @@ async def test_a_second_start_is_refused_while_the_first_waits_for_the_database(
 
     def start() -> asyncio.Future[tuple[int, object]]:
         return asyncio.ensure_future(
-            service.attach_recorder(
-                room,
-                sync_group_id=WCK_EN_4,
-                sessions=recordings.db.sessions,
-                media_root=recordings.media_root,
-                jobs=recordings.jobs,
-                active=recordings.active,
-            )
+            service.attach_recorder(room, sync_group_id=WCK_EN_4, **recordings.where)
         )
 
     async with database_locked(recordings.db):
@@ -207,6 +212,24 @@ async def test_a_second_start_is_refused_while_the_first_waits_for_the_database(
     assert recordings.active.recording_of(WCK_EN_4) == recording_id
 
 
+async def test_a_lesson_that_ends_while_its_row_is_written_leaves_no_recorder_running(
+    recordings: Recordings, rooms: InProcessRoomRegistry
+) -> None:
+    room = await rooms.open(f"sync-{WCK_EN_4}", kind="lesson")
+    async with database_locked(recordings.db):
+        starting = asyncio.ensure_future(
+            service.attach_recorder(room, sync_group_id=WCK_EN_4, **recordings.where)
+        )
+        await asyncio.sleep(0.2)
+        await rooms.close(room.room_id)
+    recording_id, recorder = await starting
+    assert not recorder.running  # stopping already: the room's end went before it listened
+    await recorder.stop()  # (the stop it is on)
+    row = recordings.row(recording_id)
+    assert row.status == "failed" and "没有收到" in row.status_message
+    assert recordings.active.by_id == {} and not recordings.active.busy(WCK_EN_4)
+
+
 async def test_a_recording_stops_and_queues_processing_while_the_database_is_locked(
     recordings: Recordings,
     rooms: InProcessRoomRegistry,
@@ -215,12 +238,7 @@ async def test_a_recording_stops_and_queues_processing_while_the_database_is_loc
 ) -> None:
     room = await rooms.open("sync-1", kind="lesson")  # the classrooms' room
     recording_id, recorder = await service.attach_recorder(
-        room,
-        sync_group_id=WCK_EN_4,
-        sessions=recordings.db.sessions,
-        media_root=recordings.media_root,
-        jobs=recordings.jobs,
-        active=recordings.active,
+        room, sync_group_id=WCK_EN_4, **recordings.where
     )
     classrooms.start("lead", "lead", width=320, height=180, fps=15)
     await eventually(lambda: recorder.tap_packets > 50, timeout=20)
@@ -252,12 +270,7 @@ async def test_an_interrupted_recording_is_closed_and_continued_while_the_databa
     room = await rooms.open(f"sync-{WCK_EN_4}", kind="lesson")
     async with loop_timer() as lag, database_locked(sqlite_db) as lock:
         continuation = await service.resume_interrupted_recordings(
-            room,
-            sync_group_id=WCK_EN_4,
-            sessions=sqlite_db.sessions,
-            media_root=recordings.media_root,
-            jobs=recordings.jobs,
-            active=recordings.active,
+            room, sync_group_id=WCK_EN_4, **recordings.where
         )
         resumed_at = time.monotonic()
     report("interrupted: closed and continued", lag)
