@@ -8,7 +8,9 @@ the lock for ``LOCK_S`` while a recording starts (the timetable's scheduler, and
 after a dead worker, and by hand through a web process that hosts its lessons itself),
 stops and is closed as interrupted; a timer on the loop
 (``streaming.runtime.LoopLag``, every 20 ms) must never be late by more than ``LATE_LIMIT_S``,
-and the rows must be right once the lock is gone (written after it, not around it).
+and the rows must be right once the lock is gone (written after it, not around it). A start
+is also tested on PostgreSQL, its ``recordings`` table locked by another transaction (the
+other cases need rows that transaction could see, and the fixture's rows are never committed).
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from httpx import Response
-from sqlalchemy import Engine, select
+from sqlalchemy import create_engine, select
+from sqlalchemy.pool import NullPool
 
 from common.errors import ConflictError
 from common.jobs import InProcessJobQueue, JobContext
@@ -52,18 +55,23 @@ LATE_LIMIT_S = 1.0
 
 
 class WriteLock:
-    """Another connection's write transaction on the SQLite file, held for ``seconds``."""
+    """Another connection's write transaction, held for ``seconds``: on SQLite the file's
+    write lock (``BEGIN IMMEDIATE``), on PostgreSQL the ``recordings`` table locked against
+    writes (reads go on, as there)."""
 
     def __init__(self, db: DemoDatabase, seconds: float) -> None:
-        engine: Engine = db.sessions.kw["bind"]
-        self.path = str(engine.url.database)
+        self.url = db.url
         self.seconds = seconds
         self.held = threading.Event()
         self.released_at = 0.0  # time.monotonic() of the COMMIT
-        self._thread = threading.Thread(target=self._hold, name="sqlite-write-lock")
+        self._thread = threading.Thread(target=self._hold, name="database-write-lock")
 
     def _hold(self) -> None:
-        holder = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        if not self.url.startswith("sqlite"):
+            self._hold_postgres()
+            return
+        path = self.url.split(":///", 1)[1]
+        holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         try:
             holder.execute("BEGIN IMMEDIATE")
             self.held.set()
@@ -72,6 +80,18 @@ class WriteLock:
             self.released_at = time.monotonic()
         finally:
             holder.close()
+
+    def _hold_postgres(self) -> None:
+        engine = create_engine(self.url, poolclass=NullPool)
+        try:
+            with engine.begin() as holder:
+                holder.exec_driver_sql("SET LOCAL lock_timeout = '10s'")  # never hang a test
+                holder.exec_driver_sql("LOCK TABLE recordings IN EXCLUSIVE MODE")
+                self.held.set()
+                time.sleep(self.seconds)
+            self.released_at = time.monotonic()
+        finally:
+            engine.dispose()
 
     def start(self) -> None:
         self._thread.start()
@@ -84,7 +104,7 @@ class WriteLock:
 async def database_locked(db: DemoDatabase, seconds: float = LOCK_S) -> AsyncIterator[WriteLock]:
     lock = WriteLock(db, seconds)
     lock.start()
-    await asyncio.to_thread(lock.held.wait)
+    assert await asyncio.to_thread(lock.held.wait, 30), "the lock was not taken"
     try:
         yield lock
     finally:
@@ -152,6 +172,14 @@ async def recordings(sqlite_db: DemoDatabase, tmp_path: Path) -> AsyncIterator[R
     await made.stop_all()
 
 
+@pytest.fixture
+async def recordings_in_db(db: DemoDatabase, tmp_path: Path) -> AsyncIterator[Recordings]:
+    """``recordings`` on SQLite and on PostgreSQL (a rolled-back transaction there)."""
+    made = Recordings(db, tmp_path / "media")
+    yield made
+    await made.stop_all()
+
+
 def report(name: str, lag: LoopLag) -> None:
     # the figures the thresholds above come from (pytest -s shows them)
     print(f"{name}: loop timer late by at most {lag.longest_s:.3f} s ({lag.samples} ticks)")
@@ -189,6 +217,21 @@ async def test_a_timetabled_lesson_starts_recording_while_the_database_is_locked
     finally:
         await scheduler.stop()
         await rooms.close_all()
+
+
+async def test_a_recording_starts_while_another_transaction_holds_the_database(
+    recordings_in_db: Recordings, rooms: InProcessRoomRegistry
+) -> None:
+    room = await rooms.open(f"sync-{WCK_EN_4}", kind="lesson")
+    async with loop_timer() as lag, database_locked(recordings_in_db.db) as lock:
+        recording_id, recorder = await service.attach_recorder(
+            room, sync_group_id=WCK_EN_4, **recordings_in_db.where
+        )
+        started_at = time.monotonic()
+    report(f"start ({recordings_in_db.db.url.split(':')[0]})", lag)
+    assert lag.longest_s < LATE_LIMIT_S
+    assert started_at > lock.released_at
+    assert recorder.running and recordings_in_db.row(recording_id).status == "recording"
 
 
 async def test_a_second_start_is_refused_while_the_first_waits_for_the_database(
