@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -57,7 +59,7 @@ if TYPE_CHECKING:
     # PyAV and aiortc load only where a recorder runs (the web process starts without them).
     from common.settings import Settings
     from recordings.alerts import RecorderAlert
-    from recordings.capture import LessonRecorder
+    from recordings.capture import LessonRecorder, RecordingSummary
     from recordings.live_hls import LiveHlsPolicy, LiveTranscoder
     from streaming.sfu.room import Room
 
@@ -530,6 +532,8 @@ class ActiveRecordings:
 
     by_id: dict[int, LessonRecorder] = field(default_factory=dict)
     sync_groups: dict[int, int] = field(default_factory=dict)  # sync group id → recording id
+    # sync groups whose start is writing or reading its row off the loop (``reserve``)
+    starting: set[int] = field(default_factory=set)
     # H.264/HLS during the lesson (None: after the end only); the transcoders running here
     live_hls: LiveHlsPolicy | None = None
     transcoders: dict[int, LiveTranscoder] = field(default_factory=dict)
@@ -551,11 +555,70 @@ class ActiveRecordings:
     def recording_of(self, sync_group_id: int) -> int | None:
         return self.sync_groups.get(sync_group_id)
 
+    def busy(self, sync_group_id: int) -> bool:
+        """Whether the group records here, or a start of it is on its way."""
+        return sync_group_id in self.sync_groups or sync_group_id in self.starting
+
+    @contextmanager
+    def reserve(self, sync_group_id: int) -> Iterator[None]:
+        """Hold the group for one start while its database work runs off the event loop:
+        checked and taken on the loop before the first await, so of two starts racing the
+        second is refused at once (``ConflictError``), as if the first were recording."""
+        if (running := self.recording_of(sync_group_id)) is not None:
+            raise ConflictError("这节同步课堂正在录制", detail={"recording_id": running})
+        if sync_group_id in self.starting:
+            raise ConflictError("这节同步课堂正在开始录制，请稍候")
+        self.starting.add(sync_group_id)
+        try:
+            yield
+        finally:
+            self.starting.discard(sync_group_id)
+
     def forget(self, recording_id: int) -> None:
         self.by_id.pop(recording_id, None)
         for group, active in list(self.sync_groups.items()):
             if active == recording_id:
                 del self.sync_groups[group]
+
+
+@dataclass(frozen=True)
+class RowToRecord:
+    """What a recorder needs of its ``recording`` row, read in the row's own thread."""
+
+    recording_id: int
+    raw_path: str
+    title: str
+
+    @classmethod
+    def of(cls, recording: Recording) -> RowToRecord:
+        return cls(recording.id, recording.raw_path, recording.title)
+
+
+# The database work of starting and stopping runs in a thread (``asyncio.to_thread``), one
+# transaction each: on an SFU worker the event loop forwards every classroom's packets, and a
+# write waiting for SQLite's lock (up to its busy timeout) or a slow PostgreSQL there would
+# freeze every live lesson meanwhile.
+
+
+def new_recording_row(
+    sessions: sessionmaker[Session],
+    *,
+    sync_group_id: int,
+    topic: str = "",
+    principal: Principal | None = None,
+) -> RowToRecord:
+    """``new_recording_for_sync_group`` in a transaction of its own (for a thread)."""
+    with transaction(sessions) as session:
+        return RowToRecord.of(
+            new_recording_for_sync_group(
+                session, sync_group_id=sync_group_id, topic=topic, principal=principal
+            )
+        )
+
+
+def _row_to_record(sessions: sessionmaker[Session], recording_id: int) -> RowToRecord:
+    with sessions() as session:
+        return RowToRecord.of(session.get_one(Recording, recording_id))
 
 
 async def attach_recorder(
@@ -572,26 +635,13 @@ async def attach_recorder(
     """Record a sync group's lesson room from now until ``stop_recording`` or the lesson ends;
     processing is queued as soon as it stops. Called by the start route, and by the SFU side
     when a timetabled lesson room opens (``principal=None``: the system records)."""
-    if (running := active.recording_of(sync_group_id)) is not None:
-        raise ConflictError("这节同步课堂正在录制", detail={"recording_id": running})
-    with transaction(sessions) as session:
-        recording = new_recording_for_sync_group(
-            session, sync_group_id=sync_group_id, topic=topic, principal=principal
-        )
-        recording_id = recording.id
-    recorder = record_into(
-        room,
-        recording_id=recording_id,
-        sync_group_id=sync_group_id,
-        sessions=sessions,
-        media_root=media_root,
-        jobs=jobs,
-        active=active,
+    make_row = partial(
+        new_recording_row, sessions, sync_group_id=sync_group_id, topic=topic, principal=principal
     )
-    return recording_id, recorder
+    return await _record(room, make_row, sync_group_id, sessions, media_root, jobs, active)
 
 
-def record_into(
+async def record_into(
     room: Room,
     *,
     recording_id: int,
@@ -603,39 +653,60 @@ def record_into(
 ) -> LessonRecorder:
     """Start a recorder on ``room`` for a ``recording`` row made already (an SFU worker does
     this for a row the web process made when it checked who may record)."""
+    make_row = partial(_row_to_record, sessions, recording_id)
+    _, recorder = await _record(room, make_row, sync_group_id, sessions, media_root, jobs, active)
+    return recorder
+
+
+async def _record(
+    room: Room,
+    make_row: Callable[[], RowToRecord],
+    sync_group_id: int,
+    sessions: sessionmaker[Session],
+    media_root: Path,
+    jobs: JobQueue,
+    active: ActiveRecordings,
+) -> tuple[int, LessonRecorder]:
+    """Record ``room`` into the row ``make_row`` makes or reads (in a thread), the group
+    reserved meanwhile. The recorder starts once the row exists and is registered in
+    ``active`` before the reservation ends, with no await between: nobody sees the group
+    neither reserved nor recording."""
     from recordings import live_hls
     from recordings.capture import DEFAULT_MIN_FREE_BYTES, LessonRecorder
 
-    if (running := active.recording_of(sync_group_id)) is not None:
-        raise ConflictError("这节同步课堂正在录制", detail={"recording_id": running})
-    with transaction(sessions) as session:
-        recording = session.get_one(Recording, recording_id)
-        raw_path, title = recording.raw_path, recording.title
-    recorder = LessonRecorder(
-        room,
-        media_root / raw_path,
-        metadata={"title": title, "comment": f"tongke recording {recording_id}"},
-        min_free_bytes=(
-            DEFAULT_MIN_FREE_BYTES if active.min_free_bytes is None else active.min_free_bytes
-        ),
-    )
+    with active.reserve(sync_group_id):
+        row = await asyncio.to_thread(make_row)
+        recording_id = row.recording_id
+        recorder = LessonRecorder(
+            room,
+            media_root / row.raw_path,
+            metadata={"title": row.title, "comment": f"tongke recording {recording_id}"},
+            min_free_bytes=(
+                DEFAULT_MIN_FREE_BYTES if active.min_free_bytes is None else active.min_free_bytes
+            ),
+        )
 
-    recorder.on_alert.append(alerts_to_row(sessions, recording_id, active.alert_tasks))
+        recorder.on_alert.append(alerts_to_row(sessions, recording_id, active.alert_tasks))
 
-    async def queue_processing(stopped: LessonRecorder) -> None:
-        active.forget(recording_id)
-        await finish_recording(sessions, jobs=jobs, recording_id=recording_id, stopped=stopped)
+        async def queue_processing(stopped: LessonRecorder) -> None:
+            active.forget(recording_id)
+            await finish_recording(sessions, jobs=jobs, recording_id=recording_id, stopped=stopped)
 
-    # finished by the recorder's stop, before processing is queued (callbacks run in order)
-    transcoder = live_hls.attach(recorder, active.live_hls)
-    if transcoder is not None:
-        active.transcoders[recording_id] = transcoder
-        transcoder.on_ended = lambda: active.transcoders.pop(recording_id, None)
-    recorder.on_stopped.append(queue_processing)
-    active.by_id[recording_id] = recorder
-    active.sync_groups[sync_group_id] = recording_id
-    recorder.start()
-    return recorder
+        # finished by the recorder's stop, before processing is queued (callbacks run in order)
+        transcoder = live_hls.attach(recorder, active.live_hls)
+        if transcoder is not None:
+            active.transcoders[recording_id] = transcoder
+            transcoder.on_ended = lambda: active.transcoders.pop(recording_id, None)
+        recorder.on_stopped.append(queue_processing)
+        active.by_id[recording_id] = recorder
+        active.sync_groups[sync_group_id] = recording_id
+        recorder.start()
+    if room.closed:
+        # the lesson ended while the row was written: nothing comes any more, and the room's
+        # lesson_ended went before the recorder listened; its stop fails the empty recording
+        log.warning("recording_room_closed_at_start", recording=recording_id, room=room.room_id)
+        recorder.stop_soon()
+    return recording_id, recorder
 
 
 def alerts_to_row(
@@ -691,25 +762,41 @@ def live_recording_alert(session: Session, sync_group_id: int) -> str:
     return str(alerts[-1].get("message", "")) if alerts else ""
 
 
-async def finish_recording(
-    sessions: sessionmaker[Session], *, jobs: JobQueue, recording_id: int, stopped: LessonRecorder
-) -> str | None:
-    """After the recorder closed its file: queue processing, or fail an empty recording."""
-    summary = stopped.summary
+def _mark_stopped(
+    sessions: sessionmaker[Session], *, recording_id: int, summary: RecordingSummary | None
+) -> bool:
+    """The row once its recorder closed the file; whether there is anything to process."""
     with transaction(sessions) as session:
         recording = session.get_one(Recording, recording_id)
         if summary is None or summary.bytes == 0:
             recording.status = "failed"
             recording.status_message = "没有收到主讲教室的音视频，未生成录像"
-            return None
+            return False
         recording.status = "processing"
         recording.status_message = "等待处理"
         recording.outputs = {**(recording.outputs or {}), "raw_duration_s": summary.duration_s}
+        return True
+
+
+def _note_job(sessions: sessionmaker[Session], *, recording_id: int, job_id: str) -> None:
+    with transaction(sessions) as session:
+        session.get_one(Recording, recording_id).job_id = job_id
+
+
+async def finish_recording(
+    sessions: sessionmaker[Session], *, jobs: JobQueue, recording_id: int, stopped: LessonRecorder
+) -> str | None:
+    """After the recorder closed its file: queue processing, or fail an empty recording."""
+    summary = stopped.summary
+    captured = await asyncio.to_thread(
+        _mark_stopped, sessions, recording_id=recording_id, summary=summary
+    )
+    if summary is None or not captured:
+        return None
     job_id = await jobs.enqueue(
         PROCESS_JOB, job_id=f"recording-{recording_id}-{summary.bytes}", recording_id=recording_id
     )
-    with transaction(sessions) as session:
-        session.get_one(Recording, recording_id).job_id = job_id
+    await asyncio.to_thread(_note_job, sessions, recording_id=recording_id, job_id=job_id)
     return job_id
 
 
@@ -747,26 +834,23 @@ def _interrupted(
     return found
 
 
-async def close_interrupted_recordings(
+def _close_interrupted_rows(
+    sessions: sessionmaker[Session],
     *,
     sync_group_id: int,
-    sessions: sessionmaker[Session],
+    running: frozenset[int],
     media_root: Path,
-    jobs: JobQueue,
-    running: set[int],
-    stale_after_s: float = 0.0,
+    now: datetime,
+    stale_after_s: float,
 ) -> list[InterruptedRecording]:
-    """Recordings of the group still "recording" that no recorder in ``running`` holds and
-    whose raw file has not grown for ``stale_after_s``: queue what they captured for
-    processing (or fail them if nothing was), the interruption noted in the status."""
-    now = datetime.now(UTC)
+    """The transaction of ``close_interrupted_recordings`` (its raw files' stats with it)."""
     with transaction(sessions) as session:
         interrupted = [
             part
             for part in _interrupted(
                 session,
                 sync_group_id=sync_group_id,
-                running=running,
+                running=set(running),
                 media_root=media_root,
                 now=now,
             )
@@ -782,6 +866,30 @@ async def close_interrupted_recordings(
             else:
                 row.status = "failed"
                 row.status_message = "媒体服务器中断，没有录下音视频"
+    return interrupted
+
+
+async def close_interrupted_recordings(
+    *,
+    sync_group_id: int,
+    sessions: sessionmaker[Session],
+    media_root: Path,
+    jobs: JobQueue,
+    running: set[int],
+    stale_after_s: float = 0.0,
+) -> list[InterruptedRecording]:
+    """Recordings of the group still "recording" that no recorder in ``running`` holds and
+    whose raw file has not grown for ``stale_after_s``: queue what they captured for
+    processing (or fail them if nothing was), the interruption noted in the status."""
+    interrupted = await asyncio.to_thread(
+        _close_interrupted_rows,
+        sessions,
+        sync_group_id=sync_group_id,
+        running=frozenset(running),
+        media_root=media_root,
+        now=datetime.now(UTC),
+        stale_after_s=stale_after_s,
+    )
     for part in interrupted:
         log.warning("recording_interrupted", recording=part.recording_id, sync_group=sync_group_id)
         if part.captured:
@@ -790,8 +898,9 @@ async def close_interrupted_recordings(
                 job_id=f"recording-{part.recording_id}-interrupted",
                 recording_id=part.recording_id,
             )
-            with transaction(sessions) as session:
-                session.get_one(Recording, part.recording_id).job_id = job_id
+            await asyncio.to_thread(
+                _note_job, sessions, recording_id=part.recording_id, job_id=job_id
+            )
     return interrupted
 
 
@@ -809,6 +918,29 @@ def groups_recording(sessions: sessionmaker[Session]) -> list[int]:
         )
 
 
+def _new_continuation_row(
+    sessions: sessionmaker[Session],
+    *,
+    sync_group_id: int,
+    last: InterruptedRecording,
+    now: datetime,
+) -> RowToRecord:
+    with transaction(sessions) as session:
+        continuation = new_recording_for_sync_group(
+            session, sync_group_id=sync_group_id, topic=last.topic
+        )
+        gap_from = last.interrupted_at.astimezone(TIMEZONE)
+        continuation.status_message = (
+            f"续录：{gap_from:%H:%M:%S} 至 {now.astimezone(TIMEZONE):%H:%M:%S} 媒体服务器中断，"
+            "这段没有录到"
+        )
+        continuation.outputs = {
+            "continues_recording_id": last.recording_id,
+            "gap": {"from": last.interrupted_at.isoformat(), "to": now.isoformat()},
+        }
+        return RowToRecord.of(continuation)
+
+
 async def resume_interrupted_recordings(
     room: Room,
     *,
@@ -824,7 +956,7 @@ async def resume_interrupted_recordings(
     captured is queued for processing (``close_interrupted_recordings``); the lesson goes on
     (someone is joining), so recording carries on into a continuation whose gap is noted.
     Returns the continuation's id (None: nothing was interrupted, or the group already
-    records here)."""
+    records here or is starting to)."""
     now = datetime.now(UTC)
     interrupted = await close_interrupted_recordings(
         sync_group_id=sync_group_id,
@@ -833,31 +965,14 @@ async def resume_interrupted_recordings(
         jobs=jobs,
         running=set(active.by_id),
     )
-    if not interrupted or active.recording_of(sync_group_id) is not None:
+    if not interrupted or active.busy(sync_group_id):
         return None
     last = max(interrupted, key=lambda part: part.interrupted_at)
-    with transaction(sessions) as session:
-        continuation = new_recording_for_sync_group(
-            session, sync_group_id=sync_group_id, topic=last.topic
-        )
-        gap_from = last.interrupted_at.astimezone(TIMEZONE)
-        continuation.status_message = (
-            f"续录：{gap_from:%H:%M:%S} 至 {now.astimezone(TIMEZONE):%H:%M:%S} 媒体服务器中断，"
-            "这段没有录到"
-        )
-        continuation.outputs = {
-            "continues_recording_id": last.recording_id,
-            "gap": {"from": last.interrupted_at.isoformat(), "to": now.isoformat()},
-        }
-        continuation_id = continuation.id
-    record_into(
-        room,
-        recording_id=continuation_id,
-        sync_group_id=sync_group_id,
-        sessions=sessions,
-        media_root=media_root,
-        jobs=jobs,
-        active=active,
+    make_row = partial(
+        _new_continuation_row, sessions, sync_group_id=sync_group_id, last=last, now=now
+    )
+    continuation_id, _ = await _record(
+        room, make_row, sync_group_id, sessions, media_root, jobs, active
     )
     return continuation_id
 

@@ -255,7 +255,7 @@ class SfuWorker:
                 "worker": exc.owner,
             }
         try:
-            record_into(
+            await record_into(
                 room,
                 recording_id=recording_id,
                 sync_group_id=sync_group_id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Literal, cast
@@ -9,6 +10,7 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
+from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from common.accounts.permissions import Principal
@@ -137,8 +139,35 @@ async def start(
         principal=principal,
         topic=body.topic,
     )
+    return await _recording_out(sessions, recording_id, media_root=settings.media_root)
+
+
+async def _recording_out(
+    sessions: sessionmaker[Session], recording_id: int, *, media_root: Path
+) -> RecordingOut:
+    """A started or stopped recording as it is now, read in a thread: these routes run on
+    the event loop, which the in-process SFU shares with them (a slow database there would
+    freeze every live lesson)."""
+
+    def read() -> RecordingOut:
+        with sessions() as session:
+            return _out(session.get_one(Recording, recording_id), media_root=media_root)
+
+    return await asyncio.to_thread(read)
+
+
+def _drop_unstarted(sessions: sessionmaker[Session], recording_id: int) -> None:
+    with transaction(sessions) as session:  # nothing half-saved
+        session.delete(session.get_one(Recording, recording_id))
+
+
+def _sync_group_to_stop(
+    sessions: sessionmaker[Session], principal: Principal, recording_id: int
+) -> int | None:
     with sessions() as session:
-        return _out(session.get_one(Recording, recording_id), media_root=settings.media_root)
+        recording = service.get_visible(session, principal, recording_id)
+        service.authorize_manage(principal, recording)
+        return recording.sync_group_id
 
 
 async def _start_on_worker(
@@ -147,10 +176,14 @@ async def _start_on_worker(
     from streaming.relay import command_recording
 
     sessions = request.app.state.sessions
-    with transaction(sessions) as session:  # who may record is checked here, not in the worker
-        recording_id = service.new_recording_for_sync_group(
-            session, sync_group_id=body.sync_group_id, topic=body.topic, principal=principal
-        ).id
+    row = await asyncio.to_thread(  # who may record is checked here, not in the worker
+        service.new_recording_row,
+        sessions,
+        sync_group_id=body.sync_group_id,
+        topic=body.topic,
+        principal=principal,
+    )
+    recording_id = row.recording_id
     try:
         await command_recording(
             request.app.state.sfu_cluster,
@@ -163,11 +196,9 @@ async def _start_on_worker(
             },
         )
     except AppError:
-        with transaction(sessions) as session:  # nothing half-saved
-            session.delete(session.get_one(Recording, recording_id))
+        await asyncio.to_thread(_drop_unstarted, sessions, recording_id)
         raise
-    with sessions() as session:
-        return _out(session.get_one(Recording, recording_id), media_root=settings.media_root)
+    return await _recording_out(sessions, recording_id, media_root=settings.media_root)
 
 
 @router.post("/{recording_id}/stop", response_model=RecordingOut)
@@ -180,10 +211,7 @@ async def stop(
 ) -> RecordingOut:
     """Stop recording; processing is queued at once (see `job_id`)."""
     sessions = request.app.state.sessions
-    with sessions() as session:
-        recording = service.get_visible(session, principal, recording_id)
-        service.authorize_manage(principal, recording)
-        sync_group_id = recording.sync_group_id
+    sync_group_id = await asyncio.to_thread(_sync_group_to_stop, sessions, principal, recording_id)
     cluster = request.app.state.sfu_cluster
     if cluster is None:
         await service.stop_recording(active, recording_id)
@@ -198,8 +226,7 @@ async def stop(
             room_id=lesson_room_id(sync_group_id),
             command={"action": "stop", "recording_id": recording_id},
         )
-    with sessions() as session:
-        return _out(session.get_one(Recording, recording_id), media_root=settings.media_root)
+    return await _recording_out(sessions, recording_id, media_root=settings.media_root)
 
 
 @router.post("/{recording_id}/process", response_model=RecordingOut)

@@ -241,7 +241,7 @@ async def test_the_free_space_threshold_comes_from_settings_and_zero_turns_it_of
         for megabytes, warned in ((0, False), (10**9, True)):  # off; more than any disk has
             settings = Settings(media_root=tmp_path / "media", recording_min_free_mb=megabytes)
             active = service.ActiveRecordings.from_settings(settings)
-            recorder = service.record_into(
+            recorder = await service.record_into(
                 room,
                 recording_id=recording_id,
                 sync_group_id=WCK_EN_4,

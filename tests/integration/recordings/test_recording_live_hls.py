@@ -138,7 +138,7 @@ async def _record(
     lesson: Lesson, rooms: InProcessRoomRegistry, classrooms: Classrooms, eventually: Eventually
 ) -> LessonRecorder:
     room = await rooms.open("sync-1", kind="lesson")
-    recorder = service.record_into(
+    recorder = await service.record_into(
         room,
         recording_id=lesson.recording_id,
         sync_group_id=4,
