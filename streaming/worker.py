@@ -49,6 +49,7 @@ from common.settings import Settings
 from recordings.alerts import RecordingAlertsCollector
 from streaming.cluster import SfuCluster, WorkerInfo
 from streaming.runtime import (
+    LOOP_LAG_INTERVAL_S,
     GcPauses,
     GcTuning,
     LoopLag,
@@ -99,11 +100,14 @@ class SfuWorker:
             raise ValueError("an SFU worker needs TONGKE_REDIS_URL")
         from aiortc import RTCConfiguration, RTCIceServer
 
-        from streaming.sfu.aiortc_hooks import set_aiortc_shortcuts
+        from streaming.sfu.aiortc_hooks import set_aiortc_shortcuts, set_fast_rtcp
         from streaming.sfu.media_ports import MediaPorts, configure_media_ports
         from streaming.sfu.registry import ClaimedRoomRegistry
+        from streaming.sfu.ticker import set_shared_ticks
 
         set_aiortc_shortcuts(settings.sfu_aiortc_shortcuts)
+        set_fast_rtcp(settings.sfu_fast_rtcp)
+        set_shared_ticks(settings.sfu_shared_tick)
 
         configure_media_ports(
             MediaPorts(
@@ -510,7 +514,7 @@ def create_worker_app(
     metrics.register(RecordingAlertsCollector())  # recorders of this worker's rooms
     metrics.register(ProtectionCollector(worker))
     gc_pauses = GcPauses(metrics)
-    loop_lag = LoopLag(metrics)
+    loop_lag = LoopLag(metrics, interval=None if settings.sfu_shared_tick else LOOP_LAG_INTERVAL_S)
     gc_gauges(metrics)
 
     @asynccontextmanager
