@@ -125,6 +125,15 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def wake_ups(pid: int) -> int:
+    """How often the process's main thread has gone to sleep and been woken (its voluntary
+    context switches): an event loop's wake-ups."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("voluntary_ctxt_switches:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no context switches for process {pid}")
+
+
 def rss_mib(pid: int) -> float:
     """Resident memory of a process, MiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

@@ -24,6 +24,7 @@ rarely (they are what pauses for tens of ms with many subscribers).
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import os
 import threading
@@ -31,7 +32,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
+import uvicorn
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 
 from common.logging import get_logger
@@ -222,3 +226,53 @@ class LoopLag:
         self.longest_s = max(self.longest_s, lag)
         self.histogram.observe(lag)
         self.own.observe(max(lag - starved, 0.0))
+
+
+SERVER_TICK_S = 1.0
+
+
+class TickingServer(uvicorn.Server):
+    """uvicorn's server, its housekeeping on the worker's shared ticker.
+
+    uvicorn's ``main_loop`` sleeps 0.1 s at a time to refresh its ``Date`` header once a
+    second and to notice an exit signal: ten wake-ups a second, of an idle worker's 14. Here
+    it runs once a second from the shared tick (``streaming.sfu.ticker``), and a signal
+    wakes it at once (uvicorn 0.3x: ``main_loop``, ``on_tick`` and ``handle_exit``)."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Future[None] | None = None
+
+    async def main_loop(self) -> None:
+        self._loop = loop = asyncio.get_running_loop()
+        stop_ticking = shared_ticker().every(SERVER_TICK_S, self._wake_up)
+        try:
+            counter = 0
+            should_exit = await self.on_tick(counter)
+            while not should_exit:
+                counter = (counter + 10) % 864000  # a second is ten of uvicorn's ticks
+                self._wake = loop.create_future()
+                if not self.should_exit:  # a signal between two ticks
+                    await self._wake
+                should_exit = await self.on_tick(counter)
+        finally:
+            stop_ticking()
+
+    def _wake_up(self) -> None:
+        wake = self._wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._wake_up)
+
+
+def serve(app: Any, *, host: str, port: int, shared_tick: bool) -> None:
+    """Run the worker's ASGI ``app`` as ``uvicorn.run`` does, without an access log (the
+    heartbeat probes are noise); with ``shared_tick``, on ``TickingServer``."""
+    config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False)
+    server = TickingServer(config) if shared_tick else uvicorn.Server(config)
+    server.run()

@@ -54,6 +54,7 @@ from streaming.runtime import (
     GcTuning,
     LoopLag,
     gc_gauges,
+    serve,
     set_priority,
     tune_gc,
     untune_gc,
@@ -597,8 +598,6 @@ def run_sfu_worker(
     register_jobs: RegisterJobs | None = None,
 ) -> None:
     """Serve the worker until SIGTERM/SIGINT (uvicorn), rooms closed and claims released."""
-    import uvicorn
-
     if settings.sfu_nice is not None:
         set_priority(settings.sfu_nice)  # before uvicorn starts threads, which inherit it
     app = create_worker_app(
@@ -607,5 +606,4 @@ def run_sfu_worker(
         url=advertised_url(settings, host=host, port=port),
         register_jobs=register_jobs,
     )
-    # No access log: nothing secret is in the URLs, but the heartbeat probes are noise.
-    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+    serve(app, host=host, port=port, shared_tick=settings.sfu_shared_tick)
