@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import aioice.ice
@@ -102,11 +102,15 @@ async def test_subscriber_rtcp_reaches_its_slot_from_the_socket(rooms, classroom
     assert viewer.errors == []
 
 
+def _switched_off(switch: Callable[[bool], None]) -> Iterator[None]:
+    switch(False)
+    yield
+    switch(True)
+
+
 @pytest.fixture
 def aiortc_rtcp_path() -> Iterator[None]:
-    aiortc_hooks.set_fast_rtcp(False)
-    yield
-    aiortc_hooks.set_fast_rtcp(True)
+    yield from _switched_off(aiortc_hooks.set_fast_rtcp)
 
 
 async def test_switched_off_rtcp_takes_aiortcs_path(
@@ -188,9 +192,7 @@ async def test_garbage_datagrams_are_dropped_without_harm(rooms, classrooms, eve
 
 @pytest.fixture
 def aiortc_receive_path() -> Iterator[None]:
-    aiortc_hooks.set_aiortc_shortcuts(False)
-    yield
-    aiortc_hooks.set_aiortc_shortcuts(True)
+    yield from _switched_off(aiortc_hooks.set_aiortc_shortcuts)
 
 
 async def test_switched_off_media_takes_aiortcs_path(
