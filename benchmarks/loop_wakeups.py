@@ -8,7 +8,8 @@ uvloop process as the worker runs (CPU from ``/proc/self/schedstat``, in ns):
 - ``timer``: a task sleeping ``1/rate`` s in a loop;
 - ``udp``: datagrams of 1100 bytes arriving at ``rate`` per second from another process, to a
   protocol that only counts them (the cost of waking for a packet, before any SRTP or RTP);
-- ``loop_lag``: the worker's loop-lag sampler (``streaming.runtime.LoopLag``, 20 per second).
+- ``loop_lag``: the worker's loop-lag sampler (``streaming.runtime.LoopLag``) on a timer of its
+  own (20 per second, ``TONGKE_SFU_SHARED_TICK=false``) and on the shared tick (4 per second).
 
     .venv/bin/python benchmarks/loop_wakeups.py [--seconds 10] [--rate 160]
 """
@@ -25,7 +26,8 @@ from typing import Any
 
 import uvloop
 
-from streaming.runtime import LoopLag
+from streaming.runtime import LOOP_LAG_INTERVAL_S, LoopLag
+from streaming.sfu.ticker import TICK_S
 
 SENDER = """
 import socket, sys, time
@@ -88,16 +90,16 @@ async def main(seconds: float, rate: float) -> None:
     sender.wait()
     transport.close()
 
-    lag = LoopLag(None)
-
-    async def sampler() -> None:
+    async def sampler(interval: float | None) -> None:
+        lag = LoopLag(None, interval=interval)
         lag.start()
         try:
             await asyncio.Event().wait()
         finally:
             await lag.stop()
 
-    lag_ms = await measure(seconds, sampler)
+    own_ms = await measure(seconds, lambda: sampler(LOOP_LAG_INTERVAL_S))
+    shared_ms = await measure(seconds, lambda: sampler(None))
     udp_rate = received / (seconds + 0.5)
     print(f"idle loop: {idle:.3f} ms CPU/s")
     print(
@@ -108,7 +110,11 @@ async def main(seconds: float, rate: float) -> None:
         f"udp at ~{udp_rate:.0f} datagrams/s: {udp_ms - idle:.3f} ms CPU/s = "
         f"{(udp_ms - idle) * 1000 / max(udp_rate, 1):.1f} µs per datagram"
     )
-    print(f"loop-lag sampler ({lag.samples} samples): {lag_ms - idle:.3f} ms CPU/s")
+    print(
+        f"loop-lag sampler on its own timer ({1 / LOOP_LAG_INTERVAL_S:g}/s): "
+        f"{own_ms - idle:.3f} ms CPU/s; on the shared tick ({1 / TICK_S:g}/s): "
+        f"{shared_ms - idle:.3f} ms CPU/s"
+    )
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from streaming.bench import WARM_UP_S, bench_room
-from streaming.bench_tongke import tongke_sfu
+from streaming.bench_tongke import parse_variant, tongke_sfu
 
 FIGURES = (
     "us_per_packet",
@@ -48,15 +48,6 @@ FIGURES = (
     "cpu_percent",
     "delivered_ratio",
 )
-
-
-def parse_variant(text: str) -> tuple[str, dict[str, str]]:
-    name, _, assignments = text.partition(":")
-    settings = {}
-    for assignment in filter(None, assignments.split(",")):
-        key, _, value = assignment.partition("=")
-        settings[f"TONGKE_{key.strip().upper()}"] = value.strip()
-    return name, settings
 
 
 async def measure(

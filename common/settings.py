@@ -105,6 +105,13 @@ class Settings(BaseSettings):
     # over straight from the UDP socket, SRTP without pylibsrtp's per-call allocation, no
     # sender reports from idle receive slots. False keeps aiortc's own paths, to compare.
     sfu_aiortc_shortcuts: bool = True
+    # One timer for the worker's periodic work (streaming.sfu.ticker): rooms' housekeeping,
+    # sender reports and the loop-lag sampler on one 250 ms tick. False gives each its own
+    # timer (the sampler 20 a second), to compare.
+    sfu_shared_tick: bool = True
+    # Subscribers' SRTCP (receiver reports, NACK, PLI, REMB) handled straight from the UDP
+    # socket as publishers' SRTP is (streaming.sfu.aiortc_hooks). False: aiortc's path.
+    sfu_fast_rtcp: bool = True
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> Settings:

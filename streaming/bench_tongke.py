@@ -96,6 +96,17 @@ def sfu_worker(work_dir: Path, settings: dict[str, str] | None = None) -> Iterat
         log_file.close()
 
 
+def parse_variant(text: str) -> tuple[str, dict[str, str]]:
+    """``name:KEY=VALUE,...`` (a benchmark's worker variant) as its name and the ``TONGKE_*``
+    settings it sets for ``sfu_worker``."""
+    name, _, assignments = text.partition(":")
+    settings = {}
+    for assignment in filter(None, assignments.split(",")):
+        key, _, value = assignment.partition("=")
+        settings[f"TONGKE_{key.strip().upper()}"] = value.strip()
+    return name, settings
+
+
 class TongkeSignaling:
     """One signaling session to the tongke worker (a ticket, then JSON over WebSocket)."""
 

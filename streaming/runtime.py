@@ -29,12 +29,17 @@ import gc
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
+import uvicorn
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 
 from common.logging import get_logger
+from streaming.sfu.ticker import TICK_S, Ticker, shared_ticker
 
 log = get_logger(__name__)
 
@@ -160,15 +165,20 @@ def runqueue_wait_s(schedstat: Path) -> float | None:
 
 
 class LoopLag:
-    """A task that sleeps ``interval`` at a time and records how late it woke up, and how much
-    of that it was waiting for a CPU. Owned by whoever calls ``start``; ``stop`` cancels it."""
+    """Records how late a timer of the loop fires, and how much of that its thread was
+    waiting for a CPU. ``interval`` None samples on the loop's shared tick
+    (``streaming.sfu.ticker``, every 250 ms), a timer that wakes the loop anyway for the
+    rooms' periodic work; a number, on a timer of its own firing that often. Owned by
+    whoever calls ``start``; ``stop`` ends it."""
 
     def __init__(
-        self, registry: CollectorRegistry | None, *, interval: float = LOOP_LAG_INTERVAL_S
+        self, registry: CollectorRegistry | None, *, interval: float | None = None
     ) -> None:
+        self.interval = TICK_S if interval is None else interval
+        self.shared = interval is None
         self.histogram = Histogram(
             "tongke_sfu_loop_lag_seconds",
-            f"How late the event loop ran a timer, sampled every {int(interval * 1000)} ms",
+            f"How late the event loop ran a timer, sampled every {int(self.interval * 1000)} ms",
             buckets=PAUSE_BUCKETS,
             registry=registry,
         )
@@ -178,45 +188,91 @@ class LoopLag:
             buckets=PAUSE_BUCKETS,
             registry=registry,
         )
-        self.interval = interval
         self.samples = 0
         self.longest_s = 0.0
-        self._task: asyncio.Task[None] | None = None
+        self._ticker: Ticker | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+        self._schedstat: int | None = None
+        self._waited: float | None = None
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._sample(), name="sfu-loop-lag")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
-
-    async def _sample(self) -> None:
-        loop = asyncio.get_running_loop()
+        if self._unsubscribe is not None:
+            return
         schedstat = Path(f"/proc/self/task/{threading.get_native_id()}/schedstat")
         # kept open and re-read in place: opening it 20 times a second cost as much CPU as
         # the timer's own wake-ups (about 0.1 ms each on a 2-core VM)
         try:
-            fd: int | None = os.open(schedstat, os.O_RDONLY)
+            self._schedstat = os.open(schedstat, os.O_RDONLY)
         except OSError:
-            fd = None
-        try:
-            await self._sample_every_interval(loop, fd)
-        finally:
-            if fd is not None:
-                os.close(fd)
+            self._schedstat = None
+        self._waited = _runqueue_wait_at(self._schedstat)
+        self._ticker = shared_ticker() if self.shared else Ticker(self.interval)
+        self._unsubscribe = self._ticker.every(self._ticker.interval, self._sample)
 
-    async def _sample_every_interval(self, loop: asyncio.AbstractEventLoop, fd: int | None) -> None:
-        waited = _runqueue_wait_at(fd)
-        while True:
-            due = loop.time() + self.interval
-            await asyncio.sleep(self.interval)
-            lag = max(loop.time() - due, 0.0)
-            waited_before, waited = waited, _runqueue_wait_at(fd)
-            starved = waited - waited_before if waited is not None and waited_before else 0.0
-            self.samples += 1
-            self.longest_s = max(self.longest_s, lag)
-            self.histogram.observe(lag)
-            self.own.observe(max(lag - starved, 0.0))
+    async def stop(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        if self._schedstat is not None:
+            os.close(self._schedstat)
+            self._schedstat = None
+
+    def _sample(self) -> None:
+        lag = self._ticker.late_s  # type: ignore[union-attr]
+        waited_before = self._waited
+        self._waited = waited = _runqueue_wait_at(self._schedstat)
+        starved = waited - waited_before if waited is not None and waited_before else 0.0
+        self.samples += 1
+        self.longest_s = max(self.longest_s, lag)
+        self.histogram.observe(lag)
+        self.own.observe(max(lag - starved, 0.0))
+
+
+SERVER_TICK_S = 1.0
+
+
+class TickingServer(uvicorn.Server):
+    """uvicorn's server, its housekeeping on the worker's shared ticker.
+
+    uvicorn's ``main_loop`` sleeps 0.1 s at a time to refresh its ``Date`` header once a
+    second and to notice an exit signal: ten wake-ups a second, of an idle worker's 14. Here
+    it runs once a second from the shared tick (``streaming.sfu.ticker``), and a signal
+    wakes it at once (uvicorn 0.3x: ``main_loop``, ``on_tick`` and ``handle_exit``)."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Future[None] | None = None
+
+    async def main_loop(self) -> None:
+        self._loop = loop = asyncio.get_running_loop()
+        stop_ticking = shared_ticker().every(SERVER_TICK_S, self._wake_up)
+        try:
+            counter = 0
+            should_exit = await self.on_tick(counter)
+            while not should_exit:
+                counter = (counter + 10) % 864000  # a second is ten of uvicorn's ticks
+                self._wake = loop.create_future()
+                if not self.should_exit:  # a signal between two ticks
+                    await self._wake
+                should_exit = await self.on_tick(counter)
+        finally:
+            stop_ticking()
+
+    def _wake_up(self) -> None:
+        wake = self._wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._wake_up)
+
+
+def serve(app: Any, *, host: str, port: int, shared_tick: bool) -> None:
+    """Run the worker's ASGI ``app`` as ``uvicorn.run`` does, without an access log (the
+    heartbeat probes are noise); with ``shared_tick``, on ``TickingServer``."""
+    config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False)
+    server = TickingServer(config) if shared_tick else uvicorn.Server(config)
+    server.run()

@@ -49,10 +49,12 @@ from common.settings import Settings
 from recordings.alerts import RecordingAlertsCollector
 from streaming.cluster import SfuCluster, WorkerInfo
 from streaming.runtime import (
+    LOOP_LAG_INTERVAL_S,
     GcPauses,
     GcTuning,
     LoopLag,
     gc_gauges,
+    serve,
     set_priority,
     tune_gc,
     untune_gc,
@@ -99,11 +101,14 @@ class SfuWorker:
             raise ValueError("an SFU worker needs TONGKE_REDIS_URL")
         from aiortc import RTCConfiguration, RTCIceServer
 
-        from streaming.sfu.aiortc_hooks import set_aiortc_shortcuts
+        from streaming.sfu.aiortc_hooks import set_aiortc_shortcuts, set_fast_rtcp
         from streaming.sfu.media_ports import MediaPorts, configure_media_ports
         from streaming.sfu.registry import ClaimedRoomRegistry
+        from streaming.sfu.ticker import set_shared_ticks
 
         set_aiortc_shortcuts(settings.sfu_aiortc_shortcuts)
+        set_fast_rtcp(settings.sfu_fast_rtcp)
+        set_shared_ticks(settings.sfu_shared_tick)
 
         configure_media_ports(
             MediaPorts(
@@ -535,7 +540,7 @@ def create_worker_app(
     metrics.register(RecordingAlertsCollector())  # recorders of this worker's rooms
     metrics.register(ProtectionCollector(worker))
     gc_pauses = GcPauses(metrics)
-    loop_lag = LoopLag(metrics)
+    loop_lag = LoopLag(metrics, interval=None if settings.sfu_shared_tick else LOOP_LAG_INTERVAL_S)
     gc_gauges(metrics)
 
     @asynccontextmanager
@@ -618,8 +623,6 @@ def run_sfu_worker(
     register_jobs: RegisterJobs | None = None,
 ) -> None:
     """Serve the worker until SIGTERM/SIGINT (uvicorn), rooms closed and claims released."""
-    import uvicorn
-
     if settings.sfu_nice is not None:
         set_priority(settings.sfu_nice)  # before uvicorn starts threads, which inherit it
     app = create_worker_app(
@@ -628,5 +631,4 @@ def run_sfu_worker(
         url=advertised_url(settings, host=host, port=port),
         register_jobs=register_jobs,
     )
-    # No access log: nothing secret is in the URLs, but the heartbeat probes are noise.
-    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+    serve(app, host=host, port=port, shared_tick=settings.sfu_shared_tick)

@@ -10,10 +10,11 @@ aiortc has no SFU API. Measured on aiortc 1.16, the leanest hooks are:
   to the DTLS transport's SRTP session and the selected ICE pair's UDP socket, and replaces
   ``RTCRtpSender._handle_rtcp_packet`` on the instance to see NACK, PLI/FIR and receiver
   reports. The sender's own RTCP loop keeps sending sender reports, fed from our counters;
-* receive path (``install_fast_receive``): once DTLS is up, an SRTP datagram is unprotected,
-  parsed and handed to the SFU straight from the UDP protocol's ``datagram_received``,
-  skipping aioice's STUN parse attempt, its per-datagram ``asyncio.Queue`` and the wake-up of
-  aiortc's receive task; STUN, DTLS and RTCP keep aiortc's own path.
+* receive path (``install_fast_receive``): once DTLS is up, an SRTP or SRTCP datagram is
+  unprotected, parsed and handed to the SFU straight from the UDP protocol's
+  ``datagram_received``, skipping aioice's STUN parse attempt, its per-datagram
+  ``asyncio.Queue`` and the wake-up of aiortc's receive task; STUN and DTLS keep aiortc's
+  own path.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from aiortc.rtcrtpreceiver import StreamStatistics
 from aiortc.rtp import (
     AnyRtcpPacket,
     RtcpByePacket,
+    RtcpPacket,
     RtcpSdesPacket,
     RtcpSenderInfo,
     RtcpSourceInfo,
@@ -45,18 +47,22 @@ from aiortc.sdp import SessionDescription
 
 from common.logging import get_logger
 from streaming.sfu.packets import ABS_SEND_TIME_URI
+from streaming.sfu.ticker import TICK_S, ticker_for
 
 log = get_logger(__name__)
 
 RtpHandler = Callable[[RtpPacket, int], None]
-RtcpHandler = Callable[[AnyRtcpPacket], Coroutine[Any, Any, None]]
+RtcpHandler = Callable[[AnyRtcpPacket], None]
 
 # Drop rather than queue in user space when a subscriber's socket stops draining.
 MAX_WRITE_BUFFER_BYTES = 256 * 1024
 
 # the SFU's handler of each publisher receiver, for ``install_fast_receive``
 _rtp_handlers: weakref.WeakKeyDictionary[RTCRtpReceiver, RtpHandler] = weakref.WeakKeyDictionary()
+# the attribute of a subscriber sender holding the SFU's RTCP handler, for the fast path
+RTCP_HANDLER_ATTRIBUTE = "_sfu_rtcp_handler"
 _shortcuts = True  # see ``set_aiortc_shortcuts``
+_fast_rtcp = True  # see ``set_fast_rtcp``
 
 _aioice_host_addresses = aioice.ice.get_host_addresses
 
@@ -190,44 +196,62 @@ def report_round_trip_s(sender: RTCRtpSender, lsr: int, dlsr: int) -> float | No
 
 
 def attach_subscriber_rtcp(sender: RTCRtpSender, on_rtcp: RtcpHandler) -> None:
-    """Route the RTCP a subscriber sends about this sender's stream to ``on_rtcp``."""
-    sender._handle_rtcp_packet = on_rtcp  # type: ignore[method-assign, assignment]
+    """Route the RTCP a subscriber sends about this sender's stream to ``on_rtcp``: from
+    aiortc's receive task, or, on a transport given ``install_fast_receive``, straight from
+    the UDP socket's callback."""
+
+    async def handle_rtcp_packet(packet: AnyRtcpPacket) -> None:
+        on_rtcp(packet)
+
+    sender._handle_rtcp_packet = handle_rtcp_packet  # type: ignore[method-assign]
+    setattr(sender, RTCP_HANDLER_ATTRIBUTE, on_rtcp)
 
 
-REPORT_TICK_S = 0.25
+REPORT_TICK_S = TICK_S
 REPORT_PHASES = 4  # each sender reports every REPORT_PHASES ticks, senders spread over them
 
 
 class _ReportClock:
-    """One timer for the RTCP sender reports of every SFU sender in this event loop: on each
-    tick the senders of one phase wake, so a subscriber's slots cost no timer of their own."""
+    """The RTCP sender reports of every SFU sender in this event loop, on one ticker (the
+    worker's shared one, ``streaming.sfu.ticker``): on each tick the senders of one phase
+    are looked at, and only those that sent something since their last report are woken to
+    send one. An idle slot (an inspector has 5 of its 7) costs no timer and no wake-up."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self._ticks: list[asyncio.Future[None] | None] = [None] * REPORT_PHASES
-        self._task: asyncio.Task[None] | None = None
+    def __init__(self) -> None:
+        # per phase: each waiting sender's future and the packet count of its last report
+        self._waiting: list[dict[RTCRtpSender, tuple[asyncio.Future[None], int]]] = [
+            {} for _ in range(REPORT_PHASES)
+        ]
+        self._unsubscribe: Callable[[], None] | None = None
+        self._phase = 0  # the phase the last tick looked at
         self._next_phase = 0
 
     def phase(self) -> int:
         self._next_phase = (self._next_phase + 1) % REPORT_PHASES
         return self._next_phase
 
-    async def wait(self, phase: int) -> None:
-        tick = self._ticks[phase]
-        if tick is None:
-            tick = self._ticks[phase] = self.loop.create_future()
-        if self._task is None or self._task.done():
-            self._task = self.loop.create_task(self._run(), name="sfu-sender-reports")
-        await asyncio.shield(tick)
+    async def wait(self, phase: int, sender: RTCRtpSender, reported: int) -> None:
+        """Until a tick of ``phase`` finds ``sender`` has sent packets beyond ``reported``."""
+        wake = asyncio.get_running_loop().create_future()
+        waiting = self._waiting[phase]
+        waiting[sender] = (wake, reported)
+        if self._unsubscribe is None:
+            self._unsubscribe = ticker_for(REPORT_TICK_S).every(REPORT_TICK_S, self._tick)
+        try:
+            await wake
+        finally:
+            if waiting.get(sender, (None,))[0] is wake:
+                del waiting[sender]
 
-    async def _run(self) -> None:
-        phase = 0
-        while any(tick is not None for tick in self._ticks):  # stops when nobody waits
-            await asyncio.sleep(REPORT_TICK_S)
-            phase = (phase + 1) % REPORT_PHASES
-            tick, self._ticks[phase] = self._ticks[phase], None
-            if tick is not None and not tick.done():
-                tick.set_result(None)
+    def _tick(self) -> None:
+        self._phase = phase = (self._phase + 1) % REPORT_PHASES
+        for sender, (wake, reported) in list(self._waiting[phase].items()):
+            count = sender._RTCRtpSender__packet_count & 0xFFFFFFFF  # type: ignore[attr-defined]
+            if count != reported and not wake.done():
+                wake.set_result(None)
+        if self._unsubscribe is not None and not any(self._waiting):
+            self._unsubscribe()  # nobody waits: stop until somebody does
+            self._unsubscribe = None
 
 
 _report_clocks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _ReportClock] = (
@@ -239,7 +263,7 @@ def _report_clock() -> _ReportClock:
     loop = asyncio.get_running_loop()
     clock = _report_clocks.get(loop)
     if clock is None:
-        clock = _report_clocks[loop] = _ReportClock(loop)
+        clock = _report_clocks[loop] = _ReportClock()
     return clock
 
 
@@ -274,7 +298,7 @@ def share_sender_report_timer(sender: RTCRtpSender) -> None:
         reported = 0  # packet count in the last report; none before anything is sent
         try:
             while True:
-                await clock.wait(phase)
+                await clock.wait(phase, sender, reported)
                 count = sender._RTCRtpSender__packet_count & 0xFFFFFFFF  # type: ignore[attr-defined]
                 if count != reported:
                     reported = count
@@ -347,6 +371,11 @@ def srtp_protector(session: pylibsrtp.Session) -> Callable[[bytes], bytes]:
 def srtp_unprotector(session: pylibsrtp.Session) -> Callable[[bytes], bytes]:
     """``session.unprotect`` the same way (see ``srtp_protector``)."""
     return _srtp_call(session, "srtp_unprotect", 0, session.unprotect)
+
+
+def srtcp_unprotector(session: pylibsrtp.Session) -> Callable[[bytes], bytes]:
+    """``session.unprotect_rtcp`` the same way (see ``srtp_protector``)."""
+    return _srtp_call(session, "srtp_unprotect_rtcp", 0, session.unprotect_rtcp)
 
 
 def _srtp_call(
@@ -480,6 +509,14 @@ def set_aiortc_shortcuts(enabled: bool) -> None:
     _shortcuts = enabled
 
 
+def set_fast_rtcp(enabled: bool) -> None:
+    """Whether ``install_fast_receive`` also takes SRTCP (subscribers' receiver reports,
+    NACK, PLI/FIR, REMB) straight from the UDP socket (a worker setting, to compare with
+    aiortc's path in one run). Applies to transports connected afterwards."""
+    global _fast_rtcp
+    _fast_rtcp = enabled
+
+
 def arrival_ms() -> int:
     """Now on aiortc's clock (ms since 1900, as ``aiortc.clock.current_ms``), without building
     two ``datetime`` objects per packet."""
@@ -495,8 +532,9 @@ def install_fast_receive(dtls: RTCDtlsTransport) -> None:
     ``_recv_next``. Here the UDP protocols of the transport's ICE connection get their own
     ``datagram_received``: SRTP (first byte 128-191, not RTCP) is unprotected, parsed,
     routed as aiortc routes it and given to the receiver's ``PublisherReceiver`` handler at
-    once. Anything else (STUN checks and consent, DTLS, SRTCP, a receiver without a handler,
-    a transport no longer connected) takes aiortc's path unchanged, except a datagram shorter
+    once; SRTCP likewise to the subscriber senders' handlers (``attach_subscriber_rtcp``,
+    ``set_fast_rtcp``). Anything else (STUN checks and consent, DTLS, a transport no longer
+    connected) takes aiortc's path unchanged, except a datagram shorter
     than any valid header, which is dropped: aiortc 1.16's ``_recv_next`` fails on an empty one
     and that ends its receive task, i.e. the connection. Safe fallback: if the aiortc/aioice
     internals are not what this expects, nothing is installed.
@@ -512,6 +550,7 @@ def _install_fast_receive(dtls: RTCDtlsTransport) -> None:
         unprotect = srtp_unprotector(dtls._rx_srtp)
         extensions_map = dtls._rtp_header_extensions_map
         route_rtp = dtls._rtp_router.route_rtp
+        rtcp = (srtcp_unprotector(dtls._rx_srtp), dtls._rtp_router.route_rtcp)
     except AttributeError:
         log.warning("fast_receive_unavailable", aiortc="internals differ from aiortc 1.16")
         return
@@ -519,7 +558,12 @@ def _install_fast_receive(dtls: RTCDtlsTransport) -> None:
         # TURN protocols deliver through their own path; a protocol is wrapped once
         if isinstance(protocol, StunProtocol) and "datagram_received" not in vars(protocol):
             protocol.datagram_received = _fast_datagram_received(  # type: ignore[method-assign, assignment]
-                dtls, protocol.datagram_received, unprotect, extensions_map, route_rtp
+                dtls,
+                protocol.datagram_received,
+                unprotect,
+                extensions_map,
+                route_rtp,
+                rtcp if _fast_rtcp else None,
             )
 
 
@@ -529,10 +573,12 @@ def _fast_datagram_received(
     unprotect: Callable[[bytes], bytes],
     extensions_map: Any,
     route_rtp: Callable[[RtpPacket], Any],
+    rtcp: tuple[Callable[[bytes], bytes], Callable[[AnyRtcpPacket], Any]] | None,
 ) -> Callable[[bytes, tuple[Any, ...]], None]:
     handlers = _rtp_handlers
     parse = RtpPacket.parse
     connected = State.CONNECTED
+    receive_rtcp = None if rtcp is None else _fast_rtcp_received(dtls, *rtcp)
 
     def datagram_received(data: bytes, addr: tuple[Any, ...]) -> None:
         if len(data) < 12:
@@ -541,8 +587,14 @@ def _fast_datagram_received(
             return
         # RTP: first byte 128-191 (version 2; STUN starts below 4, DTLS at 20-63); SRTCP has
         # a packet type of 192-208 in the second byte (``aiortc.rtp.is_rtcp``)
-        if not 127 < data[0] < 192 or 191 < data[1] < 209 or dtls._state is not connected:
+        if not 127 < data[0] < 192 or dtls._state is not connected:
             fallback(data, addr)
+            return
+        if 191 < data[1] < 209:
+            if receive_rtcp is None:
+                fallback(data, addr)
+            else:
+                receive_rtcp(data)
             return
         arrival = arrival_ms()
         dtls._RTCDtlsTransport__rx_bytes += len(data)  # type: ignore[attr-defined]
@@ -565,6 +617,40 @@ def _fast_datagram_received(
             log.exception("rtp_handler_failed")
 
     return datagram_received
+
+
+def _fast_rtcp_received(
+    dtls: RTCDtlsTransport,
+    unprotect: Callable[[bytes], bytes],
+    route_rtcp: Callable[[AnyRtcpPacket], Any],
+) -> Callable[[bytes], None]:
+    """SRTCP as aiortc 1.16's ``_recv_next`` and ``_handle_rtcp_data`` take it: unprotect,
+    parse the compound packet, give each packet to every sender or receiver it concerns. A
+    subscriber sender's handler (``attach_subscriber_rtcp``) is called at once; aiortc's own
+    (a publisher's sender reports to our receivers) runs as a task, as there it is awaited.
+    At 8 inspectors the SFU gets about as many RTCP datagrams a second (each aiortc receiver
+    reports on its own, idle slots included) as half the published RTP."""
+    parse = RtcpPacket.parse
+
+    def receive_rtcp(data: bytes) -> None:
+        dtls._RTCDtlsTransport__rx_bytes += len(data)  # type: ignore[attr-defined]
+        dtls._RTCDtlsTransport__rx_packets += 1  # type: ignore[attr-defined]
+        try:
+            packets = parse(unprotect(data))
+        except (pylibsrtp.Error, ValueError):
+            return  # as aiortc: dropped
+        for packet in packets:
+            for recipient in route_rtcp(packet):
+                handler = getattr(recipient, RTCP_HANDLER_ATTRIBUTE, None)
+                try:
+                    if handler is not None:
+                        handler(packet)
+                    else:
+                        _spawn(recipient._handle_rtcp_packet(packet))
+                except Exception:
+                    log.exception("rtcp_handler_failed")
+
+    return receive_rtcp
 
 
 _spawned: set[asyncio.Future[None]] = set()

@@ -203,7 +203,7 @@ class Downlink:
         self._playout_reset_until = 0.0
         self.rtt_ms: float | None = None
         self._rtt_samples: deque[float] = deque(maxlen=RTT_FLOOR_SAMPLES)
-        attach_subscriber_rtcp(sender, self._on_rtcp)
+        attach_subscriber_rtcp(sender, self.handle_rtcp)
 
     def connect(
         self,
@@ -439,7 +439,8 @@ class Downlink:
         sink.send(self._header(original.marker, sequence_number, ts) + payload)
         return True
 
-    async def _on_rtcp(self, packet: AnyRtcpPacket) -> None:
+    def handle_rtcp(self, packet: AnyRtcpPacket) -> None:
+        """What the subscriber says about this slot's stream: NACK, PLI/FIR, REMB, reports."""
         if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
             for sequence_number in packet.lost:
                 first = sequence_number not in self._nacked_seqs

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -19,6 +18,7 @@ from streaming.sfu.layout import RoomLimits, media_layout, primary_video_slot
 from streaming.sfu.participant import Participant
 from streaming.sfu.routing import Assignment, ParticipantView, RoomView, assign_slots
 from streaming.sfu.speakers import SpeakerDetector
+from streaming.sfu.ticker import ticker_for
 from streaming.sfu.track import PacketTap, PublishedTrack
 
 log = get_logger(__name__)
@@ -42,8 +42,9 @@ SENDER_REPORT_INTERVAL_S = 1.0
 class Room:
     """Participants by role, raised hands, active speakers, and the slot routing between them.
 
-    The room owns one housekeeping task (speaker detection, sender-report counters), started
-    with the first participant and cancelled by ``close()``.
+    The room's housekeeping (speaker detection every half second; bandwidth, loss,
+    playout-delay and sender-report counters every second) runs on the worker's shared
+    ticker (``streaming.sfu.ticker``) from the first participant until ``close()``.
     """
 
     def __init__(
@@ -74,7 +75,8 @@ class Room:
         self._assignments: dict[str, Assignment] = {}
         self._packet_taps: list[PacketTap] = []
         self._lesson_started = False
-        self._task: asyncio.Task[None] | None = None
+        self._stop_ticking: Callable[[], None] | None = None
+        self._housekeeping_ticks = 0
 
     # -- membership -------------------------------------------------------------------
 
@@ -98,8 +100,10 @@ class Room:
         self.speakers.add_participant(identity.participant_id)
         if self.audio_locked and not identity.host and identity.role == "meeting":
             self._set_muted(identity.participant_id, True)  # rejoining does not escape a mute
-        if self._task is None:
-            self._task = asyncio.ensure_future(self._housekeeping())
+        if self._stop_ticking is None:
+            self._stop_ticking = ticker_for(SPEAKER_WINDOW_S).every(
+                SPEAKER_WINDOW_S, self._housekeeping
+            )
         self._emit("participant_joined", identity.participant_id, role=identity.role)
         self._broadcast_participants()
         return participant
@@ -570,32 +574,31 @@ class Room:
 
     # -- housekeeping -----------------------------------------------------------------
 
-    async def _housekeeping(self) -> None:
+    def _housekeeping(self) -> None:
+        """Every ``SPEAKER_WINDOW_S``: the active speaker; every
+        ``SENDER_REPORT_INTERVAL_S``, each subscriber slot's counters."""
         ticks_per_report = max(int(SENDER_REPORT_INTERVAL_S / SPEAKER_WINDOW_S), 1)
-        tick = 0
-        while True:
-            await asyncio.sleep(SPEAKER_WINDOW_S)
-            tick += 1
-            speaker = self.speakers.evaluate()
-            if speaker is not None and speaker in self.participants:
-                self._emit("speaker_changed", speaker)
-                if self.kind == "meeting":
-                    self._reassign()
-                    message = {"v": 1, "type": "speaker", "participant": speaker}
-                    for participant in self.participants.values():
-                        participant.notify(message)
-            if tick % ticks_per_report == 0:
-                now_ms = current_ms()
-                now = time.monotonic()
-                for participant in list(self.participants.values()):
-                    participant.bandwidth_tick(now)
-                    for downlink in participant.downlinks.values():
-                        downlink.update_sender_report(now_ms)
-                        if downlink.kind == "video" and not downlink.paused:
-                            sample = downlink.nack_loss_sample()
-                            if sample is not None:
-                                self._protect(downlink, sample)
-                            self._update_playout_delay(participant, downlink, now, now_ms)
+        self._housekeeping_ticks += 1
+        speaker = self.speakers.evaluate()
+        if speaker is not None and speaker in self.participants:
+            self._emit("speaker_changed", speaker)
+            if self.kind == "meeting":
+                self._reassign()
+                message = {"v": 1, "type": "speaker", "participant": speaker}
+                for participant in self.participants.values():
+                    participant.notify(message)
+        if self._housekeeping_ticks % ticks_per_report == 0:
+            now_ms = current_ms()
+            now = time.monotonic()
+            for participant in list(self.participants.values()):
+                participant.bandwidth_tick(now)
+                for downlink in participant.downlinks.values():
+                    downlink.update_sender_report(now_ms)
+                    if downlink.kind == "video" and not downlink.paused:
+                        sample = downlink.nack_loss_sample()
+                        if sample is not None:
+                            self._protect(downlink, sample)
+                        self._update_playout_delay(participant, downlink, now, now_ms)
 
     def _update_playout_delay(
         self, participant: Participant, downlink: Downlink, now: float, now_ms: int
@@ -624,10 +627,9 @@ class Room:
         if self.closed:
             return
         self.closed = True
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        if self._stop_ticking is not None:
+            self._stop_ticking()
+            self._stop_ticking = None
         for participant in list(self.participants.values()):
             participant.notify({"v": 1, "type": "closed"})
             await participant.close()

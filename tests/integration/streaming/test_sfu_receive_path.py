@@ -1,13 +1,13 @@
-"""The SFU's receive path (``aiortc_hooks.install_fast_receive``): a publisher's SRTP goes
-straight from the UDP socket to the SFU, while STUN (ICE consent), DTLS and RTCP keep
-aiortc's own path, and garbage datagrams are dropped without harm."""
+"""The SFU's receive path (``aiortc_hooks.install_fast_receive``): a publisher's SRTP and
+every peer's SRTCP go straight from the UDP socket to the SFU, while STUN (ICE consent) and
+DTLS keep aiortc's own path, and garbage datagrams are dropped without harm."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import aioice.ice
@@ -46,14 +46,9 @@ async def _frames_keep_coming(viewer: Any, eventually: Any, more: int = 10) -> N
     await eventually(lambda: viewer.slot("lead_camera").frames > frames + more, timeout=10)
 
 
-async def test_publisher_rtp_skips_aioice_while_rtcp_keeps_aiortcs_path(
-    rooms, classrooms, eventually
-):
-    room, lead, viewer = await _lesson(rooms, classrooms, eventually)
-    connection = _ice_connection(lead)
-    assert connection._protocols
-    assert all("datagram_received" in vars(p) for p in connection._protocols)
-
+def _spy_on_queue(participant: Any) -> list[bytes]:
+    """What reaches aioice's per-datagram queue on ``participant``'s connection from now on."""
+    connection = _ice_connection(participant)
     queued: list[bytes] = []
     original = connection.data_received
 
@@ -62,14 +57,74 @@ async def test_publisher_rtp_skips_aioice_while_rtcp_keeps_aiortcs_path(
         original(data, component)
 
     connection.data_received = spy
+    return queued
+
+
+async def test_publisher_rtp_and_rtcp_skip_aioice(rooms, classrooms, eventually):
+    room, lead, viewer = await _lesson(rooms, classrooms, eventually)
+    connection = _ice_connection(lead)
+    assert connection._protocols
+    assert all("datagram_received" in vars(p) for p in connection._protocols)
+    queued = _spy_on_queue(lead)
     camera = room.participants["lead"].published["camera"]
+    reports: dict[int, int] = camera.rtp_receiver._RTCRtpReceiver__lsr
+    reports.clear()
     packets = camera.packets
-    # the publisher's sender reports come every second or so, through aioice's queue
-    await eventually(lambda: any(_is_rtcp(d) for d in queued), timeout=10)
+    # the publisher's sender reports (every second or so) still reach aiortc's receiver,
+    # which answers them in its receiver reports
+    await eventually(lambda: bool(reports), timeout=10)
     await eventually(lambda: camera.packets > packets + 60, timeout=10)
     await _frames_keep_coming(viewer, eventually)
-    assert not any(_is_rtp(d) for d in queued), "RTP went through aioice's queue"
+    assert not any(_is_rtp(d) or _is_rtcp(d) for d in queued), "media went through the queue"
     assert camera.rejected == 0
+    assert viewer.errors == []
+
+
+async def test_subscriber_rtcp_reaches_its_slot_from_the_socket(rooms, classrooms, eventually):
+    """The viewer's receiver reports reach its slot's handler straight from the socket (not
+    aiortc's ``_handle_rtcp_packet``, which the fast path does not call): the slot learns its
+    round trip and loss from them."""
+    room, _lead, viewer = await _lesson(rooms, classrooms, eventually)
+    remote = room.participants["remote-a"]
+    queued = _spy_on_queue(remote)
+    downlink = remote.downlinks["lead_camera"]
+    through_aiortc: list[Any] = []
+
+    async def aiortc_path(packet: Any) -> None:
+        through_aiortc.append(packet)
+
+    downlink.sender._handle_rtcp_packet = aiortc_path
+    downlink.rtt_ms = None
+    await eventually(lambda: downlink.rtt_ms is not None, timeout=10)
+    await _frames_keep_coming(viewer, eventually)
+    assert through_aiortc == []
+    assert not any(_is_rtcp(d) for d in queued), "RTCP went through aioice's queue"
+    assert viewer.errors == []
+
+
+def _switched_off(switch: Callable[[bool], None]) -> Iterator[None]:
+    switch(False)
+    yield
+    switch(True)
+
+
+@pytest.fixture
+def aiortc_rtcp_path() -> Iterator[None]:
+    yield from _switched_off(aiortc_hooks.set_fast_rtcp)
+
+
+async def test_switched_off_rtcp_takes_aiortcs_path(
+    rooms, classrooms, eventually, aiortc_rtcp_path
+):
+    room, lead, viewer = await _lesson(rooms, classrooms, eventually)
+    queued = _spy_on_queue(lead)
+    remote = room.participants["remote-a"]
+    downlink = remote.downlinks["lead_camera"]
+    downlink.rtt_ms = None
+    await eventually(lambda: any(_is_rtcp(d) for d in queued), timeout=10)
+    await eventually(lambda: downlink.rtt_ms is not None, timeout=10)
+    assert not any(_is_rtp(d) for d in queued), "RTP still takes the shortcut"
+    await _frames_keep_coming(viewer, eventually)
     assert viewer.errors == []
 
 
@@ -137,9 +192,7 @@ async def test_garbage_datagrams_are_dropped_without_harm(rooms, classrooms, eve
 
 @pytest.fixture
 def aiortc_receive_path() -> Iterator[None]:
-    aiortc_hooks.set_aiortc_shortcuts(False)
-    yield
-    aiortc_hooks.set_aiortc_shortcuts(True)
+    yield from _switched_off(aiortc_hooks.set_aiortc_shortcuts)
 
 
 async def test_switched_off_media_takes_aiortcs_path(

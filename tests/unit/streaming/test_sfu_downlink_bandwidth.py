@@ -111,11 +111,11 @@ async def test_remb_from_the_subscriber_reaches_the_estimate_sink() -> None:
     remb = RtcpPsfbPacket(
         fmt=RTCP_PSFB_APP, ssrc=7, media_ssrc=0, fci=pack_remb_fci(480_000, [4343, 4242])
     )
-    await downlink._on_rtcp(remb)
+    downlink.handle_rtcp(remb)
     # another application-layer feedback, or garbage: ignored
-    await downlink._on_rtcp(RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=7, media_ssrc=0, fci=b"XY"))
+    downlink.handle_rtcp(RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=7, media_ssrc=0, fci=b"XY"))
     truncated = b"REMB" + bytes([2, 0x08, 0x00, 0x01]) + bytes(4)  # two SSRCs announced, one sent
-    await downlink._on_rtcp(RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=7, media_ssrc=0, fci=truncated))
+    downlink.handle_rtcp(RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=7, media_ssrc=0, fci=truncated))
     await pc.close()
     assert len(estimates) == 1
     bitrate, ssrcs = estimates[0]

@@ -10,6 +10,7 @@ import time
 from prometheus_client import CollectorRegistry
 
 from streaming.runtime import GcPauses, GcTuning, LoopLag, tune_gc, untune_gc
+from streaming.sfu.ticker import shared_ticker
 
 
 def _count(registry: CollectorRegistry, name: str, **labels: str) -> float:
@@ -52,6 +53,16 @@ def test_every_collection_is_timed_by_generation() -> None:
     assert _count(registry, "tongke_sfu_gc_pause_seconds", generation="2") == counted, "removed"
 
 
+def _shows_a_stall_of_its_own(lag: LoopLag, registry: CollectorRegistry) -> None:
+    """A 0.3 s stall of the loop's own work, as both histograms show it."""
+    assert lag.longest_s >= 0.25
+    own = registry.get_sample_value("tongke_sfu_loop_lag_own_seconds_sum") or 0.0
+    assert own >= 0.15
+    assert (registry.get_sample_value("tongke_sfu_loop_lag_seconds_bucket", {"le": "0.1"}) or 0) < (
+        registry.get_sample_value("tongke_sfu_loop_lag_seconds_count") or 0
+    ), "the stall lands above the 100 ms bucket"
+
+
 async def test_a_blocked_loop_shows_as_lag_of_its_own() -> None:
     """A callback that holds the loop for 0.3 s delays the sampler's timer by at least the
     rest of that time, and it is the process's own work, not waiting for a CPU."""
@@ -65,9 +76,33 @@ async def test_a_blocked_loop_shows_as_lag_of_its_own() -> None:
     finally:
         await lag.stop()
     assert lag.samples >= 2
-    assert lag.longest_s >= 0.25
-    own = registry.get_sample_value("tongke_sfu_loop_lag_own_seconds_sum") or 0.0
-    assert own >= 0.15
-    assert (registry.get_sample_value("tongke_sfu_loop_lag_seconds_bucket", {"le": "0.1"}) or 0) < (
-        registry.get_sample_value("tongke_sfu_loop_lag_seconds_count") or 0
-    ), "the stall lands above the 100 ms bucket"
+    _shows_a_stall_of_its_own(lag, registry)
+
+
+async def test_a_stall_shows_on_the_shared_tick() -> None:
+    """Sampled on the worker's shared 250 ms tick instead of 20 timers a second: a 300 ms
+    stall that starts 20 ms before a tick is due delays that tick by about 280 ms."""
+    registry = CollectorRegistry()
+    lag = LoopLag(registry)
+    lag.start()
+    ticker = shared_ticker()
+    try:
+        assert lag.interval == ticker.interval == 0.25
+        while lag.samples < 1:
+            await asyncio.sleep(0.01)
+        stalled = asyncio.Event()
+
+        def stall() -> None:
+            time.sleep(0.3)  # the stall under test: blocks the event loop on purpose
+            stalled.set()
+
+        # timers run in order of their due time, so even a late wake-up runs this first
+        asyncio.get_running_loop().call_at(ticker.due - 0.02, stall)
+        await stalled.wait()
+        samples = lag.samples
+        while lag.samples == samples:
+            await asyncio.sleep(0.01)
+    finally:
+        await lag.stop()
+    assert not ticker.running, "the sampler leaves no timer behind"
+    _shows_a_stall_of_its_own(lag, registry)
