@@ -308,8 +308,13 @@ def _anneal_run(
     base_temperature: float,
     report: Callable[[float, int], None],
     exchange: Exchange | None = None,
+    optimal: Callable[[], bool] | None = None,
+    found_optimal: Callable[[], None] | None = None,
 ) -> _Run:
-    """Cool geometrically over the budget: the time left, or max_iterations if given."""
+    """Cool geometrically over the budget: the time left, or max_iterations if given.
+
+    A soft cost of 0 cannot be beaten, so the run stops there (and says so through
+    ``found_optimal``), as it does when ``optimal`` says another worker got there."""
     anneal.seed(seed)
     problem = arrays.problem()
     state = arrays.state(lec_period, lec_room)
@@ -339,7 +344,7 @@ def _anneal_run(
         return float(high * (t_end / high) ** (share * cycles - cycle))
 
     previous = 0.0
-    while True:
+    while best_cost > 0 and not (optimal is not None and optimal()):
         share = progress_at()
         if share >= 1.0 or time.monotonic() >= deadline:
             break
@@ -377,9 +382,11 @@ def _anneal_run(
         )
         done += step
         now = time.monotonic()
-        if best_cost < reported_best and now - last_report >= REPORT_EVERY:
+        if best_cost < reported_best and (now - last_report >= REPORT_EVERY or best_cost == 0):
             last_report = now
             report(now - started, int(best_cost))
+    if best_cost == 0 and found_optimal is not None:
+        found_optimal()
     if exchange is not None:
         # A worker that stops early still takes part in the remaining exchanges.
         for at in events[event:]:
@@ -397,6 +404,7 @@ class _Shared:
     rooms: Any
     barrier: Any
     lectures: int
+    solved: Any  # an Event: a worker reached soft cost 0, so the others stop too
 
     def exchange(
         self, index: int, best_cost: int, best_period: Int32, best_room: Int32
@@ -451,6 +459,8 @@ def _worker(
         base_temperature=base_temperature,
         report=lambda elapsed, best: messages.put(("progress", index, elapsed, best)),
         exchange=lambda best, period, room: shared.exchange(index, best, period, room),
+        optimal=shared.solved.is_set,
+        found_optimal=shared.solved.set,
     )
     messages.put(("done", index, run))
 
@@ -487,7 +497,7 @@ def solve(
     initial = evaluate(instance, arrays.placements(lec_period, lec_room))
     if progress is not None:
         progress(time.monotonic() - started, initial.hard, initial.cost)
-    if initial.hard:
+    if initial.hard or initial.cost == 0:
         return arrays.placements(lec_period, lec_room), initial.cost, initial.hard
 
     def report(best: int) -> None:
@@ -582,6 +592,7 @@ def _parallel(
         rooms=context.Array("i", workers * lectures, lock=False),
         barrier=context.Barrier(workers),
         lectures=lectures,
+        solved=context.Event(),
     )
     started = time.monotonic()
     processes = [

@@ -226,6 +226,24 @@ def test_solve_is_deterministic_for_a_seed_and_an_iteration_budget(toy: Instance
     assert evaluate(toy, runs[0][0]).cost == runs[0][1]
 
 
+def test_workers_stop_as_soon_as_one_reaches_soft_cost_zero(
+    toy: Instance, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Nothing beats a soft cost of 0: the toy gets there within a few thousand iterations,
+    # so neither worker should go on to spend its whole (large) iteration budget.
+    budget = 20_000_000
+    with caplog.at_level("INFO", logger="scheduler.itc2007.solver"):
+        _placements, cost, hard = solve(
+            toy, time_limit=300.0, seed=5, workers=2, max_iterations=budget
+        )
+    assert (cost, hard) == (0, 0)
+    solved = [r for r in caplog.records if r.getMessage() == "itc2007 solved"]
+    assert len(solved) == 1
+    iterations = solved[0].iterations  # type: ignore[attr-defined]
+    assert len(iterations) == 2
+    assert all(done < budget // 10 for done in iterations), iterations
+
+
 @needs_data
 def test_two_workers_exchanging_midway_are_deterministic_for_an_iteration_budget() -> None:
     # The workers compare their best timetables halfway (and the second reheats from the best):
