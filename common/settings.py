@@ -69,6 +69,13 @@ class Settings(BaseSettings):
     # of this many seconds while it runs, joined with the host's camera at the stop, so it
     # plays seconds after the end while the composition runs. 0: no preview.
     recording_meeting_chunk_seconds: float = Field(default=60.0, ge=0)
+    # The process finishing a stopped 教研 recording (preview, composition queued) holds it on
+    # a lease it renews every quarter of it; killed, its work is taken over once the lease ran
+    # out (recordings.meetings.FinishClaim). Same value in every process.
+    recording_meeting_finish_lease_seconds: float = Field(default=40.0, ge=0.5, le=600)
+    # A graceful stop (SIGTERM, deploy) lets the finishing in progress run this long before it
+    # hands what is left back to the next process.
+    recording_meeting_finish_grace_seconds: float = Field(default=20.0, ge=0, le=300)
     # H.264/HLS made while the lesson is recorded (recordings.live_hls), so the web versions are
     # ready seconds after the end instead of minutes: ~27 % of a core per recorded 360p stream
     # (both renditions, niced; see README). At most this many at once per host (web process and

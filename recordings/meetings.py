@@ -11,7 +11,11 @@ replayable file and then runs the usual processing (poster, chapters, renditions
 A process killed while it records (or while it finishes) leaves the row unfinished: the next
 process that opens the meeting's room, the web process's start (rooms in process) and the SFU
 workers' sweep (rooms nobody hosts) finish it from the files on disk, exactly once (the row is
-taken with a compare-and-set). Every database write runs in a thread, never on the event loop
+taken with a compare-and-set). The process finishing a recording holds it on a short lease
+(``FinishClaim``, renewed every quarter of it), so a killed finisher's work is taken over once
+its lease ran out, by whichever of those finds it; a finisher that lost its claim stops and
+writes nothing. A graceful stop lets the finishing in progress run to its end within a grace
+(``MeetingRecordings.close``). Every database write runs in a thread, never on the event loop
 that forwards the meeting's packets.
 
 A meeting recording belongs to the alliance and is never shown to a class: pupils never see
@@ -22,11 +26,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from sqlalchemy import CursorResult, and_, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
@@ -51,15 +56,22 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
+T = TypeVar("T")
+
 COMPOSE_JOB = "compose_meeting_recording"
 PREVIEW_MESSAGE = "可先播放预览版（全员混音与主持人画面）；完整版合成中"
 PENDING_MESSAGE = "正在生成预览…"
 COMPOSE_MESSAGE = "等待合成会议录像"
 EMPTY_MESSAGE = "录制期间没有收到任何参会教师的音视频，未生成录像"
-# a process took a stopped (or interrupted) recording to finish it and died meanwhile: after
-# this long another one takes it over (the preview takes seconds; remaking every chunk of a
-# long meeting whose chunks all failed, a few minutes)
-FINISH_LEASE_S = 600.0
+# The lease of a process finishing a recording (TONGKE_RECORDING_MEETING_FINISH_LEASE_SECONDS):
+# renewed every quarter of it while the preview is made (seconds; a few minutes to remake
+# every chunk of a long meeting), so a killed finisher's work waits at most this long.
+FINISH_LEASE_S = 40.0
+# A graceful stop lets the finishing in progress run this long
+# (TONGKE_RECORDING_MEETING_FINISH_GRACE_SECONDS), then hands what is left back.
+FINISH_GRACE_S = 20.0
+# ``outputs`` key of the claim's token: which process holds the recording now
+CLAIM_KEY = "finish_claim"
 
 
 def meeting_title(group_name: str, day: date, topic: str) -> str:
@@ -118,20 +130,19 @@ class UnfinishedMeeting:
     folder: Path
     chunk_s: float | None  # the preview's chunk length the recording was made with
     last_write: float  # epoch seconds: the folder's newest file, else the row's creation
+    # taken by a process to finish it: when its lease runs out unless renewed (epoch seconds)
+    lease_ends: float | None = None
 
 
 def _utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _finishable(row: Recording, *, now: datetime) -> bool:
-    """``claim_to_finish``'s condition, for the search."""
-    if row.status == "recording":
-        return True
-    taken = row.status == "processing" and row.status_message == PENDING_MESSAGE
-    if not taken or row.job_id is not None:
-        return False
-    return (now - _utc(row.updated_at)).total_seconds() >= FINISH_LEASE_S
+def _taken(row: Recording) -> bool:
+    """Taken by a process to finish it, and not finished (``claim_to_finish``'s condition)."""
+    return (
+        row.status == "processing" and row.status_message == PENDING_MESSAGE and row.job_id is None
+    )
 
 
 def _last_write(folder: Path) -> float | None:
@@ -140,11 +151,15 @@ def _last_write(folder: Path) -> float | None:
 
 
 def unfinished_meetings(
-    sessions: sessionmaker[Session], *, media_root: Path, research_session_id: int | None = None
+    sessions: sessionmaker[Session],
+    *,
+    media_root: Path,
+    research_session_id: int | None = None,
+    lease_s: float = FINISH_LEASE_S,
 ) -> list[UnfinishedMeeting]:
     """The meeting recordings to finish (of one session, or all), with when their files were
-    last written (a blocking call: run it in a thread)."""
-    now = datetime.now(UTC)
+    last written and, for those a process took, when its lease runs out (a blocking call: run
+    it in a thread)."""
     query = select(Recording).where(
         Recording.research_session_id.is_not(None),
         Recording.status.in_(("recording", "processing")),
@@ -154,7 +169,8 @@ def unfinished_meetings(
     found = []
     with sessions() as session:
         for row in session.scalars(query):
-            if not _finishable(row, now=now) or row.research_session_id is None:
+            taken = _taken(row)
+            if not (row.status == "recording" or taken) or row.research_session_id is None:
                 continue
             folder = (media_root / row.raw_path).parent
             created = _utc(row.created_at)
@@ -166,16 +182,20 @@ def unfinished_meetings(
                     folder=folder,
                     chunk_s=float(chunk_s) if chunk_s else None,
                     last_write=_last_write(folder) or created.timestamp(),
+                    lease_ends=_utc(row.updated_at).timestamp() + lease_s if taken else None,
                 )
             )
     return found
 
 
-def claim_to_finish(sessions: sessionmaker[Session], *, recording_id: int) -> bool:
+def claim_to_finish(
+    sessions: sessionmaker[Session], *, recording_id: int, lease_s: float = FINISH_LEASE_S
+) -> str | None:
     """Take a meeting recording to finish it: one still "recording" (just stopped here, or left
-    by a process that died) or one taken ``FINISH_LEASE_S`` ago and not finished. One
-    conditional UPDATE: of the processes that find the same recording, exactly one gets True.
-    The recording then shows 正在生成预览…."""
+    by a process that died) or one taken by a process whose lease (``lease_s``, renewed by
+    ``renew_claim``) ran out. One conditional UPDATE: of the processes that find the same
+    recording, exactly one gets the claim's token (the others None), kept in ``outputs``. The
+    recording then shows 正在生成预览…."""
     now = datetime.now(UTC)
     with transaction(sessions) as session:
         taken = session.execute(
@@ -190,19 +210,50 @@ def claim_to_finish(sessions: sessionmaker[Session], *, recording_id: int) -> bo
                         Recording.job_id.is_(None),
                         Recording.status_message == PENDING_MESSAGE,
                         # stored and compared the same way (UTC, as ``utcnow`` writes it)
-                        Recording.updated_at < now - timedelta(seconds=FINISH_LEASE_S),
+                        Recording.updated_at < now - timedelta(seconds=lease_s),
                     ),
                 ),
             )
             .values(status="processing", status_message=PENDING_MESSAGE, updated_at=now)
             .execution_options(synchronize_session=False)
         )
-        return cast(CursorResult[Any], taken).rowcount == 1
+        if cast(CursorResult[Any], taken).rowcount != 1:
+            return None
+        # the row is this transaction's now (locked): the token goes in with the claim
+        token = uuid.uuid4().hex
+        recording = session.get_one(Recording, recording_id)
+        recording.outputs = {**(recording.outputs or {}), CLAIM_KEY: token}
+        return token
 
 
-def release_unfinished(sessions: sessionmaker[Session], *, recording_id: int) -> None:
+def _holds(token: str) -> Any:
+    return Recording.outputs[CLAIM_KEY].as_string() == token
+
+
+def renew_claim(sessions: sessionmaker[Session], *, recording_id: int, token: str) -> bool:
+    """The finisher still working: its lease starts again now. One conditional UPDATE that
+    succeeds only while the claim is still this one (False: taken over, or finished)."""
+    with transaction(sessions) as session:
+        renewed = session.execute(
+            update(Recording)
+            .where(
+                Recording.id == recording_id,
+                Recording.status == "processing",
+                Recording.job_id.is_(None),
+                _holds(token),
+            )
+            .values(updated_at=datetime.now(UTC))
+            .execution_options(synchronize_session=False)
+        )
+        return cast(CursorResult[Any], renewed).rowcount == 1
+
+
+def release_unfinished(
+    sessions: sessionmaker[Session], *, recording_id: int, token: str | None = None
+) -> None:
     """The process stops while it finishes a recording: back to "recording", which the next
-    process that owns the room (or the sweep) finishes as if this one had died."""
+    process that owns the room (or the sweep) finishes as if this one had died. ``token``:
+    only while that claim still holds it."""
     with transaction(sessions) as session:
         session.execute(
             update(Recording)
@@ -211,10 +262,72 @@ def release_unfinished(sessions: sessionmaker[Session], *, recording_id: int) ->
                 Recording.status == "processing",
                 Recording.job_id.is_(None),
                 Recording.status_message == PENDING_MESSAGE,
+                *([_holds(token)] if token is not None else []),
             )
             .values(status="recording", status_message="录制已停止，等待生成预览")
             .execution_options(synchronize_session=False)
         )
+
+
+class ClaimLostError(Exception):
+    """The recording was taken over (this process's lease ran out): it must write nothing."""
+
+
+@dataclass
+class FinishClaim:
+    """A meeting recording this process took to finish (``claim_to_finish``), held while it
+    works: renewed every quarter of the lease, in a thread; lost, the work is cancelled."""
+
+    sessions: sessionmaker[Session]
+    recording_id: int
+    token: str
+    lease_s: float = FINISH_LEASE_S
+
+    def renew(self) -> bool:
+        """Blocking: run it in a thread."""
+        return renew_claim(self.sessions, recording_id=self.recording_id, token=self.token)
+
+    async def confirm(self) -> None:
+        """Renewed now, or ``ClaimLostError`` (before what only the holder may do)."""
+        if not await asyncio.to_thread(self.renew):
+            raise ClaimLostError(f"meeting recording {self.recording_id} taken over")
+
+    async def hold(self, work: Awaitable[T]) -> T:
+        """``work``'s result, the claim renewed meanwhile; ``ClaimLostError`` (the work
+        cancelled) once a renewal finds it taken, or none succeeded for a whole lease."""
+        working = asyncio.ensure_future(work)
+        renewing = asyncio.ensure_future(self._renew_until_lost())
+        try:
+            await asyncio.wait((working, renewing), return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            for task in (working, renewing):
+                task.cancel()
+            await asyncio.gather(working, renewing, return_exceptions=True)
+            raise
+        renewing.cancel()
+        if not working.done():  # the renewals ended: the claim is lost
+            working.cancel()
+        await asyncio.gather(working, renewing, return_exceptions=True)
+        if working.cancelled():
+            raise ClaimLostError(f"meeting recording {self.recording_id} taken over")
+        return working.result()
+
+    async def _renew_until_lost(self) -> None:
+        renewed = time.monotonic()
+        while True:
+            await asyncio.sleep(self.lease_s / 4)
+            try:
+                if not await asyncio.to_thread(self.renew):
+                    return
+                renewed = time.monotonic()
+            except SQLAlchemyError as exc:  # the database may come back within the lease
+                log.warning(
+                    "meeting_recording_claim_not_renewed",
+                    recording=self.recording_id,
+                    error=repr(exc),
+                )
+                if time.monotonic() - renewed >= self.lease_s:
+                    return  # another process may have taken it by now
 
 
 @dataclass
@@ -230,11 +343,19 @@ class MeetingRecordings:
     preview_chunk_s: float | None = None
     by_room: dict[str, tuple[int, MeetingRecorder]] = field(default_factory=dict)
     alert_tasks: set[asyncio.Future[None]] = field(default_factory=set)
-    # recordings being finished here (preview, composition queued), and the searches for
-    # unfinished ones: background tasks this object owns, cancelled by ``close()``
+    # a finisher's lease (TONGKE_RECORDING_MEETING_FINISH_LEASE_SECONDS), and how long a
+    # graceful stop lets the finishing run (TONGKE_RECORDING_MEETING_FINISH_GRACE_SECONDS)
+    finish_lease_s: float = FINISH_LEASE_S
+    finish_grace_s: float = FINISH_GRACE_S
+    # recordings being finished here (preview, composition queued), the searches for
+    # unfinished ones, and the searches again when the lease of a recording another process
+    # holds runs out (by research session): background tasks this object owns, ended by
+    # ``close()``
     finishing: dict[int, asyncio.Task[None]] = field(default_factory=dict)
     searches: set[asyncio.Task[list[int]]] = field(default_factory=set)
+    lookouts: dict[int, asyncio.Task[list[int]]] = field(default_factory=dict)
     starting: set[str] = field(default_factory=set)  # rooms whose recording row is being made
+    closing: bool = False
 
     @classmethod
     def from_settings(
@@ -248,6 +369,8 @@ class MeetingRecordings:
             jobs,
             min_free_bytes=settings.recording_min_free_mb * 1024 * 1024,
             preview_chunk_s=settings.recording_meeting_chunk_seconds or None,
+            finish_lease_s=settings.recording_meeting_finish_lease_seconds,
+            finish_grace_s=settings.recording_meeting_finish_grace_seconds,
         )
 
     def _new_row(self, research_session_id: int, started_by: int | None) -> tuple[int, Path]:
@@ -317,8 +440,9 @@ class MeetingRecordings:
         self, recording_id: int, folder: Path, *, chunk_s: float | None, recorded: bool | None
     ) -> None:
         """Finish the recording in a task of this object: take it (``claim_to_finish``), then
-        ``finish_meeting_recording``; a failure is logged, the stop of the process cancels it
-        and leaves the recording to the next one (``release_unfinished``)."""
+        ``finish_meeting_recording`` while the claim is renewed (``FinishClaim``); a failure
+        is logged; the stop of the process lets it run within its grace, then cancels it and
+        leaves the recording to the next one (``release_unfinished``)."""
         if recording_id in self.finishing:
             return
         task = asyncio.create_task(
@@ -331,26 +455,44 @@ class MeetingRecordings:
     async def _finish(
         self, recording_id: int, folder: Path, *, chunk_s: float | None, recorded: bool | None
     ) -> None:
-        claim = asyncio.ensure_future(
-            asyncio.to_thread(claim_to_finish, self.sessions, recording_id=recording_id)
+        taking = asyncio.ensure_future(
+            asyncio.to_thread(
+                claim_to_finish,
+                self.sessions,
+                recording_id=recording_id,
+                lease_s=self.finish_lease_s,
+            )
         )
         try:
-            if not await asyncio.shield(claim):
-                log.info("meeting_recording_taken_elsewhere", recording=recording_id)
-                return
-            await finish_meeting_recording(
-                self.sessions,
-                jobs=self.jobs,
-                recording_id=recording_id,
-                folder=folder,
-                chunk_s=chunk_s,
-                recorded=recorded,
-            )
+            token = await asyncio.shield(taking)
         except asyncio.CancelledError:
-            if await claim:  # its thread runs to the end either way: release what it took
+            if (token := await taking) is not None:  # its thread ran to the end: give it back
                 await asyncio.to_thread(
-                    release_unfinished, self.sessions, recording_id=recording_id
+                    release_unfinished, self.sessions, recording_id=recording_id, token=token
                 )
+            raise
+        if token is None:
+            log.info("meeting_recording_taken_elsewhere", recording=recording_id)
+            return
+        claim = FinishClaim(self.sessions, recording_id, token, self.finish_lease_s)
+        try:
+            await claim.hold(
+                finish_meeting_recording(
+                    self.sessions,
+                    jobs=self.jobs,
+                    recording_id=recording_id,
+                    folder=folder,
+                    chunk_s=chunk_s,
+                    recorded=recorded,
+                    claim=claim,
+                )
+            )
+        except ClaimLostError:
+            log.warning("meeting_recording_claim_lost", recording=recording_id)
+        except asyncio.CancelledError:
+            await asyncio.to_thread(
+                release_unfinished, self.sessions, recording_id=recording_id, token=token
+            )
             raise
 
     def _finished(self, recording_id: int, task: asyncio.Task[None]) -> None:
@@ -372,8 +514,10 @@ class MeetingRecordings:
     ) -> list[int]:
         """Finish (in the background) the meeting recordings of one research session, or of
         all, that no recorder of this process holds, whose files have not been written for
-        ``stale_after_s``, and whose room is not ``hosted`` (by another process); returns the
-        ids it tries (another process finding them too takes none of them twice)."""
+        ``stale_after_s``, and whose room is not ``hosted`` (by another process); and those a
+        process took to finish whose lease ran out (it died: taken over whoever hosts the
+        room). One whose lease still runs is looked at again when it ends. Returns the ids it
+        tries (another process finding them too takes none of them twice)."""
         from streaming.access import research_session_of_room
 
         found = await asyncio.to_thread(
@@ -381,6 +525,7 @@ class MeetingRecordings:
             self.sessions,
             media_root=self.media_root,
             research_session_id=research_session_id,
+            lease_s=self.finish_lease_s,
         )
         tried = []
         for part in found:
@@ -389,12 +534,22 @@ class MeetingRecordings:
             starting = {research_session_of_room(room_id) for room_id in self.starting}
             if part.recording_id in running | set(self.finishing):
                 continue
-            if part.research_session_id in starting:
-                continue
-            if time.time() - part.last_write < stale_after_s:
-                continue
-            if hosted is not None and await hosted(part.research_session_id):
-                continue
+            if part.lease_ends is not None:
+                if (left_s := part.lease_ends - time.time()) > 0:
+                    self._look_again(
+                        part.research_session_id,
+                        after_s=left_s,
+                        stale_after_s=stale_after_s,
+                        hosted=hosted,
+                    )
+                    continue
+            else:
+                if part.research_session_id in starting:
+                    continue
+                if time.time() - part.last_write < stale_after_s:
+                    continue
+                if hosted is not None and await hosted(part.research_session_id):
+                    continue
             log.warning("meeting_recording_unfinished", recording=part.recording_id)
             self.finish_soon(
                 part.recording_id,
@@ -405,13 +560,46 @@ class MeetingRecordings:
             tried.append(part.recording_id)
         return tried
 
+    def _look_again(
+        self,
+        research_session_id: int,
+        *,
+        after_s: float,
+        stale_after_s: float,
+        hosted: Callable[[int], Awaitable[bool]] | None,
+    ) -> None:
+        """Search the session's recordings again once a lease another process holds ran out
+        (renewed meanwhile: looked at again then)."""
+        if research_session_id in self.lookouts or self.closing:
+            return
+
+        async def later() -> list[int]:
+            # the claim's own condition is strict (older than the lease): a little after it
+            await asyncio.sleep(after_s + min(1.0, self.finish_lease_s / 10))
+            self.lookouts.pop(research_session_id, None)
+            return await self.recover_interrupted(
+                research_session_id=research_session_id,
+                stale_after_s=stale_after_s,
+                hosted=hosted,
+            )
+
+        task = asyncio.create_task(later(), name=f"meeting-recordings-lease-{research_session_id}")
+        self.lookouts[research_session_id] = task
+
+        def done(ended: asyncio.Task[list[int]]) -> None:
+            if self.lookouts.get(research_session_id) is ended:
+                del self.lookouts[research_session_id]
+            self._searched(ended)
+
+        task.add_done_callback(done)
+
     def recover_room_soon(self, room: Room) -> None:
         """A meeting room has just opened here: what a process that held it before left
         unfinished is finished now (in the background; the join goes on)."""
         from streaming.access import research_session_of_room
 
         research_session_id = research_session_of_room(room.room_id)
-        if research_session_id is None:
+        if research_session_id is None or self.closing:
             return
         task = asyncio.create_task(
             self.recover_interrupted(research_session_id=research_session_id),
@@ -425,13 +613,29 @@ class MeetingRecordings:
         if not task.cancelled() and (error := task.exception()) is not None:
             log.error("meeting_recording_recover_failed", error=repr(error), exc_info=error)
 
-    async def close(self) -> None:
-        """The process stops: cancel what runs in the background. A recording being finished
-        goes back to "recording" for the next process (``release_unfinished``)."""
-        tasks: list[asyncio.Future[Any]] = [*self.searches, *self.finishing.values()]
-        for task in tasks:
+    async def close(self, *, grace_s: float | None = None) -> None:
+        """The process stops (after its rooms closed): no more searches; the recorders end,
+        and the recordings being finished get ``grace_s`` (default ``finish_grace_s``) to end,
+        then are cancelled and go back to "recording" for the next process
+        (``release_unfinished``)."""
+        self.closing = True
+        searches: list[asyncio.Future[Any]] = [*self.searches, *self.lookouts.values()]
+        for task in searches:
             task.cancel()
-        await asyncio.gather(*tasks, *self.alert_tasks, return_exceptions=True)
+        await asyncio.gather(*searches, return_exceptions=True)
+        # a room's close stops its recorder in a task: its files closed, it is finished too
+        stopping = [recorder.stop() for _, recorder in list(self.by_room.values())]
+        await asyncio.gather(*stopping, return_exceptions=True)
+        finishing = list(self.finishing.values())
+        grace = self.finish_grace_s if grace_s is None else grace_s
+        if finishing and grace > 0:
+            log.info("meeting_recordings_finishing_before_stop", recordings=list(self.finishing))
+            await asyncio.wait(finishing, timeout=grace)
+        for task in finishing:
+            if not task.done():
+                log.warning("meeting_recording_left_unfinished_at_stop", task=task.get_name())
+                task.cancel()
+        await asyncio.gather(*finishing, *self.alert_tasks, return_exceptions=True)
 
 
 def _final_timeline(folder: Path, recorded: bool | None) -> tuple[MeetingTimeline, bool] | None:
@@ -456,6 +660,21 @@ def _final_timeline(folder: Path, recorded: bool | None) -> tuple[MeetingTimelin
     return timeline, interrupted
 
 
+def _claimed_row(session: Session, recording_id: int, token: str | None) -> Recording | None:
+    """The row, locked for this transaction (PostgreSQL), if ``token`` still holds it (None:
+    whoever calls holds it); ``ClaimLostError`` if another process took it over."""
+    recording = session.get(Recording, recording_id, with_for_update=token is not None)
+    if recording is None or token is None:
+        return recording
+    if (recording.outputs or {}).get(CLAIM_KEY) != token:
+        raise ClaimLostError(f"meeting recording {recording_id} taken over")
+    return recording
+
+
+def _without_claim(outputs: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in outputs.items() if key != CLAIM_KEY}
+
+
 def _set_status(
     sessions: sessionmaker[Session],
     *,
@@ -463,13 +682,19 @@ def _set_status(
     status: str,
     message: str,
     outputs: dict[str, Any] | None = None,
-) -> None:
+    token: str | None = None,
+) -> dict[str, Any]:
+    """The recording's ``outputs`` after the write. ``token``: only while that claim holds
+    the recording (``ClaimLostError`` otherwise); a status other than "processing" ends it."""
     with transaction(sessions) as session:
-        recording = session.get_one(Recording, recording_id)
+        recording = _claimed_row(session, recording_id, token)
+        if recording is None:
+            raise NotFoundError(f"录像 {recording_id} 不存在")
         recording.status = status
         recording.status_message = message
-        if outputs:
-            recording.outputs = {**(recording.outputs or {}), **outputs}
+        merged = {**(recording.outputs or {}), **(outputs or {})}
+        recording.outputs = merged if status == "processing" else _without_claim(merged)
+        return merged
 
 
 def _published(
@@ -479,15 +704,18 @@ def _published(
     job_id: str | None,
     preview: dict[str, Any] | None,
     message: str,
+    token: str | None = None,
 ) -> None:
     """The composition's job noted and, with a preview, the recording ready on it: one
-    transaction, after the job was queued (a crash before leaves the recording to finish)."""
+    transaction, after the job was queued (a crash before leaves the recording to finish).
+    ``token``: only while that claim holds the recording, which it then gives up."""
     with transaction(sessions) as session:
-        recording = session.get(Recording, recording_id)
+        recording = _claimed_row(session, recording_id, token)
         if recording is None:
             return
         recording.job_id = recording.job_id or job_id
-        outputs = recording.outputs or {}
+        outputs = _without_claim(recording.outputs or {})
+        recording.outputs = outputs
         if recording.status != "processing" or outputs.get("meeting_version") == "composed":
             return  # deleted, failed or composed meanwhile
         recording.status_message = message
@@ -504,47 +732,65 @@ async def finish_meeting_recording(
     folder: Path,
     chunk_s: float | None,
     recorded: bool | None = None,
+    claim: FinishClaim | None = None,
 ) -> str | None:
     """Finish a meeting recording this process took (``claim_to_finish``): the preview made
     (``chunk_s``: its chunks' length; None: no preview), the composition queued and the
     recording ready on the preview (the status says so when the recording was interrupted),
     or failed when nothing was recorded. ``recorded``: whether the recorders wrote anything
-    (None: judged from the files). Returns the composition's job id."""
+    (None: judged from the files). With the ``claim`` it holds, every write is made only
+    while it still does (``ClaimLostError`` otherwise). Returns the composition's job id."""
+    token = claim.token if claim is not None else None
     try:
         final = await asyncio.to_thread(_final_timeline, folder, recorded)
     except (OSError, ValueError, KeyError, TypeError) as exc:  # meeting.json or a sidecar
         log.warning("meeting_recording_unreadable", recording=recording_id, error=repr(exc))
         unreadable = f"会议录像的时间线无法读取，未生成录像：{exc}"[:500]
         await asyncio.to_thread(
-            _set_status, sessions, recording_id=recording_id, status="failed", message=unreadable
+            _set_status,
+            sessions,
+            recording_id=recording_id,
+            status="failed",
+            message=unreadable,
+            token=token,
         )
         return None
     if final is None:
         await asyncio.to_thread(
-            _set_status, sessions, recording_id=recording_id, status="failed", message=EMPTY_MESSAGE
+            _set_status,
+            sessions,
+            recording_id=recording_id,
+            status="failed",
+            message=EMPTY_MESSAGE,
+            token=token,
         )
         return None
     timeline, interrupted = final
     assert timeline.stopped_at is not None
     stopped = datetime.fromtimestamp(timeline.stopped_at, TIMEZONE)
-    waiting = f"录制中断，录像止于 {stopped:%H:%M:%S}；{COMPOSE_MESSAGE}" if interrupted else None
-    await asyncio.to_thread(
+    waiting = f"录制中断，录像止于 {stopped:%H:%M:%S}；{COMPOSE_MESSAGE}"
+    outputs = await asyncio.to_thread(
         _set_status,
         sessions,
         recording_id=recording_id,
         status="processing",
-        message=PENDING_MESSAGE if chunk_s else (waiting or COMPOSE_MESSAGE),
+        message=PENDING_MESSAGE if chunk_s else (waiting if interrupted else COMPOSE_MESSAGE),
         outputs={"raw_duration_s": timeline.duration_s}
         | ({"interrupted_at": stopped.isoformat()} if interrupted else {}),
+        token=token,
     )
+    # a finisher that died after it closed the timeline noted the interruption
+    interrupted = interrupted or "interrupted_at" in outputs
     preview = await make_preview_for(
         recording_id=recording_id, folder=folder, timeline=timeline, chunk_s=chunk_s
     )
+    if claim is not None:  # queued by whoever holds the recording, once
+        await claim.confirm()
     job_id = await jobs.enqueue(
         COMPOSE_JOB, job_id=f"meeting-recording-{recording_id}", recording_id=recording_id
     )
     if preview is None:
-        message = waiting or COMPOSE_MESSAGE
+        message = waiting if interrupted else COMPOSE_MESSAGE
     elif interrupted:
         message = f"录制中断，已保存到 {stopped:%H:%M:%S} 的预览版；完整版合成中"
     else:
@@ -556,6 +802,7 @@ async def finish_meeting_recording(
         job_id=job_id,
         preview=preview,
         message=message,
+        token=token,
     )
     if preview is not None:
         log.info(

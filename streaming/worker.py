@@ -66,6 +66,9 @@ log = get_logger(__name__)
 RegisterJobs = Callable[[JobQueue, Settings], None]
 
 SWEEP_EVERY_BEATS = 30
+# The meetings' part of the sweep runs this often, in leases of their finishers: a finisher
+# killed mid-preview is found within half a lease and taken over when its lease ends.
+MEETING_SWEEP_LEASES = 0.5
 
 # Close codes of the internal socket (4000 + the HTTP status it stands for).
 CLOSE_BAD_TICKET = 4401
@@ -305,10 +308,13 @@ class SfuWorker:
         if self._scheduler is not None:
             await self._scheduler.stop()
         await self.rooms.close_all()  # releases the claims: other workers may take the rooms
-        if self._meetings is not None and self._meetings.recordings is not None:
-            await self._meetings.recordings.close()  # previews in flight: left to the sweep
         with contextlib.suppress(RedisError):
-            await self.cluster.deregister(self.worker_id)
+            await self.cluster.deregister(self.worker_id)  # no new joins routed here
+        if self._meetings is not None and self._meetings.recordings is not None:
+            # the meetings' recordings stopped by the hosts or just now with their rooms are
+            # finished within the grace (recording_meeting_finish_grace_seconds); what is left
+            # then goes back to the next worker
+            await self._meetings.recordings.close()
         if self._jobs is not None:
             await self._jobs.close()
         await self.cluster.close()
@@ -340,6 +346,8 @@ class SfuWorker:
 
     async def _heartbeats(self) -> None:
         interval = self.settings.sfu_lease_seconds / 3
+        lease_s = self.settings.recording_meeting_finish_lease_seconds
+        meetings_every = max(1, round(lease_s * MEETING_SWEEP_LEASES / interval))
         beats = 0
         while True:
             await asyncio.sleep(interval)
@@ -350,10 +358,13 @@ class SfuWorker:
             beats += 1
             if beats % SWEEP_EVERY_BEATS == 0:
                 await self._sweep()
+            elif beats % meetings_every == 0:
+                await self._sweep(lessons=False)
 
-    async def _sweep(self) -> None:
+    async def _sweep(self, *, lessons: bool = True) -> None:
         try:
-            await self.close_abandoned_recordings()
+            if lessons:
+                await self.close_abandoned_recordings()
             await self.finish_abandoned_meetings()
         except Exception:  # a database hiccup must not stop the heartbeat or the start
             log.exception("sfu_recording_sweep_failed", worker=self.worker_id)
@@ -361,8 +372,10 @@ class SfuWorker:
     async def finish_abandoned_meetings(self, *, stale_after_s: float | None = None) -> list[int]:
         """Finish the meeting recordings a dead worker left in rooms nobody hosts any more
         and whose files stood still for ``stale_after_s`` (default: ``recording_abandon_seconds``;
-        a room opened again finishes its own at once): preview, composition queued, once
-        across workers (``recordings.meetings``). Returns the ids this worker tried."""
+        a room opened again finishes its own at once), and those whose finisher died (its
+        lease ran out; one still running is looked at again when it ends): preview,
+        composition queued, once across workers (``recordings.meetings``). Returns the ids
+        this worker tried."""
         from streaming.access import meeting_room_id
 
         async def hosted(research_session_id: int) -> bool:

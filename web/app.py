@@ -97,17 +97,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 ),
             )
             app.state.lesson_scheduler.start()
-        app.state.meeting_recovery = None
+        app.state.meeting_recordings = None
         if app.state.sfu_cluster is None:
-            # Meeting rooms live in this process: a recording the last one left unfinished
-            # (killed mid-meeting or mid-preview) is finished now, in the background.
+            # Meeting rooms live in this process, recorded by this one object (their trackers
+            # use it too): a recording the last process left unfinished (killed mid-meeting or
+            # mid-preview) is finished now, in the background.
             from recordings.meetings import MeetingRecordings
 
-            app.state.meeting_recovery = MeetingRecordings.from_settings(
+            app.state.meeting_recordings = MeetingRecordings.from_settings(
                 app.state.sessions, settings, app.state.jobs
             )
             try:
-                await app.state.meeting_recovery.recover_interrupted()
+                await app.state.meeting_recordings.recover_interrupted()
             except Exception:  # the database may come back: the room's next opening retries
                 log.exception("meeting_recording_recover_failed")
         log.info(
@@ -125,11 +126,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if app.state.daily_jobs is not None:
                 await app.state.daily_jobs.stop()
             await app.state.rooms.close_all()
-            # previews in flight: cancelled, their recordings left to the next start
-            trackers = getattr(app.state, "meeting_trackers", None)
-            for meetings in (app.state.meeting_recovery, trackers and trackers.recordings):
-                if meetings is not None:
-                    await meetings.close()
+            # previews in flight: finished within their grace, what is left to the next start
+            if app.state.meeting_recordings is not None:
+                await app.state.meeting_recordings.close()
             if app.state.sfu_cluster is not None:
                 await app.state.sfu_cluster.close()
             await app.state.jobs.close()

@@ -99,17 +99,16 @@ def meeting_clock(app: FastAPI) -> LessonClock:
 
 
 def _meeting_trackers(app: FastAPI) -> MeetingTrackers:
+    """The meeting rooms' trackers, recording with the process's one ``MeetingRecordings``
+    (``app.state.meeting_recordings``, made at the start with rooms in process)."""
     trackers: MeetingTrackers | None = getattr(app.state, "meeting_trackers", None)
     if trackers is None:
-        from recordings.meetings import MeetingRecordings
         from streaming.meetings import MeetingTrackers
 
         trackers = app.state.meeting_trackers = MeetingTrackers(
             app.state.sessions,
             meeting_clock(app),
-            recordings=MeetingRecordings.from_settings(
-                app.state.sessions, app.state.settings, app.state.jobs
-            ),
+            recordings=getattr(app.state, "meeting_recordings", None),
         )
     return trackers
 

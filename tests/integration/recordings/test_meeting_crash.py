@@ -25,22 +25,27 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from common.errors import NotFoundError
 from common.jobs import InProcessJobQueue
 from common.settings import Settings
 from recordings.meeting_capture import TIMELINE_NAME, MeetingTimeline
 from recordings.meeting_preview import PREVIEW_DIR, PREVIEW_NAME, chunk_path
 from recordings.meetings import MeetingRecordings
-from recordings.models import Recording
 from research.models import ResearchSession
 from streaming.lifecycle import LessonClock
 from streaming.meetings import MeetingTrackers
 from streaming.sfu import InProcessRoomRegistry
 from tests.conftest import DemoDatabase, make_test_app
 from tests.fixtures.classrooms import eventually
-from tests.fixtures.recordings import line_starting, meeting_left_behind, recorder_child
+from tests.fixtures.recordings import (
+    job_queued,
+    line_starting,
+    meeting_left_behind,
+    recorder_child,
+    recording_row,
+)
 from tests.integration.streaming.test_meeting_recording import _loudest, ffprobe_duration
 from web.jobs import register_all
+from web.routers.lessons import _meeting_trackers
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -88,19 +93,6 @@ CHILD = textwrap.dedent(
 )
 
 
-def _row(db: DemoDatabase, recording_id: int) -> Recording:
-    with db.sessions() as session:
-        return session.get_one(Recording, recording_id)
-
-
-async def _queued(jobs: InProcessJobQueue, job_id: str) -> bool:
-    try:
-        await jobs.status(job_id)
-    except NotFoundError:
-        return False
-    return True
-
-
 async def test_a_killed_meeting_recorder_gets_its_preview_once(
     sqlite_db: DemoDatabase, tmp_path: Path
 ) -> None:
@@ -122,7 +114,7 @@ async def test_a_killed_meeting_recorder_gets_its_preview_once(
         child.kill()
         child.wait()
 
-    recording = _row(sqlite_db, recording_id)
+    recording = recording_row(sqlite_db, recording_id)
     assert recording.status == "recording"  # nobody told the database
     folder = (media_root / recording.raw_path).parent
     assert MeetingTimeline.read(folder / TIMELINE_NAME).stopped_at is None
@@ -152,8 +144,8 @@ async def test_a_killed_meeting_recorder_gets_its_preview_once(
         await asyncio.gather(*reopened.finishing.values(), *sweep.finishing.values())
 
         job_id = f"meeting-recording-{recording_id}"
-        assert [await _queued(jobs, job_id) for jobs in queues].count(True) == 1
-        recording = _row(sqlite_db, recording_id)
+        assert [await job_queued(jobs, job_id) for jobs in queues].count(True) == 1
+        recording = recording_row(sqlite_db, recording_id)
         assert recording.status == "ready", recording.status_message
         assert recording.job_id == job_id
         message = re.fullmatch(
@@ -182,7 +174,8 @@ async def test_a_killed_meeting_recorder_gets_its_preview_once(
 
         # the composition queued by whichever took it composes the killed files
         def composed() -> bool:
-            return _row(sqlite_db, recording_id).outputs.get("meeting_version") == "composed"
+            outputs = recording_row(sqlite_db, recording_id).outputs
+            return outputs.get("meeting_version") == "composed"
 
         await eventually(composed, timeout=200)
         raw = folder / "raw.webm"
@@ -199,7 +192,8 @@ def test_a_web_process_finishes_at_its_start_what_the_last_one_left(
     sqlite_db: DemoDatabase, tmp_path: Path
 ) -> None:
     """Rooms in the web process: the process that held the meeting was killed; the next one
-    finishes its recording as it starts (in the background: it serves meanwhile)."""
+    finishes its recording as it starts (in the background: it serves meanwhile), with the one
+    ``MeetingRecordings`` its meeting rooms record with too."""
     with sqlite_db.sessions() as session:
         first = select(ResearchSession.id).order_by(ResearchSession.id)
         session_id = session.scalars(first).first()
@@ -209,8 +203,11 @@ def test_a_web_process_finishes_at_its_start_what_the_last_one_left(
     )
     app = make_test_app(sqlite_db, tmp_path, recording_meeting_chunk_seconds=5)
     with TestClient(app):
+        recordings = app.state.meeting_recordings
+        assert isinstance(recordings, MeetingRecordings)
+        assert _meeting_trackers(app).recordings is recordings  # one per process
         deadline = time.monotonic() + 60
-        while (recording := _row(sqlite_db, recording_id)).status != "ready":
+        while (recording := recording_row(sqlite_db, recording_id)).status != "ready":
             assert time.monotonic() < deadline, recording.status_message
             time.sleep(0.1)
     assert recording.status_message.startswith("录制中断，已保存到 ")

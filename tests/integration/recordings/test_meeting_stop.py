@@ -1,6 +1,7 @@
 """The host's 停止录制 answers as soon as the files are closed: the preview is made, the
 recording made ready on it and the composition queued afterwards, in a background task of
-``MeetingRecordings``; a process stopping mid-preview leaves the recording to the next one.
+``MeetingRecordings``; a process stopping mid-preview finishes it within its grace, and one
+whose grace runs out leaves the recording to the next one.
 A real meeting room with two aiortc teacher bots (in process, loopback), the real
 ``MeetingRecordings`` on a real SQLite file, the real jobs (the composition held in the queue).
 """
@@ -132,7 +133,7 @@ async def test_the_stop_answers_before_the_preview_which_follows(
     print(f"stop answered in {stop_s:.3f} s; preview {row.outputs['preview_after_s']} s later")
 
 
-async def test_a_shutdown_mid_preview_leaves_it_to_the_next_process(
+async def test_a_shutdown_whose_grace_runs_out_mid_preview_leaves_it_to_the_next_process(
     meeting: RecordedMeeting,
 ) -> None:
     recording_id, folder = await _record(meeting)
@@ -144,7 +145,7 @@ async def test_a_shutdown_mid_preview_leaves_it_to_the_next_process(
         return any((folder / PREVIEW_DIR).glob(".*.partial"))
 
     await eventually(mixing, timeout=30, interval=0.01)
-    await meeting.recordings.close()  # the process stops, its ffmpeg mid-chunk
+    await meeting.recordings.close(grace_s=0)  # the process stops, its ffmpeg mid-chunk
     row = _row(meeting.db, recording_id)
     assert row.status == "recording" and row.job_id is None, row.status_message
     assert not (folder / PREVIEW_DIR / PREVIEW_NAME).exists()

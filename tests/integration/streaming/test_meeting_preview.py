@@ -66,6 +66,7 @@ async def test_the_preview_plays_before_the_composed_version_replaces_it(
 
     jobs.register("hold_the_queue", hold, max_retries=0)
     app.state.jobs = jobs
+    app.state.meeting_recordings.jobs = jobs  # the process's one MeetingRecordings queues here
     media_root: Path = app.state.settings.media_root
 
     attendees = [await attend(base, meeting, m, amplitude=0.3) for m in meeting.members]
