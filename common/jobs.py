@@ -31,6 +31,7 @@ from typing import Any, Concatenate, Literal, TypeVar, cast
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.cron import CronJob, cron
 from arq.jobs import Job
+from arq.jobs import JobStatus as ArqState
 from arq.typing import WorkerCoroutine
 from arq.worker import Function, Retry, func
 from pydantic import BaseModel, Field, JsonValue
@@ -402,6 +403,7 @@ class JobQueue(ABC):
         self.job_timeout = job_timeout
         self._registry: dict[str, _Registration] = {}
         self._daily: dict[str, DailyJob] = {}
+        self._periodic: dict[str, int] = {}
 
     def register(self, name: str, func: JobFunc, *, max_retries: int | None = None) -> None:
         """Make ``func`` runnable as job ``name``; ``max_retries`` overrides the queue default."""
@@ -416,6 +418,16 @@ class JobQueue(ABC):
         if not (0 <= hour < 24 and 0 <= minute < 60):
             raise ValueError(f"not a time of day: {hour}:{minute}")
         self._daily[name] = DailyJob(name=name, hour=hour, minute=minute)
+
+    def register_periodic(self, name: str, *, every_minutes: int) -> None:
+        """Run the registered job ``name`` every ``every_minutes`` (a divisor of 60) in
+        ``tongke worker``, and once when a worker starts (arq cron, ``unique``: one run per
+        time however many workers). The embedded web process has no such schedule: whoever
+        registers one runs what it needs at the process's start."""
+        self._registration(name)
+        if every_minutes < 1 or 60 % every_minutes:
+            raise ValueError(f"not a divisor of an hour: {every_minutes}")
+        self._periodic[name] = every_minutes
 
     @property
     def daily_jobs(self) -> list[DailyJob]:
@@ -441,6 +453,14 @@ class JobQueue(ABC):
     @abstractmethod
     async def cancel(self, job_id: str) -> bool:
         """Ask the job to stop; False when it had already finished."""
+
+    async def live(self, job_id: str) -> bool:
+        """Whether the job is queued or running: something will still run it. False for an
+        unknown id (a job lost with the process that held it) and a finished one."""
+        try:
+            return not (await self.status(job_id)).finished
+        except NotFoundError:
+            return False
 
     async def wait(
         self, job_id: str, *, timeout: float = 60.0, poll_interval: float = 0.05
@@ -752,6 +772,16 @@ class ArqJobQueue(JobQueue):
         )
         return status
 
+    async def live(self, job_id: str) -> bool:
+        """Queued or running by our status and by arq's own: a worker killed while it ran the
+        job leaves our status "running", and once arq gave up on it (past its tries) or its
+        data was lost, arq no longer holds it."""
+        if not await super().live(job_id):
+            return False
+        redis = await self._redis()
+        state = await Job(job_id, redis, _queue_name=self.queue_name).status()
+        return state in (ArqState.queued, ArqState.deferred, ArqState.in_progress)
+
     async def cancel(self, job_id: str) -> bool:
         """Flag the job cancelled and abort it through arq; a queued job never starts."""
         redis = await self._redis()
@@ -858,7 +888,7 @@ class ArqJobQueue(JobQueue):
     def cron_jobs(self) -> list[CronJob]:
         """One arq cron job per daily job; ``unique`` so several workers still run it once, and
         claimed in the ``RedisDailyLedger`` so that a day a worker caught up on start is not
-        run again by the cron."""
+        run again by the cron. Then one per periodic job (``register_periodic``)."""
         jobs = []
         for daily in self._daily.values():
             function = self._worker_function(daily.name)
@@ -868,6 +898,19 @@ class ArqJobQueue(JobQueue):
                     name=CRON_PREFIX + daily.name,
                     hour=daily.hour,
                     minute=daily.minute,
+                    unique=True,
+                    timeout=function.timeout_s,
+                    max_tries=function.max_tries,
+                )
+            )
+        for name, every in self._periodic.items():
+            function = self._worker_function(name)
+            jobs.append(
+                cron(
+                    function.coroutine,
+                    name=CRON_PREFIX + name,
+                    minute=set(range(0, 60, every)),
+                    run_at_startup=True,
                     unique=True,
                     timeout=function.timeout_s,
                     max_tries=function.max_tries,

@@ -16,6 +16,7 @@ renditions, in the same job.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from dataclasses import dataclass
@@ -23,12 +24,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from common.db import get_engine, session_factory
+from sqlalchemy import update
+from sqlalchemy.orm import Session, sessionmaker
+
+from common.db import get_engine, session_factory, transaction
 from common.jobs import JobContext, JobQueue
 from common.logging import get_logger
 from common.settings import Settings
 from recordings.meeting_capture import TIMELINE_NAME, MeetingTimeline
 from recordings.meetings import COMPOSE_JOB
+from recordings.models import Recording
 from recordings.processing import (
     PROCESS_RETRIES,
     ProcessingError,
@@ -327,28 +332,90 @@ def _with_script(arguments: list[str], script: Path) -> list[str]:
     return [*arguments[:first_output], *script_option, *arguments[first_output:]]
 
 
-def register_jobs(queue: JobQueue, settings: Settings) -> None:
-    """Register ``compose_meeting_recording`` (the web app and ``tongke worker``)."""
+COMPOSING_MESSAGE = "合成会议录像中"
+RESUMED_MESSAGE = "会议录像合成中断，已重新开始"
+# the composition failed for good on a recording still playable on its preview
+FAILED_ON_PREVIEW = "会议录像合成失败，仍可播放预览版"
 
-    async def compose_job(ctx: JobContext, *, recording_id: int) -> dict[str, Any]:
-        from sqlalchemy import update
 
-        from common.db import transaction
-        from recordings.models import Recording
+def _start_composition(sessions: sessionmaker[Session], recording_id: int, *, resumed: bool) -> str:
+    """The recording's message as the composition starts; returns its raw capture's key."""
+    with transaction(sessions) as session:
+        recording = session.get_one(Recording, recording_id)
+        raw_path = recording.raw_path
+        # ready on its preview, the recording keeps its message (it says the composition
+        # runs, and where an interrupted recording stops): one conditional UPDATE, as the
+        # preview may be published meanwhile (recordings.meetings)
+        session.execute(
+            update(Recording)
+            .where(Recording.id == recording_id, Recording.status == "processing")
+            .values(status_message=RESUMED_MESSAGE if resumed else COMPOSING_MESSAGE)
+            .execution_options(synchronize_session=False)
+        )
+        return raw_path
 
-        sessions = session_factory(get_engine(settings.database_url))
-        with transaction(sessions) as session:
-            recording = session.get_one(Recording, recording_id)
-            raw = settings.media_root / recording.raw_path
-            # ready on its preview, the recording keeps its message (it says the composition
-            # runs, and where an interrupted recording stops): one conditional UPDATE, as the
-            # preview may be published meanwhile (recordings.meetings)
-            session.execute(
-                update(Recording)
-                .where(Recording.id == recording_id, Recording.status == "processing")
-                .values(status_message="合成会议录像中")
-                .execution_options(synchronize_session=False)
+
+def _composition_failed(
+    sessions: sessionmaker[Session], recording_id: int, *, message: str, last: bool
+) -> None:
+    with transaction(sessions) as session:
+        recording = session.get_one(Recording, recording_id)
+        outputs = recording.outputs or {}
+        if outputs.get("meeting_version") == "preview":
+            # the preview stays playable, whatever the composition does; the recovery sweep
+            # (recordings.requeue) leaves it alone only once it failed for good
+            recording.status_message = (
+                f"{FAILED_ON_PREVIEW}：{message}"
+                if last
+                else f"会议录像合成失败，将重试，仍可播放预览版：{message}"
             )
+            if last:
+                recording.outputs = {**outputs, "composition": "failed"}
+        else:
+            recording.status = "failed" if last else "processing"
+            recording.status_message = f"会议录像合成失败：{message}"
+        recording.status_message = recording.status_message[:500]
+
+
+def _composed(sessions: sessionmaker[Session], recording_id: int, composed: dict[str, Any]) -> None:
+    """The composed file replaces the preview: the replay switches to it."""
+    with transaction(sessions) as session:
+        recording = session.get_one(Recording, recording_id)
+        outputs = {
+            key: value for key, value in (recording.outputs or {}).items() if key != "composition"
+        }
+        # a preview is kept for a browser still playing it (its own URL); the retention
+        # run a day later deletes it (service.retire_previews)
+        retired = {"preview_retired_at": datetime.now(UTC).isoformat()}
+        recording.outputs = {
+            **outputs,
+            **composed,
+            "playable": "raw",
+            **(retired if outputs.get("preview") else {}),
+        }
+
+
+def _keep_composed(
+    sessions: sessionmaker[Session], recording_id: int, composed: dict[str, Any]
+) -> None:
+    """Processing wrote its own outputs: the composition's facts go back beside them."""
+    with transaction(sessions) as session:
+        recording = session.get_one(Recording, recording_id)
+        recording.outputs = {**(recording.outputs or {}), **composed}
+
+
+def register_jobs(queue: JobQueue, settings: Settings) -> None:
+    """Register ``compose_meeting_recording`` (the web app and ``tongke worker``). Its
+    database writes run in threads, one transaction each (see ``process_recording``)."""
+
+    async def compose_job(
+        ctx: JobContext, *, recording_id: int, resumed: bool = False
+    ) -> dict[str, Any]:
+        sessions = session_factory(get_engine(settings.database_url))
+        raw_path = await asyncio.to_thread(
+            _start_composition, sessions, recording_id, resumed=resumed
+        )
+        raw = settings.media_root / raw_path
 
         async def report(progress: float, message: str) -> None:
             await ctx.report(progress, message)
@@ -358,39 +425,23 @@ def register_jobs(queue: JobQueue, settings: Settings) -> None:
         except Exception as exc:
             message = exc.args[0] if isinstance(exc, ProcessingError) else repr(exc)
             last = ctx.attempt >= PROCESS_RETRIES + 1
-            with transaction(sessions) as session:
-                recording = session.get_one(Recording, recording_id)
-                on_preview = (recording.outputs or {}).get("meeting_version") == "preview"
-                if on_preview:  # the preview stays playable, whatever the composition does
-                    recording.status_message = f"会议录像合成失败，仍可播放预览版：{message}"
-                else:
-                    recording.status = "failed" if last else "processing"
-                    recording.status_message = f"会议录像合成失败：{message}"
-                recording.status_message = recording.status_message[:500]
+            await asyncio.to_thread(
+                _composition_failed, sessions, recording_id, message=message, last=last
+            )
             raise
-        with transaction(sessions) as session:
-            # the composed file replaces the preview: the replay switches to it
-            recording = session.get_one(Recording, recording_id)
-            outputs = recording.outputs or {}
-            # a preview is kept for a browser still playing it (its own URL); the retention
-            # run a day later deletes it (service.retire_previews)
-            retired = {"preview_retired_at": datetime.now(UTC).isoformat()}
-            recording.outputs = {
-                **outputs,
-                **composed,
-                "playable": "raw",
-                **(retired if outputs.get("preview") else {}),
-            }
+        await asyncio.to_thread(_composed, sessions, recording_id, composed)
 
         async def processing(progress: float, message: str) -> None:
             await ctx.report(0.5 + 0.5 * progress, message)
 
         outputs = await process_configured(
-            settings, recording_id=recording_id, attempt=ctx.attempt, report=processing
+            settings,
+            recording_id=recording_id,
+            attempt=ctx.attempt,
+            report=processing,
+            resumed=resumed,
         )
-        with transaction(sessions) as session:
-            recording = session.get_one(Recording, recording_id)
-            recording.outputs = {**(recording.outputs or {}), **composed}
+        await asyncio.to_thread(_keep_composed, sessions, recording_id, composed)
         return {**outputs, **composed}
 
     queue.register(COMPOSE_JOB, compose_job, max_retries=PROCESS_RETRIES)

@@ -775,6 +775,77 @@ async def upload_outputs(
     return uploaded
 
 
+RESUMED_MESSAGE = "处理中断，已重新开始"
+
+
+def _start_row(
+    sessions: sessionmaker[Session], recording_id: int, *, attempt: int, resumed: bool
+) -> str:
+    """The recording ``processing`` as a run starts; returns its raw capture's key."""
+    with transaction(sessions) as session:
+        recording = session.get(Recording, recording_id)
+        if recording is None:
+            raise ProcessingError(f"录像 {recording_id} 不存在")
+        recording.status = "processing"
+        if attempt > 1:
+            recording.status_message = f"第 {attempt} 次处理"
+        else:
+            recording.status_message = RESUMED_MESSAGE if resumed else "处理中"
+        return recording.raw_path
+
+
+def _note_unplayable(
+    sessions: sessionmaker[Session], recording_id: int, *, message: str, last: bool
+) -> None:
+    with transaction(sessions) as session:
+        recording = session.get_one(Recording, recording_id)
+        recording.status = "failed" if last else "processing"
+        recording.status_message = (
+            f"处理失败：{message}" if last else f"处理失败，将重试：{message}"
+        )[:500]
+
+
+def _note_playable(
+    sessions: sessionmaker[Session], recording_id: int, *, outputs: dict[str, Any]
+) -> None:
+    with transaction(sessions) as session:
+        recording = session.get_one(Recording, recording_id)
+        previous = recording.outputs or {}
+        recording.status = "ready"
+        recording.status_message = "可先播放原始录像；网页通用版本生成中"
+        # keep the renditions of an earlier run servable until this run replaces them
+        recording.outputs = {**previous, **outputs, "renditions": "processing"}
+
+
+def _note_renditions_failed(
+    sessions: sessionmaker[Session], recording_id: int, *, message: str, last: bool
+) -> None:
+    with transaction(sessions) as session:
+        recording = session.get_one(Recording, recording_id)
+        # "failed" only for good: a retry still to come leaves the work unfinished, for the
+        # recovery sweep (recordings.requeue) should this process die before it runs
+        state = "failed" if last else "processing"
+        recording.outputs = {**(recording.outputs or {}), "renditions": state}
+        recording.status_message = (
+            f"网页通用版本生成失败：{message}"
+            if last
+            else f"网页通用版本生成失败，将重试：{message}"
+        )[:500]
+
+
+def _note_processed(
+    sessions: sessionmaker[Session], recording_id: int, *, outputs: dict[str, Any]
+) -> None:
+    with transaction(sessions) as session:
+        recording = session.get_one(Recording, recording_id)
+        # what the recorder noted while recording (a full disk) stays with the recording
+        kept = {key: value for key, value in (recording.outputs or {}).items() if key in KEPT}
+        recording.status = "ready"
+        recording.outputs = {**outputs, **kept}
+        recording.status_message = incomplete_note(recording.outputs)
+        recording.processed_at = datetime.now(UTC)
+
+
 async def process_recording(
     sessions: sessionmaker[Session],
     *,
@@ -786,6 +857,7 @@ async def process_recording(
     report: Report | None = None,
     remote: MediaStorage | None = None,
     keep_local: bool = False,
+    resumed: bool = False,
 ) -> dict[str, Any]:
     """Process one recording and record the outcome on its row; errors are re-raised for the
     job queue to retry.
@@ -794,15 +866,15 @@ async def process_recording(
     row is ``ready`` (the library serves the WebM); then the renditions every device plays are
     made and added. A failure of the first step ends ``failed`` once ``attempt`` is the last;
     a failure of the second leaves the recording ``ready`` on its raw file, with the reason.
-    With ``remote``, everything is uploaded at the end (raw capture included)."""
-    with transaction(sessions) as session:
-        recording = session.get(Recording, recording_id)
-        if recording is None:
-            raise ProcessingError(f"录像 {recording_id} 不存在")
-        raw_key = recording.raw_path
-        raw = media_root / raw_key
-        recording.status = "processing"
-        recording.status_message = "处理中" if attempt == 1 else f"第 {attempt} 次处理"
+    With ``remote``, everything is uploaded at the end (raw capture included). ``resumed``:
+    queued again by the recovery sweep (``recordings.requeue``), and the status says so.
+
+    Every database write is one transaction in a thread: without Redis this runs on the web
+    process's event loop, which may be forwarding live lessons."""
+    raw_key = await asyncio.to_thread(
+        _start_row, sessions, recording_id, attempt=attempt, resumed=resumed
+    )
+    raw = media_root / raw_key
     started = datetime.now(UTC)
     last = attempt >= max_attempts
     try:
@@ -810,24 +882,15 @@ async def process_recording(
         facts, outputs = await make_playable(raw, out_dir=raw.parent, report=report)
     except Exception as exc:
         message = _fail_message(exc)
-        with transaction(sessions) as session:
-            recording = session.get_one(Recording, recording_id)
-            recording.status = "failed" if last else "processing"
-            recording.status_message = (
-                f"处理失败：{message}" if last else f"处理失败，将重试：{message}"
-            )[:500]
+        await asyncio.to_thread(
+            _note_unplayable, sessions, recording_id, message=message, last=last
+        )
         log.warning(
             "recording_processing_failed", recording=recording_id, attempt=attempt, error=message
         )
         raise
     outputs["playable_after_s"] = round((datetime.now(UTC) - started).total_seconds(), 2)
-    with transaction(sessions) as session:
-        recording = session.get_one(Recording, recording_id)
-        previous = recording.outputs or {}
-        recording.status = "ready"
-        recording.status_message = "可先播放原始录像；网页通用版本生成中"
-        # keep the renditions of an earlier run servable until this run replaces them
-        recording.outputs = {**previous, **outputs, "renditions": "processing"}
+    await asyncio.to_thread(_note_playable, sessions, recording_id, outputs=outputs)
     try:
         from recordings.live_hls import renditions_from_live  # builds on this module
 
@@ -852,28 +915,16 @@ async def process_recording(
             outputs["stored"] = remote.kind
     except Exception as exc:
         message = _fail_message(exc)
-        with transaction(sessions) as session:
-            recording = session.get_one(Recording, recording_id)
-            recording.outputs = {**(recording.outputs or {}), "renditions": "failed"}
-            recording.status_message = (
-                f"网页通用版本生成失败：{message}"
-                if last
-                else f"网页通用版本生成失败，将重试：{message}"
-            )[:500]
+        await asyncio.to_thread(
+            _note_renditions_failed, sessions, recording_id, message=message, last=last
+        )
         log.warning(
             "recording_renditions_failed", recording=recording_id, attempt=attempt, error=message
         )
         raise
     outputs["renditions"] = "ready"
     outputs["processing_s"] = round((datetime.now(UTC) - started).total_seconds(), 2)
-    with transaction(sessions) as session:
-        recording = session.get_one(Recording, recording_id)
-        # what the recorder noted while recording (a full disk) stays with the recording
-        kept = {key: value for key, value in (recording.outputs or {}).items() if key in KEPT}
-        recording.status = "ready"
-        recording.outputs = {**outputs, **kept}
-        recording.status_message = incomplete_note(recording.outputs)
-        recording.processed_at = datetime.now(UTC)
+    await asyncio.to_thread(_note_processed, sessions, recording_id, outputs=outputs)
     log.info(
         "recording_processed",
         recording=recording_id,
@@ -885,7 +936,7 @@ async def process_recording(
 
 
 async def process_configured(
-    settings: Settings, *, recording_id: int, attempt: int, report: Report
+    settings: Settings, *, recording_id: int, attempt: int, report: Report, resumed: bool = False
 ) -> dict[str, Any]:
     """``process_recording`` as a job runs it, with the configured database, media root,
     storage and loudness normalisation (the processing and meeting-composition jobs)."""
@@ -898,6 +949,7 @@ async def process_configured(
         remote=remote_storage(settings),
         keep_local=settings.s3_keep_local,
         loudnorm=settings.recording_loudnorm,
+        resumed=resumed,
     )
 
 
@@ -905,9 +957,15 @@ def register_jobs(queue: JobQueue, settings: Settings) -> None:
     """Register ``process_recording`` and ``expire_recordings`` (the web app and
     ``tongke worker`` both call this)."""
 
-    async def process_recording_job(ctx: JobContext, *, recording_id: int) -> dict[str, Any]:
+    async def process_recording_job(
+        ctx: JobContext, *, recording_id: int, resumed: bool = False
+    ) -> dict[str, Any]:
         return await process_configured(
-            settings, recording_id=recording_id, attempt=ctx.attempt, report=ctx.report
+            settings,
+            recording_id=recording_id,
+            attempt=ctx.attempt,
+            report=ctx.report,
+            resumed=resumed,
         )
 
     queue.register(PROCESS_JOB, process_recording_job, max_retries=PROCESS_RETRIES)

@@ -19,6 +19,7 @@ from common.jobs import DAILY_LEDGER_NAME, DailySchedule, FileDailyLedger, make_
 from common.logging import configure_logging, get_logger
 from common.ratelimit import make_failure_limiter
 from common.settings import Settings, get_settings
+from recordings.requeue import resume_unfinished
 from recordings.service import ActiveRecordings
 from streaming.lifecycle import LessonScheduler, RecordingTarget
 from web.errors import error_body, install_error_handlers
@@ -80,6 +81,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         if app.state.daily_jobs is not None:
             app.state.daily_jobs.start()
+        if not settings.redis_url:
+            # Embedded, the last process's jobs died with it: its unfinished processing and
+            # compositions are queued again (with Redis, `tongke worker` sweeps for lost jobs).
+            try:
+                await resume_unfinished(app.state.sessions, jobs=app.state.jobs)
+            except Exception:  # the database may come back: the next start sweeps again
+                log.exception("recording_resume_failed")
         recordings = getattr(app.state, "recordings", None)
         app.state.recordings = recordings or ActiveRecordings.from_settings(settings)
         app.state.lesson_scheduler = None

@@ -229,24 +229,43 @@ async def stop(
     return await _recording_out(sessions, recording_id, media_root=settings.media_root)
 
 
+def _job_to_reprocess(
+    sessions: sessionmaker[Session], principal: Principal, recording_id: int
+) -> str:
+    with sessions() as session:
+        recording = service.get_visible(session, principal, recording_id)
+        service.authorize_manage(principal, recording)
+        return PROCESS_JOB if recording.research_session_id is None else COMPOSE_JOB
+
+
+def _note_reprocess(
+    sessions: sessionmaker[Session], recording_id: int, *, job_id: str, media_root: Path
+) -> RecordingOut:
+    with transaction(sessions) as session:
+        recording = session.get_one(Recording, recording_id)
+        recording.job_id = job_id
+        session.flush()
+        return _out(recording, media_root=media_root)
+
+
 @router.post("/{recording_id}/process", response_model=RecordingOut)
 async def reprocess(
     recording_id: int,
     principal: CurrentPrincipal,
     request: Request,
     settings: SettingsDep,
-    session: DbSession,
 ) -> RecordingOut:
     """Run processing again (idempotent: the outputs are replaced whole). A 教研 meeting is
     composed again from its teachers' files first (also how one whose recording process died
-    is recovered: the files are crash-safe)."""
-    recording = service.get_visible(session, principal, recording_id)
-    service.authorize_manage(principal, recording)
+    is recovered: the files are crash-safe). The database is read and written in threads, as
+    in ``start``: this runs on the loop the in-process SFU forwards on."""
+    sessions = request.app.state.sessions
+    job = await asyncio.to_thread(_job_to_reprocess, sessions, principal, recording_id)
     jobs: JobQueue = request.app.state.jobs
-    job = PROCESS_JOB if recording.research_session_id is None else COMPOSE_JOB
-    recording.job_id = await jobs.enqueue(job, recording_id=recording.id)
-    session.flush()
-    return _out(recording, media_root=settings.media_root)
+    job_id = await jobs.enqueue(job, recording_id=recording_id)
+    return await asyncio.to_thread(
+        _note_reprocess, sessions, recording_id, job_id=job_id, media_root=settings.media_root
+    )
 
 
 @router.get("/{recording_id}", response_model=RecordingOut)

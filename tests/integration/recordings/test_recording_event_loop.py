@@ -34,16 +34,20 @@ from sqlalchemy.pool import NullPool
 
 from common.errors import ConflictError
 from common.jobs import InProcessJobQueue, JobContext
+from common.settings import Settings
 from recordings import service
+from recordings.meetings import COMPOSE_JOB
 from recordings.models import Recording
-from recordings.processing import PROCESS_JOB
+from recordings.processing import PROCESS_JOB, process_recording
+from research.models import ResearchSession
 from streaming.lifecycle import LOCAL_TIMEZONE, LessonScheduler, RecordingTarget
 from streaming.runtime import LoopLag
 from streaming.sfu import InProcessRoomRegistry
 from tests.conftest import DemoDatabase, bearer, make_test_app
 from tests.fixtures.classrooms import Classrooms
-from tests.fixtures.recordings import WCK_EN_4, make_recording, place_raw
+from tests.fixtures.recordings import WCK_EN_4, make_recording, meeting_left_behind, place_raw
 from tests.integration.streaming.test_lifecycle import MONDAY, FixedClock, group_id
+from web.jobs import register_all
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -178,6 +182,11 @@ async def recordings_in_db(db: DemoDatabase, tmp_path: Path) -> AsyncIterator[Re
     made = Recordings(db, tmp_path / "media")
     yield made
     await made.stop_all()
+
+
+def recordings_row(db: DemoDatabase, recording_id: int) -> Recording:
+    with db.sessions() as session:
+        return session.get_one(Recording, recording_id)
 
 
 def report(name: str, lag: LoopLag) -> None:
@@ -332,6 +341,36 @@ async def test_an_interrupted_recording_is_closed_and_continued_while_the_databa
     assert recordings.processed == [left]
 
 
+def post_while_locked(
+    client: TestClient,
+    db: DemoDatabase,
+    url: str,
+    *,
+    headers: dict[str, str],
+    body: dict[str, int] | None = None,
+) -> tuple[Response, float]:
+    """POST ``url`` while another connection holds the write lock; the answer, and how late
+    a 20 ms timer on the app's loop was at most meanwhile. The answer must have waited for
+    the lock (the route wrote something)."""
+    portal = client.portal
+    assert portal is not None
+    lock = WriteLock(db, LOCK_S)
+    lag = LoopLag(None, interval=TICK_S)
+    gc.collect()
+    portal.call(lag.start)  # on the app's loop
+    lock.start()
+    lock.held.wait()
+    try:
+        response = client.post(url, json=body, headers=headers)
+        answered_at = time.monotonic()
+    finally:
+        lock.join()
+        portal.call(asyncio.sleep, 5 * TICK_S)
+        portal.call(lag.stop)
+    assert answered_at > lock.released_at
+    return response, lag.longest_s
+
+
 def test_the_start_and_stop_routes_leave_the_web_processs_loop_free(
     sqlite_db: DemoDatabase, tmp_path: Path
 ) -> None:
@@ -354,21 +393,7 @@ def test_the_start_and_stop_routes_leave_the_web_processs_loop_free(
         assert missing.status_code == 404
 
         def locked_post(url: str, body: dict[str, int] | None = None) -> tuple[Response, float]:
-            lock = WriteLock(sqlite_db, LOCK_S)
-            lag = LoopLag(None, interval=TICK_S)
-            gc.collect()
-            portal.call(lag.start)  # on the app's loop
-            lock.start()
-            lock.held.wait()
-            try:
-                response = client.post(url, json=body, headers=lead_teacher)
-                answered_at = time.monotonic()
-            finally:
-                lock.join()
-                portal.call(asyncio.sleep, 5 * TICK_S)
-                portal.call(lag.stop)
-            assert answered_at > lock.released_at
-            return response, lag.longest_s
+            return post_while_locked(client, sqlite_db, url, body=body, headers=lead_teacher)
 
         started, late_at_start = locked_post("/api/recordings/start", {"sync_group_id": WCK_EN_4})
         print(f"start route: loop timer late by at most {late_at_start:.3f} s")
@@ -380,3 +405,94 @@ def test_the_start_and_stop_routes_leave_the_web_processs_loop_free(
         assert stopped.status_code == 200, stopped.text
         assert late_at_stop < LATE_LIMIT_S
         assert stopped.json()["status"] == "failed"  # nobody published, said plainly
+
+
+async def test_processing_writes_its_rows_while_the_database_is_locked(
+    sqlite_db: DemoDatabase, tmp_path: Path, sample_webm: Path
+) -> None:
+    """Without Redis, processing runs on the web process's loop: another connection holds the
+    write lock as it starts, and again just before its last write."""
+    media_root = tmp_path / "media"
+    recording_id = make_recording(sqlite_db, WCK_EN_4, status="processing")
+    place_raw(sqlite_db, recording_id, media_root, sample_webm)
+    locks: list[WriteLock] = []
+
+    async def lock_before_the_last_write(progress: float, message: str) -> None:
+        if progress >= 0.92 and len(locks) == 1:  # the MP4 is made: the last write follows
+            lock = WriteLock(sqlite_db, LOCK_S)
+            locks.append(lock)
+            lock.start()
+            assert await asyncio.to_thread(lock.held.wait, 30), "the lock was not taken"
+
+    async with loop_timer() as lag:
+        async with database_locked(sqlite_db) as first:
+            locks.append(first)
+            processing = asyncio.ensure_future(
+                process_recording(
+                    sqlite_db.sessions,
+                    media_root=media_root,
+                    recording_id=recording_id,
+                    report=lock_before_the_last_write,
+                )
+            )
+            await asyncio.sleep(0.5)
+            assert not processing.done()
+        await processing
+        finished_at = time.monotonic()
+        await asyncio.to_thread(locks[-1].join)
+    report("processing", lag)
+    assert lag.longest_s < LATE_LIMIT_S
+    assert len(locks) == 2 and finished_at > locks[1].released_at  # its last write waited
+    row = recordings_row(sqlite_db, recording_id)
+    assert row.status == "ready" and row.outputs["renditions"] == "ready"
+
+
+def test_the_reprocess_route_leaves_the_web_processs_loop_free(
+    sqlite_db: DemoDatabase, tmp_path: Path
+) -> None:
+    """重新处理 reads and writes the row in threads (its job too, with nothing to process here)."""
+    recording_id = make_recording(sqlite_db, WCK_EN_4)
+    app = make_test_app(sqlite_db, tmp_path)
+    with TestClient(app) as client:
+        lead_teacher = bearer(client, "teacher-wang")
+        # FastAPI builds a route's handling when it first matches it (0.1-0.15 s on the loop)
+        assert client.post("/api/recordings/999999/process", headers=lead_teacher).is_client_error
+        response, late = post_while_locked(
+            client, sqlite_db, f"/api/recordings/{recording_id}/process", headers=lead_teacher
+        )
+        print(f"reprocess route: loop timer late by at most {late:.3f} s")
+        assert response.status_code == 200, response.text
+        assert late < LATE_LIMIT_S
+        assert response.json()["job_id"] == recordings_row(sqlite_db, recording_id).job_id
+
+
+async def test_a_meeting_composition_writes_its_rows_while_the_database_is_locked(
+    sqlite_db: DemoDatabase, tmp_path: Path
+) -> None:
+    """The composition job (then processing, in the same job) starts while another connection
+    holds the write lock: its first write waits in a thread, the loop goes on."""
+    media_root = tmp_path / "media"
+    with sqlite_db.sessions() as session:
+        first = session.scalars(select(ResearchSession.id).order_by(ResearchSession.id)).first()
+    assert first is not None
+    recording_id = meeting_left_behind(sqlite_db, media_root, research_session_id=first)
+    with sqlite_db.sessions() as session, session.begin():
+        session.get_one(Recording, recording_id).status = "processing"
+    jobs = InProcessJobQueue()
+    register_all(
+        jobs, Settings(environment="test", database_url=sqlite_db.url, media_root=media_root)
+    )
+    try:
+        async with loop_timer() as lag:
+            async with database_locked(sqlite_db):
+                job_id = await jobs.enqueue(COMPOSE_JOB, recording_id=recording_id)
+                await asyncio.sleep(0.5)
+                assert (await jobs.status(job_id)).progress == 0.0  # its first write waits
+            status = await jobs.wait(job_id, timeout=200)
+    finally:
+        await jobs.close()
+    report("composition", lag)
+    assert status.state == "complete", status.error
+    assert lag.longest_s < LATE_LIMIT_S
+    row = recordings_row(sqlite_db, recording_id)
+    assert row.status == "ready" and row.outputs["meeting_version"] == "composed"

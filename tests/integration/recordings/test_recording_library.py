@@ -8,6 +8,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from recordings.models import Recording
 from tests.conftest import DemoDatabase, bearer
 from tests.fixtures.recordings import WCK_EN_3, WCK_EN_4, make_recording, place_raw
 
@@ -182,3 +183,25 @@ def test_start_and_stop_by_hand(client: TestClient) -> None:
     assert (
         client.post(f"/api/recordings/{body['id']}/stop", headers=lead_teacher).status_code == 409
     )
+
+
+def test_reprocessing_is_for_whoever_manages_the_recording(
+    client: TestClient, db: DemoDatabase, recordings: dict[str, int]
+) -> None:
+    """重新处理 (its database work in threads): refused to a pupil of the class, another
+    teacher, the bureau and another alliance's admin, with nothing written; its lead teacher
+    queues it."""
+    mine = recordings["cy_4_1"]
+    with db.sessions() as session:
+        before = session.get_one(Recording, mine).job_id
+    for username in ("student-cy-4-1", "teacher-ye", "bureau", "admin-sy"):
+        refused = client.post(f"/api/recordings/{mine}/process", headers=bearer(client, username))
+        assert refused.status_code == 403, (username, refused.text)
+        assert refused.json()["error"]["message"] in ("没有权限管理此录像", "没有权限查看此录像")
+    with db.sessions() as session:
+        assert session.get_one(Recording, mine).job_id == before
+    missing = client.post("/api/recordings/999999/process", headers=bearer(client, "teacher-wang"))
+    assert missing.status_code == 404
+    queued = client.post(f"/api/recordings/{mine}/process", headers=bearer(client, "teacher-wang"))
+    assert queued.status_code == 200, queued.text
+    assert queued.json()["job_id"] is not None and queued.json()["job_id"] != before
