@@ -31,6 +31,10 @@ class Settings(BaseSettings):
     login_window_seconds: int = Field(default=300, ge=1)
     log_level: str = "INFO"
     log_json: bool = False
+    # Database statements run on a thread that runs an event loop (the SFU's, which forwards
+    # every classroom of the process) are logged as ``db_on_event_loop`` ("log", once per
+    # place) or refused ("raise"); "off" installs nothing (common.loop_guard).
+    db_loop_guard: Literal["off", "log", "raise"] = "off"
     # STUN/TURN for browsers and the SFU; none needed when everyone reaches the server directly
     # (the embedded demo). Compose sets coturn here.
     ice_servers: list[dict[str, Any]] = Field(default_factory=list)

@@ -542,6 +542,8 @@ class ActiveRecordings:
     min_free_bytes: int | None = None
 
     alert_tasks: set[asyncio.Future[None]] = field(default_factory=set)
+    # rows of starts cancelled mid-write, being failed (``fail_cancelled_start``)
+    cleanup_tasks: set[asyncio.Future[None]] = field(default_factory=set)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ActiveRecordings:
@@ -675,7 +677,14 @@ async def _record(
     from recordings.capture import DEFAULT_MIN_FREE_BYTES, LessonRecorder
 
     with active.reserve(sync_group_id):
-        row = await asyncio.to_thread(make_row)
+        writing = asyncio.ensure_future(asyncio.to_thread(make_row))
+        try:
+            row = await asyncio.shield(writing)  # the thread writes on whatever happens here
+        except asyncio.CancelledError:
+            # stopped mid-write (a shutdown during the scheduler's tick): the row is failed at
+            # once, before the reservation goes, not left "recording" for the sweep
+            await fail_cancelled_start(writing, sessions, active)
+            raise
         recording_id = row.recording_id
         recorder = LessonRecorder(
             room,
@@ -707,6 +716,46 @@ async def _record(
         log.warning("recording_room_closed_at_start", recording=recording_id, room=room.room_id)
         recorder.stop_soon()
     return recording_id, recorder
+
+
+CANCELLED_START_MESSAGE = "录制未能开始：服务正在停止"
+
+
+def _fail_unstarted(sessions: sessionmaker[Session], recording_id: int) -> None:
+    with transaction(sessions) as session:
+        recording = session.get_one(Recording, recording_id)
+        if recording.status == "recording":
+            recording.status = "failed"
+            recording.status_message = CANCELLED_START_MESSAGE
+
+
+async def _fail_when_written(
+    writing: asyncio.Future[RowToRecord], sessions: sessionmaker[Session]
+) -> None:
+    try:
+        row = await writing
+    except Exception:
+        return  # nothing written: its transaction rolled back
+    try:
+        await asyncio.to_thread(_fail_unstarted, sessions, row.recording_id)
+    except Exception:  # the sweep fails it later (``PENDING_START_S``)
+        log.exception("recording_cancelled_start_not_failed", recording=row.recording_id)
+        return
+    log.info("recording_start_cancelled", recording=row.recording_id)
+
+
+async def fail_cancelled_start(
+    writing: asyncio.Future[RowToRecord],
+    sessions: sessionmaker[Session],
+    active: ActiveRecordings,
+) -> None:
+    """A start cancelled while its row was written or read (``writing``, in a thread): once
+    that is done, the row is failed with ``CANCELLED_START_MESSAGE``; shielded, so the
+    cancelled task waits for it (a second cancellation leaves it running in ``active``)."""
+    cleanup = asyncio.ensure_future(_fail_when_written(writing, sessions))
+    active.cleanup_tasks.add(cleanup)
+    cleanup.add_done_callback(active.cleanup_tasks.discard)
+    await asyncio.shield(cleanup)
 
 
 def alerts_to_row(

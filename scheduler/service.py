@@ -11,10 +11,11 @@ from common.errors import ValidationFailedError
 from common.jobs import JobContext, JobQueue
 from common.logging import get_logger
 from common.settings import Settings
-from scheduler.alliance_bridge import problem_from_alliance, store_solution
+from scheduler.alliance_bridge import Conversion, problem_from_alliance, store_solution
 from scheduler.checker import check
 
 if TYPE_CHECKING:
+    from scheduler.domain import Solution
     from scheduler.solver import Progress
 
 log = get_logger(__name__)
@@ -44,8 +45,18 @@ def register_jobs(queue: JobQueue, settings: Settings) -> None:
         from scheduler.solver import solve  # OR-Tools loads only where a solve runs
 
         engine = get_engine(settings.database_url)
-        with session_scope(engine) as session:
-            conversion = problem_from_alliance(session, term_id=term_id)
+
+        # The database work in threads: embedded, this job runs on the web process's loop,
+        # which the in-process SFU forwards every classroom on.
+        def load() -> Conversion:
+            with session_scope(engine) as session:
+                return problem_from_alliance(session, term_id=term_id)
+
+        def store(solution: Solution) -> int:
+            with session_scope(engine) as session:
+                return store_solution(session, term_id=term_id, solution=solution)
+
+        conversion = await asyncio.to_thread(load)
         problem = conversion.problem
         loop = asyncio.get_running_loop()
         stop = threading.Event()
@@ -81,8 +92,7 @@ def register_jobs(queue: JobQueue, settings: Settings) -> None:
         report = check(problem, result.solution)
         if not report.feasible:  # the solver and the checker must agree; never store a bad week
             raise ValidationFailedError(f"求解结果未通过检查：{report.violations[0].message}")
-        with session_scope(engine) as session:
-            stored = store_solution(session, term_id=term_id, solution=result.solution)
+        stored = await asyncio.to_thread(store, result.solution)
         await ctx.report(1.0, f"完成：已保存 {stored} 节课")
         log.info("term timetable solved", term_id=term_id, lessons=stored, **report.soft)
         return {

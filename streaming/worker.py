@@ -45,6 +45,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from common.jobs import JobQueue, make_job_queue
 from common.logging import get_logger
+from common.loop_guard import install_db_loop_guard
 from common.settings import Settings
 from recordings.alerts import RecordingAlertsCollector
 from streaming.cluster import SfuCluster, WorkerInfo
@@ -558,6 +559,17 @@ def create_worker_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # every room of the worker is forwarded on this loop
+        guard = app.state.db_loop_guard = install_db_loop_guard(settings.db_loop_guard)
+        try:
+            async with running():
+                yield
+        finally:
+            if guard is not None:
+                guard.remove()
+
+    @asynccontextmanager
+    async def running() -> AsyncIterator[None]:
         await worker.start()
         gc_before = tune_gc(
             GcTuning(freeze=settings.sfu_gc_freeze, threshold0=settings.sfu_gc_threshold)

@@ -17,6 +17,7 @@ from common.bus import make_bus
 from common.db import get_engine, session_factory
 from common.jobs import DAILY_LEDGER_NAME, DailySchedule, FileDailyLedger, make_job_queue
 from common.logging import configure_logging, get_logger
+from common.loop_guard import install_db_loop_guard
 from common.ratelimit import make_failure_limiter
 from common.settings import Settings, get_settings
 from recordings.requeue import resume_unfinished
@@ -58,6 +59,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # lessons hosted here are forwarded on this loop: database work on it is watched
+        guard = app.state.db_loop_guard = install_db_loop_guard(settings.db_loop_guard)
+        try:
+            async with running(app):
+                yield
+        finally:
+            if guard is not None:
+                guard.remove()
+
+    @asynccontextmanager
+    async def running(app: FastAPI) -> AsyncIterator[None]:
         # Embedded: in-process bus and job queue; with TONGKE_REDIS_URL: Redis and arq.
         app.state.bus = make_bus(settings)
         app.state.jobs = make_job_queue(settings)

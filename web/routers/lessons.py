@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -163,9 +164,21 @@ async def live_lessons(
 ) -> list[dict[str, Any]]:
     """巡课: the synchronized lessons and online 教研 meetings (``kind`` "meeting") live right
     now that the caller may take part in or look in on."""
-    live = []
     now = meeting_clock(request.app).now()
-    for room_id, participants in (await _open_rooms(request.app)).items():
+    rooms = await _open_rooms(request.app)
+    # who may see which room is read from the database: in the threadpool, as a plain route
+    # would be, not on the loop the in-process SFU forwards every classroom on
+    return await run_in_threadpool(_live_listing, session, principal, rooms, now)
+
+
+def _live_listing(
+    session: Session,
+    principal: Principal,
+    rooms: dict[str, list[dict[str, Any]]],
+    now: datetime,
+) -> list[dict[str, Any]]:
+    live = []
+    for room_id, participants in rooms.items():
         research_session_id = research_session_of_room(room_id)
         if research_session_id is not None:
             try:

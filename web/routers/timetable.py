@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from common.accounts import service as accounts
 from common.accounts.models import Account, AuthToken
@@ -227,7 +228,8 @@ async def start_solve(
     request: Request, term_id: int, body: SolveIn, principal: CurrentPrincipal, session: DbSession
 ) -> dict[str, Any]:
     """Start solving the term's timetable in the background; poll the job for progress."""
-    authorize(principal, Action.MANAGE, Kind.TIMETABLE, _term_scope(session, term_id))
+    scope = await run_in_threadpool(_term_scope, session, term_id)  # off the SFU's loop
+    authorize(principal, Action.MANAGE, Kind.TIMETABLE, scope)
     queue: JobQueue = request.app.state.jobs
     job_id = await queue.enqueue(
         SOLVE_JOB,
@@ -251,7 +253,8 @@ async def job_status(
     request: Request, job_id: str, principal: CurrentPrincipal, session: DbSession
 ) -> dict[str, Any]:
     """A background job's state, progress (0..1), message, ETA and result."""
-    authorize(principal, Action.READ, Kind.TIMETABLE, _job_scope(session, job_id))
+    scope = await run_in_threadpool(_job_scope, session, job_id)
+    authorize(principal, Action.READ, Kind.TIMETABLE, scope)
     queue: JobQueue = request.app.state.jobs
     status = await queue.status(job_id)
     return status.model_dump(mode="json")
@@ -261,6 +264,7 @@ async def job_status(
 async def cancel_job(
     request: Request, job_id: str, principal: CurrentPrincipal, session: DbSession
 ) -> dict[str, Any]:
-    authorize(principal, Action.MANAGE, Kind.TIMETABLE, _job_scope(session, job_id))
+    scope = await run_in_threadpool(_job_scope, session, job_id)
+    authorize(principal, Action.MANAGE, Kind.TIMETABLE, scope)
     queue: JobQueue = request.app.state.jobs
     return {"cancelled": await queue.cancel(job_id)}

@@ -40,7 +40,7 @@ from recordings.meetings import COMPOSE_JOB
 from recordings.models import Recording
 from recordings.processing import PROCESS_JOB, process_recording
 from research.models import ResearchSession
-from streaming.lifecycle import LOCAL_TIMEZONE, LessonScheduler, RecordingTarget
+from streaming.lifecycle import LOCAL_TIMEZONE, LessonClock, LessonScheduler, RecordingTarget
 from streaming.runtime import LoopLag
 from streaming.sfu import InProcessRoomRegistry
 from tests.conftest import DemoDatabase, bearer, make_test_app
@@ -155,6 +155,17 @@ class Recordings:
             "active": self.active,
         }
 
+    def scheduler(self, rooms: InProcessRoomRegistry, clock: LessonClock) -> LessonScheduler:
+        """A lesson scheduler opening its rooms in ``rooms`` and recording them here."""
+        return LessonScheduler(
+            sessions=self.db.sessions,
+            rooms=lambda: rooms,
+            clock=clock,
+            recording=RecordingTarget(
+                media_root=self.media_root, jobs=self.jobs, active=self.active
+            ),
+        )
+
     def row(self, recording_id: int) -> Recording:
         with self.db.sessions() as session:
             return session.get_one(Recording, recording_id)
@@ -201,14 +212,7 @@ async def test_a_timetabled_lesson_starts_recording_while_the_database_is_locked
     english = group_id(sqlite_db, "wck-en-3")
     clock = FixedClock(datetime.now(LOCAL_TIMEZONE))
     clock.set(MONDAY, 9, 5)  # wck-en-3's room opens: five minutes before its bell
-    scheduler = LessonScheduler(
-        sessions=sqlite_db.sessions,
-        rooms=lambda: rooms,
-        clock=clock,
-        recording=RecordingTarget(
-            media_root=recordings.media_root, jobs=recordings.jobs, active=recordings.active
-        ),
-    )
+    scheduler = recordings.scheduler(rooms, clock)
     try:
         async with loop_timer() as lag, database_locked(sqlite_db) as lock:
             await scheduler.tick()
