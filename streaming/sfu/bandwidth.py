@@ -6,8 +6,8 @@ video packet and answers with a lower REMB. This ladder steps down on that estim
 same levels as the loss ladder (streaming/sfu/protection.py): it takes the lowest level whose
 measured send rate fits the estimate. Hysteresis: it steps down only when the estimate falls
 (the receiver saw overuse) to under ``down_below`` of what the current level needs and stays
-there for ``confirm_s``, at most every ``step_interval_s``, and never steps up on the
-estimate alone.
+there for ``confirm_s`` without climbing back (``climb_cancels_fall``: one delay spike on a
+wide link), at most every ``step_interval_s``, and never steps up on the estimate alone.
 
 After a step down the estimate goes on falling for a while although the new level fits: the
 queue built at the old level drains through the link, and the receiver's estimate follows
@@ -59,6 +59,14 @@ class BandwidthPolicy:
     # is sent (5 % loss, some jitter) stays above; a narrow link caps the incoming rate
     down_below: float = 0.75
     confirm_s: float = 1.0  # ... and stays under it this long (one false overuse is not a link)
+    # ... without climbing back more than this over the first estimate under the bar: a
+    # receiver whose estimate climbs sees no queue growing (its AIMD increases only on
+    # "normal"), while behind a narrow link the queue grows until the SFU sends less, and the
+    # estimate falls or holds. One delay spike on a wide lossy link (5 % + 80 ms on a loaded
+    # host) gives one fall, then a climb. Measured from the first estimate under the bar, not
+    # from the low: aiortc's estimate (the sum of one REMB per stream) wobbles by a few % while
+    # it falls. 0: off (a fall under the bar for ``confirm_s`` steps down)
+    climb_cancels_fall: float = 0.03
     step_interval_s: float = 2.0  # after a change, for the queue to drain and estimates to follow
     hold_s: float = 8.0  # first wait after a step down before trying the level above
     max_hold_s: float = 60.0
@@ -119,6 +127,7 @@ class BandwidthProtection:
         self._changed_at = -float("inf")
         self._previous: float | None = None  # the estimate before, for its trend
         self._short_since: float | None = None
+        self._fall_from = 0.0  # the estimate that went under the bar at ``_short_since``
         self._trial: _Trial | None = None
         self._drain: _Drain | None = None
         self.drain_waits: list[float] = []  # how long each drain wait lasted (s)
@@ -160,10 +169,13 @@ class BandwidthProtection:
             else:
                 overuse = falling
             return self._fail(now) if overuse and under else None
-        if not under:
+        climb = self.policy.climb_cancels_fall
+        if not under or (
+            climb and self._short_since is not None and estimate_bps > self._fall_from * (1 + climb)
+        ):
             self._short_since = None
         elif falling and self._short_since is None:
-            self._short_since = now
+            self._short_since, self._fall_from = now, estimate_bps
         if self._drain is not None and not self._drained(estimate_bps, now):
             return None
         if (

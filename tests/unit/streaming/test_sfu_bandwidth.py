@@ -259,3 +259,112 @@ def test_a_lossy_link_that_is_wide_enough_is_not_taken_for_a_narrow_one(clock: C
         changes.append(lossy.on_estimate(estimate, NEEDS, delivered=0.84))
     assert changes == [None] * len(estimates) and lossy.level == FULL
     assert PRIMARY_VIDEO_ONLY in feed(clean, clock, *estimates)
+
+
+# Recorded REMBs (s since the first, kbit/s, the needs of full / main video / base layer in
+# kbit/s, the share delivered) of Chromium behind 5 % loss + 80 ms on a wide link
+# (tests/e2e/test_webrtc_loss.py -k five, run 9 of 12 on 2026-12-05): one fall of 23 % on
+# a delay spike of the loaded host (the NFQUEUE delayer released packets up to 75 ms late),
+# then the receiver's estimate climbs again; without the climb rule the ladder took the
+# classroom to its base layer at 2.75 s.
+WIDE_LOSSY_LINK = (
+    (0.00, 181, (186, 186, 55), 0.994),
+    (0.26, 181, (186, 186, 55), 0.994),
+    (0.61, 181, (203, 203, 61), 0.994),
+    (0.86, 181, (203, 203, 61), 0.994),
+    (1.19, 185, (203, 203, 61), 0.994),
+    (1.44, 188, (204, 204, 61), 0.981),
+    (1.60, 145, (204, 204, 61), 0.981),
+    (1.81, 145, (204, 204, 61), 0.981),
+    (2.04, 145, (204, 204, 61), 0.981),
+    (2.27, 147, (204, 204, 61), 0.981),
+    (2.50, 150, (236, 236, 77), 0.981),
+    (2.75, 153, (236, 236, 77), 0.981),
+    (2.99, 156, (236, 236, 77), 0.981),
+)
+
+Recorded = tuple[tuple[float, float, tuple[float, float, float], float], ...]
+
+
+def replay(
+    protection: BandwidthProtection, clock: Clock, samples: Recorded
+) -> list[tuple[float, int]]:
+    """(when, level) of each change of the ladder, fed the recorded REMBs at their times."""
+    start, changes = clock.now, []
+    for at, estimate_kbps, needs_kbps, delivered in samples:
+        clock.now = start + at
+        needs = (*(need * 1000 for need in needs_kbps), 0.0)
+        change = protection.on_estimate(estimate_kbps * 1000, needs, delivered=delivered)
+        if change is not None:
+            changes.append((at, change))
+    return changes
+
+
+def test_a_fall_the_estimate_climbs_back_from_is_not_a_narrow_link(clock: Clock) -> None:
+    assert replay(ladder(clock), clock, WIDE_LOSSY_LINK) == []
+    assert replay(ladder(clock, climb_cancels_fall=0.0), clock, WIDE_LOSSY_LINK) == [
+        (2.75, BASE_LAYER_ONLY)
+    ]
+
+
+# ... and of the aiortc viewer bot behind a 522 kbit/s link with a 300 ms queue, the limit set
+# at 0.7 s (tests/integration/streaming/test_sfu_bandwidth_link.py, 2026-12-05): one REMB per
+# stream, so the summed estimate wobbles by a few % as it falls; the ladder must still step
+# to the main video 1.75 s in, a second after the estimate went under the bar.
+NARROW_LINK = (
+    (0.00, 761, (556, 239, 239), 1.0),
+    (0.51, 770, (562, 240, 240), 1.0),
+    (0.54, 770, (562, 240, 240), 1.0),
+    (0.71, 608, (562, 240, 240), 1.0),
+    (0.72, 613, (562, 240, 240), 1.0),
+    (0.75, 404, (562, 240, 240), 1.0),
+    (0.77, 413, (562, 240, 240), 1.0),
+    (0.77, 415, (562, 240, 240), 1.0),
+    (0.81, 410, (562, 240, 240), 1.0),
+    (0.85, 403, (562, 240, 240), 1.0),
+    (0.85, 372, (562, 240, 240), 1.0),
+    (0.87, 381, (562, 240, 240), 1.0),
+    (0.88, 366, (562, 240, 240), 1.0),
+    (0.92, 362, (562, 240, 240), 1.0),
+    (0.93, 352, (562, 240, 240), 1.0),
+    (0.95, 341, (562, 240, 240), 1.0),
+    (0.97, 350, (562, 240, 240), 1.0),
+    (0.98, 352, (562, 240, 240), 1.0),
+    (1.02, 348, (562, 240, 240), 1.0),
+    (1.04, 355, (562, 240, 240), 1.0),
+    (1.07, 348, (562, 240, 240), 1.0),
+    (1.09, 345, (562, 240, 240), 1.0),
+    (1.12, 352, (562, 240, 240), 1.0),
+    (1.16, 324, (562, 240, 240), 1.0),
+    (1.17, 332, (585, 250, 250), 1.0),
+    (1.19, 337, (585, 250, 250), 1.0),
+    (1.20, 331, (585, 250, 250), 1.0),
+    (1.23, 328, (585, 250, 250), 1.0),
+    (1.25, 336, (585, 250, 250), 1.0),
+    (1.29, 333, (585, 250, 250), 1.0),
+    (1.30, 341, (585, 250, 250), 1.0),
+    (1.32, 317, (585, 250, 250), 1.0),
+    (1.35, 314, (585, 250, 250), 1.0),
+    (1.37, 320, (585, 250, 250), 1.0),
+    (1.40, 313, (585, 250, 250), 1.0),
+    (1.43, 322, (585, 250, 250), 1.0),
+    (1.45, 328, (585, 250, 250), 1.0),
+    (1.48, 337, (585, 250, 250), 1.0),
+    (1.49, 340, (585, 250, 250), 1.0),
+    (1.50, 348, (585, 250, 250), 1.0),
+    (1.54, 341, (585, 250, 250), 1.0),
+    (1.56, 350, (585, 250, 250), 1.0),
+    (1.57, 356, (585, 250, 250), 1.0),
+    (1.62, 346, (585, 250, 250), 1.0),
+    (1.62, 350, (585, 250, 250), 1.0),
+    (1.64, 350, (585, 250, 250), 1.0),
+    (1.70, 345, (585, 250, 250), 1.0),
+    (1.70, 349, (585, 250, 250), 1.0),
+    (1.76, 344, (585, 250, 250), 1.0),
+)
+
+
+def test_a_narrow_link_still_steps_down_a_second_after_the_fall(clock: Clock) -> None:
+    for climb in (0.03, 0.0):
+        protection = ladder(clock, layers=False, climb_cancels_fall=climb)
+        assert replay(protection, clock, NARROW_LINK) == [(1.76, PRIMARY_VIDEO_ONLY)]
