@@ -11,7 +11,9 @@ which FastAPI runs in its threadpool.
 innermost frame outside SQLAlchemy and ``common.db``, and the project's frames that led
 there) and counts the repeats; ``raise`` also
 refuses the statement with ``DatabaseOnEventLoop``. The listener is on every ``Engine`` of
-the process, made before or after it is installed.
+the process, made before or after it is installed. Places whose ``where`` starts with one of
+the guard's ``allow`` prefixes (``Settings.db_loop_guard_allow``) pass unseen: the tests list
+``tests/`` there (their own sync reads in async test functions) and nothing else by default.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,8 +109,9 @@ def _offence(statement: str, frame: FrameType | None) -> LoopOffence:
 class DbLoopGuard:
     """One installed guard; ``counts`` holds what it found, place by place."""
 
-    def __init__(self, mode: Literal["log", "raise"]) -> None:
+    def __init__(self, mode: Literal["log", "raise"], allow: Sequence[str] = ()) -> None:
         self.mode = mode
+        self.allow = tuple(allow)
         self.counts: dict[LoopOffence, int] = {}
         self._lock = threading.Lock()
         self._installed = False
@@ -142,6 +145,8 @@ class DbLoopGuard:
         if asyncio._get_running_loop() is None:
             return
         offence = _offence(statement, sys._getframe(1))
+        if offence.where.startswith(self.allow):
+            return
         with self._lock:
             seen = self.counts.get(offence)
             if seen is not None:
@@ -162,11 +167,12 @@ class DbLoopGuard:
             )
 
 
-def install_db_loop_guard(mode: LoopGuardMode) -> DbLoopGuard | None:
-    """Install a guard in ``mode`` on every engine of the process (``off``: nothing)."""
+def install_db_loop_guard(mode: LoopGuardMode, allow: Sequence[str] = ()) -> DbLoopGuard | None:
+    """Install a guard in ``mode`` on every engine of the process (``off``: nothing), letting
+    the places that start with one of ``allow`` pass."""
     if mode == "off":
         return None
-    guard = DbLoopGuard(mode)
+    guard = DbLoopGuard(mode, allow)
     guard.install()
     return guard
 

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     # every classroom of the process) are logged as ``db_on_event_loop`` ("log", once per
     # place) or refused ("raise"); "off" installs nothing (common.loop_guard).
     db_loop_guard: Literal["off", "log", "raise"] = "off"
+    # Places the guard lets pass: prefixes of its ``where`` ("path:line" from the project's
+    # root). Empty in production; the tests' configuration lists tests/ and its allow-list.
+    db_loop_guard_allow: list[str] = Field(default_factory=list)
     # STUN/TURN for browsers and the SFU; none needed when everyone reaches the server directly
     # (the embedded demo). Compose sets coturn here.
     ice_servers: list[dict[str, Any]] = Field(default_factory=list)

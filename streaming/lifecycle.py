@@ -275,9 +275,20 @@ class LessonScheduler:
             # The room closed under us (the last classroom left): record the new one afresh.
             del self._open[group_id]
             await self._stop_recorder(current)
+        opened_here = existing is None or existing.closed
         room = await registry.open(occurrence.room_id, kind="lesson")
         registry.keep_open(occurrence.room_id)
-        recording_id = await self._attach_recorder(room, group_id)
+        try:
+            recording_id = await self._attach_recorder(room, group_id)
+        except asyncio.CancelledError:
+            # Cancelled (stop, shutdown) with the room kept open and not yet ours to close:
+            # nobody else would close it before close_all.
+            await asyncio.shield(
+                self._release_cancelled(
+                    registry, room, occurrence, closes_at, opened_here=opened_here
+                )
+            )
+            raise
         self._track_run(room, occurrence, recording_id)
         self._open[group_id] = _OpenRoom(room, occurrence, closes_at, recording_id)
         log.info(
@@ -288,6 +299,29 @@ class LessonScheduler:
             closes_at=closes_at.isoformat(),
             recording_id=recording_id,
         )
+
+    async def _release_cancelled(
+        self,
+        registry: RoomRegistry,
+        room: Room,
+        occurrence: LessonOccurrence,
+        closes_at: datetime,
+        *,
+        opened_here: bool,
+    ) -> None:
+        """What an ``_ensure_open`` cancelled after the room opened leaves behind: the room
+        it opened is closed; one that was already open (a classroom joined first) is tracked
+        with no recording, closed by the scheduler at its time like every room it keeps."""
+        room_id = occurrence.room_id
+        if not opened_here:
+            self._open[occurrence.sync_group_id] = _OpenRoom(room, occurrence, closes_at, None)
+            return
+        try:
+            if await registry.get(room_id) is room:
+                await registry.close(room_id)
+        except Exception:
+            log.exception("lesson_room_close_failed", room=room_id)
+        log.info("lesson_room_open_cancelled", room=room_id)
 
     async def _close(self, group_id: int) -> None:
         entry = self._open.pop(group_id)

@@ -560,7 +560,9 @@ def create_worker_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # every room of the worker is forwarded on this loop
-        guard = app.state.db_loop_guard = install_db_loop_guard(settings.db_loop_guard)
+        guard = app.state.db_loop_guard = install_db_loop_guard(
+            settings.db_loop_guard, settings.db_loop_guard_allow
+        )
         try:
             async with running():
                 yield

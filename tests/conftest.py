@@ -18,6 +18,7 @@ from common.db import make_engine, session_scope
 from common.migrate import upgrade_engine
 from common.settings import Settings
 from research.demo import seed_research
+from tests.fixtures.loop_guard import DB_LOOP_GUARD_SETTINGS, caught_in
 from web.app import create_app
 
 pytest_plugins = ["tests.fixtures.servers", "tests.fixtures.recordings"]
@@ -97,15 +98,32 @@ def sqlite_db(sqlite_demo_template: Path, tmp_path: Path) -> Iterator[DemoDataba
 
 
 def make_test_app(database: DemoDatabase, tmp_path: Path, **overrides: object) -> FastAPI:
+    """The web app on ``database``; its database loop guard at ``raise`` unless overridden."""
     settings = Settings(
         environment="test",
         database_url=database.url,
         media_root=tmp_path / "media",
-        **overrides,  # type: ignore[arg-type]
+        **{**DB_LOOP_GUARD_SETTINGS, **overrides},  # type: ignore[arg-type]
     )
     app = create_app(settings)
     app.state.sessions = database.sessions
+    _apps_built.append(app)
     return app
+
+
+_apps_built: list[FastAPI] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_database_work_on_the_apps_loops() -> Iterator[None]:
+    """Fail a test whose apps' guards refused a statement, even one that a background task or
+    a start-up step logged and went on from (tests.fixtures.loop_guard)."""
+    _apps_built.clear()
+    yield
+    found = caught_in(_apps_built)
+    _apps_built.clear()
+    if found:
+        pytest.fail("database work on an event loop (db_on_event_loop):\n" + "\n".join(found))
 
 
 @pytest.fixture

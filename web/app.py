@@ -60,7 +60,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # lessons hosted here are forwarded on this loop: database work on it is watched
-        guard = app.state.db_loop_guard = install_db_loop_guard(settings.db_loop_guard)
+        guard = app.state.db_loop_guard = install_db_loop_guard(
+            settings.db_loop_guard, settings.db_loop_guard_allow
+        )
         try:
             async with running(app):
                 yield

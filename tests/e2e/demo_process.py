@@ -16,6 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.fixtures.loop_guard import DB_LOOP_GUARD_ENV, caught_in_log
+
 START_TIMEOUT_S = 90
 
 
@@ -50,6 +52,7 @@ def running_demo(
         "TONGKE_PORT": str(port),
         "TONGKE_REDIS_URL": "",
         "TONGKE_ICE_SERVERS": "[]",
+        **DB_LOOP_GUARD_ENV,
         **(env or {}),
     }
     argv = [sys.executable, "-m", "web.cli", "demo"]
@@ -84,3 +87,5 @@ def running_demo(
                     process.wait(timeout=20)
                 except subprocess.TimeoutExpired:
                     process.kill()
+        if found := caught_in_log(log_path):
+            pytest.fail("tongke demo: database work on an event loop:\n" + "\n".join(found))

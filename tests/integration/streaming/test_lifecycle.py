@@ -34,6 +34,7 @@ from streaming.lifecycle import (
     lesson_occurrences,
 )
 from streaming.sfu import InProcessRoomRegistry, ParticipantIdentity
+from streaming.sfu.room import Room
 from tests.conftest import DemoDatabase, bearer, make_test_app
 
 MONDAY = date(2026, 9, 21)
@@ -255,6 +256,75 @@ async def test_a_database_error_skips_the_tick_and_keeps_open_rooms(harness: Har
     harness.clock.set(MONDAY, 14, 0)
     await harness.scheduler.tick()
     assert f"sync-{group_id(harness.db, 'wck-en-5')}" in await harness.open_rooms()
+
+
+class HeldWhereTheRecorderAttaches(LessonScheduler):
+    """A scheduler whose ``_ensure_open`` waits, once the room is open and kept open, where
+    the recorder attaches (``reached`` set) until it is cancelled."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.reached = asyncio.Event()
+
+    async def _attach_recorder(self, room: Room, group_id: int) -> int | None:
+        self.reached.set()
+        await asyncio.Event().wait()  # until cancelled
+        raise AssertionError("not reached")
+
+
+async def _tick_cancelled_at_the_recorder(
+    sqlite_db: DemoDatabase, rooms: InProcessRoomRegistry
+) -> HeldWhereTheRecorderAttaches:
+    scheduler = HeldWhereTheRecorderAttaches(
+        sessions=sqlite_db.sessions,
+        rooms=lambda: rooms,
+        clock=FixedClock(datetime(2026, 9, 21, 9, 6, tzinfo=LOCAL_TIMEZONE)),
+    )
+    tick = asyncio.ensure_future(scheduler.tick())
+    await scheduler.reached.wait()
+    tick.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await tick
+    return scheduler
+
+
+async def test_a_tick_cancelled_while_opening_a_room_closes_the_room_it_opened(
+    sqlite_db: DemoDatabase,
+) -> None:
+    rooms = InProcessRoomRegistry()
+    opened: list[str] = []
+    real_open = rooms.open
+
+    async def open_and_note(room_id: str, *, kind: Any) -> Room:
+        opened.append(room_id)
+        return await real_open(room_id, kind=kind)
+
+    rooms.open = open_and_note  # type: ignore[method-assign]
+    try:
+        scheduler = await _tick_cancelled_at_the_recorder(sqlite_db, rooms)
+        assert len(opened) == 1  # held in the first room's opening
+        assert await rooms.room_ids() == []  # closed at the cancellation, not at close_all
+        assert scheduler.scheduled() != [] and scheduler._open == {}
+    finally:
+        await rooms.close_all()
+
+
+async def test_a_room_already_open_is_kept_and_closed_by_the_scheduler_after_a_cancelled_tick(
+    sqlite_db: DemoDatabase,
+) -> None:
+    """A classroom joined before the bell: the cancelled tick does not close the lesson under
+    it; the scheduler keeps the room and closes it when it stops."""
+    rooms = InProcessRoomRegistry()
+    english = group_id(sqlite_db, "wck-en-3")
+    joined_first = await rooms.open(f"sync-{english}", kind="lesson")
+    try:
+        scheduler = await _tick_cancelled_at_the_recorder(sqlite_db, rooms)
+        room_ids = await rooms.room_ids()
+        assert f"sync-{english}" in room_ids and not joined_first.closed
+        await scheduler.stop()
+        assert f"sync-{english}" not in await rooms.room_ids() and joined_first.closed
+    finally:
+        await rooms.close_all()
 
 
 def test_the_app_runs_the_scheduler_and_lists_the_open_lesson(

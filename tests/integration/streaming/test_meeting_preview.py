@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -125,7 +126,9 @@ async def test_the_preview_plays_before_the_composed_version_replaces_it(
     http = base.replace("ws://", "http://")
     alliance_id = recording.alliance_id
     member = {"Authorization": f"Bearer {meeting.members[1].token}"}
-    pupil_token = _token_of(sqlite_db, role="student", alliance_id=alliance_id, same=True)
+    pupil_token = await asyncio.to_thread(
+        _token_of, sqlite_db, role="student", alliance_id=alliance_id, same=True
+    )  # product code (issue_token): off the loop the app shares
     pupil = {"Authorization": f"Bearer {pupil_token}"}
     media_url = f"/api/recordings/{recording.id}/media?rendition=preview"
     raw_url = f"/api/recordings/{recording.id}/media?rendition=raw"
@@ -166,9 +169,11 @@ async def test_the_preview_plays_before_the_composed_version_replaces_it(
         # the daily retention deletes the preview a day after the composed version came
         sessions = sqlite_db.sessions
         soon = datetime.now(UTC) + timedelta(hours=1)
-        assert retire_previews(sessions, media_root=media_root, remote=None, now=soon) == []
+        # product code (the daily job's): off the loop the app shares, as the job runs it
+        retire = partial(retire_previews, sessions, media_root=media_root, remote=None)
+        assert await asyncio.to_thread(retire, now=soon) == []
         later = datetime.now(UTC) + timedelta(days=1, minutes=1)
-        retired = retire_previews(sessions, media_root=media_root, remote=None, now=later)
+        retired = await asyncio.to_thread(retire, now=later)
         assert retired == [recording.id] and not preview.exists() and raw.exists()
         gone = await client.get(media_url, headers=member)
         assert gone.status_code == 404 and "预览版已删除" in gone.text

@@ -177,8 +177,12 @@ async def test_a_meeting_recorded_into_the_library(
     # who may watch it: the alliance's teachers; never a pupil, nor another alliance
     http = base.replace("ws://", "http://")
     member_token = host_member.token
-    pupil = _token_of(sqlite_db, role="student", alliance_id=alliance_id, same=True)
-    stranger = _token_of(sqlite_db, role="teacher", alliance_id=alliance_id, same=False)
+    pupil = await asyncio.to_thread(
+        _token_of, sqlite_db, role="student", alliance_id=alliance_id, same=True
+    )  # product code (issue_token): off the loop the app shares
+    stranger = await asyncio.to_thread(
+        _token_of, sqlite_db, role="teacher", alliance_id=alliance_id, same=False
+    )  # product code (issue_token): off the loop the app shares
     async with httpx.AsyncClient(base_url=http, timeout=10) as client:
         allowed = {"Authorization": f"Bearer {member_token}"}
         assert (await client.get(f"/api/recordings/{recording.id}", headers=allowed)).is_success

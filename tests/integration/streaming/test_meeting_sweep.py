@@ -26,11 +26,16 @@ from research.models import ResearchSession
 from streaming.worker import SfuWorker
 from tests.conftest import DemoDatabase
 from tests.fixtures.classrooms import eventually
+from tests.fixtures.loop_guard import sfu_worker_guard  # noqa: F401 - fixture
 from tests.fixtures.recordings import meeting_left_behind, recording_row
 from tests.integration.streaming.test_sfu_workers import sweeper_settings
 from web.jobs import register_all
 
-pytestmark = [pytest.mark.redis, pytest.mark.timeout(180)]
+pytestmark = [
+    pytest.mark.redis,
+    pytest.mark.timeout(180),
+    pytest.mark.usefixtures("sfu_worker_guard"),  # the worker runs here, on the test's loop
+]
 
 
 @asynccontextmanager
@@ -60,8 +65,11 @@ async def test_the_sweep_finishes_a_dead_workers_meeting_once_nobody_hosts_its_r
     with sqlite_db.sessions() as session:
         ids = session.scalars(select(ResearchSession.id).order_by(ResearchSession.id).limit(2))
         rows = {
-            meeting_left_behind(
-                sqlite_db, settings.media_root, research_session_id=research_session_id
+            await asyncio.to_thread(
+                meeting_left_behind,
+                sqlite_db,
+                settings.media_root,
+                research_session_id=research_session_id,
             ): research_session_id
             for research_session_id in list(ids)
         }
@@ -106,10 +114,12 @@ async def test_the_sweep_takes_over_a_dead_finishers_meeting_even_in_a_hosted_ro
             select(ResearchSession.id).order_by(ResearchSession.id)
         ).first()
     assert research_session_id is not None
-    recording_id = meeting_left_behind(
-        sqlite_db, settings.media_root, research_session_id=research_session_id
+    recording_id = await asyncio.to_thread(
+        meeting_left_behind, sqlite_db, settings.media_root, research_session_id=research_session_id
     )
-    assert claim_to_finish(sqlite_db.sessions, recording_id=recording_id, lease_s=2.0)
+    assert await asyncio.to_thread(
+        claim_to_finish, sqlite_db.sessions, recording_id=recording_id, lease_s=2.0
+    )
     async with sweeper(settings, hosting=research_session_id) as worker:
         assert await worker.finish_abandoned_meetings() == [], "its lease runs"
         with sqlite_db.sessions() as session:  # the finisher's last renewal, 12 s ago
@@ -151,11 +161,16 @@ async def test_a_running_worker_takes_over_a_dead_finishers_meeting_by_itself(
     )
     await worker.start()
     try:
-        recording_id = meeting_left_behind(
-            sqlite_db, settings.media_root, research_session_id=research_session_id
+        recording_id = await asyncio.to_thread(
+            meeting_left_behind,
+            sqlite_db,
+            settings.media_root,
+            research_session_id=research_session_id,
         )
         # taken by a finisher that died at once (never renewed)
-        assert claim_to_finish(sqlite_db.sessions, recording_id=recording_id, lease_s=1.0)
+        assert await asyncio.to_thread(
+            claim_to_finish, sqlite_db.sessions, recording_id=recording_id, lease_s=1.0
+        )
 
         def ready() -> bool:
             return recording_row(sqlite_db, recording_id).status == "ready"

@@ -42,6 +42,12 @@ from streaming.tickets import sign_ticket
 from streaming.worker import SfuWorker
 from tests.conftest import DEMO_PASSWORD, DemoDatabase
 from tests.e2e.demo_process import free_port, running_demo
+from tests.fixtures.loop_guard import (  # noqa: F401 - sfu_worker_guard: fixture
+    DB_LOOP_GUARD_ENV,
+    DB_LOOP_GUARD_SETTINGS,
+    caught_in_log,
+    sfu_worker_guard,
+)
 from web.jobs import register_all
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(180)]
@@ -150,6 +156,7 @@ def stack(redis_server: str, sqlite_demo_template: Path, tmp_path: Path) -> Iter
         "TONGKE_MEDIA_ROOT": str(tmp_path / "media"),
         "TONGKE_ICE_SERVERS": "[]",
         "TONGKE_SFU_LEASE_SECONDS": str(LEASE_S),
+        **DB_LOOP_GUARD_ENV,
     }
     workers: dict[str, Process] = {}
     started: list[Process] = []
@@ -164,10 +171,14 @@ def stack(redis_server: str, sqlite_demo_template: Path, tmp_path: Path) -> Iter
         started.append(web)
         for process in started:
             _wait_healthy(process)
-        yield Stack(web, workers, redis_url, seats, env=env)
+        running = Stack(web, workers, redis_url, seats, env=env)
+        yield running
     finally:
         for process in started:
             _stop(process.process)
+    watched = [*started, *running.logs]
+    if found := [line for process in watched for line in caught_in_log(process.log_path)]:
+        pytest.fail("database work on an event loop:\n" + "\n".join(found))
 
 
 @dataclass
@@ -607,7 +618,7 @@ def sweeper_settings(
         media_root=media_root,
         secret_key=SECRET,
         recording_abandon_seconds=ABANDON_AFTER_S,
-        **overrides,
+        **{**DB_LOOP_GUARD_SETTINGS, **overrides},
     )
 
 
@@ -630,12 +641,15 @@ def _recordings_left_behind(
     return settings, groups, rows
 
 
+@pytest.mark.usefixtures("sfu_worker_guard")  # the worker runs on the test's loop
 async def test_a_worker_closes_what_a_dead_worker_recorded_once_nobody_hosts_the_room(
     redis_server: str, sqlite_db: DemoDatabase, tmp_path: Path
 ) -> None:
     """The lesson is over (nobody came back): the sweep finalizes the recording whose room no
     worker hosts, and leaves alone one whose room is hosted (its worker records it)."""
-    settings, groups, rows = _recordings_left_behind(redis_server, sqlite_db, tmp_path / "media")
+    settings, groups, rows = await asyncio.to_thread(
+        _recordings_left_behind, redis_server, sqlite_db, tmp_path / "media"
+    )
     worker = SfuWorker(
         settings, worker_id="sweeper", url="http://127.0.0.1:9", register_jobs=register_all
     )
@@ -655,13 +669,18 @@ async def test_a_worker_closes_what_a_dead_worker_recorded_once_nobody_hosts_the
         assert untouched.status == "recording"
 
 
+@pytest.mark.usefixtures("sfu_worker_guard")  # the worker runs on the test's loop
 async def test_a_starting_worker_sweeps_at_once(
     redis_server: str, sqlite_db: DemoDatabase, tmp_path: Path
 ) -> None:
     """The first sweep runs as the worker starts (not a hundred seconds into a lesson, where
     what it loads showed as a jump of the worker's memory)."""
-    settings, groups, rows = _recordings_left_behind(
-        redis_server, sqlite_db, tmp_path / "media", age_s=ABANDON_AFTER_S + 60
+    settings, groups, rows = await asyncio.to_thread(
+        _recordings_left_behind,
+        redis_server,
+        sqlite_db,
+        tmp_path / "media",
+        age_s=ABANDON_AFTER_S + 60,
     )
     worker = SfuWorker(
         settings, worker_id="starter", url="http://127.0.0.1:9", register_jobs=register_all
@@ -677,12 +696,15 @@ async def test_a_starting_worker_sweeps_at_once(
         await worker.stop()
 
 
+@pytest.mark.usefixtures("sfu_worker_guard")  # the worker runs on the test's loop
 async def test_a_burst_of_joins_reports_the_load_in_one_beat(
     redis_server: str, sqlite_db: DemoDatabase, tmp_path: Path
 ) -> None:
     """Joins into a room that is placed already do not each wait for Redis: the load goes
     out in one beat, and one more for what changed while a beat was on its way."""
-    settings, _, _ = _recordings_left_behind(redis_server, sqlite_db, tmp_path / "media")
+    settings, _, _ = await asyncio.to_thread(
+        _recordings_left_behind, redis_server, sqlite_db, tmp_path / "media"
+    )
     worker = SfuWorker(settings, worker_id="bursty", url="http://127.0.0.1:9")
     heartbeats: list[WorkerInfo] = []
     heartbeat = worker.cluster.heartbeat

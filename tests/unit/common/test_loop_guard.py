@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from common.loop_guard import (
     install_db_loop_guard,
 )
 from common.settings import Settings
+from streaming.lifecycle import lesson_occurrences
 
 HERE = "tests/unit/common/test_loop_guard.py"
 
@@ -155,6 +157,25 @@ def test_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     assert Settings(_env_file=None).db_loop_guard == "off"
     monkeypatch.setenv("TONGKE_DB_LOOP_GUARD", "raise")
     assert Settings(_env_file=None).db_loop_guard == "raise"
+    assert Settings(_env_file=None).db_loop_guard_allow == []
+    monkeypatch.setenv("TONGKE_DB_LOOP_GUARD_ALLOW", '["tests/", "web/routers/x.py:12"]')
+    assert Settings(_env_file=None).db_loop_guard_allow == ["tests/", "web/routers/x.py:12"]
     monkeypatch.setenv("TONGKE_DB_LOOP_GUARD", "loud")
     with pytest.raises(ValidationError):
         Settings(_env_file=None)
+
+
+async def test_an_allowed_prefix_lets_the_tests_own_statements_pass_but_not_the_products(
+    engine: Engine,
+) -> None:
+    """As the tests run it (tests/fixtures/loop_guard.py): a statement written in a test
+    passes; product code a test calls on its loop is refused all the same."""
+    with db_loop_guard("raise") as guard:
+        guard.allow = ("tests/",)
+        assert count_notes(engine) == 0  # the innermost frame is this test module: passed
+        with (
+            pytest.raises(DatabaseOnEventLoop, match=r"streaming/lifecycle\.py"),
+            session_factory(engine)() as session,
+        ):
+            lesson_occurrences(session, date(2026, 9, 21))  # product code: refused
+    assert [offence.where.split(":")[0] for offence in guard.found] == ["streaming/lifecycle.py"]
