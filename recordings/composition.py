@@ -395,15 +395,6 @@ def _composed(sessions: sessionmaker[Session], recording_id: int, composed: dict
         }
 
 
-def _keep_composed(
-    sessions: sessionmaker[Session], recording_id: int, composed: dict[str, Any]
-) -> None:
-    """Processing wrote its own outputs: the composition's facts go back beside them."""
-    with transaction(sessions) as session:
-        recording = session.get_one(Recording, recording_id)
-        recording.outputs = {**(recording.outputs or {}), **composed}
-
-
 def register_jobs(queue: JobQueue, settings: Settings) -> None:
     """Register ``compose_meeting_recording`` (the web app and ``tongke worker``). Its
     database writes run in threads, one transaction each (see ``process_recording``)."""
@@ -440,8 +431,8 @@ def register_jobs(queue: JobQueue, settings: Settings) -> None:
             attempt=ctx.attempt,
             report=processing,
             resumed=resumed,
+            keep_outputs=composed,  # processing's final write keeps them beside its own
         )
-        await asyncio.to_thread(_keep_composed, sessions, recording_id, composed)
         return {**outputs, **composed}
 
     queue.register(COMPOSE_JOB, compose_job, max_retries=PROCESS_RETRIES)

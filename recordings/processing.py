@@ -27,7 +27,7 @@ import math
 import os
 import re
 import shutil
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -834,14 +834,18 @@ def _note_renditions_failed(
 
 
 def _note_processed(
-    sessions: sessionmaker[Session], recording_id: int, *, outputs: dict[str, Any]
+    sessions: sessionmaker[Session],
+    recording_id: int,
+    *,
+    outputs: dict[str, Any],
+    keep: Mapping[str, Any] | None = None,
 ) -> None:
     with transaction(sessions) as session:
         recording = session.get_one(Recording, recording_id)
         # what the recorder noted while recording (a full disk) stays with the recording
         kept = {key: value for key, value in (recording.outputs or {}).items() if key in KEPT}
         recording.status = "ready"
-        recording.outputs = {**outputs, **kept}
+        recording.outputs = {**outputs, **(keep or {}), **kept}
         recording.status_message = incomplete_note(recording.outputs)
         recording.processed_at = datetime.now(UTC)
 
@@ -858,9 +862,11 @@ async def process_recording(
     remote: MediaStorage | None = None,
     keep_local: bool = False,
     resumed: bool = False,
+    keep_outputs: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Process one recording and record the outcome on its row; errors are re-raised for the
-    job queue to retry.
+    job queue to retry. ``keep_outputs`` (a meeting's composition facts) go into the row's
+    final outputs in the same write, so no reader sees the recording processed without them.
 
     Two steps: within seconds the raw capture is checked, given a poster and chapters, and the
     row is ``ready`` (the library serves the WebM); then the renditions every device plays are
@@ -924,7 +930,9 @@ async def process_recording(
         raise
     outputs["renditions"] = "ready"
     outputs["processing_s"] = round((datetime.now(UTC) - started).total_seconds(), 2)
-    await asyncio.to_thread(_note_processed, sessions, recording_id, outputs=outputs)
+    await asyncio.to_thread(
+        _note_processed, sessions, recording_id, outputs=outputs, keep=keep_outputs
+    )
     log.info(
         "recording_processed",
         recording=recording_id,
@@ -936,7 +944,13 @@ async def process_recording(
 
 
 async def process_configured(
-    settings: Settings, *, recording_id: int, attempt: int, report: Report, resumed: bool = False
+    settings: Settings,
+    *,
+    recording_id: int,
+    attempt: int,
+    report: Report,
+    resumed: bool = False,
+    keep_outputs: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """``process_recording`` as a job runs it, with the configured database, media root,
     storage and loudness normalisation (the processing and meeting-composition jobs)."""
@@ -950,6 +964,7 @@ async def process_configured(
         keep_local=settings.s3_keep_local,
         loudnorm=settings.recording_loudnorm,
         resumed=resumed,
+        keep_outputs=keep_outputs,
     )
 
 
