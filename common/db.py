@@ -9,8 +9,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar
 
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import DateTime, Engine, Float, MetaData, create_engine, event
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -23,6 +26,51 @@ NAMING_CONVENTION = {
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class db_now(FunctionElement[datetime]):
+    """The database server's clock now, stored as a ``DateTime`` column stores it. For a time
+    that processes on other hosts compare (a lease, a grace): written and compared on this one
+    clock, a host's skewed clock plays no part (``seconds_since``)."""
+
+    type = DateTime(timezone=True)
+    inherit_cache = True
+    name = "db_now"
+
+
+@compiles(db_now)
+def _db_now(element: db_now, compiler: SQLCompiler, **kw: Any) -> str:
+    # the statement's time, not the transaction's (now()): a write late in a long transaction
+    return "statement_timestamp()"
+
+
+@compiles(db_now, "sqlite")
+def _db_now_sqlite(element: db_now, compiler: SQLCompiler, **kw: Any) -> str:
+    # SQLAlchemy's own text form of a UTC time (microseconds; SQLite's clock has milliseconds)
+    return "(strftime('%Y-%m-%d %H:%M:%f', 'now') || '000')"
+
+
+class seconds_since(FunctionElement[float]):
+    """Seconds from ``moment`` (a ``DateTime`` column) to the database server's clock now:
+    how old a lease or a change is, whichever host wrote it and whichever host asks."""
+
+    type = Float()
+    inherit_cache = True
+    name = "seconds_since"
+
+
+@compiles(seconds_since)
+def _seconds_since(element: seconds_since, compiler: SQLCompiler, **kw: Any) -> str:
+    (moment,) = element.clauses
+    since = compiler.process(moment, **kw)
+    return f"CAST(EXTRACT(EPOCH FROM statement_timestamp() - {since}) AS DOUBLE PRECISION)"
+
+
+@compiles(seconds_since, "sqlite")
+def _seconds_since_sqlite(element: seconds_since, compiler: SQLCompiler, **kw: Any) -> str:
+    # as numbers, not strings: the text forms of 'now' and of a stored time differ in length
+    (moment,) = element.clauses
+    return f"((julianday('now') - julianday({compiler.process(moment, **kw)})) * 86400.0)"
 
 
 class Base(DeclarativeBase):

@@ -14,9 +14,12 @@ workers' sweep (rooms nobody hosts) finish it from the files on disk, exactly on
 taken with a compare-and-set). The process finishing a recording holds it on a short lease
 (``FinishClaim``, renewed every quarter of it), so a killed finisher's work is taken over once
 its lease ran out, by whichever of those finds it; a finisher that lost its claim stops and
-writes nothing. A graceful stop lets the finishing in progress run to its end within a grace
-(``MeetingRecordings.close``). Every database write runs in a thread, never on the event loop
-that forwards the meeting's packets.
+writes nothing. The lease is written and judged on the database server's clock (``db_now``,
+``seconds_since``: the renewal, the takeover's condition in the same UPDATE, the time left to
+a finder), never on a process's own: a host whose clock runs ahead takes over no live lease,
+one whose clock runs behind waits no longer than the lease. A graceful stop lets the
+finishing in progress run to its end within a grace (``MeetingRecordings.close``). Every
+database write runs in a thread, never on the event loop that forwards the meeting's packets.
 
 A meeting recording belongs to the alliance and is never shown to a class: pupils never see
 it (``recordings.service.visible_filter``), teachers and staff see it by their scope.
@@ -29,7 +32,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -38,7 +41,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from common.alliance.models import School, Teacher
-from common.db import transaction
+from common.db import db_now, seconds_since, transaction
 from common.errors import AppError, NotFoundError
 from common.jobs import JobQueue
 from common.logging import get_logger
@@ -130,8 +133,9 @@ class UnfinishedMeeting:
     folder: Path
     chunk_s: float | None  # the preview's chunk length the recording was made with
     last_write: float  # epoch seconds: the folder's newest file, else the row's creation
-    # taken by a process to finish it: when its lease runs out unless renewed (epoch seconds)
-    lease_ends: float | None = None
+    # taken by a process to finish it: how long its lease had left when found, unless renewed
+    # (seconds, on the database's clock; 0 or less: ran out)
+    lease_left_s: float | None = None
 
 
 def _utc(moment: datetime) -> datetime:
@@ -158,9 +162,9 @@ def unfinished_meetings(
     lease_s: float = FINISH_LEASE_S,
 ) -> list[UnfinishedMeeting]:
     """The meeting recordings to finish (of one session, or all), with when their files were
-    last written and, for those a process took, when its lease runs out (a blocking call: run
-    it in a thread)."""
-    query = select(Recording).where(
+    last written and, for those a process took, how long its lease has left, by the database's
+    clock (a blocking call: run it in a thread)."""
+    query = select(Recording, seconds_since(Recording.updated_at)).where(
         Recording.research_session_id.is_not(None),
         Recording.status.in_(("recording", "processing")),
     )
@@ -168,7 +172,7 @@ def unfinished_meetings(
         query = query.where(Recording.research_session_id == research_session_id)
     found = []
     with sessions() as session:
-        for row in session.scalars(query):
+        for row, held_s in session.execute(query):
             taken = _taken(row)
             if not (row.status == "recording" or taken) or row.research_session_id is None:
                 continue
@@ -182,7 +186,7 @@ def unfinished_meetings(
                     folder=folder,
                     chunk_s=float(chunk_s) if chunk_s else None,
                     last_write=_last_write(folder) or created.timestamp(),
-                    lease_ends=_utc(row.updated_at).timestamp() + lease_s if taken else None,
+                    lease_left_s=lease_s - held_s if taken else None,
                 )
             )
     return found
@@ -193,10 +197,9 @@ def claim_to_finish(
 ) -> str | None:
     """Take a meeting recording to finish it: one still "recording" (just stopped here, or left
     by a process that died) or one taken by a process whose lease (``lease_s``, renewed by
-    ``renew_claim``) ran out. One conditional UPDATE: of the processes that find the same
-    recording, exactly one gets the claim's token (the others None), kept in ``outputs``. The
-    recording then shows 正在生成预览…."""
-    now = datetime.now(UTC)
+    ``renew_claim``) ran out, by the database's clock. One conditional UPDATE: of the processes
+    that find the same recording, exactly one gets the claim's token (the others None), kept in
+    ``outputs``. The recording then shows 正在生成预览…."""
     with transaction(sessions) as session:
         taken = session.execute(
             update(Recording)
@@ -209,12 +212,12 @@ def claim_to_finish(
                         Recording.status == "processing",
                         Recording.job_id.is_(None),
                         Recording.status_message == PENDING_MESSAGE,
-                        # stored and compared the same way (UTC, as ``utcnow`` writes it)
-                        Recording.updated_at < now - timedelta(seconds=lease_s),
+                        # renewed on the database's clock, judged on it: no host's clock
+                        seconds_since(Recording.updated_at) > lease_s,
                     ),
                 ),
             )
-            .values(status="processing", status_message=PENDING_MESSAGE, updated_at=now)
+            .values(status="processing", status_message=PENDING_MESSAGE, updated_at=db_now())
             .execution_options(synchronize_session=False)
         )
         if cast(CursorResult[Any], taken).rowcount != 1:
@@ -231,8 +234,9 @@ def _holds(token: str) -> Any:
 
 
 def renew_claim(sessions: sessionmaker[Session], *, recording_id: int, token: str) -> bool:
-    """The finisher still working: its lease starts again now. One conditional UPDATE that
-    succeeds only while the claim is still this one (False: taken over, or finished)."""
+    """The finisher still working: its lease starts again now (the database's clock). One
+    conditional UPDATE that succeeds only while the claim is still this one (False: taken
+    over, or finished)."""
     with transaction(sessions) as session:
         renewed = session.execute(
             update(Recording)
@@ -242,7 +246,7 @@ def renew_claim(sessions: sessionmaker[Session], *, recording_id: int, token: st
                 Recording.job_id.is_(None),
                 _holds(token),
             )
-            .values(updated_at=datetime.now(UTC))
+            .values(updated_at=db_now())
             .execution_options(synchronize_session=False)
         )
         return cast(CursorResult[Any], renewed).rowcount == 1
@@ -534,11 +538,11 @@ class MeetingRecordings:
             starting = {research_session_of_room(room_id) for room_id in self.starting}
             if part.recording_id in running | set(self.finishing):
                 continue
-            if part.lease_ends is not None:
-                if (left_s := part.lease_ends - time.time()) > 0:
+            if part.lease_left_s is not None:
+                if part.lease_left_s > 0:  # the database's clock: this host's plays no part
                     self._look_again(
                         part.research_session_id,
-                        after_s=left_s,
+                        after_s=part.lease_left_s,
                         stale_after_s=stale_after_s,
                         hosted=hosted,
                     )

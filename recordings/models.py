@@ -21,7 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from common.alliance.models import SchoolClass
-from common.db import Base, TimestampMixin, utcnow
+from common.db import Base, TimestampMixin, db_now, utcnow
 from recordings.search import MAX_TERM_LENGTH, index_terms, rewrite_terms
 
 RECORDING_STATUSES = ("recording", "processing", "ready", "failed")
@@ -45,6 +45,8 @@ class Recording(TimestampMixin, Base):
             "status IN ('recording', 'processing', 'ready', 'failed')", name="known_status"
         ),
     )
+    # the written time read back with the write (RETURNING): a row keeps its ``updated_at``
+    __mapper_args__ = {"eager_defaults": True}  # noqa: RUF012 (SQLAlchemy's own mapping)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     alliance_id: Mapped[int] = mapped_column(
@@ -86,6 +88,9 @@ class Recording(TimestampMixin, Base):
     keep: Mapped[bool] = mapped_column(default=False, server_default=false())
     # When retention deleted the files; the row stays, so what was recorded is still counted.
     media_deleted_at: Mapped[datetime | None] = mapped_column(default=None)
+    # When the row last changed, on the database server's clock: processes on other hosts
+    # judge a meeting finisher's lease and the resume sweep's grace by it (``seconds_since``)
+    updated_at: Mapped[datetime] = mapped_column(default=db_now(), onupdate=db_now())
 
     visible_classes: Mapped[list[SchoolClass]] = relationship(secondary=recording_classes)
     search_terms: Mapped[list[RecordingSearchTerm]] = relationship(

@@ -10,7 +10,10 @@ status, and arq's) and queues the right job again, once: the row's ``job_id`` is
 the next resume id by a compare-and-set, so of two processes sweeping at once one queues it,
 under an id both would have chosen (``resume_job_id``). It runs at the embedded web process's
 start (nothing is live then) and in ``tongke worker``, at its start and every
-``SWEEP_EVERY_MIN`` minutes (``register_jobs``).
+``SWEEP_EVERY_MIN`` minutes (``register_jobs``), which leaves alone the rows changed in the last
+``NOTE_GRACE_S`` (another process may be queueing their job now): judged on the database
+server's clock, which wrote ``updated_at`` too (``seconds_since``), so a worker whose host's
+clock is off neither queues a job twice nor waits longer than the grace.
 
 Not the sweep's: recordings still "recording" (the recorders' sweeps close them), a meeting
 recording being finished (its preview: ``recordings.meetings`` takes those by lease), and what
@@ -24,13 +27,12 @@ import asyncio
 import hashlib
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, and_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from common.db import get_engine, session_factory, transaction
+from common.db import db_now, get_engine, seconds_since, session_factory, transaction
 from common.jobs import JobContext, JobQueue
 from common.logging import get_logger
 from common.settings import Settings
@@ -43,9 +45,9 @@ log = get_logger(__name__)
 
 SWEEP_JOB = "resume_unfinished_recordings"
 SWEEP_EVERY_MIN = 5
-# a row whose job is being queued just now (``finish_recording``, ``close_interrupted_recordings``,
-# 重新处理: the job id is noted right after the enqueue) is left to the next sweep; only for a
-# sweep that runs beside live processes (``tongke worker``)
+# a row whose job is being queued just now (``finish_recording``, ``close_interrupted_recordings``:
+# the job id is noted right after the enqueue; 重新处理 notes it just before, ``swap_job``) is
+# left to the next sweep; only for a sweep that runs beside live processes (``tongke worker``)
 NOTE_GRACE_S = 120.0
 # a job that dies every time it is resumed (it fails before it can say why) is left at this
 MAX_RESUMES = 5
@@ -76,10 +78,6 @@ def resume_job_id(*, job: str, recording_id: int, lost: str | None) -> str | Non
     return f"{prefix}-{recording_id}-resume-{count}-{of_lost}"
 
 
-def _utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 def _work_of(row: Recording) -> UnfinishedWork | None:
     outputs = row.outputs or {}
     unfinished_renditions = row.status == "ready" and outputs.get("renditions") == "processing"
@@ -108,12 +106,11 @@ def _work_of(row: Recording) -> UnfinishedWork | None:
 
 
 def unfinished_work(
-    sessions: sessionmaker[Session], *, grace_s: float = 0.0, now: datetime | None = None
+    sessions: sessionmaker[Session], *, grace_s: float = 0.0
 ) -> list[UnfinishedWork]:
     """Recordings whose processing or composition is unfinished (whether a job still holds
-    them is for the queue to say), of those unchanged for ``grace_s``. A blocking call: run
-    it in a thread."""
-    now = now or datetime.now(UTC)
+    them is for the queue to say), of those unchanged for ``grace_s`` by the database's clock.
+    A blocking call: run it in a thread."""
     query = (
         select(Recording)
         .where(
@@ -131,30 +128,51 @@ def unfinished_work(
         )
         .order_by(Recording.id)
     )
+    if grace_s > 0:  # written on the database's clock, judged on it: no host's clock
+        query = query.where(seconds_since(Recording.updated_at) >= grace_s)
     found = []
     with sessions() as session:
         for row in session.scalars(query):
             work = _work_of(row)
-            if work is None:
-                continue
-            if now - _utc(row.updated_at) < timedelta(seconds=grace_s):
-                continue
-            found.append(work)
+            if work is not None:
+                found.append(work)
     return found
 
 
-def claim_resume(sessions: sessionmaker[Session], work: UnfinishedWork, *, job_id: str) -> bool:
-    """Swap the row's lost job id for ``job_id`` with the resumed message: one conditional
-    UPDATE, so of the sweepers that found the same row exactly one gets True."""
-    lost = Recording.job_id.is_(None) if work.job_id is None else Recording.job_id == work.job_id
+def swap_job(
+    sessions: sessionmaker[Session],
+    *,
+    recording_id: int,
+    noted: str | None,
+    job_id: str,
+    message: str | None = None,
+) -> bool:
+    """Swap the row's job id ``noted`` (as read; None: none) for ``job_id`` (and its status
+    message for ``message``) before queueing that job: one conditional UPDATE, so of the
+    processes that read the same row (sweepers, 重新处理) exactly one gets True and queues it.
+    The row changed now, ``tongke worker``'s sweep leaves it for its grace meanwhile."""
+    was = Recording.job_id.is_(None) if noted is None else Recording.job_id == noted
+    fields = {"job_id": job_id, "updated_at": db_now()}
     with transaction(sessions) as session:
         taken = session.execute(
             update(Recording)
-            .where(Recording.id == work.recording_id, lost)
-            .values(job_id=job_id, status_message=work.message, updated_at=datetime.now(UTC))
+            .where(Recording.id == recording_id, was)
+            .values(fields if message is None else {**fields, "status_message": message})
             .execution_options(synchronize_session=False)
         )
         return cast(CursorResult[Any], taken).rowcount == 1
+
+
+def claim_resume(sessions: sessionmaker[Session], work: UnfinishedWork, *, job_id: str) -> bool:
+    """Swap the row's lost job id for ``job_id`` with the resumed message (``swap_job``): of
+    the sweepers that found the same row exactly one gets True."""
+    return swap_job(
+        sessions,
+        recording_id=work.recording_id,
+        noted=work.job_id,
+        job_id=job_id,
+        message=work.message,
+    )
 
 
 async def resume_unfinished(

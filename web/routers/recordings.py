@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import uuid
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Literal, cast
 from urllib.parse import quote
@@ -18,7 +19,7 @@ from common.db import transaction
 from common.errors import AppError, ConflictError, NotFoundError
 from common.jobs import JobQueue
 from common.settings import Settings
-from recordings import service
+from recordings import requeue, service
 from recordings.meetings import COMPOSE_JOB
 from recordings.models import Recording
 from recordings.processing import PROCESS_JOB, content_type
@@ -231,21 +232,13 @@ async def stop(
 
 def _job_to_reprocess(
     sessions: sessionmaker[Session], principal: Principal, recording_id: int
-) -> str:
+) -> tuple[str, str | None]:
+    """The job that processes the recording again, and the job id the row notes now."""
     with sessions() as session:
         recording = service.get_visible(session, principal, recording_id)
         service.authorize_manage(principal, recording)
-        return PROCESS_JOB if recording.research_session_id is None else COMPOSE_JOB
-
-
-def _note_reprocess(
-    sessions: sessionmaker[Session], recording_id: int, *, job_id: str, media_root: Path
-) -> RecordingOut:
-    with transaction(sessions) as session:
-        recording = session.get_one(Recording, recording_id)
-        recording.job_id = job_id
-        session.flush()
-        return _out(recording, media_root=media_root)
+        job = PROCESS_JOB if recording.research_session_id is None else COMPOSE_JOB
+        return job, recording.job_id
 
 
 @router.post("/{recording_id}/process", response_model=RecordingOut)
@@ -257,15 +250,21 @@ async def reprocess(
 ) -> RecordingOut:
     """Run processing again (idempotent: the outputs are replaced whole). A 教研 meeting is
     composed again from its teachers' files first (also how one whose recording process died
-    is recovered: the files are crash-safe). The database is read and written in threads, as
-    in ``start``: this runs on the loop the in-process SFU forwards on."""
+    is recovered: the files are crash-safe). The job's id is noted before it is queued, by
+    the recovery sweep's compare-and-set (``requeue.swap_job``): a sweep resuming the same
+    lost job meanwhile does not queue it twice. The database is read and written in threads,
+    as in ``start``: this runs on the loop the in-process SFU forwards on."""
     sessions = request.app.state.sessions
-    job = await asyncio.to_thread(_job_to_reprocess, sessions, principal, recording_id)
+    job, noted = await asyncio.to_thread(_job_to_reprocess, sessions, principal, recording_id)
     jobs: JobQueue = request.app.state.jobs
-    job_id = await jobs.enqueue(job, recording_id=recording_id)
-    return await asyncio.to_thread(
-        _note_reprocess, sessions, recording_id, job_id=job_id, media_root=settings.media_root
-    )
+    job_id = uuid.uuid4().hex
+    # noted before it is queued, by the sweep's compare-and-set: of this and a sweep resuming
+    # the same lost job, one queues it (False: the sweep did, just now)
+    if await asyncio.to_thread(
+        requeue.swap_job, sessions, recording_id=recording_id, noted=noted, job_id=job_id
+    ):
+        await jobs.enqueue(job, job_id=job_id, recording_id=recording_id)
+    return await _recording_out(sessions, recording_id, media_root=settings.media_root)
 
 
 @router.get("/{recording_id}", response_model=RecordingOut)

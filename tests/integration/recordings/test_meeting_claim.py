@@ -1,30 +1,39 @@
 """Who finishes a meeting recording (SQLite and PostgreSQL): of the processes that find it
 unfinished, one takes it; its renewals keep it, and one taken by a process that died is taken
 over once its lease ran out, after which the old claim renews, releases and writes nothing; a
-process stopping mid-preview puts it back; lessons and finished meetings are never taken."""
+process stopping mid-preview puts it back; lessons and finished meetings are never taken. The
+lease is judged on the database's clock: a finder whose host's clock is 10 minutes off neither
+takes over a live lease nor waits past one that ran out."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select, update
 
+from common.jobs import InProcessJobQueue
+from recordings import meetings
 from recordings.meetings import (
     CLAIM_KEY,
+    EMPTY_MESSAGE,
     FINISH_LEASE_S,
     PENDING_MESSAGE,
     ClaimLostError,
+    MeetingRecordings,
     _published,
     claim_to_finish,
     new_recording_for_research_session,
     release_unfinished,
     renew_claim,
+    unfinished_meetings,
 )
 from recordings.models import Recording
 from research.models import ResearchSession
 from tests.conftest import DemoDatabase
-from tests.fixtures.recordings import WCK_EN_4, make_recording
+from tests.fixtures.recordings import WCK_EN_4, make_recording, skew_clock
 
 
 def _meeting_recording(db: DemoDatabase) -> int:
@@ -115,3 +124,44 @@ def test_a_lessons_recording_is_never_taken_as_a_meeting(db: DemoDatabase) -> No
     lesson = make_recording(db, WCK_EN_4, status="recording")
     assert not claim_to_finish(db.sessions, recording_id=lesson)
     assert _state(db, lesson)[0] == "recording"
+
+
+@pytest.mark.parametrize(
+    "skew", [timedelta(minutes=10), timedelta(minutes=-10)], ids=["ahead", "behind"]
+)
+async def test_a_finder_whose_clock_is_off_judges_the_lease_on_the_databases(
+    db: DemoDatabase, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, skew: timedelta
+) -> None:
+    recording_id = _meeting_recording(db)
+    research_session_id = _research_session_of(db, recording_id)
+    held = claim_to_finish(db.sessions, recording_id=recording_id)  # a finisher, renewing
+    assert held is not None and renew_claim(db.sessions, recording_id=recording_id, token=held)
+    media_root = tmp_path / "media"  # no files: the taker fails it at once (nothing recorded)
+    finder = MeetingRecordings(db.sessions, media_root, InProcessJobQueue())
+    skew_clock(monkeypatch, meetings, skew)  # the finder's host, ahead or behind
+    try:
+        # the lease is live: nobody takes it over, and a finder looks again when it ends
+        assert claim_to_finish(db.sessions, recording_id=recording_id) is None
+        assert await finder.recover_interrupted(research_session_id=research_session_id) == []
+        assert set(finder.lookouts) == {research_session_id} and not finder.finishing
+        assert _claim_of(db, recording_id) == held
+        (found,) = unfinished_meetings(  # what the finder waits: the lease's time left
+            db.sessions, media_root=media_root, research_session_id=research_session_id
+        )
+        assert found.lease_left_s == pytest.approx(FINISH_LEASE_S, abs=5)
+
+        # its finisher died and the lease ran out: taken over now, not minutes later
+        _taken_ago(db, recording_id, FINISH_LEASE_S + 5)
+        tried = await finder.recover_interrupted(research_session_id=research_session_id)
+        assert tried == [recording_id]
+        await asyncio.gather(*finder.finishing.values())
+        assert _state(db, recording_id) == ("failed", EMPTY_MESSAGE)
+    finally:
+        await finder.close()
+
+
+def _research_session_of(db: DemoDatabase, recording_id: int) -> int:
+    with db.sessions() as session:
+        research_session_id = session.get_one(Recording, recording_id).research_session_id
+    assert research_session_id is not None
+    return research_session_id

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import update
 
+from common.jobs import InProcessJobQueue, JobContext
 from recordings.models import Recording
+from recordings.processing import PROCESS_JOB
+from recordings.requeue import NOTE_GRACE_S, resume_unfinished
 from tests.conftest import DemoDatabase, bearer
 from tests.fixtures.recordings import WCK_EN_3, WCK_EN_4, make_recording, place_raw
 
@@ -190,7 +196,7 @@ def test_reprocessing_is_for_whoever_manages_the_recording(
 ) -> None:
     """重新处理 (its database work in threads): refused to a pupil of the class, another
     teacher, the bureau and another alliance's admin, with nothing written; its lead teacher
-    queues it."""
+    queues it, once even while ``tongke worker``'s sweep resumes the same lost job."""
     mine = recordings["cy_4_1"]
     with db.sessions() as session:
         before = session.get_one(Recording, mine).job_id
@@ -202,6 +208,42 @@ def test_reprocessing_is_for_whoever_manages_the_recording(
         assert session.get_one(Recording, mine).job_id == before
     missing = client.post("/api/recordings/999999/process", headers=bearer(client, "teacher-wang"))
     assert missing.status_code == 404
-    queued = client.post(f"/api/recordings/{mine}/process", headers=bearer(client, "teacher-wang"))
+    lead_teacher = bearer(client, "teacher-wang")
+    queued = client.post(f"/api/recordings/{mine}/process", headers=lead_teacher)
     assert queued.status_code == 200, queued.text
     assert queued.json()["job_id"] is not None and queued.json()["job_id"] != before
+
+    # a row whose job was lost 3 minutes ago; a worker's sweep runs while the route queues:
+    # noted before it is queued (the sweep's compare-and-set), the row just changed is left
+    # to the sweep's next round (its grace), and the job runs once
+    lost_row = make_recording(db, status="processing")
+    lost = f"recording-{lost_row}-5150"
+    with db.sessions() as session, session.begin():
+        session.execute(
+            update(Recording)
+            .where(Recording.id == lost_row)
+            .values(job_id=lost, updated_at=datetime.now(UTC) - timedelta(minutes=3))
+        )
+    web_jobs = client.app.state.jobs  # type: ignore[attr-defined]
+    enqueue = web_jobs.enqueue
+    swept: list[str] = []
+
+    async def process(_ctx: JobContext, **_kwargs: Any) -> None:
+        pass
+
+    async def enqueue_while_a_worker_sweeps(name: str, **kwargs: Any) -> str:
+        worker = InProcessJobQueue()
+        worker.register(PROCESS_JOB, process)
+        swept.extend(await resume_unfinished(db.sessions, jobs=worker, grace_s=NOTE_GRACE_S))
+        await worker.close()
+        return str(await enqueue(name, **kwargs))
+
+    web_jobs.enqueue = enqueue_while_a_worker_sweeps
+    try:
+        again = client.post(f"/api/recordings/{lost_row}/process", headers=lead_teacher)
+    finally:
+        del web_jobs.enqueue
+    assert again.status_code == 200, again.text
+    assert swept == []  # queued once: by 重新处理
+    with db.sessions() as session:
+        assert session.get_one(Recording, lost_row).job_id == again.json()["job_id"] != lost

@@ -28,7 +28,7 @@ from sqlalchemy import select, update
 
 from common.jobs import ArqJobQueue, InProcessJobQueue, JobContext, arq_worker_settings
 from common.settings import Settings
-from recordings import composition
+from recordings import composition, requeue
 from recordings.meetings import (
     COMPOSE_JOB,
     COMPOSE_MESSAGE,
@@ -40,6 +40,7 @@ from recordings.models import Recording
 from recordings.processing import PROCESS_JOB, RESUMED_MESSAGE
 from recordings.requeue import (
     MAX_RESUMES,
+    NOTE_GRACE_S,
     PREVIEW_RESUMED_MESSAGE,
     SWEEP_JOB,
     resume_job_id,
@@ -54,6 +55,7 @@ from tests.fixtures.recordings import (
     meeting_left_behind,
     place_raw,
     recorder_child,
+    skew_clock,
     write_test_webm,
 )
 from web.jobs import register_all
@@ -210,6 +212,34 @@ async def test_the_sweep_takes_only_unfinished_work_and_each_once(db: DemoDataba
     finally:
         second.release.set()
         await second.close()
+
+
+@pytest.mark.parametrize(
+    "skew", [timedelta(minutes=10), timedelta(minutes=-10)], ids=["ahead", "behind"]
+)
+async def test_a_sweeper_whose_clock_is_off_judges_the_grace_on_the_databases(
+    db: DemoDatabase, monkeypatch: pytest.MonkeyPatch, skew: timedelta
+) -> None:
+    """``tongke worker``'s sweep leaves alone a row changed within ``NOTE_GRACE_S`` (another
+    process is queueing its job) and takes one older, on the database's clock: its host's
+    clock, ahead or behind, changes neither."""
+    being_queued = make_recording(db, status="processing")  # its job being queued right now
+    lost = make_recording(db, status="processing")
+    with db.sessions() as session, session.begin():  # changed 3 minutes ago, nobody since
+        session.execute(
+            update(Recording)
+            .where(Recording.id == lost)
+            .values(updated_at=datetime.now(UTC) - timedelta(seconds=NOTE_GRACE_S + 60))
+        )
+    skew_clock(monkeypatch, requeue, skew)  # the worker's host
+    jobs = HeldJobs()
+    try:
+        queued = await resume_unfinished(db.sessions, jobs=jobs.queue, grace_s=NOTE_GRACE_S)
+        assert queued == [resume_job_id(job=PROCESS_JOB, recording_id=lost, lost=None)]
+        assert _row(db, being_queued).job_id is None
+    finally:
+        jobs.release.set()
+        await jobs.close()
 
 
 def test_resume_ids_are_the_same_for_every_sweeper_and_give_up_in_the_end() -> None:
