@@ -2,7 +2,8 @@
 processing that makes each one playable.
 
     tongke bench recording [--minutes 45] [--streams 1,4,8] [--json PATH] [--pace fast|realtime]
-                           [--no-reference] [--renditions] [--resolution 1920x1080]
+                           [--no-reference] [--renditions [--loudness linear|dynamic|off]]
+                           [--resolution 1920x1080]
                            [--live-hls [--live-nice 10]]
     .venv/bin/python benchmarks/recording.py (same options)
 
@@ -60,7 +61,9 @@ gives instead of a copy, with ffmpeg's CPU time and peak RSS.
 
 ``--renditions``: the processing job's second step on stream 1
 (``recordings.processing.make_renditions``), with each ffmpeg run's peak RSS and the private
-part of it (``recordings.ffmpeg_memory``: the rest is library pages shared by every ffmpeg).
+part of it (``recordings.ffmpeg_memory``: the rest is library pages shared by every ffmpeg);
+``--loudness`` as ``TONGKE_RECORDING_LOUDNESS`` (default ``linear``: the measuring pass is
+the run named ``loudness``).
 """
 
 from __future__ import annotations
@@ -88,7 +91,7 @@ if TYPE_CHECKING:
 
     from recordings.capture import LessonRecorder
     from recordings.live_hls import LiveTranscoder
-    from recordings.processing import MediaFacts
+    from recordings.processing import LoudnessMode, MediaFacts
     from streaming.sfu.room import Room
 
 Pace = Literal["fast", "realtime"]
@@ -595,7 +598,7 @@ async def _h264_figures(
     async def h264(stream: SimulatedStream, facts: MediaFacts) -> dict[str, Any]:
         folder = stream.path.parent
         outputs = await renditions_from_live(
-            stream.path, out_dir=folder, facts=facts, loudnorm=False
+            stream.path, out_dir=folder, facts=facts, loudness="linear"
         )
         if outputs is None:
             outputs = await make_renditions(stream.path, out_dir=folder, facts=facts)
@@ -650,9 +653,10 @@ async def reference_transcode(raw: Path, *, stop_s: float) -> dict[str, Any]:
     }
 
 
-async def renditions_run(raw: Path) -> dict[str, Any]:
-    """The processing job's second step on one recording: HLS main + low rendition, thumbnail
-    sprite, MP4 remux; ``ffmpeg_peak_rss_mib`` is the highest of its ffmpeg runs."""
+async def renditions_run(raw: Path, *, loudness: LoudnessMode = "linear") -> dict[str, Any]:
+    """The processing job's second step on one recording: loudness measure (``linear``), HLS
+    main + low rendition, thumbnail sprite, MP4 remux; ``ffmpeg_peak_rss_mib`` is the highest
+    of its ffmpeg runs."""
     from recordings.ffmpeg_memory import FfmpegPeak
     from recordings.processing import make_renditions, probe_media
 
@@ -660,10 +664,11 @@ async def renditions_run(raw: Path) -> dict[str, Any]:
     cpu_before = children_cpu_s()
     started = time.perf_counter()
     async with FfmpegPeak() as peak:
-        outputs = await make_renditions(raw, out_dir=raw.parent, facts=facts)
+        outputs = await make_renditions(raw, out_dir=raw.parent, facts=facts, loudness=loudness)
     seconds = time.perf_counter() - started
     return {
         "what": "HLS main (crf 26) + low 360p 300 kbit/s, thumbnails, MP4 remux",
+        "loudness": outputs["loudness"],
         "media_minutes": round(facts.duration_s / 60, 2),
         "seconds": round(seconds, 1),
         "speed_x": round(facts.duration_s / seconds, 1),
@@ -673,6 +678,12 @@ async def renditions_run(raw: Path) -> dict[str, Any]:
         "runs": peak.runs,
         "mp4_bytes": outputs["size_bytes"],
     }
+
+
+def _loudness_text(loudness: dict[str, Any]) -> str:
+    if "gain_db" not in loudness:
+        return str(loudness["mode"])
+    return f"linear ({loudness['measured_lufs']} LUFS, gain {loudness['gain_db']:+} dB)"
 
 
 def print_table(report: dict[str, Any], write: Callable[[str], None]) -> None:
@@ -709,7 +720,9 @@ def print_table(report: dict[str, Any], write: Callable[[str], None]) -> None:
     if renditions:
         write(
             f"renditions (HLS main + low, thumbnails, MP4) of one {renditions['media_minutes']} "
-            f"min recording: {renditions['seconds']} s ({renditions['speed_x']}x real time), "
+            f"min recording, loudness {_loudness_text(renditions['loudness'])}: "
+            f"{renditions['seconds']} s "
+            f"({renditions['speed_x']}x real time), "
             f"ffmpeg CPU {renditions['ffmpeg_cpu_s']} s, processing peak RSS "
             f"{renditions['ffmpeg_peak_rss_mib']} MiB ("
             + ", ".join(
@@ -736,6 +749,7 @@ async def run_benchmark(
     pace: Pace = "fast",
     reference: bool = True,
     renditions: bool = False,
+    loudness: LoudnessMode = "linear",
     clip_seconds: float = 30.0,
     workdir: Path | None = None,
     resolution: tuple[int, int] = BASE_RESOLUTION,
@@ -783,7 +797,7 @@ async def run_benchmark(
                     result.first_raw, stop_s=result.stop_s
                 )
             if renditions and "renditions" not in report:
-                report["renditions"] = await renditions_run(result.first_raw)
+                report["renditions"] = await renditions_run(result.first_raw, loudness=loudness)
             shutil.rmtree(run_dir, ignore_errors=True)  # 45 min x 8 streams is ~2.7 GB
         report["load_after"] = os.getloadavg()[0]
         return report
@@ -797,6 +811,7 @@ def main(
     pace: Pace = "fast",
     reference: bool = True,
     renditions: bool = False,
+    loudness: LoudnessMode = "linear",
     clip_seconds: float = 30.0,
     workdir: Path | None = None,
     resolution: tuple[int, int] = BASE_RESOLUTION,
@@ -812,6 +827,7 @@ def main(
             pace=pace,
             reference=reference,
             renditions=renditions,
+            loudness=loudness,
             clip_seconds=clip_seconds,
             workdir=workdir,
             resolution=resolution,
@@ -838,6 +854,7 @@ if __name__ == "__main__":
     parser.add_argument("--pace", choices=["fast", "realtime"], default="fast")
     parser.add_argument("--no-reference", action="store_true")
     parser.add_argument("--renditions", action="store_true")
+    parser.add_argument("--loudness", choices=["linear", "dynamic", "off"], default="linear")
     parser.add_argument("--clip-seconds", type=float, default=30.0)
     parser.add_argument("--resolution", type=parse_resolution, default=BASE_RESOLUTION)
     parser.add_argument("--live-hls", action="store_true")
@@ -851,6 +868,7 @@ if __name__ == "__main__":
         pace=arguments.pace,
         reference=not arguments.no_reference,
         renditions=arguments.renditions,
+        loudness=arguments.loudness,
         clip_seconds=arguments.clip_seconds,
         resolution=arguments.resolution,
         live_hls=arguments.live_hls,

@@ -59,9 +59,14 @@ class Settings(BaseSettings):
     s3_prefix: str = ""  # key prefix inside the bucket, e.g. "tongke/"
     # Keep the local copy of outputs after the upload (a cache); raw captures stay until uploaded.
     s3_keep_local: bool = False
-    # EBU R128 loudness normalisation (ffmpeg loudnorm) of recordings' web versions: cheap in
-    # CPU, but about 110 MiB more memory in each processing job.
-    recording_loudnorm: bool = False
+    # EBU R128 loudness normalisation (-16 LUFS) of recordings' web versions. "linear": one
+    # gain per recording from a measuring pass over its audio (seconds of CPU, no memory to
+    # speak of); "dynamic": ffmpeg's one-pass loudnorm (about doubles a run's memory); "off".
+    # Lessons transcoded while recorded (recording_live_hls) stay as recorded unless "dynamic".
+    recording_loudness: Literal["linear", "dynamic", "off"] = "linear"
+    # The former switch: true (ffmpeg's one-pass loudnorm) is read as recording_loudness
+    # "dynamic" when that is not set; false changes nothing.
+    recording_loudnorm: bool | None = None
     # Retention runs daily at this hour, school time (arq cron in `tongke worker` with Redis,
     # a task of the web process when embedded): files past each alliance's keep-days go.
     recording_expire_hour: int = Field(default=3, ge=0, le=23)
@@ -126,6 +131,12 @@ class Settings(BaseSettings):
     # Subscribers' SRTCP (receiver reports, NACK, PLI, REMB) handled straight from the UDP
     # socket as publishers' SRTP is (streaming.sfu.aiortc_hooks). False: aiortc's path.
     sfu_fast_rtcp: bool = True
+
+    @model_validator(mode="after")
+    def _read_the_former_loudness_switch(self) -> Settings:
+        if self.recording_loudnorm and "recording_loudness" not in self.model_fields_set:
+            self.recording_loudness = "dynamic"
+        return self
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> Settings:

@@ -22,6 +22,7 @@ from recordings.processing import (
     HLS_DIR,
     LOW,
     THUMBS_NAME,
+    Loudness,
     ThumbnailGrid,
     key_frame_sprite_arguments,
     probe_media,
@@ -70,7 +71,7 @@ async def measure(raw: Path, work: Path) -> dict[str, object]:
     if not low.exists():
         (work / HLS_DIR).mkdir(parents=True, exist_ok=True)
         await run_ffmpeg(
-            rendition_arguments(raw, work, rendition=LOW, facts=facts, loudnorm=False),
+            rendition_arguments(raw, work, rendition=LOW, facts=facts, loudness=Loudness()),
             duration_s=facts.duration_s,
             report=None,
         )

@@ -20,10 +20,12 @@ SAMPLE_S = 0.05
 
 def ffmpeg_run_name(command: list[str]) -> str:
     """Which run of a processing step an ffmpeg command line is: a rendition by its name in
-    ``-var_stream_map``, else by its output (the sprite's JPEG, the MP4 remux, a composed
-    meeting's WebM)."""
+    ``-var_stream_map``, the loudness measure by its filter, else by its output (the sprite's
+    JPEG, the MP4 remux, a composed meeting's WebM)."""
     if "-var_stream_map" in command[:-1]:
         return command[command.index("-var_stream_map") + 1].rpartition("name:")[2]
+    if any(argument.startswith("ebur128") for argument in command):
+        return "loudness"
     for suffix, name in ((".jpg", "sprite"), (".mp4", "mp4"), (".webm", "compose")):
         if any(argument.endswith(suffix) for argument in command[1:]):
             return name

@@ -17,6 +17,11 @@ tell a live run that finished, one still finishing the tail, and one that died.
 rendition's key frames, MP4 by remuxing the main one); anything else returns None and the job
 falls back to the full ``make_renditions``.
 
+Loudness: a live run encodes before the whole lesson's loudness is known, so the default
+linear normalisation (one gain from a measure of the whole, ``recordings.processing.Loudness``)
+cannot apply and its renditions keep the level as recorded; ``dynamic`` (one-pass loudnorm)
+applies here as after the lesson (``live_loudness``).
+
 ffmpeg runs under ``nice``. A host runs at most ``max_per_host`` live transcodes at once
 (counted by lock files in a local folder, shared by the web process and every SFU worker of
 the host; a lock goes with its process); lessons beyond that are processed after the end.
@@ -46,6 +51,8 @@ from recordings.processing import (
     LOW,
     MAIN,
     SEGMENT_S,
+    Loudness,
+    LoudnessMode,
     MediaFacts,
     ProcessingError,
     Rendition,
@@ -74,6 +81,14 @@ MAX_DURATION_ERROR_S = 0.5
 RUNNING_STATES = ("starting", "running", "finishing")
 
 
+def live_loudness(mode: LoudnessMode) -> Loudness:
+    """What a live run does to the level for the configured ``mode``: it encodes the lesson
+    as it is recorded, before the loudness of the whole is known, so ``linear`` (one gain
+    measured over the whole) cannot apply and it stays as recorded; ``dynamic`` needs no
+    measure and applies."""
+    return Loudness("dynamic") if mode == "dynamic" else Loudness()
+
+
 @dataclass(frozen=True)
 class LiveHlsPolicy:
     """Whether and how recorders of this process transcode while they record."""
@@ -82,7 +97,8 @@ class LiveHlsPolicy:
     max_per_host: int = 2
     max_lag_s: float = 120.0
     nice: int = 10
-    loudnorm: bool = False
+    # the configured mode; a live run only applies "dynamic" (see live_loudness)
+    loudness: LoudnessMode = "linear"
     slots_dir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "tongke-live-hls")
 
     @classmethod
@@ -91,7 +107,7 @@ class LiveHlsPolicy:
             enabled=settings.recording_live_hls and settings.recording_live_hls_max_streams > 0,
             max_per_host=settings.recording_live_hls_max_streams,
             max_lag_s=settings.recording_live_hls_max_lag_seconds,
-            loudnorm=settings.recording_loudnorm,
+            loudness=settings.recording_loudness,
         )
 
 
@@ -197,7 +213,7 @@ class LiveTranscoder:
             "state": "starting",
             "pid": os.getpid(),
             "host": socket.gethostname(),
-            "loudnorm": self.policy.loudnorm,
+            "loudness": live_loudness(self.policy.loudness).mode,
             "started_at": time.time(),
         }
         self._write_state()
@@ -273,7 +289,7 @@ class LiveTranscoder:
                 self.work,
                 rendition=rendition,
                 facts=facts,
-                loudnorm=self.policy.loudnorm,
+                loudness=live_loudness(self.policy.loudness),
             )
             without_huge_pages()  # as after the lesson (recordings.processing)
             process = await asyncio.create_subprocess_exec(
@@ -466,12 +482,19 @@ def validate_live(hls: Path, *, facts: MediaFacts, renditions: list[str]) -> str
     return None
 
 
+def _live_mode(state: dict[str, Any]) -> str:
+    """The level mode a live run applied (a state written before the modes: its bool)."""
+    if "loudness" in state:
+        return str(state["loudness"])
+    return "dynamic" if state.get("loudnorm") else "off"
+
+
 async def renditions_from_live(
     raw: Path,
     *,
     out_dir: Path,
     facts: MediaFacts,
-    loudnorm: bool,
+    loudness: LoudnessMode,
     report: Report | None = None,
 ) -> dict[str, Any] | None:
     """The outputs of ``make_renditions``, from the live transcoder's work: waits while it
@@ -496,7 +519,7 @@ async def renditions_from_live(
         problem = f"live transcoder {state.get('state') if state else 'gone'}: " + str(
             (state or {}).get("reason", "no heartbeat")
         )
-    elif bool(state.get("loudnorm")) != loudnorm:
+    elif _live_mode(state) != live_loudness(loudness).mode:
         problem = "loudness normalisation differs"
     elif state.get("fed_bytes") != raw.stat().st_size:
         problem = f"fed {state.get('fed_bytes')} of {raw.stat().st_size} bytes"
@@ -516,7 +539,7 @@ async def renditions_from_live(
             out_dir=out_dir,
             facts=facts,
             renditions=list(state["renditions"]),
-            loudnorm=loudnorm,
+            loudness=live_loudness(loudness) if facts.has_audio else Loudness(),
             # the sprite from the low rendition, decoding only its key frames (every SEGMENT_S)
             sprite_from=low if has_low else raw,
             key_frames_only=has_low,

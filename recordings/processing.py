@@ -9,8 +9,10 @@ rendition and one for the sprite (each run's peak RSS under 100 MiB for a 45-min
 lesson: ~89 MiB after 2 minutes, ~96 after 45; ``tongke bench recording --renditions``):
 HLS in ~4 s fMP4 segments with the main rendition and a 360p ~300 kbit/s one, a thumbnail
 sprite with its WebVTT index, and ``lesson.mp4`` (the main rendition remuxed,
-``+faststart``). That costs minutes for a 45-minute lesson, unless ``recordings.live_hls``
-transcoded it while it was recorded: then only ``finish_renditions`` runs, in seconds.
+``+faststart``), the audio brought to -16 LUFS by one gain measured first (``Loudness``).
+That costs minutes for a 45-minute lesson, unless ``recordings.live_hls`` transcoded it while
+it was recorded: then only ``finish_renditions`` runs, in seconds (and the level stays as
+recorded, unless ``dynamic``: a live run cannot measure ahead).
 
 Every output is written under a temporary name and moved into place, so re-running the job
 (a retry, a worker killed mid-job, a manual re-process) replaces the outputs whole or not at
@@ -31,7 +33,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -60,7 +62,13 @@ LOW_VIDEO_KBPS = 300
 THUMB_WIDTH = 160
 THUMB_COLUMNS = 10
 MAX_THUMBS = 200
-LOUDNORM = "loudnorm=I=-16:TP=-1.5:LRA=11"
+# Loudness normalisation of the web versions (EBU R128, the level of spoken-word streaming)
+TARGET_LUFS = -16.0
+MAX_TRUE_PEAK_DBTP = -1.5
+LOUDNORM = f"loudnorm=I={TARGET_LUFS:g}:TP={MAX_TRUE_PEAK_DBTP:g}:LRA=11"
+# Below this a recording is a room's noise floor or silence (ebur128 gives -70 for silence):
+# raising it would only make the hiss loud.
+NEAR_SILENCE_LUFS = -60.0
 CHAPTER_EVENTS = {
     "hand_accepted": "远端教室发言",
     "hand_raised": "远端教室举手",
@@ -194,10 +202,11 @@ def without_huge_pages() -> bool:
 
 async def run_ffmpeg(
     arguments: list[str], *, duration_s: float, report: Report | None, nice: int = 0
-) -> None:
+) -> str:
     """Run ffmpeg with ``arguments`` (``-progress pipe:1`` in them reports the share of
-    ``duration_s`` written); a failure raises ``ProcessingError`` with stderr's last lines.
-    ``nice``: run it at that lower priority (work done beside a live meeting)."""
+    ``duration_s`` written) and return its stderr; a failure raises ``ProcessingError`` with
+    stderr's last lines. ``nice``: run it at that lower priority (work done beside a live
+    meeting)."""
     without_huge_pages()
     process = await asyncio.create_subprocess_exec(
         *(["nice", "-n", str(nice)] if nice else []),
@@ -228,6 +237,7 @@ async def run_ffmpeg(
     if code != 0:
         tail = " | ".join(stderr.strip().splitlines()[-3:])
         raise ProcessingError(f"ffmpeg 退出码 {code}：{tail}")
+    return stderr
 
 
 async def transcode_mp4(
@@ -238,7 +248,8 @@ async def transcode_mp4(
     loudnorm: bool = False,
     report: Report | None = None,
 ) -> None:
-    """H.264/AAC MP4 with the index up front (plays while downloading), written atomically."""
+    """H.264/AAC MP4 with the index up front (plays while downloading), written atomically
+    (the benchmark's reference; ``loudnorm``: ffmpeg's one-pass dynamic normalisation)."""
     partial = target.with_name(f".{target.stem}.partial{target.suffix}")
     arguments = ["-i", str(raw)]
     if facts.has_video:
@@ -248,7 +259,7 @@ async def transcode_mp4(
     if facts.has_audio:
         arguments += ["-c:a", "aac", "-b:a", "96k"]
         if loudnorm:
-            arguments += ["-af", "loudnorm=I=-16:TP=-1.5:LRA=11"]
+            arguments += ["-af", LOUDNORM]
     else:
         arguments += ["-an"]
     arguments += ["-movflags", "+faststart", "-progress", "pipe:1", "-nostats", "-f", "mp4"]
@@ -438,16 +449,110 @@ def encoder_budget(*, source_height: int, output_height: int) -> EncoderBudget:
     return EncoderBudget(f"{threads}:{lookahead}", 2 if small_source else 1)
 
 
+LoudnessMode = Literal["linear", "dynamic", "off"]
+
+
+@dataclass(frozen=True)
+class Loudness:
+    """What the renditions' audio chain does to the level. ``linear``: one gain for the
+    whole recording, from a measuring pass over its audio (``measure_loudness``), so the
+    dynamics stay as recorded; ``dynamic``: ffmpeg's one-pass ``loudnorm``, which needs no
+    measuring pass but about doubles a rendition run's memory (README); ``off``: as
+    recorded."""
+
+    mode: LoudnessMode = "off"
+    gain_db: float = 0.0
+    measured_lufs: float | None = None
+    true_peak_dbtp: float | None = None
+
+    @classmethod
+    def linear(cls, *, measured_lufs: float, true_peak_dbtp: float) -> Loudness:
+        """The gain that brings ``measured_lufs`` to ``TARGET_LUFS``, held down so the true
+        peak stays at or under ``MAX_TRUE_PEAK_DBTP`` (a quiet room with loud peaks stays
+        under the target rather than clipping); none for silence or near-silence."""
+        gain = 0.0
+        if measured_lufs > NEAR_SILENCE_LUFS and math.isfinite(true_peak_dbtp):
+            gain = min(TARGET_LUFS - measured_lufs, MAX_TRUE_PEAK_DBTP - true_peak_dbtp)
+        # rounded: the same input gives the same filter text, so a retried job the same output
+        return cls("linear", round(gain, 2) + 0.0, measured_lufs, true_peak_dbtp)
+
+    @property
+    def audio_filter(self) -> str:
+        """The filters that open the audio chain, each followed by a comma ("" for none)."""
+        if self.mode == "dynamic":
+            return f"{LOUDNORM},"
+        if self.mode == "linear" and self.gain_db:
+            return f"volume={self.gain_db:.2f}dB,"
+        return ""
+
+    def as_outputs(self) -> dict[str, Any]:
+        """The recording's ``outputs["loudness"]``."""
+        figures: dict[str, Any] = {"mode": self.mode}
+        if self.mode == "linear":
+            figures |= {
+                "target_lufs": TARGET_LUFS,
+                "measured_lufs": self.measured_lufs,
+                "true_peak_dbtp": self.true_peak_dbtp,
+                "gain_db": self.gain_db,
+            }
+        elif self.mode == "dynamic":
+            figures["target_lufs"] = TARGET_LUFS
+        return figures
+
+
+def _summary_figure(summary: str, label: str, unit: str) -> float | None:
+    found = re.search(rf"{label}:\s+(-?(?:inf|[0-9.]+))\s+{unit}", summary)
+    return float(found.group(1)) if found is not None else None
+
+
+def loudness_arguments(raw: Path) -> list[str]:
+    """The measuring pass: the audio alone decoded through ``ebur128`` (integrated loudness
+    and true peak), nothing written; its summary goes to stderr at the end."""
+    return [
+        "-i", str(raw), "-vn", "-map", "0:a:0",
+        "-af", "ebur128=peak=true:framelog=verbose",
+        "-progress", "pipe:1", "-nostats", "-f", "null", "-",
+    ]  # fmt: skip
+
+
+async def measure_loudness(raw: Path, *, duration_s: float, report: Report | None) -> Loudness:
+    """The linear gain for ``raw``'s audio, from one measuring pass (``loudness_arguments``);
+    no gain (and no figures in the outputs) when ffmpeg printed no summary to read."""
+    stderr = await run_ffmpeg(loudness_arguments(raw), duration_s=duration_s, report=report)
+    summary = stderr[stderr.rfind("Summary:") :] if "Summary:" in stderr else ""
+    measured = _summary_figure(summary, "I", "LUFS")
+    peak = _summary_figure(summary, "Peak", "dBFS")
+    if measured is None or peak is None:
+        # the web versions matter more than their level: made as recorded, the log says why
+        log.warning("loudness_unmeasured", raw=str(raw), stderr=stderr[-300:])
+        return Loudness("linear")
+    return Loudness.linear(measured_lufs=measured, true_peak_dbtp=peak)
+
+
+async def plan_loudness(
+    raw: Path, *, facts: MediaFacts, mode: LoudnessMode, report: Report | None = None
+) -> Loudness:
+    """How the renditions of ``raw`` set their level in ``mode``: for ``linear``, the
+    measuring pass runs here, at the start of the renditions step (seconds of CPU for a
+    45-minute lesson, so not in the quick step that makes the recording ready)."""
+    if not facts.has_audio or mode == "off":
+        return Loudness()
+    if mode == "dynamic":
+        return Loudness("dynamic")
+    return await measure_loudness(raw, duration_s=facts.duration_s, report=report)
+
+
 # The sprite's run only decodes (its tile is small): two decoder threads fit at every size.
 SPRITE_DECODER_THREADS = 2
 
 
 def rendition_arguments(
-    raw: Path, work: Path, *, rendition: Rendition, facts: MediaFacts, loudnorm: bool
+    raw: Path, work: Path, *, rendition: Rendition, facts: MediaFacts, loudness: Loudness
 ) -> list[str]:
     """One ffmpeg run for one rendition: HLS (fMP4, ``SEGMENT_S`` s segments; the key frames
     are forced on the same timestamps in every run, so segments align across renditions),
-    writing ``hls/master-<name>.m3u8`` (merged by ``merge_masters``)."""
+    writing ``hls/master-<name>.m3u8`` (merged by ``merge_masters``); the audio's level set
+    by ``loudness``, the same in every rendition."""
     filters: list[str] = []
     maps: list[str] = []
     height = 0
@@ -456,9 +561,9 @@ def rendition_arguments(
         filters.append("[0:v]" + (f"scale=-2:{height}" if height else "null") + "[v]")
         maps += ["-map", "[v]"]
     if facts.has_audio:
-        chain = f"{LOUDNORM}," if loudnorm else ""
         filters.append(
-            f"[0:a]{chain}aresample=48000,aformat=sample_fmts=fltp:channel_layouts=stereo[a]"
+            f"[0:a]{loudness.audio_filter}aresample=48000,"
+            "aformat=sample_fmts=fltp:channel_layouts=stereo[a]"
         )
         maps += ["-map", "[a]"]
     streams = ["v:0"] if facts.has_video else []
@@ -600,14 +705,15 @@ async def make_renditions(
     *,
     out_dir: Path,
     facts: MediaFacts,
-    loudnorm: bool = False,
+    loudness: LoudnessMode = "linear",
     report: Report | None = None,
 ) -> dict[str, Any]:
     """What every device plays, after the recording is already playable from its raw file:
     HLS with the main and a low-bitrate rendition, a thumbnail strip with its WebVTT index,
-    and the MP4 (the main rendition remuxed, +faststart) for download and old players. One
-    ffmpeg run per rendition; everything is built in a work folder and moved into place, so a
-    re-run replaces the outputs whole."""
+    and the MP4 (the main rendition remuxed, +faststart) for download and old players, the
+    audio's loudness normalised as ``loudness`` says (see ``Loudness``). One ffmpeg run per
+    rendition; everything is built in a work folder and moved into place, so a re-run
+    replaces the outputs whole (and measures the raw file again: the same gain)."""
     work = out_dir / ".renditions.partial"
     shutil.rmtree(work, ignore_errors=True)
     (work / HLS_DIR).mkdir(parents=True)
@@ -615,12 +721,15 @@ async def make_renditions(
     # one ffmpeg run per rendition, then one for the sprite (see encoder_budget): decoding the
     # raw file again costs ~10 % of an encode
     renditions = [MAIN, LOW] if facts.has_video else [MAIN]
-    # the main rendition is most of the work, the sprite little
-    spans = [(0.0, 0.6), (0.6, 0.9)] if facts.has_video else [(0.0, 1.0)]
+    # the main rendition is most of the work, the loudness measure and the sprite little
+    spans = [(0.03, 0.6), (0.6, 0.9)] if facts.has_video else [(0.03, 1.0)]
     try:
+        level = await plan_loudness(
+            raw, facts=facts, mode=loudness, report=_share(report, 0.0, 0.03, "测量响度")
+        )
         for rendition, (first, last) in zip(renditions, spans, strict=True):
             await run_ffmpeg(
-                rendition_arguments(raw, work, rendition=rendition, facts=facts, loudnorm=loudnorm),
+                rendition_arguments(raw, work, rendition=rendition, facts=facts, loudness=level),
                 duration_s=facts.duration_s,
                 report=_share(report, first, last),
             )
@@ -632,7 +741,7 @@ async def make_renditions(
         out_dir=out_dir,
         facts=facts,
         renditions=[r.name for r in renditions],
-        loudnorm=loudnorm,
+        loudness=level,
         # the sprite from the low rendition's key frames, not by decoding the whole raw file
         sprite_from=work / HLS_DIR / LOW.name / "index.m3u8" if facts.has_video else raw,
         key_frames_only=facts.has_video,
@@ -648,7 +757,7 @@ async def finish_renditions(
     out_dir: Path,
     facts: MediaFacts,
     renditions: Sequence[str],
-    loudnorm: bool,
+    loudness: Loudness,
     sprite_from: Path,
     key_frames_only: bool = False,
     report: Report | None = None,
@@ -686,7 +795,7 @@ async def finish_renditions(
             "mp4": MP4_NAME,
             "hls": f"{HLS_DIR}/{HLS_MASTER}",
             "hls_renditions": ["main", "low"] if facts.has_video else ["main"],
-            "loudnorm": loudnorm and facts.has_audio,
+            "loudness": loudness.as_outputs(),
         }
         if grid is not None:
             (work / THUMBS_INDEX).write_text(
@@ -715,13 +824,17 @@ async def finish_renditions(
 
 
 async def process_files(
-    raw: Path, *, out_dir: Path, loudnorm: bool = False, report: Report | None = None
+    raw: Path,
+    *,
+    out_dir: Path,
+    loudness: LoudnessMode = "linear",
+    report: Report | None = None,
 ) -> dict[str, Any]:
     """Every output of one raw recording, in ``out_dir``; returns the ``outputs`` document
     (paths relative to ``out_dir``)."""
     facts, outputs = await make_playable(raw, out_dir=out_dir, report=report)
     outputs.update(
-        await make_renditions(raw, out_dir=out_dir, facts=facts, loudnorm=loudnorm, report=report)
+        await make_renditions(raw, out_dir=out_dir, facts=facts, loudness=loudness, report=report)
     )
     return outputs
 
@@ -857,7 +970,7 @@ async def process_recording(
     recording_id: int,
     attempt: int = 1,
     max_attempts: int = PROCESS_RETRIES + 1,
-    loudnorm: bool = False,
+    loudness: LoudnessMode = "linear",
     report: Report | None = None,
     remote: MediaStorage | None = None,
     keep_local: bool = False,
@@ -902,11 +1015,11 @@ async def process_recording(
 
         # what a live transcoder made during the lesson, finished; else the full transcode
         rendered = await renditions_from_live(
-            raw, out_dir=raw.parent, facts=facts, loudnorm=loudnorm, report=report
+            raw, out_dir=raw.parent, facts=facts, loudness=loudness, report=report
         )
         if rendered is None:
             rendered = await make_renditions(
-                raw, out_dir=raw.parent, facts=facts, loudnorm=loudnorm, report=report
+                raw, out_dir=raw.parent, facts=facts, loudness=loudness, report=report
             )
         outputs.update(rendered)
         if remote is not None:
@@ -962,7 +1075,7 @@ async def process_configured(
         report=report,
         remote=remote_storage(settings),
         keep_local=settings.s3_keep_local,
-        loudnorm=settings.recording_loudnorm,
+        loudness=settings.recording_loudness,
         resumed=resumed,
         keep_outputs=keep_outputs,
     )

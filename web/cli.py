@@ -348,6 +348,9 @@ def bench_recording(
     renditions: Annotated[
         bool, typer.Option("--renditions/--no-renditions", help="同时测 HLS 多码率与缩略图")
     ] = False,
+    loudness: Annotated[
+        str, typer.Option(help="--renditions 的响度标准化：linear、dynamic 或 off")
+    ] = "linear",
     clip_seconds: Annotated[float, typer.Option(help="循环使用的编码片段长度（秒）")] = 30.0,
     resolution: Annotated[
         str, typer.Option(help="模拟摄像头的分辨率，例如 640x360、1920x1080")
@@ -372,6 +375,8 @@ def bench_recording(
         _fail("--pace 只能是 fast 或 realtime")
     if minutes <= 0:
         _fail("--minutes 必须大于 0")
+    if loudness not in ("linear", "dynamic", "off"):
+        _fail("--loudness 只能是 linear、dynamic 或 off")
     bench = _load_benchmark("recording")
     try:
         size = bench.parse_resolution(resolution)
@@ -384,6 +389,7 @@ def bench_recording(
         pace=pace,
         reference=reference,
         renditions=renditions,
+        loudness=loudness,
         clip_seconds=clip_seconds,
         resolution=size,
         live_hls=live_hls,

@@ -85,7 +85,9 @@ def test_the_renditions_step_stays_under_100_mib(tmp_path: Path) -> None:
     # the peak of every ffmpeg the step ran (sampled from /proc), for the 360p lesson
     assert 40 < report["renditions"]["ffmpeg_peak_rss_mib"] < 100
     runs = report["renditions"]["runs"]  # and per run, named by what it writes
-    assert {"main", "low"} <= set(runs), runs
+    # loudness normalisation on (linear, the default): its measuring pass a run of its own
+    assert report["renditions"]["loudness"]["mode"] == "linear"
+    assert {"loudness", "main", "low"} <= set(runs), runs
     assert all(run["peak_mib"] < 100 for run in runs.values()), runs
     assert runs["main"]["peak_mib"] > 40 and runs["main"]["cpu_s"] > 0  # ffmpeg's libraries
     # what of it is the run's own (the rest: library pages every ffmpeg shares)

@@ -170,6 +170,8 @@ async def test_renditions_are_made_during_the_lesson_and_only_finished_after_it(
     outputs = await lesson.processed()
     assert transcoder.outcome == "done"
     assert outputs["renditions_from"] == "live"
+    # a live run encodes before the whole lesson's loudness is known: the level as recorded
+    assert outputs["loudness"] == {"mode": "off"}
     # no full transcode ran: its runs report "转码 x/y 秒"
     assert not [m for m in lesson.messages if m.startswith("转码")], lesson.messages
     assert outputs["renditions"] == "ready" and outputs["raw_duration_s"] > 8
@@ -193,6 +195,7 @@ async def test_a_killed_live_transcoder_falls_back_to_the_full_transcode(
 
     outputs = await lesson.processed()
     assert outputs["renditions_from"] == "full"
+    assert outputs["loudness"]["mode"] == "linear"  # the full transcode measures first
     assert [m for m in lesson.messages if m.startswith("转码")]
     _check_outputs(lesson.folder, outputs)
     # slot 0 was the killed transcoder's: given back
@@ -238,7 +241,7 @@ async def test_a_live_run_whose_process_died_is_not_waited_for(tmp_path: Path, o
         # a heartbeat that never goes stale: only the pid can tell
         state = {"state": "running", "heartbeat": time.time() + 3600, "pid": dead.pid}
         state["host"] = socket.gethostname()
-    (work / STATE_NAME).write_text(json.dumps({**state, "loudnorm": False}))
+    (work / STATE_NAME).write_text(json.dumps({**state, "loudness": "off"}))
     facts, _ = await make_playable(raw, out_dir=tmp_path)
-    assert await renditions_from_live(raw, out_dir=tmp_path, facts=facts, loudnorm=False) is None
+    assert await renditions_from_live(raw, out_dir=tmp_path, facts=facts, loudness="off") is None
     assert not work.exists()

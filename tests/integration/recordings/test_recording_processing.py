@@ -33,6 +33,23 @@ from tests.conftest import DemoDatabase
 pytestmark = pytest.mark.timeout(120)
 
 
+def _integrated_lufs(path: Path) -> float:
+    """The integrated loudness of a file's first audio stream, as ebur128 measures it."""
+    measured = subprocess.run(
+        ["ffmpeg", "-hide_banner", "-nostats", "-i", str(path), "-map", "0:a:0",
+         "-af", "ebur128=framelog=verbose", "-f", "null", "-"],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    summary = measured.stderr[measured.stderr.rfind("Summary:") :]
+    return float(summary.split("I:")[1].split()[0])
+
+
+# lavfi's sine is at 1/8 of full scale: -21.8 LUFS as Opus; these give a quiet room, a loud one
+QUIET_TONE = "sine=f=440:r=48000,volume=-13.2dB"  # -35 LUFS
+LOUD_TONE = "sine=f=440:r=48000,volume=11.8dB"  # -10 LUFS
+SILENCE = "anullsrc=r=48000:cl=stereo"
+
+
 def _new_recording(sessions: sessionmaker[Session], media_root: Path, raw: Path) -> int:
     with sessions() as session:
         recording = service.new_recording_for_sync_group(session, sync_group_id=4)
@@ -94,12 +111,17 @@ async def test_a_recorded_lesson_is_processed_into_a_playable_mp4(
         row = session.get_one(Recording, recording_id)
         assert row.status == "ready" and row.processed_at is not None
         assert row.outputs["mp4"] == "lesson.mp4"
+        # normalised by default, the measured level and the gain kept with the recording
+        assert row.outputs["loudness"] == outputs["loudness"]
+        assert outputs["loudness"]["mode"] == "linear", outputs["loudness"]
 
     # idempotent: a second run replaces the outputs whole and leaves no partial files behind
     again = await process_recording(
         sqlite_db.sessions, media_root=media_root, recording_id=recording_id
     )
     assert again["duration_s"] == outputs["duration_s"]
+    # measured again from the raw capture, never from the last run's output: the same gain
+    assert again["loudness"] == outputs["loudness"]
     assert sorted(p.name for p in out_dir.iterdir()) == [
         "events.json",
         "hls",
@@ -114,13 +136,14 @@ async def test_a_recorded_lesson_is_processed_into_a_playable_mp4(
 
 async def test_hls_renditions_thumbnails_and_the_quick_playable_step(tmp_path: Path):
     """HLS: a master playlist with the main and a low-bitrate rendition, ~4 s fMP4 segments
-    aligned across them; a thumbnail sprite with its WebVTT index; loudness normalised."""
+    aligned across them; a thumbnail sprite with its WebVTT index; a quiet room's -35 LUFS
+    brought to -16 in both renditions."""
     raw = tmp_path / "raw.webm"
     subprocess.run(
         [
             "ffmpeg", "-v", "error", "-y",
             "-f", "lavfi", "-i", "testsrc2=size=854x480:rate=25",
-            "-f", "lavfi", "-i", "sine=f=440:r=48000",
+            "-f", "lavfi", "-i", QUIET_TONE,
             "-t", "9", "-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8",
             "-b:v", "1500k", "-c:a", "libopus", str(raw),
         ],
@@ -134,9 +157,7 @@ async def test_hls_renditions_thumbnails_and_the_quick_playable_step(tmp_path: P
     facts, playable = await make_playable(raw, out_dir=tmp_path, report=report)
     assert playable["playable"] == "raw" and playable["poster"] == "poster.jpg"
     assert abs(playable["duration_s"] - 9) < 0.2
-    outputs = await make_renditions(
-        raw, out_dir=tmp_path, facts=facts, loudnorm=True, report=report
-    )
+    outputs = await make_renditions(raw, out_dir=tmp_path, facts=facts, report=report)
     assert reports == sorted(reports)
 
     master = (tmp_path / "hls" / "master.m3u8").read_text()
@@ -168,7 +189,12 @@ async def test_hls_renditions_thumbnails_and_the_quick_playable_step(tmp_path: P
     assert cues[1] == "00:00:00.000 --> 00:00:04.000\nthumbs.jpg#xywh=0,0,160,90"
     timing, tile = cues[3].strip().split("\n")
     assert timing.startswith("00:00:08.000 --> 00:00:09.0") and tile.endswith("#xywh=320,0,160,90")
-    assert outputs["loudnorm"] is True
+    # the MP4 is the main rendition remuxed; the low one is HLS of its own run
+    for rendition in (tmp_path / "lesson.mp4", tmp_path / "hls" / "low" / "index.m3u8"):
+        assert abs(_integrated_lufs(rendition) + 16) <= 1, rendition
+    level = outputs["loudness"]
+    assert level["mode"] == "linear" and abs(level["measured_lufs"] + 35) < 1, level
+    assert abs(level["gain_db"] - 19) < 1 and level["true_peak_dbtp"] < -25, level
 
 
 async def test_the_job_retries_and_then_marks_the_recording_failed(
@@ -210,18 +236,23 @@ def _x264_settings(folder: Path) -> str:
     return text[start : text.index("\x00", start)]
 
 
-@pytest.mark.parametrize(("width", "height"), [(1280, 720), (1920, 1080)])
+@pytest.mark.parametrize(
+    ("width", "height", "sound"),
+    [(1280, 720, LOUD_TONE), (1920, 1080, SILENCE)],
+    ids=["720p-loud", "1080p-silent"],
+)
 async def test_hd_sources_get_aligned_renditions_within_their_memory_budget(
-    tmp_path: Path, width: int, height: int
+    tmp_path: Path, width: int, height: int, sound: str
 ) -> None:
     """A 720p or 1080p lesson: H.264/AAC main at the source's size and a 360p rendition,
-    segments on the same 4 s marks, each encoded with the settings of its memory budget."""
+    segments on the same 4 s marks, each encoded with the settings of its memory budget; a
+    loud room's -10 LUFS brought down to -16, a silent one left alone."""
     raw = tmp_path / "raw.webm"
     subprocess.run(
         [
             "ffmpeg", "-v", "error", "-y",
             "-f", "lavfi", "-i", f"testsrc2=size={width}x{height}:rate=10",
-            "-f", "lavfi", "-i", "sine=f=440:r=48000",
+            "-f", "lavfi", "-i", sound,
             "-t", "5", "-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8",
             "-b:v", "2000k", "-c:a", "libopus", str(raw),
         ],
@@ -247,6 +278,14 @@ async def test_hd_sources_get_aligned_renditions_within_their_memory_budget(
     assert [float(mark[8:].split(",")[0]) for mark in marks["main"]][:1] == [4.0]
     assert _ffprobe_streams(tmp_path / "lesson.mp4")[0]["height"] == height
     assert abs(outputs["duration_s"] - 5) < 0.5
+    if sound == SILENCE:
+        assert _integrated_lufs(tmp_path / "lesson.mp4") == -70
+        level = outputs["loudness"]
+        assert level["measured_lufs"] == -70 and level["gain_db"] == 0, level
+    else:
+        assert abs(_integrated_lufs(tmp_path / "lesson.mp4") + 16) <= 1
+        level = outputs["loudness"]
+        assert abs(level["measured_lufs"] + 10) < 1 and abs(level["gain_db"] + 6) < 1, level
 
 
 # The clock drawn into the test lesson: second k is a flat grey of level 16 + 15 * (k mod 13).
@@ -270,7 +309,8 @@ async def test_the_sprite_of_a_short_lesson_shows_each_cue_s_own_moment(tmp_path
     raw = tmp_path / "raw.webm"
     _grey_clock_lesson(raw, seconds=45)
     facts, _ = await make_playable(raw, out_dir=tmp_path)
-    outputs = await make_renditions(raw, out_dir=tmp_path, facts=facts)
+    # the tiles are what this checks: no loudness measure (a second of the suite's time)
+    outputs = await make_renditions(raw, out_dir=tmp_path, facts=facts, loudness="off")
 
     thumbs = outputs["thumbnails"]
     assert (thumbs["interval_s"], thumbs["count"], thumbs["columns"]) == (4, 12, 10)

@@ -36,3 +36,18 @@ def test_settings_come_from_prefixed_environment(monkeypatch: pytest.MonkeyPatch
     settings = Settings(_env_file=None)
     assert settings.redis_url == "redis://127.0.0.1:6399/0"
     assert settings.session_hours == 8
+
+
+def test_loudness_is_linear_by_default_and_the_former_switch_reads_as_dynamic(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("TONGKE_RECORDING_LOUDNESS", raising=False)
+    monkeypatch.delenv("TONGKE_RECORDING_LOUDNORM", raising=False)
+    assert Settings(_env_file=None).recording_loudness == "linear"
+    monkeypatch.setenv("TONGKE_RECORDING_LOUDNORM", "true")
+    assert Settings(_env_file=None).recording_loudness == "dynamic"
+    monkeypatch.setenv("TONGKE_RECORDING_LOUDNESS", "off")
+    assert Settings(_env_file=None).recording_loudness == "off"  # the new name wins
+    monkeypatch.setenv("TONGKE_RECORDING_LOUDNORM", "false")
+    monkeypatch.delenv("TONGKE_RECORDING_LOUDNESS")
+    assert Settings(_env_file=None).recording_loudness == "linear"

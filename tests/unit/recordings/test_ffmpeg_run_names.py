@@ -9,6 +9,7 @@ from recordings.ffmpeg_memory import ffmpeg_run_name
 from recordings.processing import (
     LOW,
     MAIN,
+    Loudness,
     MediaFacts,
     ThumbnailGrid,
     rendition_arguments,
@@ -26,7 +27,7 @@ def command(arguments: list[str]) -> list[str]:
 def test_renditions_are_named_by_their_stream_map_though_the_input_is_webm() -> None:
     for rendition in (MAIN, LOW):
         arguments = rendition_arguments(
-            RAW, Path("/work"), rendition=rendition, facts=FACTS, loudnorm=False
+            RAW, Path("/work"), rendition=rendition, facts=FACTS, loudness=Loudness("dynamic")
         )
         assert ffmpeg_run_name(command(arguments)) == rendition.name
 
