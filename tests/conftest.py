@@ -137,6 +137,14 @@ def client(app: FastAPI) -> Iterator[TestClient]:
         yield test_client
 
 
+@pytest.fixture
+def sqlite_client(sqlite_db: DemoDatabase, tmp_path: Path) -> Iterator[TestClient]:
+    """The web app on the SQLite demo alliance, started (for tests whose subject is not the
+    database)."""
+    with TestClient(make_test_app(sqlite_db, tmp_path)) as test_client:
+        yield test_client
+
+
 def bearer(client: TestClient, username: str, password: str = DEMO_PASSWORD) -> dict[str, str]:
     """Authorization headers for a demo login."""
     response = client.post("/api/auth/token", json={"username": username, "password": password})

@@ -157,11 +157,14 @@ def test_thirty_percent_loss_keeps_audio_continuous_with_opus_fec(
         time.sleep(3)  # receiver reports reach the lead; its encoder turns FEC on
         before = loss_stats(kiosk)
         frames_seen = [before["lead_camera"].get("framesDecoded", 0)]
+        # each receiver report covers about a second of audio (25-75 packets): at 16 % one of
+        # them may show almost no loss, so the lead's view is taken from every second's report
+        lead_fractions: list[float] = []
         for _ in range(SECONDS):
             time.sleep(1)
             frames_seen.append(loss_stats(kiosk)["lead_camera"].get("framesDecoded", 0))
+            lead_fractions.append(loss_stats(lead).get("remote_audio", {}).get("fractionLost", 0))
         after = loss_stats(kiosk)
-        lead_view = loss_stats(lead).get("remote_audio", {})
     audio_before, audio = before["lead_audio"], after["lead_audio"]
     samples = _delta(audio, audio_before, "totalSamplesReceived")
     concealed = _delta(audio, audio_before, "concealedSamples")
@@ -184,7 +187,7 @@ def test_thirty_percent_loss_keeps_audio_continuous_with_opus_fec(
         f"({fec_unused:.0f} discarded), concealed {concealed / max(samples, 1):.1%} of "
         f"{samples:.0f} samples ({silent:.0f} silent, {events:.0f} concealment events); "
         f"video {video_fps:.1f} fps decoded, longest still {longest_still} s; lead's audio "
-        f"fraction lost as reported back {lead_view.get('fractionLost')}"
+        f"fraction lost as reported back {max(lead_fractions):.3f} at most"
     )
     assert link.dropped > 0
     assert fec > fec_unused, "the terminal received Opus in-band FEC and used some"
@@ -193,7 +196,7 @@ def test_thirty_percent_loss_keeps_audio_continuous_with_opus_fec(
     # without FEC about as much is concealed as is lost (or more)
     assert concealed / samples < 0.7 * path_loss
     assert silent / samples < 0.05, "no long silent runs"
-    assert lead_view.get("fractionLost", 0) > 0.05, "the lead's encoder hears about the loss"
+    assert max(lead_fractions) > 0.05, "the lead's encoder hears about the loss"
     # at this loss the SFU may send only the base temporal layer (a quarter of the frames);
     # seconds in a row without a new frame measured 0-1 in 7 runs and 2 once, at 51 % loss
     # (7.1 fps): a key frame's repair can take two seconds there

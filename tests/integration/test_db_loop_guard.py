@@ -71,27 +71,23 @@ def leave(socket: Any) -> None:
         pass
 
 
-@pytest.fixture
-def web(sqlite_db: DemoDatabase, tmp_path: Path) -> Iterator[TestClient]:
-    """The web process hosting its lessons itself (no SFU workers)."""
-    with TestClient(make_test_app(sqlite_db, tmp_path)) as client:
-        yield client
-
-
 def test_joining_and_looking_in_on_a_lesson_and_the_patrol_list(
-    web: TestClient, guard: DbLoopGuard
+    sqlite_client: TestClient, guard: DbLoopGuard
 ) -> None:
     room = f"sync-{WCK_EN_4}"
-    with web.websocket_connect(
-        f"/ws/lessons/{WCK_EN_4}?token={token(web, 'teacher-wang')}"
+    with sqlite_client.websocket_connect(
+        f"/ws/lessons/{WCK_EN_4}?token={token(sqlite_client, 'teacher-wang')}"
     ) as lead:
         lead.send_json({"v": 1, "type": "join", "room": room})
         assert lead.receive_json()["role"] == "lead"
-        live = web.get("/api/live-lessons", headers=bearer(web, "principal-cy"))
+        live = sqlite_client.get("/api/live-lessons", headers=bearer(sqlite_client, "principal-cy"))
         assert [row["sync_group_id"] for row in live.json()] == [WCK_EN_4]
-        assert web.get("/api/live-lessons", headers=bearer(web, "admin-sy")).json() == []
-        with web.websocket_connect(
-            f"/ws/lessons/{WCK_EN_4}?token={token(web, 'principal-cy')}"
+        assert (
+            sqlite_client.get("/api/live-lessons", headers=bearer(sqlite_client, "admin-sy")).json()
+            == []
+        )
+        with sqlite_client.websocket_connect(
+            f"/ws/lessons/{WCK_EN_4}?token={token(sqlite_client, 'principal-cy')}"
         ) as inspector:  # 巡课
             inspector.send_json({"v": 1, "type": "join", "room": room})
             assert inspector.receive_json()["role"] == "inspector"
@@ -138,24 +134,24 @@ def test_joining_a_research_meeting(
 
 
 def test_the_timetable_solve_routes_and_the_solve_job(
-    sqlite_db: DemoDatabase, web: TestClient, guard: DbLoopGuard
+    sqlite_db: DemoDatabase, sqlite_client: TestClient, guard: DbLoopGuard
 ) -> None:
     """Embedded, the solve job itself runs on the web process's loop: its problem is loaded
     and its week stored there."""
     term_id = _wck_term(sqlite_db)
-    admin, other = bearer(web, "admin-wck"), bearer(web, "admin-sy")
-    started = web.post(
+    admin, other = bearer(sqlite_client, "admin-wck"), bearer(sqlite_client, "admin-sy")
+    started = sqlite_client.post(
         f"/api/terms/{term_id}/timetable/solve", json={"time_limit": 2}, headers=admin
     )
     assert started.status_code == 202, started.text
     job = started.json()
-    assert web.get(job["status_url"], headers=other).status_code == 403
-    assert web.post(f"/api/jobs/{job['job_id']}/cancel", headers=other).status_code == 403
-    status = _wait(web, job["status_url"], admin, done={"complete", "failed"})
+    assert sqlite_client.get(job["status_url"], headers=other).status_code == 403
+    assert sqlite_client.post(f"/api/jobs/{job['job_id']}/cancel", headers=other).status_code == 403
+    status = _wait(sqlite_client, job["status_url"], admin, done={"complete", "failed"})
     assert status["state"] == "complete", status
-    cancelled = web.post(f"/api/jobs/{job['job_id']}/cancel", headers=admin)
+    cancelled = sqlite_client.post(f"/api/jobs/{job['job_id']}/cancel", headers=admin)
     assert cancelled.json() == {"cancelled": False}  # done already
-    refused = web.post(
+    refused = sqlite_client.post(
         f"/api/terms/{term_id}/timetable/solve", json={"time_limit": 2}, headers=other
     )
     assert refused.status_code == 403

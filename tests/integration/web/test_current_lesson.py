@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from common.accounts.models import Account
 from common.alliance.models import Lesson, SyncGroup
 from streaming.lifecycle import LOCAL_TIMEZONE, LessonClock
-from tests.conftest import DEMO_PASSWORD, DemoDatabase, make_test_app
+from tests.conftest import DEMO_PASSWORD, DemoDatabase
 
 
 class FixedClock(LessonClock):
@@ -26,12 +23,6 @@ class FixedClock(LessonClock):
 
 def at(day: int, hour: int, minute: int) -> FixedClock:
     return FixedClock(datetime(2026, 9, day, hour, minute, tzinfo=LOCAL_TIMEZONE))
-
-
-@pytest.fixture
-def app_client(sqlite_db: DemoDatabase, tmp_path: Path) -> Iterator[TestClient]:
-    with TestClient(make_test_app(sqlite_db, tmp_path)) as client:
-        yield client
 
 
 def lead_teacher(db: DemoDatabase, code: str) -> tuple[int, str]:
@@ -55,21 +46,21 @@ def home_at(client: TestClient, username: str, clock: FixedClock) -> str:
 
 
 def test_the_lead_teacher_joins_the_lesson_of_the_moment_in_one_click(
-    app_client: TestClient, sqlite_db: DemoDatabase
+    sqlite_client: TestClient, sqlite_db: DemoDatabase
 ) -> None:
     group_id, username = lead_teacher(sqlite_db, "wck-en-3")
     # Monday 21 September 2026, 09:06: the room of wck-en-3 is open (the bell is at 09:10).
-    page = home_at(app_client, username, at(21, 9, 6))
+    page = home_at(sqlite_client, username, at(21, 9, 6))
     assert 'id="join-current"' in page
     assert f'href="/lessons/{group_id}"' in page
     assert "开始上课" in page
 
 
 def test_before_the_room_opens_the_next_lesson_is_announced_with_its_countdown(
-    app_client: TestClient, sqlite_db: DemoDatabase
+    sqlite_client: TestClient, sqlite_db: DemoDatabase
 ) -> None:
     group_id, username = lead_teacher(sqlite_db, "wck-en-3")
-    page = home_at(app_client, username, at(21, 8, 10))
+    page = home_at(sqlite_client, username, at(21, 8, 10))
     assert 'id="join-current"' not in page
     assert 'id="next-lesson"' in page
     assert "还有 60 分钟" in page
@@ -77,24 +68,24 @@ def test_before_the_room_opens_the_next_lesson_is_announced_with_its_countdown(
 
 
 def test_nothing_is_offered_on_a_weekend_or_to_other_roles(
-    app_client: TestClient, sqlite_db: DemoDatabase
+    sqlite_client: TestClient, sqlite_db: DemoDatabase
 ) -> None:
     _, username = lead_teacher(sqlite_db, "wck-en-3")
-    saturday = home_at(app_client, username, at(26, 9, 6))
+    saturday = home_at(sqlite_client, username, at(26, 9, 6))
     assert 'id="join-current"' not in saturday and 'id="next-lesson"' not in saturday
-    app_client.post("/logout")
-    app_client.cookies.clear()
-    admin = home_at(app_client, "admin-wck", at(21, 9, 6))
+    sqlite_client.post("/logout")
+    sqlite_client.cookies.clear()
+    admin = home_at(sqlite_client, "admin-wck", at(21, 9, 6))
     assert 'id="join-current"' not in admin and 'id="next-lesson"' not in admin
 
 
-def test_only_alliance_admins_get_the_sync_group_page(app_client: TestClient) -> None:
-    app_client.post("/login", data={"username": "admin-sy", "password": DEMO_PASSWORD})
-    page = app_client.get("/admin/sync-groups")
+def test_only_alliance_admins_get_the_sync_group_page(sqlite_client: TestClient) -> None:
+    sqlite_client.post("/login", data={"username": "admin-sy", "password": DEMO_PASSWORD})
+    page = sqlite_client.get("/admin/sync-groups")
     assert page.status_code == 200
     assert '<label for="lead">主讲课程</label>' in page.text
     assert 'id="sync-lessons"' in page.text and "每周" in page.text
-    app_client.post("/logout")
-    app_client.cookies.clear()
-    app_client.post("/login", data={"username": "teacher-ye", "password": DEMO_PASSWORD})
-    assert "只有教联体管理员" in app_client.get("/admin/sync-groups").text
+    sqlite_client.post("/logout")
+    sqlite_client.cookies.clear()
+    sqlite_client.post("/login", data={"username": "teacher-ye", "password": DEMO_PASSWORD})
+    assert "只有教联体管理员" in sqlite_client.get("/admin/sync-groups").text

@@ -11,32 +11,23 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, event
 
-from tests.conftest import DemoDatabase, bearer, make_test_app
+from tests.conftest import DemoDatabase, bearer
 from tests.integration.web.test_lesson_socket import _led_by
 
 
-@pytest.fixture
-def client(sqlite_db: DemoDatabase, tmp_path: Path) -> Iterator[TestClient]:
-    with TestClient(make_test_app(sqlite_db, tmp_path)) as test_client:
-        yield test_client
-
-
 def test_the_token_touch_waits_for_another_writer_off_the_event_loop(
-    client: TestClient, sqlite_db: DemoDatabase
+    sqlite_client: TestClient, sqlite_db: DemoDatabase
 ) -> None:
     group = _led_by(sqlite_db, "teacher-wang")
-    headers = bearer(client, "principal-cy")  # a token not used yet: this request touches it
-    portal = client.portal
+    headers = bearer(sqlite_client, "principal-cy")  # a token not used yet: this request touches it
+    portal = sqlite_client.portal
     assert portal is not None
-    app: Any = client.app
+    app: Any = sqlite_client.app
 
     async def open_room() -> None:
         await app.state.rooms.registry().open(f"sync-{group}", kind="lesson")
@@ -62,7 +53,7 @@ def test_the_token_touch_waits_for_another_writer_off_the_event_loop(
     event.listen(engine, "before_cursor_execute", signal_touch)
     try:
         committed = portal.start_task_soon(commit_once_the_touch_waits)
-        response = client.get("/api/live-lessons", headers=headers)
+        response = sqlite_client.get("/api/live-lessons", headers=headers)
         committed.result(timeout=30)
     finally:
         event.remove(engine, "before_cursor_execute", signal_touch)
