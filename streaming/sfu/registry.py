@@ -134,12 +134,22 @@ class ClaimedRoomRegistry(InProcessRoomRegistry):
         self.worker_id = worker_id
 
     async def _admit(self, room_id: str) -> None:
-        owner = await self.cluster.claim(room_id, self.worker_id)
+        try:
+            owner = await self.cluster.claim(room_id, self.worker_id)
+        except (asyncio.CancelledError, RedisError):
+            # Redis may hold the claim already (taken, or found and renewed): with no room here
+            # to renew it, it would route the room's joins to this worker until its lease ran out.
+            await asyncio.shield(self._release_unopened(room_id))
+            raise
         if owner != self.worker_id:
             raise RoomOwnedElsewhere(room_id, owner or "")
 
     async def close(self, room_id: str) -> None:
         await super().close(room_id)
+        with contextlib.suppress(RedisError):
+            await self.cluster.release(room_id, self.worker_id)
+
+    async def _release_unopened(self, room_id: str) -> None:
         with contextlib.suppress(RedisError):
             await self.cluster.release(room_id, self.worker_id)
 

@@ -22,14 +22,20 @@ async def test_purge_tokens_job_removes_only_long_dead_tokens(
     sqlite_db: DemoDatabase, redis_server: str, tmp_path: Path
 ) -> None:
     engine = make_engine(sqlite_db.url)
-    with session_scope(engine) as session:
-        from common.accounts.models import Account
 
-        account = session.scalars(select(Account).where(Account.username == "bureau")).one()
-        _, live = issue_token(session, account=account, kind="session", lifetime=timedelta(hours=1))
-        _, old = issue_token(session, account=account, kind="api", lifetime=timedelta(hours=1))
-        old.expires_at = utcnow() - timedelta(days=45)
-        live_id, old_id = live.id, old.id
+    def issue_two_tokens() -> tuple[int, int]:
+        with session_scope(engine) as session:
+            from common.accounts.models import Account
+
+            account = session.scalars(select(Account).where(Account.username == "bureau")).one()
+            _, live = issue_token(
+                session, account=account, kind="session", lifetime=timedelta(hours=1)
+            )
+            _, old = issue_token(session, account=account, kind="api", lifetime=timedelta(hours=1))
+            old.expires_at = utcnow() - timedelta(days=45)
+            return live.id, old.id
+
+    live_id, old_id = await asyncio.to_thread(issue_two_tokens)
     settings = Settings(
         environment="test", database_url=sqlite_db.url, redis_url=redis_server, media_root=tmp_path
     )

@@ -11,6 +11,14 @@ import pytest
 from streaming.sfu import InProcessRoomRegistry
 from tests.fixtures.classrooms import Classrooms
 from tests.fixtures.classrooms import eventually as wait_until
+from tests.fixtures.loop_guard import failing_on_refusals
+
+
+@pytest.fixture(autouse=True)
+def _loop_guard() -> Iterator[None]:
+    """Recording, processing, meeting and expiry jobs run here on the test's own loop."""
+    with failing_on_refusals():
+        yield
 
 
 @pytest.fixture(autouse=True)

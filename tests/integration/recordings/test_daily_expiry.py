@@ -76,7 +76,7 @@ async def test_the_embedded_web_process_expires_once_a_day_at_its_hour(
     sqlite_db: DemoDatabase, tmp_path: Path
 ) -> None:
     media_root = tmp_path / "media"
-    old = _old_recording_under_a_30_day_rule(sqlite_db, media_root)
+    old = await asyncio.to_thread(_old_recording_under_a_30_day_rule, sqlite_db, media_root)
     queue = InProcessJobQueue()
     register_all(queue, _settings(sqlite_db, media_root))
     now = datetime(2026, 12, 7, 2, 59, tzinfo=SCHOOL_TIME)
@@ -158,7 +158,7 @@ async def test_tongke_worker_runs_expiry_as_an_arq_cron_job(
     sqlite_db: DemoDatabase, redis_server: str, tmp_path: Path
 ) -> None:
     media_root = tmp_path / "media"
-    old = _old_recording_under_a_30_day_rule(sqlite_db, media_root)
+    old = await asyncio.to_thread(_old_recording_under_a_30_day_rule, sqlite_db, media_root)
     settings = _settings(sqlite_db, media_root, redis_server)
     queue = ArqJobQueue(redis_server, queue_name="tongke:test-daily")
     register_all(queue, settings)  # what `tongke worker` registers

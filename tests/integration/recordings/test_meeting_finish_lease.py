@@ -198,7 +198,12 @@ async def test_a_finisher_killed_mid_preview_is_taken_over_when_its_lease_ends(
         row = recording_row(db, recording_id)
         assert row.outputs[CLAIM_KEY] == claim and row.updated_at > taken_at, "not renewed"
         assert row.status == "processing" and not reopened.finishing and not sweep.finishing
-        assert claim_to_finish(db.sessions, recording_id=recording_id, lease_s=LEASE_S) is None
+        assert (
+            await asyncio.to_thread(
+                claim_to_finish, db.sessions, recording_id=recording_id, lease_s=LEASE_S
+            )
+            is None
+        )
 
         os.kill(child.pid, signal.SIGKILL)
         killed_at = time.monotonic()
@@ -258,7 +263,9 @@ async def test_a_finisher_that_lost_its_claim_stops_and_writes_nothing(
                 update(Recording).where(Recording.id == recording_id).values(updated_at=stalled)
             )
             session.commit()
-        successor = claim_to_finish(db.sessions, recording_id=recording_id, lease_s=LEASE_S)
+        successor = await asyncio.to_thread(
+            claim_to_finish, db.sessions, recording_id=recording_id, lease_s=LEASE_S
+        )
         assert successor is not None
         await asyncio.wait_for(task, timeout=60)
         row = recording_row(db, recording_id)

@@ -171,17 +171,24 @@ async def test_the_alert_is_on_the_recording_the_wall_and_the_replay(
 ) -> None:
     app = make_test_app(sqlite_db, tmp_path)
     media_root = app.state.settings.media_root
-    recording_id = make_recording(sqlite_db, WCK_EN_4, status="recording")
+    recording_id = await asyncio.to_thread(make_recording, sqlite_db, WCK_EN_4, status="recording")
     for alert in (
         RecorderAlert("low_disk", "录像存储空间不足：仅剩 800 MB", 60.0, 800 << 20),
         RecorderAlert("disk_full", "录像存储空间已满，录像止于 0:01:30", 90.0, 0),
     ):
-        service.note_alert(sqlite_db.sessions, recording_id=recording_id, alert=alert)
+        await asyncio.to_thread(
+            service.note_alert, sqlite_db.sessions, recording_id=recording_id, alert=alert
+        )
+
+    def live_alert() -> str:
+        with sqlite_db.sessions() as session:
+            return service.live_recording_alert(session, WCK_EN_4)
+
     with sqlite_db.sessions() as session:
         recording = session.get_one(Recording, recording_id)
         assert recording.status_message == "录像存储空间已满，录像止于 0:01:30"
         assert [a["kind"] for a in recording.outputs["alerts"]] == ["low_disk", "disk_full"]
-        assert service.live_recording_alert(session, WCK_EN_4) == recording.status_message
+    assert await asyncio.to_thread(live_alert) == recording.status_message
 
     place_raw(sqlite_db, recording_id, media_root, sample_webm)
     await process_recording(sqlite_db.sessions, media_root=media_root, recording_id=recording_id)
@@ -192,8 +199,7 @@ async def test_the_alert_is_on_the_recording_the_wall_and_the_replay(
         assert [a["kind"] for a in recording.outputs["alerts"]] == ["low_disk", "disk_full"]
         assert recording.status_message == "录像不完整：录像存储空间已满，录像止于 0:01:30"
         assert recording.outputs["mp4"]
-        # over: no longer an alert of a live recording
-        assert service.live_recording_alert(session, WCK_EN_4) == ""
+    assert await asyncio.to_thread(live_alert) == ""  # over: no longer a live recording's alert
 
     with TestClient(app) as client:
         client.headers.update(bearer(client, "student-cy-4-1"))
@@ -209,12 +215,15 @@ async def test_a_meeting_notes_each_kind_of_alert_once_on_its_recording(
 ) -> None:
     """Every teacher's file of a 教研 meeting has its own recorder on the same disk: the
     meeting's recording gets one alert of each kind, whichever recorder raised it first."""
-    with sqlite_db.sessions() as session, session.begin():
-        research_session = session.scalars(select(ResearchSession).order_by(ResearchSession.id))
-        row = new_recording_for_research_session(
-            session, research_session_id=next(iter(research_session)).id
-        )
-        recording_id = row.id
+
+    def new_meeting_recording() -> int:
+        with sqlite_db.sessions() as session, session.begin():
+            research_session = session.scalars(select(ResearchSession).order_by(ResearchSession.id))
+            return new_recording_for_research_session(
+                session, research_session_id=next(iter(research_session)).id
+            ).id
+
+    recording_id = await asyncio.to_thread(new_meeting_recording)
     rooms = InProcessRoomRegistry()
     room = await rooms.open("research-1", kind="meeting")
     try:
@@ -242,7 +251,7 @@ async def test_a_meeting_notes_each_kind_of_alert_once_on_its_recording(
 async def test_the_free_space_threshold_comes_from_settings_and_zero_turns_it_off(
     sqlite_db: DemoDatabase, tmp_path: Path
 ) -> None:
-    recording_id = make_recording(sqlite_db, WCK_EN_4, status="recording")
+    recording_id = await asyncio.to_thread(make_recording, sqlite_db, WCK_EN_4, status="recording")
     rooms = InProcessRoomRegistry()
     room = await rooms.open(f"sync-{WCK_EN_4}", kind="lesson")
     try:

@@ -321,7 +321,7 @@ async def test_an_interrupted_recording_is_closed_and_continued_while_the_databa
 ) -> None:
     """A worker died mid-lesson; the one taking the room over finds its recording on the
     first join: what it captured goes to processing, and recording carries on."""
-    left = make_recording(sqlite_db, WCK_EN_4, status="recording")
+    left = await asyncio.to_thread(make_recording, sqlite_db, WCK_EN_4, status="recording")
     place_raw(sqlite_db, left, recordings.media_root, sample_webm)
     room = await rooms.open(f"sync-{WCK_EN_4}", kind="lesson")
     async with loop_timer() as lag, database_locked(sqlite_db) as lock:
@@ -417,7 +417,7 @@ async def test_processing_writes_its_rows_while_the_database_is_locked(
     """Without Redis, processing runs on the web process's loop: another connection holds the
     write lock as it starts, and again just before its last write."""
     media_root = tmp_path / "media"
-    recording_id = make_recording(sqlite_db, WCK_EN_4, status="processing")
+    recording_id = await asyncio.to_thread(make_recording, sqlite_db, WCK_EN_4, status="processing")
     place_raw(sqlite_db, recording_id, media_root, sample_webm)
     locks: list[WriteLock] = []
 
@@ -479,7 +479,9 @@ async def test_a_meeting_composition_writes_its_rows_while_the_database_is_locke
     with sqlite_db.sessions() as session:
         first = session.scalars(select(ResearchSession.id).order_by(ResearchSession.id)).first()
     assert first is not None
-    recording_id = meeting_left_behind(sqlite_db, media_root, research_session_id=first)
+    recording_id = await asyncio.to_thread(
+        meeting_left_behind, sqlite_db, media_root, research_session_id=first
+    )
     with sqlite_db.sessions() as session, session.begin():
         session.get_one(Recording, recording_id).status = "processing"
     jobs = InProcessJobQueue()

@@ -215,7 +215,7 @@ async def test_beyond_the_hosts_cap_a_lesson_is_transcoded_after_the_end(
     held = HostSlot.acquire(policy)  # another lesson of this host transcodes live
     assert held is not None and HostSlot.acquire(policy) is None
     try:
-        lesson = Lesson(sqlite_db, tmp_path / "media", policy)
+        lesson = await asyncio.to_thread(Lesson, sqlite_db, tmp_path / "media", policy)
         recorder = await _record(lesson, rooms, classrooms, eventually)
         assert lesson.active.transcoders == {}
         await asyncio.sleep(3)

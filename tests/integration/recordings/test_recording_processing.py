@@ -78,7 +78,9 @@ async def test_a_recorded_lesson_is_processed_into_a_playable_mp4(
     summary = await recorder.stop()
 
     media_root = tmp_path / "media"
-    recording_id = _new_recording(sqlite_db.sessions, media_root, capture_dir / "raw.webm")
+    recording_id = await asyncio.to_thread(
+        _new_recording, sqlite_db.sessions, media_root, capture_dir / "raw.webm"
+    )
     reports: list[tuple[float, str]] = []
 
     async def report(progress: float, message: str) -> None:
@@ -203,7 +205,7 @@ async def test_the_job_retries_and_then_marks_the_recording_failed(
     media_root = tmp_path / "media"
     broken = tmp_path / "broken.webm"
     broken.write_bytes(b"\x1a\x45\xdf\xa3 this is not a recording")
-    recording_id = _new_recording(sqlite_db.sessions, media_root, broken)
+    recording_id = await asyncio.to_thread(_new_recording, sqlite_db.sessions, media_root, broken)
     settings = Settings(environment="test", database_url=sqlite_db.url, media_root=media_root)
     queue = InProcessJobQueue(retry_backoff=0.01)
     register_jobs(queue, settings)

@@ -129,38 +129,46 @@ class HeldJobs:
 
 
 async def test_the_sweep_takes_only_unfinished_work_and_each_once(db: DemoDatabase) -> None:
-    lost = make_recording(db, status="processing")
+    lost = await asyncio.to_thread(make_recording, db, status="processing")
     lost_job = f"recording-{lost}-123456"
     _set(db, lost, job_id=lost_job)
-    never_noted = make_recording(db, status="processing")  # killed between mark and note
-    renditions = make_recording(db)
+    never_noted = await asyncio.to_thread(
+        make_recording, db, status="processing"
+    )  # killed between mark and note
+    renditions = await asyncio.to_thread(make_recording, db)
     _set(db, renditions, outputs={"mp4": "lesson.mp4", "renditions": "processing"})
-    on_preview = _meeting_row(
+    on_preview = await asyncio.to_thread(
+        _meeting_row,
         db,
         status="ready",
         job_id="meeting-recording-x",
         outputs={"meeting_version": "preview", "playable": "preview"},
     )
     # its process queued the composition and died before it noted the job (no preview)
-    awaiting = _meeting_row(db, status="processing", status_message=COMPOSE_MESSAGE)
+    awaiting = await asyncio.to_thread(
+        _meeting_row, db, status="processing", status_message=COMPOSE_MESSAGE
+    )
     # left alone: failed for good, being recorded, done, being finished by its meeting's
     # process (recordings.meetings), deleted by retention
     left_alone = [
-        make_recording(db, status="failed"),
-        make_recording(db, status="recording"),
-        make_recording(db),
-        _meeting_row(db, status="processing", status_message=PENDING_MESSAGE),
-        _meeting_row(
+        await asyncio.to_thread(make_recording, db, status="failed"),
+        await asyncio.to_thread(make_recording, db, status="recording"),
+        await asyncio.to_thread(make_recording, db),
+        await asyncio.to_thread(
+            _meeting_row, db, status="processing", status_message=PENDING_MESSAGE
+        ),
+        await asyncio.to_thread(
+            _meeting_row,
             db,
             status="ready",
             job_id="meeting-recording-y",
             outputs={"meeting_version": "preview", "composition": "failed"},
         ),
     ]
-    failed_renditions = make_recording(db)
+    failed_renditions = await asyncio.to_thread(make_recording, db)
     _set(db, failed_renditions, outputs={"mp4": "lesson.mp4", "renditions": "failed"})
     left_alone.append(failed_renditions)
-    expired = make_recording(db, status="processing")
+    expired = await asyncio.to_thread(make_recording, db, status="processing")
     _set(db, expired, media_deleted_at=_row(db, expired).created_at)
     left_alone.append(expired)
     before = {recording_id: _row(db, recording_id).job_id for recording_id in left_alone}
@@ -289,7 +297,7 @@ async def test_processing_stopped_with_its_queue_is_finished_after_a_restart(
 ) -> None:
     media_root = tmp_path / "media"
     settings = _settings(sqlite_db, media_root)
-    recording_id = make_recording(sqlite_db, status="processing")
+    recording_id = await asyncio.to_thread(make_recording, sqlite_db, status="processing")
     place_raw(sqlite_db, recording_id, media_root, write_test_webm(tmp_path / "in.webm", 8))
     job_id = f"recording-{recording_id}-1"
     _set(sqlite_db, recording_id, job_id=job_id)
@@ -338,8 +346,11 @@ async def test_a_meeting_left_on_its_preview_is_composed_after_a_restart(
 ) -> None:
     media_root = tmp_path / "media"
     settings = _settings(sqlite_db, media_root)
-    recording_id = meeting_left_behind(
-        sqlite_db, media_root, research_session_id=_first_research_session(sqlite_db)
+    recording_id = await asyncio.to_thread(
+        meeting_left_behind,
+        sqlite_db,
+        media_root,
+        research_session_id=_first_research_session(sqlite_db),
     )
     folder = (media_root / _row(sqlite_db, recording_id).raw_path).parent
     before = await _real_queue(settings)
@@ -392,7 +403,7 @@ async def test_processing_killed_with_its_process_is_finished_by_the_next_one(
     sqlite_db: DemoDatabase, tmp_path: Path
 ) -> None:
     media_root = tmp_path / "media"
-    recording_id = make_recording(sqlite_db, status="processing")
+    recording_id = await asyncio.to_thread(make_recording, sqlite_db, status="processing")
     place_raw(sqlite_db, recording_id, media_root, write_test_webm(tmp_path / "in.webm", 20))
     _set(sqlite_db, recording_id, job_id=f"recording-{recording_id}-9")
     child = recorder_child(KILLED_CHILD, sqlite_db.url, str(media_root), str(recording_id))
@@ -439,11 +450,11 @@ async def _queued_in_arq(queue: ArqJobQueue) -> list[str]:
 async def test_two_workers_sweeping_at_once_queue_a_lost_job_once(
     sqlite_db: DemoDatabase, arq_queues: tuple[ArqJobQueue, ...]
 ) -> None:
-    unknown = make_recording(sqlite_db, status="processing")
+    unknown = await asyncio.to_thread(make_recording, sqlite_db, status="processing")
     _set(sqlite_db, unknown, job_id=f"recording-{unknown}-77")  # Redis lost it
     # the worker running it was killed past its tries: our status still says "running",
     # arq holds it no more
-    given_up = make_recording(sqlite_db, status="processing")
+    given_up = await asyncio.to_thread(make_recording, sqlite_db, status="processing")
     _set(sqlite_db, given_up, job_id=f"recording-{given_up}-78")
     redis = await arq_queues[0]._redis()
     status = {"name": PROCESS_JOB, "state": "running", "enqueued_at": time.time()}
@@ -483,7 +494,7 @@ async def test_a_recording_whose_job_runs_in_arq_is_left_alone(
         await release.wait()
 
     worker_side.register(PROCESS_JOB, slow_processing)
-    recording_id = make_recording(sqlite_db, status="processing")
+    recording_id = await asyncio.to_thread(make_recording, sqlite_db, status="processing")
     worker = Worker(
         **arq_worker_settings(worker_side, poll_delay=0.02, handle_signals=False, cron_jobs=[])
     )
@@ -513,7 +524,7 @@ async def test_a_worker_starting_resumes_what_a_lost_job_left(
     """``tongke worker``: the sweep is an arq cron run at the worker's start (and every 5
     minutes); the processing it queues runs in that worker."""
     media_root = tmp_path / "media"
-    recording_id = make_recording(sqlite_db, status="processing")
+    recording_id = await asyncio.to_thread(make_recording, sqlite_db, status="processing")
     place_raw(sqlite_db, recording_id, media_root, sample_webm)
     _set(sqlite_db, recording_id, job_id=f"recording-{recording_id}-31")  # Redis lost it
     # unchanged for longer than the sweep's grace (NOTE_GRACE_S): nobody is queueing it now

@@ -3,6 +3,7 @@ streamed multipart uploads, Range reads, the library serving from the bucket, de
 
 from __future__ import annotations
 
+import asyncio
 import os
 import tracemalloc
 import uuid
@@ -98,7 +99,7 @@ async def test_processed_recordings_are_served_from_the_bucket_with_ranges_and_d
     remote.client.create_bucket(Bucket=remote.bucket)
     ids = {}
     for name, group in (("mine", WCK_EN_4), ("other", WCK_EN_3)):
-        ids[name] = make_recording(sqlite_db, group, status="recording")
+        ids[name] = await asyncio.to_thread(make_recording, sqlite_db, group, status="recording")
         raw = place_raw(sqlite_db, ids[name], settings.media_root, sample_webm)
         raw_key = raw.relative_to(settings.media_root).as_posix()
         outputs = await process_recording(
@@ -169,7 +170,7 @@ async def test_reprocessing_fetches_the_raw_capture_back_from_the_bucket(
     )
     remote = remote_storage(settings)
     assert remote is not None  # no bucket yet: the first upload makes it
-    recording_id = make_recording(sqlite_db, WCK_EN_4, status="recording")
+    recording_id = await asyncio.to_thread(make_recording, sqlite_db, WCK_EN_4, status="recording")
     raw = place_raw(sqlite_db, recording_id, settings.media_root, sample_webm)
     raw_key = raw.relative_to(settings.media_root).as_posix()
     first = await process_recording(
@@ -194,7 +195,7 @@ async def test_an_unreachable_bucket_is_a_clear_503_and_loses_nothing(
     remote = remote_storage(settings)
     assert remote is not None
     remote.client.create_bucket(Bucket=remote.bucket)
-    recording_id = make_recording(sqlite_db, WCK_EN_4, status="recording")
+    recording_id = await asyncio.to_thread(make_recording, sqlite_db, WCK_EN_4, status="recording")
     place_raw(sqlite_db, recording_id, settings.media_root, sample_webm)
     await process_recording(
         sqlite_db.sessions,

@@ -29,6 +29,10 @@ from research.models import Attendance, ResearchSession
 from streaming.lifecycle import LOCAL_TIMEZONE, LessonClock
 from streaming.sfu.events import EventHub, RoomEvent, RoomEventKind
 from tests.conftest import DemoDatabase
+from tests.fixtures.loop_guard import in_process_loop_guard  # noqa: F401 - fixture
+
+# product code (the scheduler, the run tracker) runs on the test's loop
+pytestmark = pytest.mark.usefixtures("in_process_loop_guard")
 
 DAY = date(2026, 12, 14)
 START = datetime.combine(DAY, time(9, 10), LOCAL_TIMEZONE)
@@ -228,15 +232,19 @@ async def test_reconnects_and_repeated_checkpoints_never_count_a_second_twice(
     await tracker.checkpoint()
     _lead_gone(room, clock, 25)
     await tracker.stop()
+
     # The same intervals reported again (another process, a retried write) change nothing.
-    with sqlite_db.sessions() as session:
-        record_run(
-            session,
-            slot=occurrence,
-            lead_intervals=[(START.timestamp(), START.timestamp() + 25 * 60)],
-            classrooms={},
-        )
-        session.commit()
+    def report_again() -> None:
+        with sqlite_db.sessions() as session:
+            record_run(
+                session,
+                slot=occurrence,
+                lead_intervals=[(START.timestamp(), START.timestamp() + 25 * 60)],
+                classrooms={},
+            )
+            session.commit()
+
+    await asyncio.to_thread(report_again)
     run = _run(sqlite_db, occurrence)
     assert run.lead_live_seconds == 25 * 60
     assert run.lead_intervals == [[START.timestamp(), START.timestamp() + 25 * 60]]

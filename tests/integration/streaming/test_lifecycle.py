@@ -29,6 +29,7 @@ from streaming.bots import ClassroomBot, start_local
 from streaming.lifecycle import (
     LOCAL_TIMEZONE,
     LessonClock,
+    LessonOccurrence,
     LessonScheduler,
     RecordingTarget,
     lesson_occurrences,
@@ -36,6 +37,10 @@ from streaming.lifecycle import (
 from streaming.sfu import InProcessRoomRegistry, ParticipantIdentity
 from streaming.sfu.room import Room
 from tests.conftest import DemoDatabase, bearer, make_test_app
+from tests.fixtures.loop_guard import in_process_loop_guard  # noqa: F401 - fixture
+
+# product code (the scheduler, the run tracker) runs on the test's loop
+pytestmark = pytest.mark.usefixtures("in_process_loop_guard")
 
 MONDAY = date(2026, 9, 21)
 HOLIDAY = date(2026, 10, 1)  # 国庆节, a Thursday
@@ -214,9 +219,12 @@ async def test_holidays_and_weekends_open_nothing(harness: Harness) -> None:
 
 
 async def test_a_makeup_saturday_follows_its_weekday(harness: Harness) -> None:
-    with harness.db.sessions() as session:
-        thursday = lesson_occurrences(session, THURSDAY)
-        saturday = lesson_occurrences(session, MAKEUP_SATURDAY)
+    def occurrences(day: date) -> list[LessonOccurrence]:
+        with harness.db.sessions() as session:
+            return lesson_occurrences(session, day)
+
+    thursday = await asyncio.to_thread(occurrences, THURSDAY)
+    saturday = await asyncio.to_thread(occurrences, MAKEUP_SATURDAY)
     assert thursday, "the demo has sync lessons on Thursdays"
 
     def shape(day: date, found: list[Any]) -> list[tuple[int, int, str, str]]:
@@ -355,32 +363,44 @@ async def test_a_sync_lesson_moved_by_an_applied_adjustment_opens_at_its_new_bel
     harness: Harness,
 ) -> None:
     english = group_id(harness.db, "wck-en-3")
-    with harness.db.sessions() as session:
-        group = session.get_one(SyncGroup, english)
-        lead = session.get_one(Lesson, group.lead_lesson_id)
-        plan = plan_absence(session, term_id=group.term_id, teacher_id=lead.teacher_id, day=MONDAY)
-        apply_plan(
-            session,
-            term_id=group.term_id,
-            teacher_id=lead.teacher_id,
-            day=MONDAY,
-            reason="",
-            created_by=None,
-            moves=[
-                MoveIn(
-                    m.lesson_id, m.old.date, m.old.period, m.new.date, m.new.period, m.new.room_code
-                )
-                for m in plan.moves
-            ],
-            substitutions=[],
-        )
-        session.commit()
-        moved = next(m for m in plan.moves if m.lesson_id == lead.id)
-        (occurrence,) = [
-            o
-            for o in lesson_occurrences(session, moved.new.date)
-            if o.sync_group_id == english and o.lead_period == moved.new.period
-        ]
+
+    def move_the_lead() -> LessonOccurrence:
+        with harness.db.sessions() as session:
+            group = session.get_one(SyncGroup, english)
+            lead = session.get_one(Lesson, group.lead_lesson_id)
+            plan = plan_absence(
+                session, term_id=group.term_id, teacher_id=lead.teacher_id, day=MONDAY
+            )
+            apply_plan(
+                session,
+                term_id=group.term_id,
+                teacher_id=lead.teacher_id,
+                day=MONDAY,
+                reason="",
+                created_by=None,
+                moves=[
+                    MoveIn(
+                        m.lesson_id,
+                        m.old.date,
+                        m.old.period,
+                        m.new.date,
+                        m.new.period,
+                        m.new.room_code,
+                    )
+                    for m in plan.moves
+                ],
+                substitutions=[],
+            )
+            session.commit()
+            moved = next(m for m in plan.moves if m.lesson_id == lead.id)
+            (occurrence,) = [
+                o
+                for o in lesson_occurrences(session, moved.new.date)
+                if o.sync_group_id == english and o.lead_period == moved.new.period
+            ]
+        return occurrence
+
+    occurrence = await asyncio.to_thread(move_the_lead)
     harness.clock.set(MONDAY, 9, 6)  # its weekly bell: nothing opens that Monday
     await harness.scheduler.tick()
     assert f"sync-{english}" not in await harness.open_rooms()

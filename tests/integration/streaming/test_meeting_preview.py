@@ -27,6 +27,7 @@ from recordings.meeting_capture import TIMELINE_NAME, MeetingTimeline
 from recordings.meeting_preview import PREVIEW_DIR, PREVIEW_NAME, chunk_path
 from recordings.service import retire_previews
 from tests.conftest import DemoDatabase
+from tests.fixtures.loop_guard import in_process_loop_guard  # noqa: F401 - fixture
 from tests.integration.streaming.test_meeting_recording import (
     _loudest,
     _recording_of,
@@ -42,7 +43,10 @@ from tests.integration.streaming.test_meeting_socket import (
 )
 from web.jobs import register_all
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [
+    pytest.mark.timeout(240),
+    pytest.mark.usefixtures("in_process_loop_guard"),  # product code runs on the test's loop
+]
 
 CHUNK_S = 4.0
 LOUD = 0.05  # a tone is there (silence decodes to ~0; the bots' tones peak at 0.3)

@@ -21,14 +21,14 @@ from research.models import ResearchSession
 from streaming.worker import SfuWorker
 from tests.conftest import DemoDatabase
 from tests.fixtures.classrooms import Classrooms, eventually
-from tests.fixtures.loop_guard import sfu_worker_guard  # noqa: F401 - fixture
+from tests.fixtures.loop_guard import in_process_loop_guard  # noqa: F401 - fixture
 from tests.integration.streaming.test_sfu_workers import sweeper_settings
 from web.jobs import register_all
 
 pytestmark = [
     pytest.mark.redis,
     pytest.mark.timeout(180),
-    pytest.mark.usefixtures("sfu_worker_guard"),  # the worker runs here, on the test's loop
+    pytest.mark.usefixtures("in_process_loop_guard"),  # the worker runs here, on the test's loop
 ]
 
 

@@ -27,8 +27,12 @@ from streaming.cluster import SfuCluster, WorkerInfo
 from streaming.lifecycle import LOCAL_TIMEZONE, LessonClock, LessonScheduler, RecordingTarget
 from streaming.sfu.registry import ClaimedRoomRegistry
 from tests.conftest import DemoDatabase
+from tests.fixtures.loop_guard import in_process_loop_guard  # noqa: F401 - fixture
 
-pytestmark = pytest.mark.redis
+pytestmark = [
+    pytest.mark.redis,
+    pytest.mark.usefixtures("in_process_loop_guard"),  # product code runs on the test's loop
+]
 
 LEASE = 0.8
 AFTERNOON = datetime(2026, 9, 21, 14, 5, tzinfo=LOCAL_TIMEZONE)

@@ -42,11 +42,11 @@ from streaming.tickets import sign_ticket
 from streaming.worker import SfuWorker
 from tests.conftest import DEMO_PASSWORD, DemoDatabase
 from tests.e2e.demo_process import free_port, running_demo
-from tests.fixtures.loop_guard import (  # noqa: F401 - sfu_worker_guard: fixture
+from tests.fixtures.loop_guard import (  # noqa: F401 - in_process_loop_guard: fixture
     DB_LOOP_GUARD_ENV,
     DB_LOOP_GUARD_SETTINGS,
     caught_in_log,
-    sfu_worker_guard,
+    in_process_loop_guard,
 )
 from web.jobs import register_all
 
@@ -641,7 +641,7 @@ def _recordings_left_behind(
     return settings, groups, rows
 
 
-@pytest.mark.usefixtures("sfu_worker_guard")  # the worker runs on the test's loop
+@pytest.mark.usefixtures("in_process_loop_guard")  # the worker runs on the test's loop
 async def test_a_worker_closes_what_a_dead_worker_recorded_once_nobody_hosts_the_room(
     redis_server: str, sqlite_db: DemoDatabase, tmp_path: Path
 ) -> None:
@@ -669,7 +669,7 @@ async def test_a_worker_closes_what_a_dead_worker_recorded_once_nobody_hosts_the
         assert untouched.status == "recording"
 
 
-@pytest.mark.usefixtures("sfu_worker_guard")  # the worker runs on the test's loop
+@pytest.mark.usefixtures("in_process_loop_guard")  # the worker runs on the test's loop
 async def test_a_starting_worker_sweeps_at_once(
     redis_server: str, sqlite_db: DemoDatabase, tmp_path: Path
 ) -> None:
@@ -696,7 +696,7 @@ async def test_a_starting_worker_sweeps_at_once(
         await worker.stop()
 
 
-@pytest.mark.usefixtures("sfu_worker_guard")  # the worker runs on the test's loop
+@pytest.mark.usefixtures("in_process_loop_guard")  # the worker runs on the test's loop
 async def test_a_burst_of_joins_reports_the_load_in_one_beat(
     redis_server: str, sqlite_db: DemoDatabase, tmp_path: Path
 ) -> None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Iterator
 from datetime import date
@@ -24,6 +25,7 @@ from common.loop_guard import (
 )
 from common.settings import Settings
 from streaming.lifecycle import lesson_occurrences
+from tests.fixtures.loop_guard import failing_on_refusals
 
 HERE = "tests/unit/common/test_loop_guard.py"
 
@@ -179,3 +181,18 @@ async def test_an_allowed_prefix_lets_the_tests_own_statements_pass_but_not_the_
         ):
             lesson_occurrences(session, date(2026, 9, 21))  # product code: refused
     assert [offence.where.split(":")[0] for offence in guard.found] == ["streaming/lifecycle.py"]
+
+
+async def test_a_refusal_the_product_code_went_on_from_still_fails_the_test(
+    engine: Engine,
+) -> None:
+    """``in_process_loop_guard`` (tests that drive jobs and meeting recordings on their own
+    loop): product code that logs the refusal and goes on, as a background job does, still
+    fails the test; the test's own statements pass."""
+    with (
+        pytest.raises(pytest.fail.Exception, match=r"streaming/lifecycle\.py"),
+        failing_on_refusals(),
+    ):
+        assert count_notes(engine) == 0
+        with session_factory(engine)() as session, contextlib.suppress(DatabaseOnEventLoop):
+            lesson_occurrences(session, date(2026, 9, 21))  # a job logs it and goes on

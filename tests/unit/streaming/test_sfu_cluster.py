@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 
 from streaming.cluster import SfuCluster, WorkerInfo, preferred
 from streaming.sfu.errors import RoomOwnedElsewhere
-from streaming.sfu.registry import ClaimedRoomRegistry
+from streaming.sfu.registry import ClaimedRoomRegistry, InProcessRoomRegistry
+from streaming.sfu.room import Room
 
 pytestmark = pytest.mark.redis
 
@@ -166,3 +168,124 @@ async def test_a_worker_cut_off_past_its_lease_closes_the_room_another_worker_to
     finally:
         await first.close_all()
         await second.close_all()
+
+
+# -- a room's open cancelled inside it (a lesson scheduler's tick stopped, a join dropped) --
+
+
+class _Stuck:
+    """Holds a coroutine at one await point (``reached`` set) until it is cancelled; with
+    ``after_redis`` the Redis command has run first (only its answer is not read)."""
+
+    def __init__(self) -> None:
+        self.reached = asyncio.Event()
+
+    def wrap(self, command: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        async def stuck(*args: Any, **kwargs: Any) -> Any:
+            await command(*args, **kwargs)
+            self.reached.set()
+            await asyncio.Event().wait()
+
+        return stuck
+
+
+async def _cancelled_when(reached: asyncio.Event, opening: Awaitable[Room]) -> None:
+    task = asyncio.ensure_future(opening)
+    await asyncio.wait_for(reached.wait(), timeout=10)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+@pytest.mark.parametrize("point", ["claim", "owner", "renew"])
+async def test_an_open_cancelled_in_its_claim_leaves_no_claim_behind(
+    make_cluster: Callable[..., SfuCluster], point: str
+) -> None:
+    """Cancelled after Redis took the claim (or after it found this worker's claim left from
+    before, at its read or its renewal): no room, and no claim routing the room's joins here
+    until its lease runs out; the room opens again here or on another worker."""
+    cluster = make_cluster(lease_seconds=30.0)  # a stale claim would outlive the test
+    first = ClaimedRoomRegistry(cluster, "w1")
+    second = ClaimedRoomRegistry(make_cluster(lease_seconds=30.0), "w2")
+    stuck = _Stuck()
+    if point == "claim":
+        cluster._redis.set = stuck.wrap(cluster._redis.set)  # type: ignore[method-assign]
+    else:
+        assert await cluster.claim("sync-1", "w1") == "w1"  # w1's, from a room closed here
+        if point == "owner":
+            cluster._redis.get = stuck.wrap(cluster._redis.get)  # type: ignore[method-assign]
+        else:
+            cluster._renew = stuck.wrap(cluster._renew)
+    try:
+        await _cancelled_when(stuck.reached, first.open("sync-1", kind="lesson"))
+        assert await first.room_ids() == []
+        assert await second.cluster.owner("sync-1") is None
+
+        room = await second.open("sync-1", kind="lesson")
+        assert not room.closed and await second.cluster.owner("sync-1") == "w2"
+    finally:
+        await first.close_all()
+        await second.close_all()
+
+
+async def test_an_open_cancelled_waiting_for_another_open_of_its_room_leaves_that_room(
+    make_cluster: Callable[..., SfuCluster],
+) -> None:
+    """Two opens of a room at once, the second cancelled while the first claims it: the first
+    one's room and claim stay, and a later open finds that room."""
+    cluster = make_cluster()
+    registry = ClaimedRoomRegistry(cluster, "w1")
+    claimed, go_on = asyncio.Event(), asyncio.Event()
+    set_claim = cluster._redis.set
+
+    async def claim_then_wait(*args: Any, **kwargs: Any) -> Any:
+        answer = await set_claim(*args, **kwargs)
+        claimed.set()
+        await go_on.wait()
+        return answer
+
+    cluster._redis.set = claim_then_wait  # type: ignore[method-assign]
+    try:
+        opening = asyncio.ensure_future(registry.open("sync-1", kind="lesson"))
+        await asyncio.wait_for(claimed.wait(), timeout=10)
+        waiting = asyncio.ensure_future(registry.open("sync-1", kind="lesson"))
+        await asyncio.sleep(0)  # the second open is waiting for the first
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        go_on.set()
+        room = await opening
+        assert await registry.open("sync-1", kind="lesson") is room
+        assert await cluster.owner("sync-1") == "w1"
+    finally:
+        await registry.close_all()
+
+
+async def test_an_in_process_open_cancelled_before_its_room_is_made_leaves_nothing() -> None:
+    """The web process's registry: cancelled at its admission (the one await before the room
+    is made) or waiting for it, no room is left and the next open makes one."""
+    admitting, go_on = asyncio.Event(), asyncio.Event()
+
+    class Admitting(InProcessRoomRegistry):
+        async def _admit(self, room_id: str) -> None:
+            admitting.set()
+            await go_on.wait()
+
+    registry = Admitting()
+    try:
+        first = asyncio.ensure_future(registry.open("sync-1", kind="lesson"))
+        await asyncio.wait_for(admitting.wait(), timeout=10)
+        second = asyncio.ensure_future(registry.open("sync-1", kind="lesson"))
+        await asyncio.sleep(0)
+        second.cancel()
+        first.cancel()
+        for task in (first, second):
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        assert await registry.room_ids() == []
+
+        go_on.set()
+        room = await registry.open("sync-1", kind="lesson")
+        assert not room.closed and await registry.room_ids() == ["sync-1"]
+    finally:
+        await registry.close_all()
