@@ -145,9 +145,15 @@ class ClaimedRoomRegistry(InProcessRoomRegistry):
             raise RoomOwnedElsewhere(room_id, owner or "")
 
     async def close(self, room_id: str) -> None:
-        await super().close(room_id)
-        with contextlib.suppress(RedisError):
-            await self.cluster.release(room_id, self.worker_id)
+        # The claim goes with the room, under the lock: released after the room's close (its
+        # peers take a while), it would be an open of the same room in between's claim, and
+        # another worker could then open that room too.
+        async with self._lock:
+            room = self._rooms.pop(room_id, None)
+            self._kept.discard(room_id)
+            await self._release_unopened(room_id)
+        if room is not None:
+            await room.close()
 
     async def _release_unopened(self, room_id: str) -> None:
         with contextlib.suppress(RedisError):

@@ -132,21 +132,28 @@ def test_a_lessons_recording_is_never_taken_as_a_meeting(db: DemoDatabase) -> No
 async def test_a_finder_whose_clock_is_off_judges_the_lease_on_the_databases(
     db: DemoDatabase, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, skew: timedelta
 ) -> None:
-    recording_id = _meeting_recording(db)
+    # the product's database calls in threads, as the finder makes them (the loop guard)
+    recording_id = await asyncio.to_thread(_meeting_recording, db)
     research_session_id = _research_session_of(db, recording_id)
-    held = claim_to_finish(db.sessions, recording_id=recording_id)  # a finisher, renewing
-    assert held is not None and renew_claim(db.sessions, recording_id=recording_id, token=held)
+    held = await asyncio.to_thread(claim_to_finish, db.sessions, recording_id=recording_id)
+    assert held is not None  # a finisher, renewing
+    assert await asyncio.to_thread(renew_claim, db.sessions, recording_id=recording_id, token=held)
     media_root = tmp_path / "media"  # no files: the taker fails it at once (nothing recorded)
     finder = MeetingRecordings(db.sessions, media_root, InProcessJobQueue())
     skew_clock(monkeypatch, meetings, skew)  # the finder's host, ahead or behind
     try:
         # the lease is live: nobody takes it over, and a finder looks again when it ends
-        assert claim_to_finish(db.sessions, recording_id=recording_id) is None
+        assert (
+            await asyncio.to_thread(claim_to_finish, db.sessions, recording_id=recording_id) is None
+        )
         assert await finder.recover_interrupted(research_session_id=research_session_id) == []
         assert set(finder.lookouts) == {research_session_id} and not finder.finishing
         assert _claim_of(db, recording_id) == held
-        (found,) = unfinished_meetings(  # what the finder waits: the lease's time left
-            db.sessions, media_root=media_root, research_session_id=research_session_id
+        (found,) = await asyncio.to_thread(  # what the finder waits: the lease's time left
+            unfinished_meetings,
+            db.sessions,
+            media_root=media_root,
+            research_session_id=research_session_id,
         )
         assert found.lease_left_s == pytest.approx(FINISH_LEASE_S, abs=5)
 

@@ -231,8 +231,8 @@ async def test_a_sweeper_whose_clock_is_off_judges_the_grace_on_the_databases(
     """``tongke worker``'s sweep leaves alone a row changed within ``NOTE_GRACE_S`` (another
     process is queueing its job) and takes one older, on the database's clock: its host's
     clock, ahead or behind, changes neither."""
-    being_queued = make_recording(db, status="processing")  # its job being queued right now
-    lost = make_recording(db, status="processing")
+    being_queued = await asyncio.to_thread(make_recording, db, status="processing")  # queueing
+    lost = await asyncio.to_thread(make_recording, db, status="processing")
     with db.sessions() as session, session.begin():  # changed 3 minutes ago, nobody since
         session.execute(
             update(Recording)

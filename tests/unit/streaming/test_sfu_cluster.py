@@ -261,6 +261,40 @@ async def test_an_open_cancelled_waiting_for_another_open_of_its_room_leaves_tha
         await registry.close_all()
 
 
+async def test_a_room_opened_again_while_it_closes_keeps_its_claim(
+    make_cluster: Callable[..., SfuCluster],
+) -> None:
+    """A join reopens a room while its last close still closes the peers: the new room keeps
+    the claim, so no other worker opens the same room beside it."""
+    cluster = make_cluster(lease_seconds=30.0)
+    registry = ClaimedRoomRegistry(cluster, "w1")
+    other = ClaimedRoomRegistry(make_cluster(lease_seconds=30.0), "w2")
+    old = await registry.open("sync-1", kind="lesson")
+    closing, go_on = asyncio.Event(), asyncio.Event()
+    close_peers = old.close
+
+    async def slow_close() -> None:
+        closing.set()
+        await go_on.wait()
+        await close_peers()
+
+    old.close = slow_close  # type: ignore[method-assign]
+    try:
+        close = asyncio.ensure_future(registry.close("sync-1"))
+        await asyncio.wait_for(closing.wait(), timeout=10)
+        new = await registry.open("sync-1", kind="lesson")
+        go_on.set()
+        await close
+        assert new is not old and not new.closed and old.closed
+        assert await cluster.owner("sync-1") == "w1"
+        with pytest.raises(RoomOwnedElsewhere):
+            await other.open("sync-1", kind="lesson")
+    finally:
+        go_on.set()
+        await registry.close_all()
+        await other.close_all()
+
+
 async def test_an_in_process_open_cancelled_before_its_room_is_made_leaves_nothing() -> None:
     """The web process's registry: cancelled at its admission (the one await before the room
     is made) or waiting for it, no room is left and the next open makes one."""
