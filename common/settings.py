@@ -62,7 +62,8 @@ class Settings(BaseSettings):
     # EBU R128 loudness normalisation (-16 LUFS) of recordings' web versions. "linear": one
     # gain per recording from a measuring pass over its audio (seconds of CPU, no memory to
     # speak of); "dynamic": ffmpeg's one-pass loudnorm (about doubles a run's memory); "off".
-    # Lessons transcoded while recorded (recording_live_hls) stay as recorded unless "dynamic".
+    # Lessons transcoded while recorded (recording_live_hls) get, for "linear", a streaming
+    # dynaudnorm to the same target (recordings.processing.LIVE_NORMALISER).
     recording_loudness: Literal["linear", "dynamic", "off"] = "linear"
     # The former switch: true (ffmpeg's one-pass loudnorm) is read as recording_loudness
     # "dynamic" when that is not set; false changes nothing.

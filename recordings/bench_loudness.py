@@ -20,7 +20,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any, cast
+from typing import IO, Any, cast
 
 from recordings.processing import (
     HLS_DIR,
@@ -62,12 +62,13 @@ def synthetic_lesson(raw: Path, *, seconds: float, height: int) -> None:
     clip.unlink()
 
 
-def timed_run(arguments: list[str]) -> dict[str, float]:
-    """Peak RSS (MiB) and CPU seconds of one ffmpeg run, from ``/usr/bin/time``."""
+def timed_run(arguments: list[str], *, stdin: IO[bytes] | None = None) -> dict[str, float]:
+    """Peak RSS (MiB) and CPU seconds of one ffmpeg run, from ``/usr/bin/time``; ``stdin``:
+    what it reads as ``pipe:0``."""
     finished = subprocess.run(
         ["/usr/bin/time", "-f", "TIME %M %U %S %e",
-         "ffmpeg", "-hide_banner", "-nostdin", "-y", *arguments],
-        capture_output=True, text=True, check=True,
+         "ffmpeg", "-hide_banner", *([] if stdin else ["-nostdin"]), "-y", *arguments],
+        stdin=stdin, capture_output=True, text=True, check=True,
     )  # fmt: skip
     line = [row for row in finished.stderr.splitlines() if row.startswith("TIME ")][-1]
     kib, user, system, wall = line.split()[1:]

@@ -19,8 +19,11 @@ falls back to the full ``make_renditions``.
 
 Loudness: a live run encodes before the whole lesson's loudness is known, so the default
 linear normalisation (one gain from a measure of the whole, ``recordings.processing.Loudness``)
-cannot apply and its renditions keep the level as recorded; ``dynamic`` (one-pass loudnorm)
-applies here as after the lesson (``live_loudness``).
+cannot apply; in its place the audio goes through a streaming normaliser aiming at the same
+-16 LUFS (``LIVE_NORMALISER``: dynaudnorm on 2 s frames, 8 s of audio held back, which only
+the live segments' lag sees), and the main run meters what comes out (``achieved_lufs``, in
+its stderr at the end: nothing to measure after the bell). ``dynamic`` (one-pass loudnorm)
+applies here as after the lesson, ``off`` leaves the level (``live_loudness``).
 
 ffmpeg runs under ``nice``. A host runs at most ``max_per_host`` live transcodes at once
 (counted by lock files in a local folder, shared by the web process and every SFU worker of
@@ -41,7 +44,7 @@ import tempfile
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -59,6 +62,7 @@ from recordings.processing import (
     Report,
     _parse_progress,
     finish_renditions,
+    metered_lufs,
     rendition_arguments,
     without_huge_pages,
 )
@@ -84,8 +88,10 @@ RUNNING_STATES = ("starting", "running", "finishing")
 def live_loudness(mode: LoudnessMode) -> Loudness:
     """What a live run does to the level for the configured ``mode``: it encodes the lesson
     as it is recorded, before the loudness of the whole is known, so ``linear`` (one gain
-    measured over the whole) cannot apply and it stays as recorded; ``dynamic`` needs no
-    measure and applies."""
+    measured over the whole) becomes the streaming ``live-dynaudnorm``; ``dynamic`` needs no
+    measure and applies as it is; ``off`` stays as recorded."""
+    if mode == "linear":
+        return Loudness("live-dynaudnorm")
     return Loudness("dynamic") if mode == "dynamic" else Loudness()
 
 
@@ -97,7 +103,7 @@ class LiveHlsPolicy:
     max_per_host: int = 2
     max_lag_s: float = 120.0
     nice: int = 10
-    # the configured mode; a live run only applies "dynamic" (see live_loudness)
+    # the configured mode; what a live run applies for it: live_loudness
     loudness: LoudnessMode = "linear"
     slots_dir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "tongke-live-hls")
 
@@ -186,6 +192,7 @@ class _Encoder:
     process: asyncio.subprocess.Process
     out_s: float = 0.0
     stderr: deque[str] = field(default_factory=lambda: deque(maxlen=5))
+    summary: list[str] = field(default_factory=list)  # a loudness meter's, at the end
 
 
 class LiveTranscoder:
@@ -283,13 +290,16 @@ class LiveTranscoder:
     async def _transcode(self) -> None:
         facts = await self._wait_for_header()
         renditions = [MAIN, LOW] if facts.has_video else [MAIN]
+        level = live_loudness(self.policy.loudness)
         for rendition in renditions:
             arguments = rendition_arguments(
                 Path("pipe:0"),
                 self.work,
                 rendition=rendition,
                 facts=facts,
-                loudness=live_loudness(self.policy.loudness),
+                loudness=level,
+                # what the normaliser achieved, measured as the main run encodes it
+                meter=rendition is MAIN and facts.has_audio and level.mode == "live-dynaudnorm",
             )
             without_huge_pages()  # as after the lesson (recordings.processing)
             process = await asyncio.create_subprocess_exec(
@@ -319,6 +329,9 @@ class LiveTranscoder:
             if code != 0:
                 tail = " | ".join(encoder.stderr)
                 raise RuntimeError(f"ffmpeg {encoder.rendition.name} exit {code}: {tail}")
+        achieved = metered_lufs("\n".join(self._encoders[0].summary))
+        if achieved is not None:
+            self._state["achieved_lufs"] = achieved
 
     async def _wait_for_header(self) -> MediaFacts:
         while True:
@@ -385,7 +398,10 @@ class LiveTranscoder:
         async def errors() -> None:
             assert encoder.process.stderr is not None
             async for raw in encoder.process.stderr:
-                encoder.stderr.append(raw.decode(errors="replace").strip())
+                line = raw.decode(errors="replace").strip()
+                encoder.stderr.append(line)
+                if encoder.summary or "Summary:" in line:
+                    encoder.summary.append(line)
 
         await asyncio.gather(progress(), errors())
 
@@ -539,7 +555,9 @@ async def renditions_from_live(
             out_dir=out_dir,
             facts=facts,
             renditions=list(state["renditions"]),
-            loudness=live_loudness(loudness) if facts.has_audio else Loudness(),
+            loudness=replace(live_loudness(loudness), achieved_lufs=state.get("achieved_lufs"))
+            if facts.has_audio
+            else Loudness(),
             # the sprite from the low rendition, decoding only its key frames (every SEGMENT_S)
             sprite_from=low if has_low else raw,
             key_frames_only=has_low,

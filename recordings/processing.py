@@ -11,8 +11,8 @@ HLS in ~4 s fMP4 segments with the main rendition and a 360p ~300 kbit/s one, a 
 sprite with its WebVTT index, and ``lesson.mp4`` (the main rendition remuxed,
 ``+faststart``), the audio brought to -16 LUFS by one gain measured first (``Loudness``).
 That costs minutes for a 45-minute lesson, unless ``recordings.live_hls`` transcoded it while
-it was recorded: then only ``finish_renditions`` runs, in seconds (and the level stays as
-recorded, unless ``dynamic``: a live run cannot measure ahead).
+it was recorded: then only ``finish_renditions`` runs, in seconds (a live run cannot measure
+ahead: for ``linear`` its audio goes through a streaming normaliser instead, ``LIVE_NORMALISER``).
 
 Every output is written under a temporary name and moved into place, so re-running the job
 (a retry, a worker killed mid-job, a manual re-process) replaces the outputs whole or not at
@@ -69,6 +69,12 @@ LOUDNORM = f"loudnorm=I={TARGET_LUFS:g}:TP={MAX_TRUE_PEAK_DBTP:g}:LRA=11"
 # Below this a recording is a room's noise floor or silence (ebur128 gives -70 for silence):
 # raising it would only make the hiss loud.
 NEAR_SILENCE_LUFS = -60.0
+# A live run's level (it cannot measure the whole first): dynaudnorm aiming each 2 s frame's
+# RMS at 0.14 per channel (speech at about TARGET_LUFS), smoothed over 3 frames (it holds
+# back 8 s of audio, under the muxer's 10 s interleave window), at most +24 dB, sample peaks
+# at -1.5 dBFS; frames whose peak is under -56.5 dBFS (a room's hiss, silence) are left as
+# they are. Figures: docs/recordings-measurements.md (recordings.bench_live_loudness).
+LIVE_NORMALISER = "dynaudnorm=f=2000:g=3:p=0.84:m=16:r=0.14:t=0.0015"
 CHAPTER_EVENTS = {
     "hand_accepted": "远端教室发言",
     "hand_raised": "远端教室举手",
@@ -450,6 +456,8 @@ def encoder_budget(*, source_height: int, output_height: int) -> EncoderBudget:
 
 
 LoudnessMode = Literal["linear", "dynamic", "off"]
+# what a run applied: a live run's stand-in for "linear" is "live-dynaudnorm"
+AppliedLoudness = Literal["linear", "dynamic", "off", "live-dynaudnorm"]
 
 
 @dataclass(frozen=True)
@@ -457,13 +465,16 @@ class Loudness:
     """What the renditions' audio chain does to the level. ``linear``: one gain for the
     whole recording, from a measuring pass over its audio (``measure_loudness``), so the
     dynamics stay as recorded; ``dynamic``: ffmpeg's one-pass ``loudnorm``, which needs no
-    measuring pass but about doubles a rendition run's memory (README); ``off``: as
-    recorded."""
+    measuring pass but about doubles a rendition run's memory (README); ``live-dynaudnorm``:
+    ``LIVE_NORMALISER``, what ``linear`` means for a run that encodes while the lesson is
+    recorded (``recordings.live_hls``); ``off``: as recorded. ``achieved_lufs``: the main
+    rendition's integrated loudness, where its run measured it."""
 
-    mode: LoudnessMode = "off"
+    mode: AppliedLoudness = "off"
     gain_db: float = 0.0
     measured_lufs: float | None = None
     true_peak_dbtp: float | None = None
+    achieved_lufs: float | None = None
 
     @classmethod
     def linear(cls, *, measured_lufs: float, true_peak_dbtp: float) -> Loudness:
@@ -481,6 +492,8 @@ class Loudness:
         """The filters that open the audio chain, each followed by a comma ("" for none)."""
         if self.mode == "dynamic":
             return f"{LOUDNORM},"
+        if self.mode == "live-dynaudnorm":
+            return f"{LIVE_NORMALISER},"
         if self.mode == "linear" and self.gain_db:
             return f"volume={self.gain_db:.2f}dB,"
         return ""
@@ -497,6 +510,12 @@ class Loudness:
             }
         elif self.mode == "dynamic":
             figures["target_lufs"] = TARGET_LUFS
+        elif self.mode == "live-dynaudnorm":
+            figures |= {
+                "target_lufs": TARGET_LUFS,
+                "filter": LIVE_NORMALISER,
+                "achieved_lufs": self.achieved_lufs,
+            }
         return figures
 
 
@@ -513,6 +532,13 @@ def loudness_arguments(raw: Path) -> list[str]:
         "-af", "ebur128=peak=true:framelog=verbose",
         "-progress", "pipe:1", "-nostats", "-f", "null", "-",
     ]  # fmt: skip
+
+
+def metered_lufs(stderr: str) -> float | None:
+    """The integrated loudness in the summary a ``LOUDNESS_METER`` printed to ``stderr``."""
+    if "Summary:" not in stderr:
+        return None
+    return _summary_figure(stderr[stderr.rfind("Summary:") :], "I", "LUFS")
 
 
 async def measure_loudness(raw: Path, *, duration_s: float, report: Report | None) -> Loudness:
@@ -546,13 +572,25 @@ async def plan_loudness(
 SPRITE_DECODER_THREADS = 2
 
 
+# The integrated loudness of what a run encodes, in its summary on stderr at the end
+# (``achieved_lufs``); no true peak: its 4x oversampling is most of a measuring pass's CPU.
+LOUDNESS_METER = "ebur128=framelog=verbose"
+
+
 def rendition_arguments(
-    raw: Path, work: Path, *, rendition: Rendition, facts: MediaFacts, loudness: Loudness
+    raw: Path,
+    work: Path,
+    *,
+    rendition: Rendition,
+    facts: MediaFacts,
+    loudness: Loudness,
+    meter: bool = False,
 ) -> list[str]:
     """One ffmpeg run for one rendition: HLS (fMP4, ``SEGMENT_S`` s segments; the key frames
     are forced on the same timestamps in every run, so segments align across renditions),
     writing ``hls/master-<name>.m3u8`` (merged by ``merge_masters``); the audio's level set
-    by ``loudness``, the same in every rendition."""
+    by ``loudness``, the same in every rendition; with ``meter``, the level it comes out at
+    measured on the way (``LOUDNESS_METER``, read by ``metered_lufs``)."""
     filters: list[str] = []
     maps: list[str] = []
     height = 0
@@ -563,7 +601,9 @@ def rendition_arguments(
     if facts.has_audio:
         filters.append(
             f"[0:a]{loudness.audio_filter}aresample=48000,"
-            "aformat=sample_fmts=fltp:channel_layouts=stereo[a]"
+            "aformat=sample_fmts=fltp:channel_layouts=stereo"
+            + (f",{LOUDNESS_METER}" if meter else "")
+            + "[a]"
         )
         maps += ["-map", "[a]"]
     streams = ["v:0"] if facts.has_video else []

@@ -18,16 +18,24 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from common.jobs import InProcessJobQueue, JobContext
 from recordings import service
+from recordings.bench_live_loudness import SOURCES, speech_source
 from recordings.capture import LessonRecorder
 from recordings.live_hls import (
     LIVE_DIR,
     STATE_NAME,
     HostSlot,
     LiveHlsPolicy,
+    LiveTranscoder,
     renditions_from_live,
 )
 from recordings.models import Recording
-from recordings.processing import PROCESS_JOB, make_playable, process_recording
+from recordings.processing import (
+    LIVE_NORMALISER,
+    PROCESS_JOB,
+    make_playable,
+    metered_lufs,
+    process_recording,
+)
 from streaming.sfu import InProcessRoomRegistry
 from tests.conftest import DemoDatabase
 from tests.fixtures.classrooms import Classrooms
@@ -38,6 +46,11 @@ pytestmark = pytest.mark.timeout(180)
 
 Eventually = Callable[..., Awaitable[float]]
 LESSON_S = 14.0
+# A speech-like lesson (recordings.bench_live_loudness) long enough for the live normaliser's
+# 2 s frames to settle; it reaches -16.8 LUFS from -35 over 60 s, a little less over this:
+# it aims each frame's RMS, which the pauses between syllables pull down, not gated loudness.
+LEVEL_LESSON_S = 24.0
+LEVEL_BAND_LU = 2.0
 
 
 def _top_level_boxes(path: Path) -> list[str]:
@@ -170,8 +183,10 @@ async def test_renditions_are_made_during_the_lesson_and_only_finished_after_it(
     outputs = await lesson.processed()
     assert transcoder.outcome == "done"
     assert outputs["renditions_from"] == "live"
-    # a live run encodes before the whole lesson's loudness is known: the level as recorded
-    assert outputs["loudness"] == {"mode": "off"}
+    # a live run encodes before the whole lesson's loudness is known: a streaming normaliser
+    level = outputs["loudness"]
+    assert level["mode"] == "live-dynaudnorm" and level["filter"] == LIVE_NORMALISER, level
+    assert isinstance(level["achieved_lufs"], float), level
     # no full transcode ran: its runs report "转码 x/y 秒"
     assert not [m for m in lesson.messages if m.startswith("转码")], lesson.messages
     assert outputs["renditions"] == "ready" and outputs["raw_duration_s"] > 8
@@ -245,3 +260,46 @@ async def test_a_live_run_whose_process_died_is_not_waited_for(tmp_path: Path, o
     facts, _ = await make_playable(raw, out_dir=tmp_path)
     assert await renditions_from_live(raw, out_dir=tmp_path, facts=facts, loudness="off") is None
     assert not work.exists()
+
+
+def _integrated_lufs(media: Path) -> float:
+    stderr = subprocess.run(
+        ["ffmpeg", "-hide_banner", "-nostdin", "-nostats", "-i", str(media), "-map", "0:a:0",
+         "-af", "ebur128=framelog=verbose", "-f", "null", "-"],
+        capture_output=True, text=True, check=True,
+    ).stderr  # fmt: skip
+    measured = metered_lufs(stderr)
+    assert measured is not None, stderr[-300:]
+    return measured
+
+
+@pytest.mark.parametrize("source", ["quiet", "silent"])
+async def test_a_lesson_transcoded_live_comes_out_at_the_target_level(
+    tmp_path: Path, source: str
+) -> None:
+    """A rural classroom's far microphone (speech-like at -35 LUFS over a -70 dBFS hiss) comes
+    out of the live run near -16 LUFS, like a lesson transcoded after the bell; a silent one
+    (the hiss alone) is not pumped up."""
+    raw = await asyncio.to_thread(
+        speech_source, tmp_path / "raw.webm", seconds=LEVEL_LESSON_S, lufs=SOURCES[source]
+    )
+    transcoder = LiveTranscoder(raw, policy=_policy(tmp_path))
+    transcoder.start()
+    transcoder.finish()  # the recorder had closed it: fed whole, then the encoders end
+    await transcoder.wait()
+    assert transcoder.outcome == "done"
+    facts, _ = await make_playable(raw, out_dir=tmp_path)
+    outputs = await renditions_from_live(raw, out_dir=tmp_path, facts=facts, loudness="linear")
+    assert outputs is not None and outputs["renditions_from"] == "live"
+    before = await asyncio.to_thread(_integrated_lufs, raw)
+    after = await asyncio.to_thread(_integrated_lufs, tmp_path / "lesson.mp4")
+    level = outputs["loudness"]
+    if source == "quiet":  # measured -35.2 -> -16.6
+        assert abs(after - -16.0) <= LEVEL_BAND_LU, (before, after)
+    assert level["mode"] == "live-dynaudnorm" and level["filter"] == LIVE_NORMALISER, level
+    if source == "quiet":
+        # the meter in the main run reads what the MP4 (its remux) holds, AAC coding aside
+        assert abs(level["achieved_lufs"] - after) <= 0.3, (level, after)
+    else:
+        assert after <= before + 1.0 and after < -60.0, (before, after)
+        assert level["achieved_lufs"] < -60.0, level

@@ -1,11 +1,13 @@
-"""The linear loudness gain: one gain per recording, to -16 LUFS, held under -1.5 dBTP."""
+"""The linear loudness gain: one gain per recording, to -16 LUFS, held under -1.5 dBTP; a live
+run's streaming stand-in for it."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from recordings.live_hls import live_loudness
-from recordings.processing import LOUDNORM, Loudness
+from recordings.processing import LIVE_NORMALISER, LOUDNORM, Loudness, metered_lufs
 
 
 def test_a_quiet_room_is_raised_and_a_loud_one_lowered_to_the_target() -> None:
@@ -41,10 +43,27 @@ def test_the_outputs_carry_the_figures_and_the_modes_their_filters() -> None:
     assert Loudness().audio_filter == "" and Loudness().as_outputs() == {"mode": "off"}
 
 
-def test_a_live_run_cannot_measure_ahead_so_only_dynamic_applies_there() -> None:
-    assert live_loudness("linear") == Loudness()
+def test_a_live_run_cannot_measure_ahead_so_linear_streams_there() -> None:
+    assert live_loudness("linear") == Loudness("live-dynaudnorm")
+    assert live_loudness("linear").audio_filter == f"{LIVE_NORMALISER},"
     assert live_loudness("off") == Loudness()
     assert live_loudness("dynamic") == Loudness("dynamic")
+    applied = replace(live_loudness("linear"), achieved_lufs=-16.4).as_outputs()
+    assert applied == {
+        "mode": "live-dynaudnorm",
+        "target_lufs": -16.0,
+        "filter": LIVE_NORMALISER,
+        "achieved_lufs": -16.4,
+    }
+
+
+def test_the_meter_reads_the_summary_of_the_main_run() -> None:
+    stderr = (
+        "[Parsed_ebur128_3 @ 0x1] Summary:\n\n  Integrated loudness:\n"
+        "    I:         -16.8 LUFS\n    Threshold: -26.9 LUFS\n"
+    )
+    assert metered_lufs(stderr) == -16.8
+    assert metered_lufs("video:1kB audio:2kB") is None
 
 
 def test_no_summary_to_read_means_no_gain() -> None:
