@@ -534,18 +534,21 @@ def loudness_arguments(raw: Path) -> list[str]:
     ]  # fmt: skip
 
 
+def _ebur128_summary(stderr: str) -> str:
+    """The last summary an ``ebur128`` filter printed to ``stderr`` ("" if none)."""
+    return stderr[stderr.rfind("Summary:") :] if "Summary:" in stderr else ""
+
+
 def metered_lufs(stderr: str) -> float | None:
     """The integrated loudness in the summary a ``LOUDNESS_METER`` printed to ``stderr``."""
-    if "Summary:" not in stderr:
-        return None
-    return _summary_figure(stderr[stderr.rfind("Summary:") :], "I", "LUFS")
+    return _summary_figure(_ebur128_summary(stderr), "I", "LUFS")
 
 
 async def measure_loudness(raw: Path, *, duration_s: float, report: Report | None) -> Loudness:
     """The linear gain for ``raw``'s audio, from one measuring pass (``loudness_arguments``);
     no gain (and no figures in the outputs) when ffmpeg printed no summary to read."""
     stderr = await run_ffmpeg(loudness_arguments(raw), duration_s=duration_s, report=report)
-    summary = stderr[stderr.rfind("Summary:") :] if "Summary:" in stderr else ""
+    summary = _ebur128_summary(stderr)
     measured = _summary_figure(summary, "I", "LUFS")
     peak = _summary_figure(summary, "Peak", "dBFS")
     if measured is None or peak is None:
