@@ -71,8 +71,9 @@ class Settings(BaseSettings):
     # Retention runs daily at this hour, school time (arq cron in `tongke worker` with Redis,
     # a task of the web process when embedded): files past each alliance's keep-days go.
     recording_expire_hour: int = Field(default=3, ge=0, le=23)
-    # A recording whose room nobody hosts and whose file stood still this long is over (its
-    # worker died and no classroom came back); a worker's sweep then finalizes it.
+    # A recording whose room nobody hosts and whose file stood still this long (on the media
+    # storage's clock) is over (its worker died and no classroom came back); a worker's sweep
+    # then finalizes it.
     recording_abandon_seconds: float = Field(default=120.0, gt=0)
     # Below this much free space where recordings are written, each recorder raises a
     # 录像存储空间不足 alert (on its recording, the 巡课 wall and /metrics); a full disk stops

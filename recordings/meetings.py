@@ -10,15 +10,16 @@ replayable file and then runs the usual processing (poster, chapters, renditions
 
 A process killed while it records (or while it finishes) leaves the row unfinished: the next
 process that opens the meeting's room, the web process's start (rooms in process) and the SFU
-workers' sweep (rooms nobody hosts) finish it from the files on disk, exactly once (the row is
-taken with a compare-and-set). The process finishing a recording holds it on a short lease
-(``FinishClaim``, renewed every quarter of it), so a killed finisher's work is taken over once
-its lease ran out, by whichever of those finds it; a finisher that lost its claim stops and
-writes nothing. The lease is written and judged on the database server's clock (``db_now``,
-``seconds_since``: the renewal, the takeover's condition in the same UPDATE, the time left to
-a finder), never on a process's own: a host whose clock runs ahead takes over no live lease,
-one whose clock runs behind waits no longer than the lease. A graceful stop lets the
-finishing in progress run to its end within a grace (``MeetingRecordings.close``). Every
+workers' sweep (rooms nobody hosts, files that stood still: judged on the clock of the storage
+that stamped them, ``recordings.storage_clock``) finish it from the files on disk, exactly once
+(the row is taken with a compare-and-set). The process finishing a recording holds it on a
+short lease (``FinishClaim``, renewed every quarter of it), so a killed finisher's work is
+taken over once its lease ran out, by whichever of those finds it; a finisher that lost its
+claim stops and writes nothing. The lease is written and judged on the database server's clock
+(``db_now``, ``seconds_since``: the renewal, the takeover's condition in the same UPDATE, the
+time left to a finder), never on a process's own: a host whose clock runs ahead takes over no
+live lease, one whose clock runs behind waits no longer than the lease. A graceful stop lets
+the finishing in progress run to its end within a grace (``MeetingRecordings.close``). Every
 database write runs in a thread, never on the event loop that forwards the meeting's packets.
 
 A meeting recording belongs to the alliance and is never shown to a class: pupils never see
@@ -32,7 +33,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -49,6 +50,7 @@ from common.settings import Settings
 from recordings.capture import DEFAULT_MIN_FREE_BYTES
 from recordings.models import Recording
 from recordings.service import RAW_NAME, TIMEZONE, alerts_to_row
+from recordings.storage_clock import fresh_stat, is_probe, storage_now
 from research.models import ResearchGroup, ResearchSession
 from streaming.sfu.errors import RoomError
 
@@ -132,14 +134,10 @@ class UnfinishedMeeting:
     research_session_id: int
     folder: Path
     chunk_s: float | None  # the preview's chunk length the recording was made with
-    last_write: float  # epoch seconds: the folder's newest file, else the row's creation
+    created_s: float  # seconds since the row was made, on the database's clock
     # taken by a process to finish it: how long its lease had left when found, unless renewed
     # (seconds, on the database's clock; 0 or less: ran out)
     lease_left_s: float | None = None
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _taken(row: Recording) -> bool:
@@ -149,9 +147,19 @@ def _taken(row: Recording) -> bool:
     )
 
 
-def _last_write(folder: Path) -> float | None:
-    times = [path.stat().st_mtime for path in folder.rglob("*") if path.is_file()]
-    return max(times, default=None)
+def idle_seconds(part: UnfinishedMeeting) -> float | None:
+    """Seconds since the recording's newest file was written, on the clock of the storage
+    that stamped it (``recordings.storage_clock``); with no file, since the row was made, on
+    the database's. None: the storage's clock cannot be read (logged). A blocking call."""
+    times = [
+        fresh_stat(path).st_mtime
+        for path in part.folder.rglob("*")
+        if path.is_file() and not is_probe(path)
+    ]
+    if not times:
+        return part.created_s
+    now = storage_now(part.folder)
+    return None if now is None else max(0.0, now - max(times))
 
 
 def unfinished_meetings(
@@ -161,10 +169,12 @@ def unfinished_meetings(
     research_session_id: int | None = None,
     lease_s: float = FINISH_LEASE_S,
 ) -> list[UnfinishedMeeting]:
-    """The meeting recordings to finish (of one session, or all), with when their files were
-    last written and, for those a process took, how long its lease has left, by the database's
-    clock (a blocking call: run it in a thread)."""
-    query = select(Recording, seconds_since(Recording.updated_at)).where(
+    """The meeting recordings to finish (of one session, or all), with how old their rows are
+    and, for those a process took, how long its lease has left, by the database's clock (a
+    blocking call: run it in a thread)."""
+    query = select(
+        Recording, seconds_since(Recording.updated_at), seconds_since(Recording.created_at)
+    ).where(
         Recording.research_session_id.is_not(None),
         Recording.status.in_(("recording", "processing")),
     )
@@ -172,12 +182,11 @@ def unfinished_meetings(
         query = query.where(Recording.research_session_id == research_session_id)
     found = []
     with sessions() as session:
-        for row, held_s in session.execute(query):
+        for row, held_s, created_s in session.execute(query):
             taken = _taken(row)
             if not (row.status == "recording" or taken) or row.research_session_id is None:
                 continue
             folder = (media_root / row.raw_path).parent
-            created = _utc(row.created_at)
             chunk_s = (row.outputs or {}).get("preview_chunk_s")
             found.append(
                 UnfinishedMeeting(
@@ -185,11 +194,21 @@ def unfinished_meetings(
                     research_session_id=row.research_session_id,
                     folder=folder,
                     chunk_s=float(chunk_s) if chunk_s else None,
-                    last_write=_last_write(folder) or created.timestamp(),
+                    created_s=created_s,
                     lease_left_s=lease_s - held_s if taken else None,
                 )
             )
     return found
+
+
+def being_finished(session: Session, recording_id: int, *, lease_s: float) -> bool:
+    """Whether a process took the meeting recording to finish it (its preview) and its lease
+    (``lease_s``) still runs, by the database's clock: what it does, a composition queued
+    now (重新处理) would do beside it. One that ran out (its finisher died) is not."""
+    found = session.execute(
+        select(Recording, seconds_since(Recording.updated_at)).where(Recording.id == recording_id)
+    ).first()
+    return found is not None and _taken(found[0]) and found[1] <= lease_s
 
 
 def claim_to_finish(
@@ -550,10 +569,12 @@ class MeetingRecordings:
             else:
                 if part.research_session_id in starting:
                     continue
-                if time.time() - part.last_write < stale_after_s:
-                    continue
                 if hosted is not None and await hosted(part.research_session_id):
                     continue
+                if stale_after_s > 0:  # on the files' storage's clock, or the database's
+                    idle_s = await asyncio.to_thread(idle_seconds, part)
+                    if idle_s is None or idle_s < stale_after_s:
+                        continue
             log.warning("meeting_recording_unfinished", recording=part.recording_id)
             self.finish_soon(
                 part.recording_id,

@@ -88,8 +88,10 @@ class Recording(TimestampMixin, Base):
     keep: Mapped[bool] = mapped_column(default=False, server_default=false())
     # When retention deleted the files; the row stays, so what was recorded is still counted.
     media_deleted_at: Mapped[datetime | None] = mapped_column(default=None)
-    # When the row last changed, on the database server's clock: processes on other hosts
-    # judge a meeting finisher's lease and the resume sweep's grace by it (``seconds_since``)
+    # When the row was made and last changed, on the database server's clock: processes on
+    # other hosts judge by them a start on its way, a meeting finisher's lease and the resume
+    # sweep's grace (``seconds_since``)
+    created_at: Mapped[datetime] = mapped_column(default=db_now())
     updated_at: Mapped[datetime] = mapped_column(default=db_now(), onupdate=db_now())
 
     visible_classes: Mapped[list[SchoolClass]] = relationship(secondary=recording_classes)

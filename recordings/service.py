@@ -39,7 +39,7 @@ from common.alliance.models import (
     TimetableEntry,
     grade_name,
 )
-from common.db import transaction
+from common.db import seconds_since, transaction
 from common.errors import ConflictError, NotFoundError, PermissionDeniedError
 from common.jobs import JobQueue
 from common.logging import get_logger
@@ -54,6 +54,7 @@ from recordings.processing import PROCESS_JOB
 from recordings.schemas import RecordingFilters
 from recordings.search import having_all_terms, query_terms
 from recordings.storage import LocalStorage, MediaStorage
+from recordings.storage_clock import StorageClock, fresh_stat
 
 if TYPE_CHECKING:
     # PyAV and aiortc load only where a recorder runs (the web process starts without them).
@@ -856,30 +857,47 @@ PENDING_START_S = 30.0  # a row the web process made for a start still on its wa
 class InterruptedRecording:
     recording_id: int
     topic: str
-    interrupted_at: datetime  # the raw file's last write (UTC)
+    interrupted_at: datetime  # the raw file's last write (UTC), else the row's creation
     captured: bool  # whether anything was written before the interruption
 
 
 def _interrupted(
-    session: Session, *, sync_group_id: int, running: set[int], media_root: Path, now: datetime
+    session: Session,
+    *,
+    sync_group_id: int,
+    running: set[int],
+    media_root: Path,
+    stale_after_s: float,
 ) -> list[InterruptedRecording]:
+    """The group's recordings no recorder in ``running`` holds whose raw file stood still
+    for ``stale_after_s`` on the clock of the storage that stamped it, or that have no file
+    (their start never reached a recorder) and were made ``PENDING_START_S`` (or
+    ``stale_after_s``) ago on the database's clock, which wrote ``created_at``: the clock of
+    the host that asks plays no part."""
     found = []
-    rows = session.scalars(
-        select(Recording).where(
+    clock = StorageClock()
+    rows = session.execute(
+        select(Recording, seconds_since(Recording.created_at)).where(
             Recording.sync_group_id == sync_group_id, Recording.status == "recording"
         )
     ).all()
-    for row in rows:
+    for row, created_s in rows:
         if row.id in running:
             continue
         raw = media_root / row.raw_path if row.raw_path else None
         if raw is not None and raw.is_file():
-            written = datetime.fromtimestamp(raw.stat().st_mtime, UTC)
-            found.append(InterruptedRecording(row.id, row.topic, written, raw.stat().st_size > 0))
+            stat = fresh_stat(raw)
+            if stale_after_s > 0:
+                idle_s = clock.seconds_since_write(raw, written=stat.st_mtime)
+                if idle_s is None or idle_s < stale_after_s:  # unreadable: left (logged)
+                    continue
+            written = datetime.fromtimestamp(stat.st_mtime, UTC)
+            found.append(InterruptedRecording(row.id, row.topic, written, stat.st_size > 0))
             continue
-        created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
-        if (now - created).total_seconds() > PENDING_START_S:
-            found.append(InterruptedRecording(row.id, row.topic, created, False))
+        if created_s > PENDING_START_S and created_s >= stale_after_s:
+            made = row.created_at
+            made = made if made.tzinfo else made.replace(tzinfo=UTC)
+            found.append(InterruptedRecording(row.id, row.topic, made, False))
     return found
 
 
@@ -889,22 +907,17 @@ def _close_interrupted_rows(
     sync_group_id: int,
     running: frozenset[int],
     media_root: Path,
-    now: datetime,
     stale_after_s: float,
 ) -> list[InterruptedRecording]:
     """The transaction of ``close_interrupted_recordings`` (its raw files' stats with it)."""
     with transaction(sessions) as session:
-        interrupted = [
-            part
-            for part in _interrupted(
-                session,
-                sync_group_id=sync_group_id,
-                running=set(running),
-                media_root=media_root,
-                now=now,
-            )
-            if (now - part.interrupted_at).total_seconds() >= stale_after_s
-        ]
+        interrupted = _interrupted(
+            session,
+            sync_group_id=sync_group_id,
+            running=set(running),
+            media_root=media_root,
+            stale_after_s=stale_after_s,
+        )
         for part in interrupted:
             row = session.get_one(Recording, part.recording_id)
             local = part.interrupted_at.astimezone(TIMEZONE)
@@ -928,15 +941,15 @@ async def close_interrupted_recordings(
     stale_after_s: float = 0.0,
 ) -> list[InterruptedRecording]:
     """Recordings of the group still "recording" that no recorder in ``running`` holds and
-    whose raw file has not grown for ``stale_after_s``: queue what they captured for
-    processing (or fail them if nothing was), the interruption noted in the status."""
+    whose raw file has not grown for ``stale_after_s`` (on its storage's clock: ``_interrupted``):
+    queue what they captured for processing (or fail them if nothing was), the interruption
+    noted in the status."""
     interrupted = await asyncio.to_thread(
         _close_interrupted_rows,
         sessions,
         sync_group_id=sync_group_id,
         running=frozenset(running),
         media_root=media_root,
-        now=datetime.now(UTC),
         stale_after_s=stale_after_s,
     )
     for part in interrupted:

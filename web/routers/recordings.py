@@ -20,7 +20,7 @@ from common.errors import AppError, ConflictError, NotFoundError
 from common.jobs import JobQueue
 from common.settings import Settings
 from recordings import requeue, service
-from recordings.meetings import COMPOSE_JOB
+from recordings.meetings import COMPOSE_JOB, being_finished
 from recordings.models import Recording
 from recordings.processing import PROCESS_JOB, content_type
 from recordings.schemas import (
@@ -42,6 +42,8 @@ from web.lesson_rooms import LessonRooms
 from web.library_search import CommentHit, search_comments
 
 router = APIRouter(prefix="/api/recordings", tags=["recordings"])
+
+REPROCESS_WHILE_LIVE = "正在处理中，请等待完成后再重新处理"
 
 MEDIA_TYPES = {
     "mp4": "video/mp4",
@@ -231,13 +233,19 @@ async def stop(
 
 
 def _job_to_reprocess(
-    sessions: sessionmaker[Session], principal: Principal, recording_id: int
+    sessions: sessionmaker[Session], principal: Principal, recording_id: int, *, lease_s: float
 ) -> tuple[str, str | None]:
-    """The job that processes the recording again, and the job id the row notes now."""
+    """The job that processes the recording again, and the job id the row notes now. Refused
+    while a process finishes a meeting's recording (its preview, on a lease of ``lease_s``)."""
     with sessions() as session:
         recording = service.get_visible(session, principal, recording_id)
         service.authorize_manage(principal, recording)
-        job = PROCESS_JOB if recording.research_session_id is None else COMPOSE_JOB
+        if recording.research_session_id is None:
+            job = PROCESS_JOB
+        elif being_finished(session, recording_id, lease_s=lease_s):
+            raise ConflictError(REPROCESS_WHILE_LIVE, detail={"finishing": recording_id})
+        else:
+            job = COMPOSE_JOB
         return job, recording.job_id
 
 
@@ -248,15 +256,26 @@ async def reprocess(
     request: Request,
     settings: SettingsDep,
 ) -> RecordingOut:
-    """Run processing again (idempotent: the outputs are replaced whole). A 教研 meeting is
-    composed again from its teachers' files first (also how one whose recording process died
-    is recovered: the files are crash-safe). The job's id is noted before it is queued, by
-    the recovery sweep's compare-and-set (``requeue.swap_job``): a sweep resuming the same
-    lost job meanwhile does not queue it twice. The database is read and written in threads,
-    as in ``start``: this runs on the loop the in-process SFU forwards on."""
+    """Run processing again (idempotent: the outputs are replaced whole). A 教研 meeting is composed
+    again from its teachers' files first (also how one whose recording process died is
+    recovered: the files are crash-safe). Refused (409) while the job the row notes is live
+    (queued or running: ``JobQueue.live``, what the recovery sweep asks too; queued, the row may
+    still say ready) or a process makes a meeting's preview (its lease runs): a second would run
+    beside it on the same outputs. A job or finisher that died is run again. The job's id is
+    noted before it is queued, by the recovery sweep's compare-and-set (``requeue.swap_job``): a
+    sweep resuming the same lost job meanwhile does not queue it twice. The database is read and
+    written in threads, as in ``start``: this runs on the loop the in-process SFU forwards on."""
     sessions = request.app.state.sessions
-    job, noted = await asyncio.to_thread(_job_to_reprocess, sessions, principal, recording_id)
+    job, noted = await asyncio.to_thread(
+        _job_to_reprocess,
+        sessions,
+        principal,
+        recording_id,
+        lease_s=settings.recording_meeting_finish_lease_seconds,
+    )
     jobs: JobQueue = request.app.state.jobs
+    if noted is not None and await jobs.live(noted):
+        raise ConflictError(REPROCESS_WHILE_LIVE, detail={"job_id": noted})
     job_id = uuid.uuid4().hex
     # noted before it is queued, by the sweep's compare-and-set: of this and a sweep resuming
     # the same lost job, one queues it (False: the sweep did, just now)

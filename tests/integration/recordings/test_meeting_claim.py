@@ -8,6 +8,7 @@ takes over a live lease nor waits past one that ran out."""
 from __future__ import annotations
 
 import asyncio
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from recordings.meetings import (
     unfinished_meetings,
 )
 from recordings.models import Recording
+from recordings.storage_clock import storage_now
 from research.models import ResearchSession
 from tests.conftest import DemoDatabase
 from tests.fixtures.recordings import WCK_EN_4, make_recording, skew_clock
@@ -163,6 +165,52 @@ async def test_a_finder_whose_clock_is_off_judges_the_lease_on_the_databases(
         assert tried == [recording_id]
         await asyncio.gather(*finder.finishing.values())
         assert _state(db, recording_id) == ("failed", EMPTY_MESSAGE)
+    finally:
+        await finder.close()
+
+
+@pytest.mark.parametrize(
+    "skew", [timedelta(minutes=10), timedelta(minutes=-10)], ids=["ahead", "behind"]
+)
+async def test_a_sweeper_whose_clock_is_off_judges_a_meetings_files_on_their_storages_clock(
+    db: DemoDatabase, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, skew: timedelta
+) -> None:
+    """A meeting recording nobody holds is finished once its files stood still for the
+    sweep's ``stale_after_s``, by the clock of the storage that stamped them (with no file
+    yet, since the row was made, by the database's): its host's clock, ahead or behind,
+    finishes no meeting still being recorded and leaves no stale one unfinished."""
+    recording_id = await asyncio.to_thread(_meeting_recording, db)
+    research_session_id = _research_session_of(db, recording_id)
+    media_root = tmp_path / "media"
+    finder = MeetingRecordings(db.sessions, media_root, InProcessJobQueue())
+    skew_clock(monkeypatch, meetings, skew)  # the sweeping worker's host
+
+    async def swept() -> list[int]:
+        return await finder.recover_interrupted(
+            research_session_id=research_session_id, stale_after_s=120
+        )
+
+    try:
+        assert await swept() == [], "no file yet, the row made just now"
+        with db.sessions() as session, session.begin():  # made 5 minutes ago
+            session.execute(
+                update(Recording)
+                .where(Recording.id == recording_id)
+                .values(created_at=datetime.now(UTC) - timedelta(seconds=300))
+            )
+        with db.sessions() as session:
+            folder = (media_root / session.get_one(Recording, recording_id).raw_path).parent
+        folder.mkdir(parents=True)
+        written = folder / "teacher-1.webm"
+        written.write_bytes(b"\x1a\x45\xdf\xa3" + bytes(4000))  # a recorder writing now
+        assert await swept() == [], "its file was just written"
+        now = storage_now(folder)
+        assert now is not None
+        os.utime(written, (now - 300, now - 300))  # 5 minutes ago, on the storage's clock
+        assert await swept() == [recording_id]
+        await asyncio.gather(*finder.finishing.values())
+        assert _state(db, recording_id) == ("failed", EMPTY_MESSAGE)  # no timeline in it
+        assert [p.name for p in folder.iterdir()] == ["teacher-1.webm"], "no probe left"
     finally:
         await finder.close()
 

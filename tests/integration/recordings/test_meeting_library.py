@@ -5,16 +5,21 @@ composes it again from the teachers' files."""
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement, select, update
 
 from common.accounts import service as accounts
 from common.accounts.models import Account
-from recordings.meetings import new_recording_for_research_session
+from recordings.meetings import (
+    FINISH_LEASE_S,
+    claim_to_finish,
+    new_recording_for_research_session,
+)
 from recordings.models import Recording
 from research.models import ResearchGroup, ResearchSession
 from tests.conftest import DemoDatabase, make_test_app
@@ -80,7 +85,20 @@ def test_reprocessing_a_meeting_composes_it_again(sqlite_db: DemoDatabase, tmp_p
     # SQLite only: the job opens its own connection, which sees only committed rows
     recording_id, _, host_id = _meeting_recording(sqlite_db)
     host = _token(sqlite_db, Account.teacher_id == host_id)
+    with sqlite_db.sessions() as session, session.begin():  # left 录制中 by a killed process
+        session.get_one(Recording, recording_id).status = "recording"
+    assert claim_to_finish(sqlite_db.sessions, recording_id=recording_id)  # a finisher, alive
     with TestClient(make_test_app(sqlite_db, tmp_path)) as client:
+        # its preview being made: a composition now would run beside it
+        refused = client.post(f"/api/recordings/{recording_id}/process", headers=host)
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["error"]["message"] == "正在处理中，请等待完成后再重新处理"
+        with sqlite_db.sessions() as session, session.begin():  # the finisher died long ago
+            session.execute(
+                update(Recording)
+                .where(Recording.id == recording_id)
+                .values(updated_at=datetime.now(UTC) - timedelta(seconds=FINISH_LEASE_S + 5))
+            )
         # here without any files: the composition fails, and says why
         message = _compose_until_it_fails(client, recording_id, host)
     assert "meeting.json" in message["status_message"]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -196,7 +199,8 @@ def test_reprocessing_is_for_whoever_manages_the_recording(
 ) -> None:
     """重新处理 (its database work in threads): refused to a pupil of the class, another
     teacher, the bureau and another alliance's admin, with nothing written; its lead teacher
-    queues it, once even while ``tongke worker``'s sweep resumes the same lost job."""
+    queues it, once even while ``tongke worker``'s sweep resumes the same lost job, and not
+    while its job is live (409: a second would run beside it)."""
     mine = recordings["cy_4_1"]
     with db.sessions() as session:
         before = session.get_one(Recording, mine).job_id
@@ -247,3 +251,34 @@ def test_reprocessing_is_for_whoever_manages_the_recording(
     assert swept == []  # queued once: by 重新处理
     with db.sessions() as session:
         assert session.get_one(Recording, lost_row).job_id == again.json()["job_id"] != lost
+
+    # a row whose job is live (queued, the row still ready; then running): a second would
+    # run beside it on the same outputs, so none is queued and the teacher is told why; once
+    # that job is over without finishing the row (it died), 重新处理 runs it again
+    release = threading.Event()
+
+    async def held(_ctx: JobContext, **_kwargs: Any) -> None:
+        await asyncio.to_thread(release.wait, 60)
+
+    web_jobs.register("held_processing", held)
+    busy = make_recording(db)
+    portal = client.portal  # the app's loop, where its queue runs jobs
+    assert portal is not None
+    running = portal.call(partial(web_jobs.enqueue, "held_processing", recording_id=busy))
+    with db.sessions() as session, session.begin():
+        session.get_one(Recording, busy).job_id = running
+    try:
+        for status in ("ready", "processing"):
+            with db.sessions() as session, session.begin():
+                session.get_one(Recording, busy).status = status
+            refused = client.post(f"/api/recordings/{busy}/process", headers=lead_teacher)
+            assert refused.status_code == 409, refused.text
+            assert refused.json()["error"]["message"] == "正在处理中，请等待完成后再重新处理"
+            with db.sessions() as session:
+                assert session.get_one(Recording, busy).job_id == running
+    finally:
+        release.set()
+    assert portal.call(partial(web_jobs.wait, running)).state == "complete"
+    rerun = client.post(f"/api/recordings/{busy}/process", headers=lead_teacher)
+    assert rerun.status_code == 200, rerun.text
+    assert rerun.json()["job_id"] not in (None, running)

@@ -28,7 +28,7 @@ from sqlalchemy import select, update
 
 from common.jobs import ArqJobQueue, InProcessJobQueue, JobContext, arq_worker_settings
 from common.settings import Settings
-from recordings import composition, requeue
+from recordings import composition, requeue, service
 from recordings.meetings import (
     COMPOSE_JOB,
     COMPOSE_MESSAGE,
@@ -46,10 +46,12 @@ from recordings.requeue import (
     resume_job_id,
     resume_unfinished,
 )
+from recordings.storage_clock import storage_now
 from research.models import ResearchSession
 from tests.conftest import DemoDatabase, make_test_app
 from tests.fixtures.classrooms import eventually
 from tests.fixtures.recordings import (
+    WCK_EN_4,
     line_starting,
     make_recording,
     meeting_left_behind,
@@ -245,6 +247,65 @@ async def test_a_sweeper_whose_clock_is_off_judges_the_grace_on_the_databases(
         queued = await resume_unfinished(db.sessions, jobs=jobs.queue, grace_s=NOTE_GRACE_S)
         assert queued == [resume_job_id(job=PROCESS_JOB, recording_id=lost, lost=None)]
         assert _row(db, being_queued).job_id is None
+    finally:
+        jobs.release.set()
+        await jobs.close()
+
+
+ABANDON_S = 120.0  # recording_abandon_seconds' default
+
+
+def _left_recording(db: DemoDatabase, media_root: Path, *, file_age_s: float | None) -> int:
+    """A lesson's row left "recording" by a dead SFU worker, with its raw file last written
+    ``file_age_s`` ago on the storage's own clock (None: no file, its start never reached a
+    recorder)."""
+    recording_id = make_recording(db, status="recording")
+    if file_age_s is not None:
+        raw = media_root / _row(db, recording_id).raw_path
+        raw.parent.mkdir(parents=True)
+        raw.write_bytes(b"\x1a\x45\xdf\xa3" + bytes(4000))  # what a recorder wrote
+        written = storage_now(raw.parent)
+        assert written is not None
+        os.utime(raw, (written - file_age_s, written - file_age_s))
+    return recording_id
+
+
+@pytest.mark.parametrize(
+    "skew", [timedelta(minutes=10), timedelta(minutes=-10)], ids=["ahead", "behind"]
+)
+async def test_a_sweeper_whose_clock_is_off_judges_a_lessons_recording_on_the_clocks_that_wrote_it(
+    db: DemoDatabase, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, skew: timedelta
+) -> None:
+    """The SFU workers' sweep closes a lesson's recording no recorder holds once its raw file
+    stood still for ``recording_abandon_seconds``, by the clock of the storage that stamped
+    the file, and one without a file by the database's, which wrote ``created_at``: its host's
+    clock, ahead or behind, cuts no recording short and leaves no stale one open."""
+    media_root = tmp_path / "media"
+    being_written = await asyncio.to_thread(_left_recording, db, media_root, file_age_s=0)
+    stale = await asyncio.to_thread(_left_recording, db, media_root, file_age_s=300)
+    starting = await asyncio.to_thread(_left_recording, db, media_root, file_age_s=None)
+    never_started = await asyncio.to_thread(_left_recording, db, media_root, file_age_s=None)
+    with db.sessions() as session, session.begin():  # made 5 minutes ago (the database's clock)
+        session.execute(
+            update(Recording)
+            .where(Recording.id == never_started)
+            .values(created_at=datetime.now(UTC) - timedelta(seconds=300))
+        )
+    skew_clock(monkeypatch, service, skew)  # the sweeping worker's host
+    jobs = HeldJobs()
+    try:
+        closed = await service.close_interrupted_recordings(
+            sync_group_id=WCK_EN_4,
+            sessions=db.sessions,
+            media_root=media_root,
+            jobs=jobs.queue,
+            running=set(),
+            stale_after_s=ABANDON_S,
+        )
+        assert sorted(part.recording_id for part in closed) == sorted([stale, never_started])
+        assert _row(db, stale).status == "processing" and _row(db, stale).job_id
+        assert _row(db, never_started).status == "failed"
+        assert _row(db, being_written).status == _row(db, starting).status == "recording"
     finally:
         jobs.release.set()
         await jobs.close()
