@@ -9,7 +9,11 @@ and subscriber count, the median and the range over the repetitions.
         --variant before:SFU_GC_FREEZE=false --variant after: --subscribers 32,64 --repeat 3'
 
 A variant is ``name:KEY=VALUE,KEY=VALUE`` of ``TONGKE_*`` settings for the worker (without the
-prefix); ``name:`` is the defaults.
+prefix); ``name:`` is the defaults. ``name@PATH:...`` runs the worker from another checkout
+(e.g. ``git archive BASE | tar -x -C /tmp/base``), to compare two commits in one run:
+
+    unshare -n sh -c 'ip link set lo up && .venv/bin/python benchmarks/sfu_variants.py \\
+        --variant before@/tmp/base: --variant after: --subscribers 1,8 --repeat 4'
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from streaming.bench import WARM_UP_S, bench_room
-from streaming.bench_tongke import parse_variant, tongke_sfu
+from streaming.bench_tongke import parse_variant, tongke_sfu, variant_source
 
 FIGURES = (
     "us_per_packet",
@@ -62,8 +66,9 @@ async def measure(
     with tempfile.TemporaryDirectory(prefix="tongke-variants-") as work:
         for repetition in range(repeat):
             order = variants if repetition % 2 == 0 else list(reversed(variants))
-            for name, settings in order:
-                async with tongke_sfu(Path(work), settings) as open_room:
+            for variant, settings in order:
+                name, source = variant_source(variant)
+                async with tongke_sfu(Path(work), settings, source) as open_room:
                     for count in subscribers:
                         run = await bench_room(
                             open_room,
@@ -129,7 +134,7 @@ def main() -> None:
             resolution=args.resolution,
         )
     )
-    print(table(runs, [name for name, _ in variants], counts))
+    print(table(runs, [variant_source(name)[0] for name, _ in variants], counts))
     if args.json:
         Path(args.json).write_text(json.dumps({"runs": runs}, ensure_ascii=False, indent=2))
 

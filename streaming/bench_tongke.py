@@ -50,9 +50,13 @@ class Worker:
 
 
 @contextmanager
-def sfu_worker(work_dir: Path, settings: dict[str, str] | None = None) -> Iterator[Worker]:
+def sfu_worker(
+    work_dir: Path, settings: dict[str, str] | None = None, source: Path | None = None
+) -> Iterator[Worker]:
     """A redis-server and one `tongke sfu` worker, stopped on exit; ``settings`` are more
-    ``TONGKE_*`` variables for the worker (to compare two configurations in one run)."""
+    ``TONGKE_*`` variables for the worker (to compare two configurations in one run), and
+    ``source`` another checkout of tongke to run the worker's code from (to compare two
+    commits in one run; the bench's publisher and subscribers stay this checkout's)."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
@@ -86,6 +90,7 @@ def sfu_worker(work_dir: Path, settings: dict[str, str] | None = None) -> Iterat
         env=env,
         stdout=log_file,
         stderr=subprocess.STDOUT,
+        cwd=source,  # ``-m`` imports from the working directory first
     )
     try:
         url = f"http://127.0.0.1:{sfu_port}"
@@ -98,13 +103,20 @@ def sfu_worker(work_dir: Path, settings: dict[str, str] | None = None) -> Iterat
 
 def parse_variant(text: str) -> tuple[str, dict[str, str]]:
     """``name:KEY=VALUE,...`` (a benchmark's worker variant) as its name and the ``TONGKE_*``
-    settings it sets for ``sfu_worker``."""
+    settings it sets for ``sfu_worker``; a name may end in ``@PATH``, the checkout the
+    worker runs from (``variant_source``)."""
     name, _, assignments = text.partition(":")
     settings = {}
     for assignment in filter(None, assignments.split(",")):
         key, _, value = assignment.partition("=")
         settings[f"TONGKE_{key.strip().upper()}"] = value.strip()
     return name, settings
+
+
+def variant_source(name: str) -> tuple[str, Path | None]:
+    """A variant's name without its ``@PATH`` and that checkout (None: this one)."""
+    name, _, source = name.partition("@")
+    return name, Path(source) if source else None
 
 
 class TongkeSignaling:
@@ -228,11 +240,11 @@ def runtime_figures(before: Histograms, after: Histograms) -> dict[str, Any]:
 
 @asynccontextmanager
 async def tongke_sfu(
-    work_dir: Path, settings: dict[str, str] | None = None
+    work_dir: Path, settings: dict[str, str] | None = None, source: Path | None = None
 ) -> AsyncIterator[RoomOpener]:
-    """One `tongke sfu` worker for every run; a fresh room per run, published by the
-    classroom bot exactly as a lead classroom publishes."""
-    with sfu_worker(work_dir, settings) as worker:
+    """One `tongke sfu` worker for every run (from ``source``, see ``sfu_worker``); a fresh
+    room per run, published by the classroom bot exactly as a lead classroom publishes."""
+    with sfu_worker(work_dir, settings, source) as worker:
 
         async def open_room(resolution: str) -> BenchRoom:
             from streaming.bots import ClassroomBot

@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aiortc import RTCRtpReceiver
-from aiortc.rtcrtpreceiver import NackGenerator, StreamStatistics
+from aiortc.rtcrtpreceiver import StreamStatistics
 from aiortc.rtp import RtpPacket
 
 from common.logging import get_logger
-from streaming.sfu.aiortc_hooks import PublisherReceiver
+from streaming.sfu.aiortc_hooks import PublisherReceiver, audio_level, nack_generator
 from streaming.sfu.cache import PacketCache
 from streaming.sfu.keyframes import KeyframeRequester
 from streaming.sfu.layout import MediaKind
@@ -107,7 +107,7 @@ class PublishedTrack:
         self._loss_window: tuple[StreamStatistics | None, int, int, float, float] = (
             None, 0, 0, 0.0, 0.0,
         )  # fmt: skip
-        self._nack = NackGenerator() if kind == "video" else None
+        self._nack = nack_generator() if kind == "video" else None
         self._on_audio_level = on_audio_level
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
@@ -133,7 +133,7 @@ class PublishedTrack:
         if packet.ssrc != self.ssrc:
             self.ssrc = packet.ssrc
             self._statistics = self._receiver.statistics_for(packet.ssrc, self.clock_rate)
-            self._nack = NackGenerator() if self.kind == "video" else None
+            self._nack = nack_generator() if self.kind == "video" else None
             self._missing_since.clear()
             self.gop_start_seq = self.newest_seq = None
         self._statistics.add(packet)  # type: ignore[union-attr]
@@ -175,7 +175,7 @@ class PublishedTrack:
         else:
             keyframe = True
             if self._on_audio_level is not None:
-                level = packet.extensions.audio_level
+                level = audio_level(packet)
                 self._on_audio_level(
                     self.participant_id,
                     level[1] if level is not None else level_from_opus_size(len(payload)),
