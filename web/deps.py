@@ -21,7 +21,9 @@ CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def get_settings(request: Request) -> Settings:
+# Dependencies that do no I/O are async: FastAPI runs a sync one in the threadpool, a thread
+# hop per request each (of ~8 a request made; 5 now).
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -96,13 +98,15 @@ def optional_auth(request: Request, session: DbSession) -> Authenticated | None:
     return Authenticated(account, token, via_cookie)
 
 
-def require_auth(auth: Annotated[Authenticated | None, Depends(optional_auth)]) -> Authenticated:
+async def require_auth(
+    auth: Annotated[Authenticated | None, Depends(optional_auth)],
+) -> Authenticated:
     if auth is None:
         raise AuthenticationError("请先登录")
     return auth
 
 
-def current_principal(auth: Annotated[Authenticated, Depends(require_auth)]) -> Principal:
+async def current_principal(auth: Annotated[Authenticated, Depends(require_auth)]) -> Principal:
     return auth.principal
 
 
