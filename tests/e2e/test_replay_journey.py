@@ -57,6 +57,7 @@ class Replay:
     recording_id: int
     raw_only_id: int  # playable from its WebM, HLS not made yet
     meeting_id: int  # a 教研 meeting on its preview, the composition not run yet
+    root: Path  # the demo's database and media root
 
 
 def _record_lesson(root: Path, *, renditions: bool = True) -> int:
@@ -143,7 +144,7 @@ def replay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replay]:
     root = tmp_path_factory.mktemp("replay-demo")
     with running_demo(root) as demo:
         raw_only = _record_lesson(root, renditions=False)  # older: listed second
-        yield Replay(demo.base, _record_lesson(root), raw_only, _record_meeting(root))
+        yield Replay(demo.base, _record_lesson(root), raw_only, _record_meeting(root), root)
 
 
 @pytest.fixture(scope="module")
@@ -369,3 +370,38 @@ def test_a_meeting_preview_gives_way_to_the_composed_version_where_the_viewer_is
     assert abs(video.evaluate("v => v.currentTime") - kept) < 0.5
     assert video.evaluate("v => v.paused")
     tab.shot("replay-meeting-composed")
+
+
+def test_a_failed_recording_is_queued_again_from_the_library(
+    browser: Browser, replay: Replay, tabs: list[Tab]
+) -> None:
+    """The lesson's teacher finds her failed recording in 录像回放 and presses 重新处理: the
+    job is queued (its id noted on the row) and the page says so; a pupil gets no such button."""
+    engine = make_engine(f"sqlite:///{replay.root / 'demo.db'}")
+    sessions = session_factory(engine)
+    try:
+        with sessions() as session:
+            failed = recordings.new_recording_for_sync_group(session, sync_group_id=WCK_EN_4)
+            failed.topic = "Unit 4 Weather"
+            failed.status, failed.status_message = "failed", "转码失败"
+            session.commit()
+            failed_id = failed.id
+        teacher = open_tab(browser, replay, tabs)
+        page = teacher.login("teacher-wang")
+        page.goto("/replays")
+        row = page.get_by_test_id("replay-row").filter(has_text="Unit 4 Weather")
+        expect(row).to_contain_text("失败")
+        row.get_by_role("button", name=re.compile("^重新处理")).click()
+        expect(page.locator("#reprocess-status")).to_contain_text("已重新排队处理")
+        expect(row.get_by_role("button", name=re.compile("^重新处理"))).to_be_disabled()
+        with sessions() as session:
+            assert session.get_one(Recording, failed_id).job_id is not None, "queued"
+        teacher.check_labels()
+
+        pupil = open_tab(browser, replay, tabs)
+        page = pupil.login("student-cy-4-1")
+        page.goto("/replays")
+        expect(page.get_by_test_id("replay-row").first).to_be_visible()
+        expect(page.get_by_role("button", name=re.compile("^重新处理"))).to_have_count(0)
+    finally:
+        engine.dispose()

@@ -46,6 +46,9 @@ def _source(media: RecordingMedia) -> tuple[str | None, str]:
     return None, ""
 
 
+REPROCESSABLE = frozenset({"failed", "ready"})
+
+
 @router.get("/replays", response_class=HTMLResponse)
 def replays_page(
     request: Request,
@@ -114,6 +117,15 @@ def replays_page(
                     "subject": subjects.get(r.subject_id or 0, ""),
                     "teacher": teachers.get(r.teacher_id or 0, ""),
                     "status": status_label(r),
+                    # 重新处理 (POST /api/recordings/{id}/process checks again): for those
+                    # the viewer manages that failed, or whose web version may be made anew
+                    "can_reprocess": r.status in REPROCESSABLE
+                    and recordings.may_manage(
+                        auth.principal,
+                        alliance_id=r.alliance_id,
+                        school_id=r.school_id,
+                        teacher_id=r.teacher_id,
+                    ),
                     "duration": review.format_moment(d)
                     if (d := review.duration_of(r)) is not None
                     else "",
