@@ -50,7 +50,7 @@ from common.settings import Settings
 from recordings.capture import DEFAULT_MIN_FREE_BYTES
 from recordings.models import Recording
 from recordings.service import RAW_NAME, TIMEZONE, alerts_to_row
-from recordings.storage_clock import fresh_stat, is_probe, storage_now
+from recordings.storage_clock import StorageClock, fresh_stat, is_probe
 from research.models import ResearchGroup, ResearchSession
 from streaming.sfu.errors import RoomError
 
@@ -158,8 +158,7 @@ def idle_seconds(part: UnfinishedMeeting) -> float | None:
     ]
     if not times:
         return part.created_s
-    now = storage_now(part.folder)
-    return None if now is None else max(0.0, now - max(times))
+    return StorageClock().seconds_since(part.folder, written=max(times))
 
 
 def unfinished_meetings(

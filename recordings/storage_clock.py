@@ -65,12 +65,14 @@ class StorageClock:
         """Seconds since ``path`` was last written (``written``: its mtime, if already read),
         on its storage's clock; never below 0 (the probe's time may be coarser than the
         file's). None when the storage's clock cannot be read (``storage_now``)."""
-        directory = path.parent
+        if written is None:
+            written = fresh_stat(path).st_mtime
+        return self.seconds_since(path.parent, written=written)
+
+    def seconds_since(self, directory: Path, *, written: float) -> float | None:
+        """Seconds since ``written`` (epoch seconds) on the clock of the storage holding
+        ``directory``; never below 0. None when that clock cannot be read (``storage_now``)."""
         if directory not in self._now:
             self._now[directory] = storage_now(directory)
         now = self._now[directory]
-        if now is None:
-            return None
-        if written is None:
-            written = fresh_stat(path).st_mtime
-        return max(0.0, now - written)
+        return None if now is None else max(0.0, now - written)
