@@ -30,7 +30,10 @@ from tests.e2e.test_webrtc_lesson import (  # noqa: F401 - fixtures
 )
 from tests.fixtures.netimpair import impair
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium")
+pytestmark = [
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium"),
+    pytest.mark.solo,
+]
 QUEUE_MS = 1000
 PROBE_OVER_S = 6.5  # the ladder's trial (5 s) and the tick that ends it
 

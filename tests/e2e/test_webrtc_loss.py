@@ -42,6 +42,7 @@ from tests.fixtures.netimpair import impair, in_private_network_namespace
 pytestmark = [
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium"),
     pytest.mark.skipif(not in_private_network_namespace(), reason="kernel loss needs unshare -n"),
+    pytest.mark.solo,
 ]
 
 # 30 % lost between the lead and the classroom (each of the two legs loses 1 - sqrt(0.7)),

@@ -15,7 +15,7 @@ import pytest
 from streaming.sfu.protection import FULL
 from tests.fixtures.netimpair import impair
 
-pytestmark = pytest.mark.timeout(150)
+pytestmark = [pytest.mark.timeout(150), pytest.mark.solo]
 
 
 def _levels_line(samples: list[tuple[float, int, int, int | None]]) -> str:

@@ -20,7 +20,7 @@ from streaming.sfu.protection import AUDIO_ONLY
 from tests.fixtures.classrooms import Classrooms
 from tests.fixtures.netimpair import impair
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.solo]
 
 
 class LossySink:

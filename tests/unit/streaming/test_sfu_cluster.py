@@ -14,7 +14,8 @@ from streaming.sfu.errors import RoomOwnedElsewhere
 from streaming.sfu.registry import ClaimedRoomRegistry, InProcessRoomRegistry
 from streaming.sfu.room import Room
 
-pytestmark = pytest.mark.redis
+# solo: renewals and claims 0.18 s apart under a 0.6 s lease
+pytestmark = [pytest.mark.redis, pytest.mark.solo]
 
 LEASE = 0.6
 
