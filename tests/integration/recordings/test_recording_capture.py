@@ -79,7 +79,9 @@ async def test_lead_lesson_is_recorded_without_transcoding(
     frames = probe["frames"]
     assert isinstance(frames, dict)
     assert frames["video"] >= 30, probe  # ~15 fps for ~3 s, from the first keyframe
-    assert frames["audio"] >= 120, probe  # 20 ms packets
+    # 20 ms packets (once, under load 12, the file's audio ended at 0.88 s of 2.7: the
+    # recorder's own counts beside the file's tell where it stopped)
+    assert frames["audio"] >= 120, (probe, summary.tracks)
     last = probe["last"]
     assert isinstance(last, dict)
     assert abs(max(last.values()) - 3.0) < 0.6, probe
