@@ -32,16 +32,19 @@ async def test_peak_and_private_memory_of_an_ffmpeg_run(tmp_path: Path) -> None:
     async with FfmpegPeak() as large:
         await _encode(tmp_path / "large.mp4", size="1920x1080")
 
-    for peak in (small, large):
-        run = peak.runs["mp4"]
-        assert run["peak_mib"] == peak.mib
+    # the run's own figures: the overall peak is the largest of every ffmpeg this process has
+    # running meanwhile (once, under two test workers, another's 61.3 beside this one's 60.8)
+    mp4 = {"small": small.runs["mp4"], "large": large.runs["mp4"]}
+    for peak, run in ((small, mp4["small"]), (large, mp4["large"])):
+        assert peak.mib >= run["peak_mib"]
         # ffmpeg's libraries alone are tens of MiB; what is private is part of the peak
-        assert peak.mib > 20
-        assert 0 < peak.private_mib < peak.mib
+        assert run["peak_mib"] > 20
+        assert 0 < run["private_mib"] < run["peak_mib"]
         assert run["cpu_s"] >= 0
     # x264's frames at 1080p are private memory of that run: the shared part stays alike
-    assert large.private_mib - small.private_mib > 20
-    assert abs((large.mib - large.private_mib) - (small.mib - small.private_mib)) < 10
+    assert mp4["large"]["private_mib"] - mp4["small"]["private_mib"] > 20
+    shared = {size: run["peak_mib"] - run["private_mib"] for size, run in mp4.items()}
+    assert abs(shared["large"] - shared["small"]) < 10
 
 
 async def test_nothing_is_counted_when_no_ffmpeg_runs() -> None:
