@@ -24,6 +24,7 @@ from recordings.processing import (
     THUMBS_NAME,
     Loudness,
     ThumbnailGrid,
+    complete_playlist,
     key_frame_sprite_arguments,
     probe_media,
     rendition_arguments,
@@ -75,6 +76,7 @@ async def measure(raw: Path, work: Path) -> dict[str, object]:
             duration_s=facts.duration_s,
             report=None,
         )
+        complete_playlist(low)
     whole = ThumbnailGrid.for_media(facts)
     keyed = ThumbnailGrid.on_key_frames(facts)
     return {

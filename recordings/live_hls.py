@@ -61,6 +61,7 @@ from recordings.processing import (
     Rendition,
     Report,
     _parse_progress,
+    complete_playlist,
     finish_renditions,
     metered_lufs,
     rendition_arguments,
@@ -329,6 +330,9 @@ class LiveTranscoder:
             if code != 0:
                 tail = " | ".join(encoder.stderr)
                 raise RuntimeError(f"ffmpeg {encoder.rendition.name} exit {code}: {tail}")
+        for encoder in self._encoders:
+            playlist = self.work / HLS_DIR / encoder.rendition.name / "index.m3u8"
+            await asyncio.to_thread(complete_playlist, playlist)
         achieved = metered_lufs("\n".join(self._encoders[0].summary))
         if achieved is not None:
             self._state["achieved_lufs"] = achieved

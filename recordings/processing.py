@@ -6,7 +6,8 @@ the header of a file the recorder closed, the poster from one decoded frame) che
 sidecar, and the recording is ``ready``: the library serves the WebM, which Chromium, Firefox
 and Edge play. ``make_renditions`` then makes what every device plays, one ffmpeg run per
 rendition and one for the sprite (each run's peak RSS under 100 MiB for a 45-minute 360p
-lesson: ~89 MiB after 2 minutes, ~96 after 45; ``tongke bench recording --renditions``):
+lesson and flat in its length: the main run 85 MiB after 2 minutes, 87 after 20 and after 45;
+``benchmarks/ffmpeg_growth.py``, ``tongke bench recording --renditions``):
 HLS in ~4 s fMP4 segments with the main rendition and a 360p ~300 kbit/s one, a thumbnail
 sprite with its WebVTT index, and ``lesson.mp4`` (the main rendition remuxed,
 ``+faststart``), the audio brought to -16 LUFS by one gain measured first (``Loudness``).
@@ -24,11 +25,13 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import functools
+import itertools
 import json
 import math
 import os
 import re
 import shutil
+import struct
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -56,6 +59,13 @@ HLS_MASTER = "master.m3u8"
 THUMBS_NAME = "thumbs.jpg"
 THUMBS_INDEX = "thumbs.vtt"
 SEGMENT_S = 4
+SEGMENT_PATTERN = "seg_%05d.m4s"
+# ffmpeg's HLS muxer keeps a ~9 KiB record of every segment a playlist lists until the run
+# ends (+9 MiB of peak RSS over a 45-minute lesson): a run lists only its last one, and the
+# whole VOD playlist is written from the segments afterwards (``complete_playlist``)
+HLS_WINDOW = 1
+# a segment's sidx boxes come right after its styp, before the moof
+SIDX_SEARCH_BYTES = 4096
 # The rendition for weak links: 360p at ~300 kbit/s video + 48 kbit/s audio.
 LOW_HEIGHT = 360
 LOW_VIDEO_KBPS = 300
@@ -591,7 +601,8 @@ def rendition_arguments(
 ) -> list[str]:
     """One ffmpeg run for one rendition: HLS (fMP4, ``SEGMENT_S`` s segments; the key frames
     are forced on the same timestamps in every run, so segments align across renditions),
-    writing ``hls/master-<name>.m3u8`` (merged by ``merge_masters``); the audio's level set
+    writing ``hls/master-<name>.m3u8`` (merged by ``merge_masters``) and a playlist of its
+    last segment only, which ``complete_playlist`` makes whole afterwards; the audio's level set
     by ``loudness``, the same in every rendition; with ``meter``, the level it comes out at
     measured on the way (``LOUDNESS_METER``, read by ``metered_lufs``)."""
     filters: list[str] = []
@@ -627,14 +638,70 @@ def rendition_arguments(
         arguments += ["-c:a", "aac", "-b:a", f"{rendition.audio_kbps}k"]
     hls = work / HLS_DIR
     arguments += [
-        "-f", "hls", "-hls_time", str(SEGMENT_S), "-hls_playlist_type", "vod",
+        "-f", "hls", "-hls_time", str(SEGMENT_S), "-hls_list_size", str(HLS_WINDOW),
         "-hls_segment_type", "fmp4", "-hls_fmp4_init_filename", "init.mp4",
-        "-hls_segment_filename", str(hls / "%v" / "seg_%05d.m4s"),
+        "-hls_segment_filename", str(hls / "%v" / SEGMENT_PATTERN),
         "-master_pl_name", f"master-{rendition.name}.m3u8",
         "-var_stream_map", ",".join([*streams, f"name:{rendition.name}"]),
         str(hls / "%v" / "index.m3u8"),
     ]  # fmt: skip
     return [*arguments, "-progress", "pipe:1", "-nostats"]
+
+
+def _segment_start(segment: Path) -> tuple[int, int]:
+    """(earliest presentation time, timescale) of an fMP4 segment's first track (the video
+    when there is one: ffmpeg's reference for cutting), from its first ``sidx`` box."""
+    with segment.open("rb") as file:
+        head = file.read(SIDX_SEARCH_BYTES)
+    at = 0
+    while at + 8 <= len(head):
+        size, kind = struct.unpack_from(">I4s", head, at)
+        if kind == b"sidx":
+            version = head[at + 8]
+            timescale = struct.unpack_from(">I", head, at + 16)[0]
+            start = struct.unpack_from(">Q" if version else ">I", head, at + 20)[0]
+            return int(start), int(timescale)
+        if size < 8:
+            break
+        at += size
+    raise ProcessingError(f"HLS 分段缺少索引：{segment.name}")
+
+
+def complete_playlist(playlist: Path) -> None:
+    """Rewrite the playlist a rendition's run left (its last ``HLS_WINDOW`` segments) as the
+    VOD playlist of all of them, as ffmpeg writes one when it keeps every segment in memory:
+    a segment before the window lasts from its start to the next one's (their ``sidx``), the
+    same presentation times ffmpeg cuts on. A VOD playlist already is left alone."""
+    lines = playlist.read_text("utf-8").splitlines()
+    if "#EXT-X-PLAYLIST-TYPE:VOD" in lines:
+        return
+    marks = [line for line in lines if line.startswith("#EXT-X-MEDIA-SEQUENCE:")]
+    sequence = int(marks[0].partition(":")[2]) if marks else 0
+    first_entry = next(i for i, line in enumerate(lines) if line.startswith("#EXTINF:"))
+    header = [
+        line
+        for line in lines[:first_entry]
+        if not line.startswith(("#EXT-X-TARGETDURATION", "#EXT-X-MEDIA-SEQUENCE"))
+    ]
+    folder = playlist.parent
+    starts = [_segment_start(folder / (SEGMENT_PATTERN % n)) for n in range(sequence + 1)]
+    entries: list[str] = []
+    for number, (start, following) in enumerate(itertools.pairwise(starts)):
+        seconds = (following[0] - start[0]) / start[1]
+        entries += [f"#EXTINF:{seconds:.6f},", SEGMENT_PATTERN % number]
+    entries += lines[first_entry:]
+    lengths = [float(line[8:].split(",")[0]) for line in entries if line.startswith("#EXTINF:")]
+    # what ffmpeg declares: the longest segment, rounded to the nearest second
+    target = max(math.floor(seconds + 0.5) for seconds in lengths)
+    at = 2 if header[1:2] and header[1].startswith("#EXT-X-VERSION") else 1
+    header[at:at] = [
+        f"#EXT-X-TARGETDURATION:{target}",
+        "#EXT-X-MEDIA-SEQUENCE:0",
+        "#EXT-X-PLAYLIST-TYPE:VOD",
+    ]
+    partial = playlist.with_name(f".{playlist.name}.partial")
+    partial.write_text("\n".join([*header, *entries]) + "\n", "utf-8")
+    os.replace(partial, playlist)
 
 
 def sprite_arguments(raw: Path, target: Path, *, grid: ThumbnailGrid) -> list[str]:
@@ -775,6 +842,9 @@ async def make_renditions(
                 rendition_arguments(raw, work, rendition=rendition, facts=facts, loudness=level),
                 duration_s=facts.duration_s,
                 report=_share(report, first, last),
+            )
+            await asyncio.to_thread(
+                complete_playlist, work / HLS_DIR / rendition.name / "index.m3u8"
             )
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)

@@ -21,12 +21,19 @@ from recordings import service
 from recordings.capture import LessonRecorder
 from recordings.models import Recording
 from recordings.processing import (
+    HLS_DIR,
+    MAIN,
     PROCESS_JOB,
+    Loudness,
+    complete_playlist,
     encoder_budget,
     make_playable,
     make_renditions,
+    probe_media,
     process_recording,
     register_jobs,
+    rendition_arguments,
+    run_ffmpeg,
 )
 from tests.conftest import DemoDatabase
 
@@ -337,3 +344,48 @@ async def test_the_sprite_of_a_short_lesson_shows_each_cue_s_own_moment(tmp_path
     assert min(b - a for a, b in itertools.pairwise(ordered)) > 8, greys
     # the tiles beyond the 12th are the tile filter's black padding
     assert picture[90 + 10 : 180 - 10, 2 * 160 + 10 :].mean() < 20
+
+
+def _playlist_entries(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("#EXTINF:") or "seg_" in line]
+
+
+async def test_a_rendition_run_keeps_one_segment_and_its_playlist_is_made_whole(tmp_path: Path):
+    """ffmpeg's HLS muxer keeps a record of every segment its playlist lists until the end
+    (~9 KiB each: memory growing with the lesson), so a rendition's run lists only its last
+    one; the playlist made whole afterwards is, to the byte, the VOD playlist ffmpeg writes
+    when it keeps them all: a 9 s lesson at a camera's 29.97 fps (so segments are not all
+    exactly 4 s) with B-frames, whose playlist plays for its 9 s."""
+    raw = tmp_path / "raw.webm"
+    subprocess.run(
+        [
+            "ffmpeg", "-v", "error", "-y",
+            "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=30000/1001",
+            "-f", "lavfi", "-i", "sine=f=440:r=48000",
+            "-t", "9", "-c:v", "libvpx", "-deadline", "realtime",
+            "-cpu-used", "8", "-b:v", "300k", "-c:a", "libopus", str(raw),
+        ],
+        check=True,
+    )  # fmt: skip
+    facts = probe_media(raw, trust_header=True)
+    runs: dict[str, Path] = {}
+    for name in ("window", "vod"):
+        work = tmp_path / name
+        (work / HLS_DIR).mkdir(parents=True)
+        arguments = rendition_arguments(raw, work, rendition=MAIN, facts=facts, loudness=Loudness())
+        if name == "vod":  # the reference: ffmpeg keeping every segment for its playlist
+            at = arguments.index("-hls_list_size")
+            arguments[at : at + 2] = ["-hls_playlist_type", "vod"]
+        await run_ffmpeg(arguments, duration_s=facts.duration_s, report=None)
+        runs[name] = work / HLS_DIR / MAIN.name / "index.m3u8"
+
+    left = runs["window"].read_text()
+    assert _playlist_entries(left)[-2:] == _playlist_entries(left), left  # only the last
+    assert "#EXT-X-MEDIA-SEQUENCE:2" in left and "#EXT-X-ENDLIST" in left
+    complete_playlist(runs["window"])
+    whole = runs["window"].read_text()
+    assert whole == runs["vod"].read_text()
+    lengths = [float(line[8:].split(",")[0]) for line in _playlist_entries(whole)[::2]]
+    assert len(lengths) == 3 and lengths[:2] != [4.0, 4.0], whole
+    with av.open(str(runs["window"])) as hls:
+        assert hls.duration is not None and abs(hls.duration / 1e6 - 9) < 0.5
