@@ -69,6 +69,11 @@ def leave(socket: Any) -> None:
     socket.send_json({"v": 1, "type": "leave"})
     while socket.receive_json()["type"] != "left":
         pass
+    # the server closes the socket once the session's teardown is over: wait for it, since the
+    # test client's exit cancels the app's task, which once landed inside that teardown and
+    # failed the test with the harness's CancelledError
+    while socket.receive()["type"] != "websocket.close":
+        pass
 
 
 def test_joining_and_looking_in_on_a_lesson_and_the_patrol_list(
