@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import tempfile
@@ -31,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from recordings.ffmpeg_memory import _kib
+from recordings.ffmpeg_memory import ProcessMemory, process_memory
 from recordings.processing import (
     HLS_DIR,
     LOW,
@@ -40,6 +39,7 @@ from recordings.processing import (
     complete_playlist,
     probe_media,
     rendition_arguments,
+    rendition_playlist,
     without_huge_pages,
 )
 
@@ -91,18 +91,6 @@ def step_arguments(step: str, raw: Path, work: Path, *, rendition_name: str) -> 
     return arguments
 
 
-def _sample(pid: int) -> dict[str, int]:
-    status = Path(f"/proc/{pid}/status").read_text("ascii")
-    rollup = Path(f"/proc/{pid}/smaps_rollup").read_text("ascii")
-    stat = Path(f"/proc/{pid}/stat").read_text("ascii").rsplit(")", 1)[1].split()
-    return {
-        "hwm": _kib(status, "VmHWM:"),
-        "rss": _kib(status, "VmRSS:"),
-        "anon": _kib(rollup, "Anonymous:"),
-        "ticks": int(stat[11]) + int(stat[12]),
-    }
-
-
 def run_step(
     step: str, raw: Path, *, rendition_name: str, keep: Path | None = None
 ) -> dict[str, Any]:
@@ -119,7 +107,7 @@ def run_step(
     assert process.stdout is not None
     marks: dict[str, dict[str, float]] = {}
     pending = list(MARKS_MIN)
-    last: dict[str, int] = {}
+    last: ProcessMemory | None = None
     media_s = 0.0
     for line in process.stdout:
         key, _, value = line.strip().partition("=")
@@ -128,7 +116,7 @@ def run_step(
         if key != "progress":
             continue
         try:
-            last = _sample(process.pid)
+            last = process_memory(process.pid)
         except (OSError, ValueError):
             break
         while pending and media_s >= pending[0] * 60:
@@ -136,9 +124,11 @@ def run_step(
     process.wait()
     if process.returncode != 0:
         raise SystemExit(f"{step}: ffmpeg exited {process.returncode}")
+    if last is None:
+        raise SystemExit(f"{step}: ffmpeg reported no progress")
     marks["end"] = _mib(last)
     wall_s = time.perf_counter() - started
-    playlist = work / HLS_DIR / rendition_name / "index.m3u8"
+    playlist = rendition_playlist(work, rendition_name)
     completed_s = None
     if step in ("hls", "gain", "meter"):
         before = time.perf_counter()
@@ -157,15 +147,16 @@ def run_step(
         "marks": marks,
         "growth_hwm_mib": round(marks["end"]["hwm"] - first["hwm"], 1),
         "growth_anon_mib": round(marks["end"]["anon"] - first["anon"], 1),
-        "cpu_s": round(last.get("ticks", 0) / os.sysconf("SC_CLK_TCK"), 1),
+        "cpu_s": round(last.cpu_s, 1),
         "wall_s": round(wall_s, 1),
         "complete_playlist_s": completed_s,
         "output_bytes": size,
     }
 
 
-def _mib(sample: dict[str, int]) -> dict[str, float]:
-    return {key: round(sample[key] / 1024, 1) for key in ("hwm", "rss", "anon")}
+def _mib(sample: ProcessMemory) -> dict[str, float]:
+    kib = {"hwm": sample.hwm_kib, "rss": sample.rss_kib, "anon": sample.anonymous_kib or 0}
+    return {key: round(value / 1024, 1) for key, value in kib.items()}
 
 
 def main() -> None:

@@ -28,6 +28,7 @@ from recordings.processing import (
     key_frame_sprite_arguments,
     probe_media,
     rendition_arguments,
+    rendition_playlist,
     run_ffmpeg,
     sprite_arguments,
 )
@@ -68,7 +69,7 @@ async def _timed(arguments: list[str]) -> float:
 
 async def measure(raw: Path, work: Path) -> dict[str, object]:
     facts = probe_media(raw, trust_header=True)
-    low = work / HLS_DIR / LOW.name / "index.m3u8"
+    low = rendition_playlist(work, LOW.name)
     if not low.exists():
         (work / HLS_DIR).mkdir(parents=True, exist_ok=True)
         await run_ffmpeg(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 SAMPLE_S = 0.05
@@ -37,6 +38,39 @@ def _kib(text: str, key: str) -> int:
         if line.startswith(key):
             return int(line.split()[1])
     return 0
+
+
+@dataclass(frozen=True)
+class ProcessMemory:
+    """One sample of a process from /proc: its name, peak and current RSS, its private
+    memory (``Anonymous`` in ``smaps_rollup``; None when not asked for: reading it walks
+    every mapping) and its CPU time so far (user + system clock ticks)."""
+
+    name: str
+    hwm_kib: int
+    rss_kib: int
+    anonymous_kib: int | None
+    cpu_ticks: int
+
+    @property
+    def cpu_s(self) -> float:
+        return self.cpu_ticks / os.sysconf("SC_CLK_TCK")
+
+
+def process_memory(pid: int, *, private: bool = True) -> ProcessMemory:
+    """A sample of ``pid`` (OSError once it is gone)."""
+    status = Path(f"/proc/{pid}/status").read_text("ascii")
+    stat = Path(f"/proc/{pid}/stat").read_text("ascii").rsplit(")", 1)[1].split()
+    anonymous = None
+    if private:
+        anonymous = _kib(Path(f"/proc/{pid}/smaps_rollup").read_text("ascii"), "Anonymous:")
+    return ProcessMemory(
+        name=status.partition("\n")[0].removeprefix("Name:\t"),
+        hwm_kib=_kib(status, "VmHWM:"),
+        rss_kib=_kib(status, "VmRSS:"),
+        anonymous_kib=anonymous,
+        cpu_ticks=int(stat[11]) + int(stat[12]),
+    )
 
 
 class FfmpegPeak:
@@ -70,34 +104,26 @@ class FfmpegPeak:
         return round(self.private_kib / 1024, 1)
 
     def sample(self) -> None:
-        ticks = os.sysconf("SC_CLK_TCK")
         for children in Path("/proc/self/task").glob("*/children"):
-            for pid in children.read_text("ascii").split():
+            for pid in map(int, children.read_text("ascii").split()):
                 try:
-                    status = Path(f"/proc/{pid}/status").read_text("ascii")
-                    if not status.startswith("Name:\tffmpeg\n"):
-                        continue
+                    now = process_memory(pid, private=False)
+                    if now.name != "ffmpeg" or now.rss_kib == 0:
+                        continue  # not ffmpeg, or exited and not yet reaped: nothing mapped
                     command = Path(f"/proc/{pid}/cmdline").read_text().split("\0")
-                    stat = Path(f"/proc/{pid}/stat").read_text("ascii")
-                    rss = _kib(status, "VmRSS:")
-                    if rss == 0:
-                        continue  # exited, not yet reaped: nothing mapped any more
                     private = None
-                    if rss > self._largest.get(int(pid), 0):
-                        self._largest[int(pid)] = rss
-                        rollup = Path(f"/proc/{pid}/smaps_rollup").read_text("ascii")
-                        private = _kib(rollup, "Anonymous:")
+                    if now.rss_kib > self._largest.get(pid, 0):
+                        self._largest[pid] = now.rss_kib
+                        private = process_memory(pid).anonymous_kib
                 except OSError:
                     continue  # already gone
-                peak = _kib(status, "VmHWM:")
-                fields = stat.rsplit(")", 1)[1].split()
                 run = self.runs.setdefault(ffmpeg_run_name(command), {})
-                run["peak_mib"] = max(run.get("peak_mib", 0.0), round(peak / 1024, 1))
-                run["cpu_s"] = round((int(fields[11]) + int(fields[12])) / ticks, 1)
+                run["peak_mib"] = max(run.get("peak_mib", 0.0), round(now.hwm_kib / 1024, 1))
+                run["cpu_s"] = round(now.cpu_s, 1)
                 if private is not None:
                     run["private_mib"] = max(run.get("private_mib", 0.0), round(private / 1024, 1))
-                if peak >= self.peak_kib:
-                    self.peak_kib = peak
+                if now.hwm_kib >= self.peak_kib:
+                    self.peak_kib = now.hwm_kib
                     self.private_kib = round(run.get("private_mib", 0.0) * 1024)
 
     async def _watch(self) -> None:

@@ -65,6 +65,7 @@ from recordings.processing import (
     finish_renditions,
     metered_lufs,
     rendition_arguments,
+    rendition_playlist,
     without_huge_pages,
 )
 
@@ -331,7 +332,7 @@ class LiveTranscoder:
                 tail = " | ".join(encoder.stderr)
                 raise RuntimeError(f"ffmpeg {encoder.rendition.name} exit {code}: {tail}")
         for encoder in self._encoders:
-            playlist = self.work / HLS_DIR / encoder.rendition.name / "index.m3u8"
+            playlist = rendition_playlist(self.work, encoder.rendition.name)
             await asyncio.to_thread(complete_playlist, playlist)
         achieved = metered_lufs("\n".join(self._encoders[0].summary))
         if achieved is not None:
@@ -552,7 +553,7 @@ async def renditions_from_live(
         shutil.rmtree(work, ignore_errors=True)
         return None
     has_low = "low" in state["renditions"]
-    low = work / HLS_DIR / "low" / "index.m3u8"
+    low = rendition_playlist(work, LOW.name)
     try:
         outputs = await finish_renditions(
             work,

@@ -100,6 +100,11 @@ KEPT = ("alerts", "preview", "preview_retired_at")
 Report = Callable[[float, str], Awaitable[None]]
 
 
+def rendition_playlist(work: Path, name: str) -> Path:
+    """Where a rendition run in ``work`` writes its media playlist."""
+    return work / HLS_DIR / name / "index.m3u8"
+
+
 def incomplete_note(outputs: dict[str, Any] | None) -> str:
     """Why a recording stops short (a full disk while recording), or ""."""
     for alert in (outputs or {}).get("alerts", []):
@@ -843,9 +848,7 @@ async def make_renditions(
                 duration_s=facts.duration_s,
                 report=_share(report, first, last),
             )
-            await asyncio.to_thread(
-                complete_playlist, work / HLS_DIR / rendition.name / "index.m3u8"
-            )
+            await asyncio.to_thread(complete_playlist, rendition_playlist(work, rendition.name))
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
@@ -856,7 +859,7 @@ async def make_renditions(
         renditions=[r.name for r in renditions],
         loudness=level,
         # the sprite from the low rendition's key frames, not by decoding the whole raw file
-        sprite_from=work / HLS_DIR / LOW.name / "index.m3u8" if facts.has_video else raw,
+        sprite_from=rendition_playlist(work, LOW.name) if facts.has_video else raw,
         key_frames_only=facts.has_video,
         report=report,
     )
@@ -898,7 +901,7 @@ async def finish_renditions(
             await report(0.92, "生成 MP4")
         await run_ffmpeg(
             [
-                "-i", str(work / HLS_DIR / "main" / "index.m3u8"),
+                "-i", str(rendition_playlist(work, MAIN.name)),
                 "-c", "copy", "-movflags", "+faststart", "-f", "mp4", str(work / MP4_NAME),
             ],
             duration_s=0,
