@@ -22,14 +22,14 @@ import argparse
 import asyncio
 import json
 import logging
-import statistics
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from streaming.bench import WARM_UP_S, bench_room
+from streaming.bench import WARM_UP_S, alternating, bench_room, median_runs
 from streaming.bench_tongke import parse_variant, tongke_sfu, variant_source
 
+GROUPED = ("variant", "subscribers")
 FIGURES = (
     "us_per_packet",
     "us_per_packet_marginal",
@@ -65,8 +65,7 @@ async def measure(
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="tongke-variants-") as work:
         for repetition in range(repeat):
-            order = variants if repetition % 2 == 0 else list(reversed(variants))
-            for variant, settings in order:
+            for variant, settings in alternating(variants, repetition):
                 name, source = variant_source(variant)
                 async with tongke_sfu(Path(work), settings, source) as open_room:
                     for count in subscribers:
@@ -90,24 +89,20 @@ async def measure(
 
 
 def table(runs: list[dict[str, Any]], variants: list[str], subscribers: list[int]) -> str:
+    rows = {(r["variant"], r["subscribers"]): r for r in median_runs(runs, by=GROUPED)}
     lines = ["| figure | subs | " + " | ".join(variants) + " |"]
     lines.append("|---|---:|" + "---:|" * len(variants))
     for figure in FIGURES:
         for count in subscribers:
             cells = []
             for name in variants:
-                values = [
-                    r[figure]
-                    for r in runs
-                    if r["variant"] == name
-                    and r["subscribers"] == count
-                    and r.get(figure) is not None
-                ]
-                cells.append(
-                    f"{statistics.median(values):g} ({min(values):g}–{max(values):g})"
-                    if values
-                    else "–"
-                )
+                row = rows.get((name, count), {})
+                value = row.get(figure)
+                if value is None:
+                    cells.append("–")
+                    continue
+                low, high = row["ranges"][figure]
+                cells.append(f"{value:g} ({low:g}–{high:g})")
             lines.append(f"| {figure} | {count} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -65,16 +65,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard, TypeVar
 
 from common.logging import get_logger
 from streaming.runtime import runqueue_wait_s
 
 log = get_logger(__name__)
+T = TypeVar("T")
 
 WARM_UP_S = 3.0
 BASELINE_S = 5.0
@@ -689,6 +690,7 @@ async def run_bench(
     sfus: tuple[str, ...] = SFUS,
     relay_max_subscribers: int = 32,
     warm_up: float = WARM_UP_S,
+    repeat: int = 1,
     on_run: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """Every (sfu, resolution, subscribers) run: ``{"runs": [...], "skipped": [...]}``.
@@ -696,6 +698,12 @@ async def run_bench(
     MediaRelay runs above ``relay_max_subscribers`` are skipped: at about 10 % of a core per
     subscriber it saturates a 2-core machine near 32 and would only starve everything else.
     ``on_run`` sees each run (or skip) as soon as it is done.
+
+    With ``repeat`` > 1 every SFU is measured that many times, each time in a fresh process
+    and in alternating order (A B, B A, ...), so that a change of the machine's load weighs
+    on every SFU alike: ``runs`` then holds one row per (sfu, resolution, subscribers), each
+    figure the median over the repetitions with its ``ranges`` (``median_runs``), and
+    ``repeats`` every single run (its ``repetition`` from 1).
     """
     import logging
 
@@ -703,19 +711,26 @@ async def run_bench(
     logging.getLogger("aioice").setLevel(logging.ERROR)
     runs: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
+    measured: list[str] = []
+    for sfu in sfus:
+        reason = unavailable(sfu)
+        if reason is None:
+            measured.append(sfu)
+            continue
+        log.warning("bench_sfu_skipped", sfu=sfu, reason=reason)
+        skipped.append({"sfu": sfu, "reason": reason})
     with tempfile.TemporaryDirectory(prefix="tongke-bench-") as work:
         work_dir = Path(work)
-        for sfu in sfus:
-            reason = unavailable(sfu)
-            if reason is not None:
-                log.warning("bench_sfu_skipped", sfu=sfu, reason=reason)
-                skipped.append({"sfu": sfu, "reason": reason})
-                continue
+        for repetition, sfu in (
+            (r, sfu) for r in range(repeat) for sfu in alternating(measured, r)
+        ):
             async with AsyncExitStack() as stack:
                 open_room = await stack.enter_async_context(sfu_under_test(sfu)(work_dir))
                 for resolution in resolutions:
                     for count in subscribers:
                         if sfu == "mediarelay" and count > relay_max_subscribers:
+                            if repetition > 0:
+                                continue  # noted once
                             skipped.append(
                                 {
                                     "sfu": sfu,
@@ -733,10 +748,62 @@ async def run_bench(
                             seconds=seconds,
                             warm_up=warm_up,
                         )
+                        if repeat > 1:
+                            run["repetition"] = repetition + 1
                         runs.append(run)
                         if on_run is not None:
                             on_run(run)
+    if repeat > 1:
+        return {"runs": median_runs(runs), "repeats": runs, "skipped": skipped}
     return {"runs": runs, "skipped": skipped}
+
+
+def alternating(items: Sequence[T], repetition: int) -> list[T]:
+    """The order of ``items`` in repetition ``repetition`` (from 0): as given, then reversed,
+    and so on (A B, B A, A B, ...), so each item runs as often first as last."""
+    return list(items) if repetition % 2 == 0 else list(reversed(items))
+
+
+GROUPED_BY = ("sfu", "resolution", "subscribers")
+
+
+def median_runs(
+    runs: list[dict[str, Any]], *, by: tuple[str, ...] = GROUPED_BY
+) -> list[dict[str, Any]]:
+    """One row per group of ``runs`` (the same values of ``by``, in the order first seen):
+    each number the median over the group's runs that have it (None if none has), with
+    ``ranges[figure] = [min, max]``; ``repeats``: how many runs; other values from the first
+    run. The JSON shape of a single run, so a reader of ``runs`` needs no other code."""
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for run in runs:
+        groups.setdefault(tuple(run.get(key) for key in by), []).append(run)
+    rows: list[dict[str, Any]] = []
+    for members in groups.values():
+        row: dict[str, Any] = {}
+        ranges: dict[str, list[float]] = {}
+        for key in dict.fromkeys(k for run in members for k in run):
+            if key in by or key == "repetition":
+                row[key] = members[0].get(key)
+                continue
+            values = [run.get(key) for run in members]
+            numbers = [v for v in values if _is_number(v)]
+            if numbers:
+                middle = statistics.median(numbers)
+                row[key] = round(middle, 4) if isinstance(middle, float) else middle
+                ranges[key] = [min(numbers), max(numbers)]
+            elif all(v is None or _is_number(v) for v in values):
+                row[key] = None
+            else:
+                row[key] = members[0].get(key)
+        row.pop("repetition", None)
+        row["repeats"] = len(members)
+        row["ranges"] = ranges
+        rows.append(row)
+    return rows
+
+
+def _is_number(value: object) -> TypeGuard[float]:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 async def run_soak(

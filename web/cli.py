@@ -435,6 +435,30 @@ def _bench_soak(
         typer.echo(f"已写入 {json_path}")
 
 
+MEDIAN_COLUMNS = (
+    "cpu_percent_per_subscriber", "us_per_packet", "delay_ms_p50", "delay_ms_p99",
+    "first_frame_ms", "delivered_ratio",
+)  # fmt: skip
+
+
+def _median_table(rows: list[dict[str, Any]]) -> str:
+    """`bench sfu --repeat`'s closing table: per SFU, resolution and subscribers, the median
+    of each headline figure with its range."""
+
+    def cell(row: dict[str, Any], column: str) -> str:
+        value = row.get(column)
+        if value is None:
+            return "–"
+        low, high = row["ranges"].get(column, (value, value))
+        return f"{value:g} ({low:g}–{high:g})"
+
+    lines = ["  ".join(["sfu", "resolution", "subscribers", *MEDIAN_COLUMNS])]
+    for row in rows:
+        cells = [str(row["sfu"]), str(row["resolution"]), str(row["subscribers"])]
+        lines.append("  ".join(cells + [cell(row, c) for c in MEDIAN_COLUMNS]))
+    return "\n".join(lines)
+
+
 @bench_app.command("sfu")
 def bench_sfu(
     subscribers: Annotated[str, typer.Option(help="订阅者人数，逗号分隔")] = "1,8,32,64",
@@ -447,6 +471,12 @@ def bench_sfu(
         int, typer.Option(help="MediaRelay（逐路重新编码）最多测到的订阅者人数")
     ] = 32,
     warm_up: Annotated[float, typer.Option(help="发布与加入后的预热秒数")] = 3.0,
+    repeat: Annotated[
+        int,
+        typer.Option(
+            help="重复轮数：每轮各 SFU 重新启动、顺序交替（A B、B A…），最后给出中位数与范围"
+        ),
+    ] = 1,
     json_path: Annotated[str | None, typer.Option("--json", help="结果写入的 JSON 文件")] = None,
     netns: Annotated[
         bool, typer.Option("--netns/--no-netns", help="在私有网络命名空间中运行（需 root）")
@@ -488,15 +518,21 @@ def bench_sfu(
         _fail("订阅者人数须为正整数")
     if soak_minutes < 0:
         _fail("长时间运行分钟数不能为负")
+    if repeat < 1:
+        _fail("重复轮数须为正整数")
+    if repeat > 1 and soak_minutes:
+        _fail("长时间运行只测一轮，不能与 --repeat 同用")
     if soak_minutes:
         _bench_soak(chosen[0], sizes[0], counts[0], soak_minutes, json_path)
         return
-    columns = (
+    columns: tuple[str, ...] = (
         "sfu", "resolution", "subscribers", "cpu_percent", "cpu_percent_per_subscriber",
         "us_per_packet", "delay_ms_p50", "delay_ms_p99", "first_frame_ms", "connected_ms",
         "late_join_first_frame_ms", "delivered_ratio", "memory_mib_per_subscriber",
         "publisher_kbps", "sfu_loop_lag_ms_p99", "sfu_loop_lag_own_ms_p99", "sfu_cpu_wait_percent",
     )  # fmt: skip
+    if repeat > 1:
+        columns = ("repetition", *columns)
     typer.echo("  ".join(f"{c:>12}" for c in columns))
 
     def print_run(run: dict[str, Any]) -> None:
@@ -510,9 +546,13 @@ def bench_sfu(
             sfus=chosen,
             relay_max_subscribers=relay_max_subscribers,
             warm_up=warm_up,
+            repeat=repeat,
             on_run=print_run,
         )
     )
+    if repeat > 1:
+        typer.echo(f"\n{repeat} 轮的中位数（最小–最大）：")
+        typer.echo(_median_table(result["runs"]))
     for skip in result["skipped"]:
         where = f" {skip['resolution']} × {skip['subscribers']}" if "subscribers" in skip else ""
         typer.echo(f"跳过 {skip['sfu']}{where}：{skip['reason']}")
