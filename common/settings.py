@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SECRET_KEY = "change-me-in-production"
@@ -41,6 +41,13 @@ class Settings(BaseSettings):
     # STUN/TURN for browsers and the SFU; none needed when everyone reaches the server directly
     # (the embedded demo). Compose sets coturn here.
     ice_servers: list[dict[str, Any]] = Field(default_factory=list)
+    # TURN for browsers with credentials minted per user that expire (streaming.ice): these
+    # URLs ("turn:HOST:3478?transport=udp", ...) and the secret coturn has as
+    # static-auth-secret. A credential must outlive the longest peer connection made with it:
+    # coturn refuses to refresh an allocation once its name's expiry has passed.
+    turn_urls: list[str] = Field(default_factory=list)
+    turn_secret: SecretStr | None = None
+    turn_credential_ttl_seconds: int = Field(default=24 * 3600, ge=600, le=7 * 24 * 3600)
     # Rooms follow the timetable: a sync lesson's room opens this long before the lead's bell
     # and closes this long after the last classroom's bell. None: on, except in tests.
     lesson_scheduler: bool | None = None
@@ -156,6 +163,17 @@ class Settings(BaseSettings):
             and self.sfu_udp_port_min > self.sfu_udp_port_max
         ):
             raise ValueError("set TONGKE_SFU_UDP_PORT_MIN <= TONGKE_SFU_UDP_PORT_MAX, or neither")
+        if bool(self.turn_urls) != (self.turn_secret is not None):
+            raise ValueError("set TONGKE_TURN_URLS and TONGKE_TURN_SECRET together, or neither")
+        if bad := [url for url in self.turn_urls if not url.startswith(("turn:", "turns:"))]:
+            raise ValueError(f"TONGKE_TURN_URLS takes turn: or turns: URLs, not {bad[0]!r}")
+        if (
+            self.environment == "production"
+            and self.turn_secret is not None
+            and len(self.turn_secret.get_secret_value()) < 32
+        ):
+            # every credential is an HMAC of a known name: a short secret falls to a search
+            raise ValueError("TONGKE_TURN_SECRET must be at least 32 random characters")
         if self.sfu_workers and not self.redis_url:
             raise ValueError("TONGKE_SFU_WORKERS needs TONGKE_REDIS_URL (rooms are routed there)")
         return self

@@ -304,6 +304,29 @@ def sfu(
     )
 
 
+@app.command("turn-credential")
+def turn_credential_command(
+    hours: Annotated[float, typer.Option(help="有效小时数")] = 1.0,
+) -> None:
+    """Print a TURN username and password for checking the relay from a school's network
+    (e.g. in a browser's trickle-ICE page), minted like a user's and expiring by itself."""
+    import time
+
+    from streaming.ice import turn_credential
+
+    settings = get_settings()
+    if not settings.turn_urls or settings.turn_secret is None:
+        _fail("未配置 TURN：请设置 TONGKE_TURN_URLS 和 TONGKE_TURN_SECRET")
+        return
+    if not 0 < hours <= 24:
+        _fail("有效小时数须在 0 到 24 之间")
+    expires_at = int(time.time() + hours * 3600)
+    username = f"{expires_at}:check"
+    typer.echo("\n".join(settings.turn_urls))
+    typer.echo(f"username: {username}")
+    typer.echo(f"password: {turn_credential(settings.turn_secret.get_secret_value(), username)}")
+
+
 @recordings_app.command("expire")
 def recordings_expire() -> None:
     """Delete the files of recordings past their alliance's retention rule (run daily)."""

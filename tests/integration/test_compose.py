@@ -19,6 +19,10 @@ from typing import Any
 
 import pytest
 
+from common.accounts.permissions import Principal
+from common.settings import Settings
+from streaming.ice import browser_ice_servers, turn_credential
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 ENV_EXAMPLE = REPO_ROOT / ".env.example"
@@ -28,7 +32,7 @@ TURNSERVER_CONF = REPO_ROOT / "deploy" / "turnserver.conf"
 REQUIRED_VARIABLES: dict[str, str] = {
     "TONGKE_SECRET_KEY": "k" * 48,
     "POSTGRES_PASSWORD": "postgres-password-for-tests",
-    "TURN_PASSWORD": "turn-password-for-tests",
+    "TURN_SECRET": "turn-secret-for-the-compose-tests-0123456789",
     "PUBLIC_IP": "203.0.113.10",
 }
 # Host variables that would leak into interpolation or change which files compose reads.
@@ -259,7 +263,9 @@ def test_app_processes_wait_for_healthy_postgres_redis_and_migrations(
 
 
 @pytest.mark.parametrize("process", APP_PROCESSES)
-def test_app_processes_share_one_configuration(resolved: dict[str, Any], process: str) -> None:
+def test_app_processes_share_one_configuration(
+    resolved: dict[str, Any], process: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     environment = resolved["services"][process]["environment"]
 
     assert environment["TONGKE_ENVIRONMENT"] == "production"
@@ -268,9 +274,18 @@ def test_app_processes_share_one_configuration(resolved: dict[str, Any], process
     assert environment["TONGKE_DATABASE_URL"].endswith("@postgres:5432/tongke")
     assert environment["TONGKE_REDIS_URL"] == "redis://redis:6379/0"
     assert environment["TONGKE_MEDIA_ROOT"] == MEDIA_ROOT
-    ice_servers = json.loads(environment["TONGKE_ICE_SERVERS"])
-    assert ice_servers[0]["credential"] == REQUIRED_VARIABLES["TURN_PASSWORD"]
-    assert any(url.startswith("turn:203.0.113.10:3478") for url in ice_servers[0]["urls"])
+    # STUN for everyone; TURN only with credentials the app mints from coturn's own secret
+    assert json.loads(environment["TONGKE_ICE_SERVERS"]) == [{"urls": ["stun:203.0.113.10:3478"]}]
+    for key, value in environment.items():
+        monkeypatch.setenv(key, str(value))
+    settings = Settings(_env_file=None)
+    (turn,) = browser_ice_servers(settings, Principal(account_id=5, role="teacher"))[1:]
+    assert all(url.startswith("turn:203.0.113.10:3478") for url in turn["urls"])
+    secret = REQUIRED_VARIABLES["TURN_SECRET"]
+    assert turn["credential"] == turn_credential(secret, turn["username"])
+    coturn = resolved["services"]["coturn"]["command"]
+    assert f"--static-auth-secret={secret}" in coturn
+    assert not any(argument.startswith("--user") for argument in coturn)
 
 
 def test_state_lives_in_named_volumes(resolved: dict[str, Any]) -> None:

@@ -61,6 +61,7 @@ from streaming.access import (
     MEETING_OPENS_BEFORE,
     lesson_identity,
 )
+from streaming.ice import browser_ice_servers
 from streaming.lifecycle import lesson_occurrences
 from web.deps import (
     SESSION_COOKIE,
@@ -799,9 +800,13 @@ def _visible_groups(session: Session, principal: Principal) -> list[SyncGroup]:
 
 
 @router.get("/api/webrtc/ice-servers")
-def ice_servers(principal: CurrentPrincipal, settings: SettingsDep) -> list[dict[str, Any]]:
-    """The STUN/TURN servers for a browser's RTCPeerConnection (credentials: signed-in only)."""
-    return settings.ice_servers
+async def ice_servers(
+    principal: CurrentPrincipal, settings: SettingsDep, response: Response
+) -> list[dict[str, Any]]:
+    """The STUN/TURN servers for a browser's RTCPeerConnection (signed-in only), with TURN
+    credentials minted for this user (``streaming.ice``); never cached on the way."""
+    response.headers["Cache-Control"] = "no-store"
+    return browser_ice_servers(settings, principal)
 
 
 @router.get("/lessons", response_class=HTMLResponse)

@@ -8,6 +8,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from streaming.ice import turn_credential
 from tests.conftest import DEMO_PASSWORD, DemoDatabase, bearer, make_test_app
 
 
@@ -105,3 +106,29 @@ def test_malformed_json_is_a_clear_422(client: TestClient) -> None:
     response = client.post("/api/schools", content=b"{not json", headers=headers)
     assert response.status_code == 422
     assert response.json()["error"]["message"].startswith("请求数据无效")
+
+
+def test_ice_servers_give_signed_in_staff_a_turn_credential_of_their_own(
+    sqlite_db: DemoDatabase, tmp_path: Path
+) -> None:
+    secret = "turn-secret-for-the-page-tests-0123456789"
+    app = make_test_app(
+        sqlite_db,
+        tmp_path,
+        ice_servers=[{"urls": ["stun:203.0.113.10:3478"]}],
+        turn_urls=["turn:203.0.113.10:3478?transport=udp"],
+        turn_secret=secret,
+    )
+    with TestClient(app) as client:
+        assert client.get("/api/webrtc/ice-servers").status_code == 401
+        teacher = client.get("/api/webrtc/ice-servers", headers=bearer(client, "teacher-wang"))
+        other = client.get("/api/webrtc/ice-servers", headers=bearer(client, "teacher-lei"))
+        pupil = client.get("/api/webrtc/ice-servers", headers=bearer(client, "student-cy-4-1"))
+    assert teacher.status_code == 200 and teacher.headers["cache-control"] == "no-store"
+    stun, turn = teacher.json()
+    assert stun == {"urls": ["stun:203.0.113.10:3478"]}
+    assert turn["urls"] == ["turn:203.0.113.10:3478?transport=udp"]
+    assert turn["credential"] == turn_credential(secret, turn["username"])
+    # each account its own name (coturn's log and per-user quota), no static password shared
+    assert other.json()[1]["username"].split(":")[1] != turn["username"].split(":")[1]
+    assert pupil.json() == [stun]

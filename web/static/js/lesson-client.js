@@ -65,11 +65,16 @@ export function videoTile(attributes, caption = "", { hidden = false } = {}) {
   return { figure, video, label };
 }
 
+// TURN credentials are minted per user and expire (a day by default); a kiosk page stays open
+// for days, so a connection made later asks again rather than reuse an expired one.
+const ICE_SERVERS_KEPT_MS = 10 * 60 * 1000;
 let iceServersPromise = null;
+let iceServersFetchedAt = 0;
 
-/** The STUN/TURN servers from the app's settings (fetched once per page). */
+/** The STUN/TURN servers for this user (fetched again after ICE_SERVERS_KEPT_MS). */
 export function iceServers(token) {
-  if (!iceServersPromise) {
+  if (!iceServersPromise || Date.now() - iceServersFetchedAt > ICE_SERVERS_KEPT_MS) {
+    iceServersFetchedAt = Date.now();
     iceServersPromise = api("/api/webrtc/ice-servers", { token }).catch(() => {
       iceServersPromise = null;
       return [];

@@ -1,0 +1,60 @@
+"""ICE servers for browsers: the configured STUN/TURN list, plus TURN credentials minted per
+signed-in user that expire on their own (the TURN REST API's shared-secret scheme, which
+coturn checks with ``use-auth-secret`` / ``static-auth-secret``).
+
+A static TURN user shared by every browser is a password that never expires, handed to
+every account that can sign in: anyone who once had a login could relay through the
+school's server for good. A minted credential names its user and its end
+(``<expiry>:<who>``), and its password is the HMAC-SHA1 of that name under the secret the
+app and coturn share: coturn needs no user database, a leaked credential dies by itself,
+and coturn's per-user quota now means something. Pupils get none: they take part in no live
+media (they replay lessons), so they get no relay.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+from typing import Any
+
+from common.accounts.permissions import Principal
+from common.settings import Settings
+
+# roles that never join live media (a pupil replays lessons)
+NO_RELAY_ROLES = frozenset({"student"})
+
+
+def turn_credential(secret: str, username: str) -> str:
+    """The password coturn expects for ``username`` under ``static-auth-secret``."""
+    digest = hmac.new(secret.encode(), username.encode(), hashlib.sha1).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+def turn_username(principal: Principal, *, expires_at: int) -> str:
+    """``<unix expiry>:<role>-<id>``: coturn reads the expiry before the colon; the rest names
+    the account (or classroom terminal) in coturn's log and for its per-user quota."""
+    who = principal.terminal_id if principal.role == "terminal" else principal.account_id
+    return f"{expires_at}:{principal.role}-{who}"
+
+
+def browser_ice_servers(
+    settings: Settings, principal: Principal, *, now: float | None = None
+) -> list[dict[str, Any]]:
+    """What a browser's RTCPeerConnection gets: ``settings.ice_servers`` as configured, then,
+    with ``turn_urls`` and ``turn_secret`` set, those URLs with a credential minted for
+    ``principal`` valid for ``turn_credential_ttl_seconds`` (none for ``NO_RELAY_ROLES``)."""
+    servers = list(settings.ice_servers)
+    if not settings.turn_urls or settings.turn_secret is None:
+        return servers
+    if principal.role in NO_RELAY_ROLES:
+        return servers
+    expires_at = int(now if now is not None else time.time()) + settings.turn_credential_ttl_seconds
+    username = turn_username(principal, expires_at=expires_at)
+    secret = settings.turn_secret.get_secret_value()
+    credential = turn_credential(secret, username)
+    servers.append(
+        {"urls": list(settings.turn_urls), "username": username, "credential": credential}
+    )
+    return servers
