@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     # coturn refuses to refresh an allocation once its name's expiry has passed.
     turn_urls: list[str] = Field(default_factory=list)
     turn_secret: SecretStr | None = None
-    turn_credential_ttl_seconds: int = Field(default=24 * 3600, ge=600, le=7 * 24 * 3600)
+    turn_credential_ttl_seconds: int = Field(default=24 * 3600, ge=3600, le=7 * 24 * 3600)
     # Rooms follow the timetable: a sync lesson's room opens this long before the lead's bell
     # and closes this long after the last classroom's bell. None: on, except in tests.
     lesson_scheduler: bool | None = None
