@@ -163,7 +163,12 @@ class SyntheticLessonTrack(MediaStreamTrack):
 
 
 class ToneTrack(MediaStreamTrack):
-    """A continuous sine tone, 20 ms per frame, mono 48 kHz."""
+    """A continuous sine tone, 20 ms per frame, mono 48 kHz.
+
+    Paced by the wall clock, but on a loaded machine it falls behind it: aiortc's sender
+    encodes each frame on a worker thread before asking for the next, and once that round
+    trip nears 20 ms the tone lags further every frame (a real microphone does not).
+    """
 
     kind = "audio"
 
@@ -174,6 +179,16 @@ class ToneTrack(MediaStreamTrack):
         self._samples = int(AUDIO_RATE * AUDIO_PTIME)
         self._sent = 0
         self._start: float | None = None
+
+    @property
+    def samples_sent(self) -> int:
+        """Samples handed to the sender so far (on a loaded machine fewer than wall time)."""
+        return self._sent
+
+    @property
+    def started_at(self) -> float | None:
+        """``time.monotonic()`` of the first frame, None before it."""
+        return self._start
 
     async def recv(self) -> AudioFrame:
         if self.readyState != "live":
@@ -288,6 +303,7 @@ class ClassroomBot:
         self.tone_hz = tone_hz
         self.amplitude = amplitude
         self.tone: ToneTrack | None = None  # set the amplitude to 0 to fall silent
+        self.camera: SyntheticLessonTrack | None = None
         self.board = board
         self.size = (width, height, fps)
         # max-bundle: see streaming.sfu.participant
@@ -391,6 +407,8 @@ class ClassroomBot:
                     if line["name"] == "board":
                         label += " 板书"
                     track = SyntheticLessonTrack(label, width=width, height=height, fps=fps)
+                    if line["name"] == "camera":
+                        self.camera = track
                 self._outgoing.append(track)
                 transceiver = pc.addTransceiver(track, direction="sendonly")
             else:
