@@ -527,6 +527,12 @@ def _period_today(session: Session, lesson_id: int, today: date) -> int | None:
     return periods[0] if len(periods) == 1 else None
 
 
+# A stopping process lets its live transcoders encode the lesson's tail this long (the feed
+# trails the recorder by seconds, rarely more): inside the SFU's 40 s stop grace with the
+# meetings' 20 s (docker-compose.yml)
+LIVE_FINISH_GRACE_S = 10.0
+
+
 @dataclass
 class ActiveRecordings:
     """The recorders running in this process, by recording id (one per sync group at a time)."""
@@ -576,6 +582,23 @@ class ActiveRecordings:
             yield
         finally:
             self.starting.discard(sync_group_id)
+
+    async def close(self, *, grace_s: float = LIVE_FINISH_GRACE_S) -> None:
+        """The process stops (after its rooms closed): every recorder stops (its processing
+        queued as ever), the live transcoders get ``grace_s`` to encode the lesson's tail, then
+        are cancelled, which kills their ffmpeg (the job then transcodes after the end). Without
+        this a stop left them encoding: uvicorn re-raises SIGTERM once the lifespan is over and
+        the process died with its encoders running, orphaned."""
+        recorders = list(self.by_id.values())
+        await asyncio.gather(*(recorder.stop() for recorder in recorders), return_exceptions=True)
+        transcoders = list(self.transcoders.values())
+        if transcoders and grace_s > 0:
+            ending = [asyncio.ensure_future(transcoder.wait()) for transcoder in transcoders]
+            await asyncio.wait(ending, timeout=grace_s)
+        for transcoder in transcoders:
+            if transcoder.outcome is None:
+                log.warning("live_hls_cancelled_at_stop", raw=str(transcoder.raw))
+            await transcoder.cancel()
 
     def forget(self, recording_id: int) -> None:
         self.by_id.pop(recording_id, None)

@@ -309,6 +309,8 @@ class SfuWorker:
         if self._scheduler is not None:
             await self._scheduler.stop()
         await self.rooms.close_all()  # releases the claims: other workers may take the rooms
+        if self._recording is not None:
+            await self._recording.active.close()  # no live encoder outlives the worker
         with contextlib.suppress(RedisError):
             await self.cluster.deregister(self.worker_id)  # no new joins routed here
         if self._meetings is not None and self._meetings.recordings is not None:

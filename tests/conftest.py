@@ -21,7 +21,7 @@ from research.demo import seed_research
 from tests.fixtures.loop_guard import DB_LOOP_GUARD_SETTINGS, caught_in
 from web.app import create_app
 
-pytest_plugins = ["tests.fixtures.servers", "tests.fixtures.recordings"]
+pytest_plugins = ["tests.fixtures.servers", "tests.fixtures.recordings", "tests.fixtures.processes"]
 
 DEMO_PASSWORD = "tongke-demo"
 

@@ -148,6 +148,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if app.state.daily_jobs is not None:
                 await app.state.daily_jobs.stop()
             await app.state.rooms.close_all()
+            await app.state.recordings.close()  # no live encoder outlives the process
             # previews in flight: finished within their grace, what is left to the next start
             if app.state.meeting_recordings is not None:
                 await app.state.meeting_recordings.close()

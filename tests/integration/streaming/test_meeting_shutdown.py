@@ -1,13 +1,16 @@
 """A graceful stop of the SFU worker (SIGTERM, a deploy) during a 教研 meeting's recording: the
 finishing runs to its end within the grace, so the recording is ready on its preview, its
 composition queued, when the stop returns; whether the host pressed 停止录制 just before, or
-the recording stops with the room as the worker closes it. The worker as ``tongke sfu`` runs
-it (started, its rooms claimed in a real redis-server, its jobs queued there), two aiortc
-teacher bots in its meeting room, a real SQLite file.
+the recording stops with the room as the worker closes it. During a lesson recorded with live
+HLS: no ffmpeg of the live transcoder is left running when the stop returns. The worker as
+``tongke sfu`` runs it (started, its rooms claimed in a real redis-server, its jobs queued
+there), aiortc bots in its rooms, a real SQLite file.
 """
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,7 +20,9 @@ from common.jobs import make_job_queue
 from recordings.meeting_preview import PREVIEW_DIR, PREVIEW_NAME, chunk_path
 from recordings.meetings import PREVIEW_MESSAGE, MeetingRecordings
 from recordings.models import Recording
+from recordings.service import new_recording_for_sync_group
 from research.models import ResearchSession
+from streaming.access import lesson_room_id
 from streaming.worker import SfuWorker
 from tests.conftest import DemoDatabase
 from tests.fixtures.classrooms import Classrooms, eventually
@@ -80,6 +85,48 @@ async def test_a_graceful_worker_stop_finishes_the_meeting_recording_first(
             assert (await jobs.status(row.job_id)).state == "queued"
         finally:
             await jobs.close()
+    finally:
+        await classrooms.stop_all()
+        if not stopped:
+            await worker.stop()
+
+
+def _new_recording(db: DemoDatabase, sync_group_id: int) -> int:
+    with db.sessions() as session, session.begin():
+        return new_recording_for_sync_group(session, sync_group_id=sync_group_id).id
+
+
+async def test_a_graceful_worker_stop_leaves_no_live_encoder_running(
+    redis_server: str, sqlite_db: DemoDatabase, tmp_path: Path
+) -> None:
+    """uvicorn re-raises SIGTERM once the worker's stop returns, and the process dies at once:
+    a live transcoder's ffmpeg still running then was orphaned (seen in the suite: both
+    renditions' ffmpeg outlived their worker)."""
+    settings = sweeper_settings(redis_server, sqlite_db, tmp_path / "media")
+    worker = SfuWorker(
+        settings, worker_id="deployed", url="http://127.0.0.1:9", register_jobs=register_all
+    )
+    await worker.start()
+    target = worker.recording_target()
+    # a host slot of its own (the default folder is the host's), not niced on a loaded machine
+    target.active.live_hls = replace(target.active.live_hls, slots_dir=tmp_path / "slots", nice=0)
+    group = 4
+    classrooms = Classrooms(worker.rooms, default_room=lesson_room_id(group))
+    stopped = False
+    try:
+        recording_id = await asyncio.to_thread(_new_recording, sqlite_db, group)
+        status, body = await worker.record({"recording_id": recording_id, "sync_group_id": group})
+        assert status == 200, body
+        classrooms.start("lead", "lead", width=320, height=180, fps=15)
+        transcoder = target.active.transcoders[recording_id]
+        await eventually(lambda: transcoder.media_s > 0, timeout=30)
+        encoders = transcoder.encoder_pids
+        assert len(encoders) == 2  # main and low
+
+        await worker.stop()  # what uvicorn's shutdown runs at SIGTERM
+        stopped = True
+        assert [pid for pid in encoders if Path(f"/proc/{pid}").exists()] == []
+        assert transcoder.outcome is not None  # ended, the tail encoded or cut at the grace
     finally:
         await classrooms.stop_all()
         if not stopped:
