@@ -110,16 +110,27 @@ class DepacketizerStats:
     malformed: int = 0
 
 
+# How long a frame missing a packet waits for the SFU's repair. The SFU NACKs a gap at once
+# and again every 250 ms, so the packet comes back a round trip later, or one more attempt
+# later if the NACK or its answer was lost too; a rural school's uplink has 100-300 ms round
+# trips. A recording may lag: waiting costs nothing a viewer sees, while giving up drops the
+# frame and every frame after it until the next keyframe.
+REORDER_WINDOW_S = 1.0
+
+
 class Vp8Depacketizer:
     """Collects a frame's packets (same timestamp, from the S bit to the marker bit) and emits
     complete frames in timestamp order.
 
     A frame still incomplete ``reorder_window_s`` after its first packet, with a newer frame
-    waiting behind it, is lost: it is dropped, and so is every frame until the next keyframe
-    (``needs_keyframe`` tells the owner to ask the publisher for one).
+    waiting behind it (or ``max_pending`` frames), is lost: it is dropped, and so is every
+    frame until the next keyframe (``needs_keyframe`` tells the owner to ask the publisher
+    for one).
     """
 
-    def __init__(self, *, reorder_window_s: float = 0.15, max_pending: int = 60) -> None:
+    def __init__(
+        self, *, reorder_window_s: float = REORDER_WINDOW_S, max_pending: int = 60
+    ) -> None:
         self.reorder_window_s = reorder_window_s
         self.max_pending = max_pending
         self.stats = DepacketizerStats()
