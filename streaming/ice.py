@@ -32,11 +32,21 @@ def turn_credential(secret: str, username: str) -> str:
     return base64.b64encode(digest).decode("ascii")
 
 
-def turn_username(principal: Principal, *, expires_at: int) -> str:
-    """``<unix expiry>:<role>-<id>``: coturn reads the expiry before the colon; the rest names
-    the account (or classroom terminal) in coturn's log and for its per-user quota."""
+def principal_name(principal: Principal) -> str:
+    """``<role>-<id>``: the account (or classroom terminal) a credential is for, as coturn's
+    log and its per-user quota see it."""
     who = principal.terminal_id if principal.role == "terminal" else principal.account_id
-    return f"{expires_at}:{principal.role}-{who}"
+    return f"{principal.role}-{who}"
+
+
+def turn_server(settings: Settings, who: str, *, expires_at: int) -> dict[str, Any]:
+    """The TURN entry of an ICE server list: ``settings.turn_urls`` with username
+    ``<unix expiry>:<who>`` (coturn reads the expiry before the colon) and its password."""
+    if settings.turn_secret is None:
+        raise ValueError("TURN is not configured (TONGKE_TURN_URLS, TONGKE_TURN_SECRET)")
+    username = f"{expires_at}:{who}"
+    credential = turn_credential(settings.turn_secret.get_secret_value(), username)
+    return {"urls": list(settings.turn_urls), "username": username, "credential": credential}
 
 
 def browser_ice_servers(
@@ -51,10 +61,5 @@ def browser_ice_servers(
     if principal.role in NO_RELAY_ROLES:
         return servers
     expires_at = int(now if now is not None else time.time()) + settings.turn_credential_ttl_seconds
-    username = turn_username(principal, expires_at=expires_at)
-    secret = settings.turn_secret.get_secret_value()
-    credential = turn_credential(secret, username)
-    servers.append(
-        {"urls": list(settings.turn_urls), "username": username, "credential": credential}
-    )
+    servers.append(turn_server(settings, principal_name(principal), expires_at=expires_at))
     return servers

@@ -312,19 +312,17 @@ def turn_credential_command(
     (e.g. in a browser's trickle-ICE page), minted like a user's and expiring by itself."""
     import time
 
-    from streaming.ice import turn_credential
+    from streaming.ice import turn_server
 
     settings = get_settings()
     if not settings.turn_urls or settings.turn_secret is None:
         _fail("未配置 TURN：请设置 TONGKE_TURN_URLS 和 TONGKE_TURN_SECRET")
-        return
     if not 0 < hours <= 24:
         _fail("有效小时数须在 0 到 24 之间")
-    expires_at = int(time.time() + hours * 3600)
-    username = f"{expires_at}:check"
-    typer.echo("\n".join(settings.turn_urls))
-    typer.echo(f"username: {username}")
-    typer.echo(f"password: {turn_credential(settings.turn_secret.get_secret_value(), username)}")
+    server = turn_server(settings, "check", expires_at=int(time.time() + hours * 3600))
+    typer.echo("\n".join(server["urls"]))
+    typer.echo(f"username: {server['username']}")
+    typer.echo(f"password: {server['credential']}")
 
 
 @recordings_app.command("expire")
