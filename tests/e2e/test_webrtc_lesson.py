@@ -152,6 +152,24 @@ def wait_for(
     return value
 
 
+def falls_silent(
+    what: str, probe: Callable[[], int], quiet_for: float = 2.0, timeout: float = 15
+) -> int:
+    """Wait until ``probe()`` stops growing for ``quiet_for`` seconds (what is queued has
+    arrived; seconds under load) and return it; fail if it still grows after ``timeout``."""
+    start = time.monotonic()
+    first = last = probe()
+    since = start
+    while time.monotonic() - since < quiet_for:
+        if time.monotonic() - start > timeout:
+            pytest.fail(f"{what}: still growing after {timeout} s, from {first} to {probe()}")
+        time.sleep(0.25)
+        value = probe()
+        if value != last:
+            last, since = value, time.monotonic()
+    return last
+
+
 def slot_stats(page: Page, connection: str | None = None) -> dict[str, dict[str, int]]:
     if connection is None:
         stats: dict[str, dict[str, int]] = page.evaluate(SLOT_STATS)
