@@ -10,14 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
-import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from aioice import stun
 from aioice.stun import TransactionFailed
 from aioice.turn import create_turn_endpoint
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCIceServer
@@ -28,6 +24,7 @@ from common.accounts.permissions import Principal
 from common.settings import Settings, get_settings
 from streaming.bots import ClassroomBot
 from streaming.ice import browser_ice_servers, turn_credential
+from tests.fixtures.coturn import running_coturn
 from web.cli import app
 
 pytestmark = [
@@ -35,48 +32,16 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("turnserver") is None, reason="coturn is not installed"),
 ]
 
-TURNSERVER_CONF = Path(__file__).resolve().parents[3] / "deploy" / "turnserver.conf"
-LOOPBACK_DENIED = "denied-peer-ip=127.0.0.0-127.255.255.255"
 SECRET = "turn-secret-for-the-tests-0123456789abcdef"
 TEACHER = Principal(account_id=7, role="teacher", teacher_id=3)
 TERMINAL = Principal(account_id=0, role="terminal", terminal_id=12)
 PUPIL = Principal(account_id=9, role="student", student_id=4, class_id=2)
 
 
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def coturn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
-    port = _free_udp_port()
-    folder = tmp_path_factory.mktemp("coturn")
-    log = folder / "turnserver.log"
-    # the shipped configuration, but for its refusal of loopback peers: here the SFU is one
-    conf = folder / "turnserver.conf"
-    shipped = TURNSERVER_CONF.read_text().splitlines()
-    conf.write_text("\n".join(line for line in shipped if line != LOOPBACK_DENIED) + "\n")
-    assert LOOPBACK_DENIED in shipped
-    process = subprocess.Popen(
-        ["turnserver", "-c", str(conf), "--listening-ip=127.0.0.1",
-         f"--listening-port={port}", "--relay-ip=127.0.0.1", f"--static-auth-secret={SECRET}",
-         "--realm=tongke.test", "--allow-loopback-peers", "--no-tls", "--no-dtls",
-         f"--log-file={log}"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        server = ("127.0.0.1", port)
-        deadline = time.monotonic() + 15
-        while not _answers_stun(server):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("coturn did not start: " + log.read_text()[-2000:])
+    with running_coturn(tmp_path_factory.mktemp("coturn"), SECRET) as server:
         yield server
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def _settings(server: tuple[str, int], **overrides: object) -> Settings:
@@ -86,18 +51,6 @@ def _settings(server: tuple[str, int], **overrides: object) -> Settings:
         turn_secret=SECRET,
         **overrides,  # type: ignore[arg-type]
     )
-
-
-def _answers_stun(server: tuple[str, int]) -> bool:
-    request = stun.Message(message_method=stun.Method.BINDING, message_class=stun.Class.REQUEST)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.settimeout(0.2)
-        try:
-            probe.sendto(bytes(request), server)
-            probe.recvfrom(1500)
-        except (TimeoutError, ConnectionRefusedError):
-            return False
-    return True
 
 
 async def _allocate(server: tuple[str, int], username: str, password: str) -> tuple[str, int]:
