@@ -2,7 +2,9 @@
 
 Each SFU runs in its own process and is fed the same stream — a publisher in this process
 sending the classroom bot's moving picture and tone (VP8 + Opus, the resolution's bitrate
-held fixed: REMB from the SFU is ignored so no SFU gets a different stream) — and N
+held fixed: REMB from the SFU is ignored so no SFU gets a different stream; by default the
+picture is encoded once and sent in a loop, ``LoopedEncodedTrack``, so the publisher does
+not take the SFU's cores: ``PUBLISHER_MODES``) — and N
 subscribers that count raw RTP and never decode. The subscribers live in several processes
 (``streaming.bench_subscribers``, at most ``SUBSCRIBERS_PER_PROCESS`` each) so that receiving
 does not saturate the bench; the SFU's CPU is read from ``/proc``.
@@ -144,8 +146,63 @@ def rss_mib(pid: int) -> float:
 
 
 def packet_key(payload: bytes) -> str:
-    """A forwarded packet's identity: forwarders rewrite headers, never the payload."""
-    return (len(payload).to_bytes(2, "big") + payload[-16:]).hex()
+    """A forwarded packet's identity: forwarders rewrite headers, never the payload (tongke
+    renumbers VP8 picture IDs only when it drops temporal layers, which the bench's stream
+    does not have). The descriptor's picture ID tells apart the same frame sent again by the
+    looped publisher."""
+    return (len(payload).to_bytes(2, "big") + payload[:4] + payload[-16:]).hex()
+
+
+# -- the publisher's video ---------------------------------------------------------------------
+
+# "looped": the classroom bot's picture encoded once and sent in a loop; "live": drawn and
+# encoded frame by frame as a classroom does (the bench's publisher then takes 18 % of a core
+# at 640x360 and 68 % at 1920x1080 on the 2-core machine, beside the SFU it measures).
+PUBLISHER_MODES = ("looped", "live")
+LOOP_S = 10.0
+_encoded_loops: dict[tuple[str, float], list[bytes]] = {}
+
+
+def encoded_loop(resolution: str, seconds: float = LOOP_S) -> list[bytes]:
+    """The classroom bot's moving picture at ``resolution``, ``seconds`` of it encoded once by
+    aiortc's VP8 encoder at the resolution's bitrate (as the live publisher sends it): the
+    first frame a keyframe, the others not. Kept for the process's later runs."""
+    if (resolution, seconds) not in _encoded_loops:
+        from aiortc.codecs import vpx
+
+        from streaming.bots import SyntheticLessonTrack
+
+        width, height = (int(x) for x in resolution.split("x"))
+        fps = FRAME_RATES[resolution]
+        vpx.MAX_BITRATE = max(vpx.MAX_BITRATE, BITRATES[resolution])
+        encoder = vpx.Vp8Encoder()
+        encoder.target_bitrate = BITRATES[resolution]
+        picture = SyntheticLessonTrack("主讲教室", width=width, height=height, fps=fps)
+        frames = []
+        for _ in range(round(seconds * fps)):
+            payloads, _ = encoder.encode(picture.draw())
+            frames.append(b"".join(vpx.vp8_depayload(payload) for payload in payloads))
+        _encoded_loops[resolution, seconds] = [frame for frame in frames if frame]
+    return _encoded_loops[resolution, seconds]
+
+
+def camera_track(mode: str) -> Callable[[str, int, int, int], Any] | None:
+    """The publisher's video track maker for ``mode`` (``ClassroomBot(camera=...)``; None:
+    the bot's own drawn and encoded picture)."""
+    if mode not in PUBLISHER_MODES:
+        raise ValueError(f"publisher mode must be one of {PUBLISHER_MODES}, not {mode!r}")
+    if mode == "live":
+        return None
+
+    def looped(label: str, width: int, height: int, fps: int) -> Any:
+        from streaming.bots import LoopedEncodedTrack
+
+        resolution = f"{width}x{height}"
+        if FRAME_RATES.get(resolution) != fps:
+            raise ValueError(f"no looped stream for {resolution} at {fps} fps")
+        return LoopedEncodedTrack(encoded_loop(resolution), fps)
+
+    return looped
 
 
 def _percentile(values: list[float], share: float) -> float | None:
@@ -183,6 +240,8 @@ class Publisher:
         from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtpPacket, is_rtcp
 
         for sender in self.pc.getSenders():
+            if hasattr(sender.track, "follow_keyframe_requests"):
+                sender.track.follow_keyframe_requests(sender)
             if sender.track is not None and sender.track.kind == "video":
                 handle_rtcp = sender._handle_rtcp_packet
 
@@ -249,7 +308,10 @@ async def set_bitrate(pc: Any, bitrate: int) -> None:
 
 
 async def publish_stream(
-    resolution: str, key_kind: str, negotiate: Callable[[str], Awaitable[str]]
+    resolution: str,
+    key_kind: str,
+    negotiate: Callable[[str], Awaitable[str]],
+    publisher_mode: str = "looped",
 ) -> Publisher:
     """The classroom bot's picture and tone from a plain aiortc peer (for SFUs that are not
     tongke): ``negotiate`` takes the offer and returns the SFU's answer."""
@@ -261,9 +323,13 @@ async def publish_stream(
     width, height = (int(x) for x in resolution.split("x"))
     vpx.MAX_BITRATE = max(vpx.MAX_BITRATE, BITRATES[resolution])
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+    fps = FRAME_RATES[resolution]
+    make_camera = camera_track(publisher_mode)
     tracks = [
         ToneTrack(440.0),
-        SyntheticLessonTrack("主讲教室", width=width, height=height, fps=FRAME_RATES[resolution]),
+        make_camera("主讲教室", width, height, fps)
+        if make_camera is not None
+        else SyntheticLessonTrack("主讲教室", width=width, height=height, fps=fps),
     ]
     for track in tracks:
         pc.addTransceiver(track, direction="sendonly").setCodecPreferences(_codecs(track.kind))
@@ -402,7 +468,7 @@ class BenchRoom:
     runtime_figures: Callable[[Any, Any], dict[str, Any]] | None = None
 
 
-RoomOpener = Callable[[str], Awaitable[BenchRoom]]
+RoomOpener = Callable[[str, str], Awaitable[BenchRoom]]  # (resolution, publisher mode)
 Closer = Callable[[], Awaitable[None]]
 
 
@@ -491,8 +557,10 @@ async def bench_room(
     subscribers: int,
     seconds: float,
     warm_up: float = WARM_UP_S,
+    publisher_mode: str = "looped",
 ) -> dict[str, Any]:
     """One publisher and ``subscribers`` viewers in a fresh room: the figures of one run.
+    ``publisher_mode`` is how its video is made (``PUBLISHER_MODES``).
 
     After the measured window one more subscriber joins the room that already carries the
     ``subscribers`` (a classroom joining a running lesson): ``late_join_*``."""
@@ -501,7 +569,7 @@ async def bench_room(
     runtime: dict[str, Any] = {}
     try:
         late_viewer = await SubscriberProcesses.start(1, work_dir)
-        room = await open_room(resolution)
+        room = await open_room(resolution, publisher_mode)
         try:
             publisher = room.publisher
             await asyncio.sleep(warm_up)
@@ -549,6 +617,7 @@ async def bench_room(
             rss_mib=(rss_before, rss_joined),
         )
         | {
+            "publisher": publisher_mode,
             "late_join_first_frame_ms": late_first_frame,
             "late_join_connected_ms": late_connected,
             "late_join_answer_ms": late_answered,
@@ -564,11 +633,12 @@ async def soak(
     subscribers: int,
     minutes: int,
     on_sample: Callable[[dict[str, Any]], None] | None = None,
+    publisher_mode: str = "looped",
 ) -> dict[str, Any]:
     """One room with ``subscribers`` viewers for ``minutes``: the SFU's RSS each minute."""
     viewers = await SubscriberProcesses.start(subscribers, work_dir)
     try:
-        room = await open_room(resolution)
+        room = await open_room(resolution, publisher_mode)
         try:
             await asyncio.sleep(WARM_UP_S)
             rss_before = rss_mib(room.pid)
@@ -692,6 +762,7 @@ async def run_bench(
     warm_up: float = WARM_UP_S,
     repeat: int = 1,
     on_run: Callable[[dict[str, Any]], None] | None = None,
+    publisher_mode: str = "looped",
 ) -> dict[str, list[dict[str, Any]]]:
     """Every (sfu, resolution, subscribers) run: ``{"runs": [...], "skipped": [...]}``.
 
@@ -747,6 +818,7 @@ async def run_bench(
                             subscribers=count,
                             seconds=seconds,
                             warm_up=warm_up,
+                            publisher_mode=publisher_mode,
                         )
                         if repeat > 1:
                             run["repetition"] = repetition + 1
@@ -813,6 +885,7 @@ async def run_soak(
     minutes: int,
     sfu: str = "tongke",
     on_sample: Callable[[dict[str, Any]], None] | None = None,
+    publisher_mode: str = "looped",
 ) -> dict[str, Any]:
     """``soak`` in a fresh SFU process and working directory."""
     import logging
@@ -831,4 +904,5 @@ async def run_soak(
                 subscribers=subscribers,
                 minutes=minutes,
                 on_sample=on_sample,
+                publisher_mode=publisher_mode,
             )

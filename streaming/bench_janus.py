@@ -320,7 +320,7 @@ async def janus_sfu(work_dir: Path) -> AsyncIterator[RoomOpener]:
         work_dir, http_port=free_port(), address=JANUS_ADDRESS, interface=JANUS_INTERFACE
     ) as janus:
 
-        async def open_room(resolution: str) -> BenchRoom:
+        async def open_room(resolution: str, publisher_mode: str) -> BenchRoom:
             room = secrets.randbelow(2**31)
             session = await JanusSession.create(janus.url)
             feed: list[int] = []
@@ -332,7 +332,7 @@ async def janus_sfu(work_dir: Path) -> AsyncIterator[RoomOpener]:
                     feed.append(feed_id)
                     return answer
 
-                publisher = await publish_stream(resolution, "payload", negotiate)
+                publisher = await publish_stream(resolution, "payload", negotiate, publisher_mode)
             except BaseException:
                 await session.close()
                 raise

@@ -170,7 +170,7 @@ async def _drain(track: Any) -> None:
 async def mediarelay_sfu(work_dir: Path) -> AsyncIterator[RoomOpener]:
     """A fresh MediaRelay server process per run (it hosts one publisher)."""
 
-    async def open_room(resolution: str) -> BenchRoom:
+    async def open_room(resolution: str, publisher_mode: str) -> BenchRoom:
         port = free_port()
         log_file = (work_dir / "mediarelay.log").open("ab")
         server = subprocess.Popen(
@@ -201,7 +201,7 @@ async def mediarelay_sfu(work_dir: Path) -> AsyncIterator[RoomOpener]:
                 sockets.append(open_socket)
                 return answer
 
-            publisher = await publish_stream(resolution, "timestamp", negotiate)
+            publisher = await publish_stream(resolution, "timestamp", negotiate, publisher_mode)
         except BaseException:
             await close()
             raise

@@ -29,6 +29,7 @@ from streaming.bench import (
     Closer,
     Publisher,
     RoomOpener,
+    camera_track,
     free_port,
     set_bitrate,
     stop_processes,
@@ -246,7 +247,7 @@ async def tongke_sfu(
     room per run, published by the classroom bot exactly as a lead classroom publishes."""
     with sfu_worker(work_dir, settings, source) as worker:
 
-        async def open_room(resolution: str) -> BenchRoom:
+        async def open_room(resolution: str, publisher_mode: str) -> BenchRoom:
             from streaming.bots import ClassroomBot
             from streaming.sfu.identity import ParticipantIdentity
 
@@ -257,6 +258,7 @@ async def tongke_sfu(
                 width=width,
                 height=height,
                 fps=FRAME_RATES[resolution],
+                camera=camera_track(publisher_mode),
             )
             peer = TongkeSignaling(worker.url, worker.worker_id, worker.secret, bot.identity)
             await peer.connect()

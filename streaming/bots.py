@@ -35,7 +35,7 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
-from av import AudioFrame, VideoFrame
+from av import AudioFrame, Packet, VideoFrame
 from websockets.asyncio.client import ClientConnection
 
 from common.logging import get_logger
@@ -147,6 +147,10 @@ class SyntheticLessonTrack(MediaStreamTrack):
             wait = self._start + self.frames / self.fps - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
+        return self.draw()
+
+    def draw(self) -> VideoFrame:
+        """The next frame now, unpaced (``recv`` paces it to the frame rate)."""
         now_ms = int(time.time() * 1000)
         luma = np.roll(self._background, (self.frames * 4) % self.width, axis=1)
         bar = (self.frames * 3) % (self.height - 8)
@@ -160,6 +164,52 @@ class SyntheticLessonTrack(MediaStreamTrack):
         frame.time_base = fractions.Fraction(1, VIDEO_CLOCK)
         self.frames += 1
         return frame
+
+
+class LoopedEncodedTrack(MediaStreamTrack):
+    """Encoded VP8 frames sent in a loop at the frame rate: aiortc packetizes them without
+    encoding, so publishing costs a few % of a core (the SFU bench's publisher, beside the
+    SFU on the same cores). The first frame must be a keyframe. A keyframe request (PLI or
+    FIR, which aiortc's sender only flags for its own encoder) starts the loop again there,
+    as an encoder answers with a keyframe; the picture jumping back is still decodable."""
+
+    kind = "video"
+
+    def __init__(self, frames: list[bytes], fps: int) -> None:
+        super().__init__()
+        if not frames:
+            raise ValueError("no frames to loop")
+        self.encoded = frames
+        self.fps = fps
+        self.frames = 0  # sent
+        self.restarts = 0  # keyframe requests answered
+        self._next = 0
+        self._start: float | None = None
+        self._sender: RTCRtpSender | None = None
+
+    def follow_keyframe_requests(self, sender: RTCRtpSender) -> None:
+        self._sender = sender
+
+    async def recv(self) -> Packet[Any]:
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._start is None:
+            self._start = time.monotonic()
+        else:
+            wait = self._start + self.frames / self.fps - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+        flag = "_RTCRtpSender__force_keyframe"
+        if self._sender is not None and getattr(self._sender, flag, False):
+            setattr(self._sender, flag, False)
+            self._next = 0
+            self.restarts += 1
+        packet = Packet(self.encoded[self._next])
+        self._next = (self._next + 1) % len(self.encoded)
+        packet.pts = self.frames * VIDEO_CLOCK // self.fps
+        packet.time_base = fractions.Fraction(1, VIDEO_CLOCK)
+        self.frames += 1
+        return packet
 
 
 class ToneTrack(MediaStreamTrack):
@@ -298,12 +348,16 @@ class ClassroomBot:
         height: int = 180,
         fps: int = 15,
         configuration: RTCConfiguration | None = None,
+        camera: Callable[[str, int, int, int], MediaStreamTrack] | None = None,
     ) -> None:
+        """``camera(label, width, height, fps)`` makes each published video track instead of
+        the drawn ``SyntheticLessonTrack`` (the SFU bench sends a pre-encoded one)."""
         self.identity = identity
         self.tone_hz = tone_hz
         self.amplitude = amplitude
         self.tone: ToneTrack | None = None  # set the amplitude to 0 to fall silent
         self.camera: SyntheticLessonTrack | None = None
+        self._make_camera = camera
         self.board = board
         self.size = (width, height, fps)
         # max-bundle: see streaming.sfu.participant
@@ -406,8 +460,11 @@ class ClassroomBot:
                     label = self.identity.campus or self.identity.display_name
                     if line["name"] == "board":
                         label += " 板书"
-                    track = SyntheticLessonTrack(label, width=width, height=height, fps=fps)
-                    if line["name"] == "camera":
+                    if self._make_camera is not None:
+                        track = self._make_camera(label, width, height, fps)
+                    else:
+                        track = SyntheticLessonTrack(label, width=width, height=height, fps=fps)
+                    if line["name"] == "camera" and isinstance(track, SyntheticLessonTrack):
                         self.camera = track
                 self._outgoing.append(track)
                 transceiver = pc.addTransceiver(track, direction="sendonly")

@@ -423,7 +423,12 @@ BENCH_NETNS_FLAG = "TONGKE_BENCH_IN_NETNS"
 
 
 def _bench_soak(
-    sfu: str, resolution: str, subscribers: int, minutes: int, json_path: str | None
+    sfu: str,
+    resolution: str,
+    subscribers: int,
+    minutes: int,
+    json_path: str | None,
+    publisher: str,
 ) -> None:
     import asyncio
     import json
@@ -444,6 +449,7 @@ def _bench_soak(
             minutes=minutes,
             sfu=sfu,
             on_sample=print_sample,
+            publisher_mode=publisher,
         )
     )
     typer.echo(
@@ -508,6 +514,13 @@ def bench_sfu(
             help="长时间运行：一个房间（第一个 SFU、分辨率与人数）持续 N 分钟，每分钟打印内存"
         ),
     ] = 0,
+    publisher: Annotated[
+        str,
+        typer.Option(
+            help="发布端视频：looped（预先编码一次、循环发送，发布端几乎不占 CPU）"
+            "或 live（逐帧绘制并编码，与教室终端相同）"
+        ),
+    ] = "looped",
 ) -> None:
     """Measure the tongke SFU beside aiortc's MediaRelay and Janus videoroom, each in its own
     process and fed the same stream: one publisher, N subscribers."""
@@ -517,7 +530,7 @@ def bench_sfu(
     import shutil
     from pathlib import Path
 
-    from streaming.bench import BITRATES, NETNS_SETUP, SFUS, run_bench
+    from streaming.bench import BITRATES, NETNS_SETUP, PUBLISHER_MODES, SFUS, run_bench
 
     if netns and not os.environ.get(BENCH_NETNS_FLAG) and os.geteuid() == 0:
         unshare = shutil.which("unshare")
@@ -539,12 +552,14 @@ def bench_sfu(
         _fail("订阅者人数须为正整数")
     if soak_minutes < 0:
         _fail("长时间运行分钟数不能为负")
+    if publisher not in PUBLISHER_MODES:
+        _fail(f"不支持的发布端视频：{publisher}（可选 {', '.join(PUBLISHER_MODES)}）")
     if repeat < 1:
         _fail("重复轮数须为正整数")
     if repeat > 1 and soak_minutes:
         _fail("长时间运行只测一轮，不能与 --repeat 同用")
     if soak_minutes:
-        _bench_soak(chosen[0], sizes[0], counts[0], soak_minutes, json_path)
+        _bench_soak(chosen[0], sizes[0], counts[0], soak_minutes, json_path, publisher)
         return
     columns: tuple[str, ...] = (
         "sfu", "resolution", "subscribers", "cpu_percent", "cpu_percent_per_subscriber",
@@ -569,6 +584,7 @@ def bench_sfu(
             warm_up=warm_up,
             repeat=repeat,
             on_run=print_run,
+            publisher_mode=publisher,
         )
     )
     if repeat > 1:

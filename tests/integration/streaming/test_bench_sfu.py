@@ -69,6 +69,7 @@ def test_each_sfu_is_measured_with_sane_figures(bench_result: dict[str, Any], sf
     assert set(run) >= KEYS
     assert run["resolution"] == "640x360"
     assert run["subscribers"] == 1
+    assert run["publisher"] == "looped"  # the default: encoded once, sent in a loop
     assert run["cpu_percent"] > 0
     assert run["us_per_packet"] > 0
     assert run["delivered_ratio"] > 0.8

@@ -96,6 +96,7 @@ def test_repeated_runs_are_told_by_their_medians_and_ranges() -> None:
         (["--repeat", "2", "--soak-minutes", "1"], "不能与 --repeat 同用"),
         (["--subscribers", "0"], "订阅者人数须为正整数"),
         (["--sfus", "tongke,wowza"], "不支持的 SFU"),
+        (["--publisher", "recorded"], "不支持的发布端视频"),
     ],
 )
 def test_the_bench_refuses_what_it_cannot_measure_before_starting_anything(
