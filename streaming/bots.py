@@ -117,19 +117,38 @@ def _stamp(luma: npt.NDArray[np.uint8], mask: npt.NDArray[np.bool_], x: int, y: 
         region[mask[:height, :width]] = 235
 
 
-class SyntheticLessonTrack(MediaStreamTrack):
-    """A moving picture with the campus name, a clock and the timecode pattern."""
+class PacedVideoTrack(MediaStreamTrack):
+    """A video track that hands out ``fps`` frames a second by the clock from its first."""
 
     kind = "video"
 
-    def __init__(self, campus: str, *, width: int = 320, height: int = 180, fps: int = 15) -> None:
+    def __init__(self, fps: int) -> None:
         super().__init__()
+        self.fps = fps
+        self.frames = 0  # handed out
+        self._start: float | None = None
+
+    async def _pace(self) -> None:
+        """Wait for the next frame's time (the caller counts ``frames`` up)."""
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._start is None:
+            self._start = time.monotonic()
+            return
+        wait = self._start + self.frames / self.fps - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+
+class SyntheticLessonTrack(PacedVideoTrack):
+    """A moving picture with the campus name, a clock and the timecode pattern."""
+
+    def __init__(self, campus: str, *, width: int = 320, height: int = 180, fps: int = 15) -> None:
+        super().__init__(fps)
         if width < TIMECODE_WIDTH or width % 2 or height % 4:
             raise ValueError(f"frame must be at least {TIMECODE_WIDTH} px wide, even, height % 4")
         self.campus = campus
-        self.width, self.height, self.fps = width, height, fps
-        self.frames = 0
-        self._start: float | None = None
+        self.width, self.height = width, height
         ramp = np.linspace(40, 160, width, dtype=np.float32)
         self._background = np.tile(ramp.astype(np.uint8), (height, 1))
         tint = sum(campus.encode()) % 64
@@ -139,14 +158,7 @@ class SyntheticLessonTrack(MediaStreamTrack):
         self._name = _text_mask(campus, max(height // 8, 12))
 
     async def recv(self) -> VideoFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        if self._start is None:
-            self._start = time.monotonic()
-        else:
-            wait = self._start + self.frames / self.fps - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
+        await self._pace()
         return self.draw()
 
     def draw(self) -> VideoFrame:
@@ -166,39 +178,27 @@ class SyntheticLessonTrack(MediaStreamTrack):
         return frame
 
 
-class LoopedEncodedTrack(MediaStreamTrack):
+class LoopedEncodedTrack(PacedVideoTrack):
     """Encoded VP8 frames sent in a loop at the frame rate: aiortc packetizes them without
     encoding, so publishing costs a few % of a core (the SFU bench's publisher, beside the
     SFU on the same cores). The first frame must be a keyframe. A keyframe request (PLI or
     FIR, which aiortc's sender only flags for its own encoder) starts the loop again there,
     as an encoder answers with a keyframe; the picture jumping back is still decodable."""
 
-    kind = "video"
-
     def __init__(self, frames: list[bytes], fps: int) -> None:
-        super().__init__()
+        super().__init__(fps)
         if not frames:
             raise ValueError("no frames to loop")
         self.encoded = frames
-        self.fps = fps
-        self.frames = 0  # sent
         self.restarts = 0  # keyframe requests answered
         self._next = 0
-        self._start: float | None = None
         self._sender: RTCRtpSender | None = None
 
     def follow_keyframe_requests(self, sender: RTCRtpSender) -> None:
         self._sender = sender
 
     async def recv(self) -> Packet[Any]:
-        if self.readyState != "live":
-            raise MediaStreamError
-        if self._start is None:
-            self._start = time.monotonic()
-        else:
-            wait = self._start + self.frames / self.fps - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
+        await self._pace()
         flag = "_RTCRtpSender__force_keyframe"
         if self._sender is not None and getattr(self._sender, flag, False):
             setattr(self._sender, flag, False)
