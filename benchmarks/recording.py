@@ -566,7 +566,13 @@ async def run_streams(
         "recorder_counts": {
             key: sum(getattr(summary.tracks[kind], key) for summary in summaries)
             for kind in ("video", "audio")
-            for key in ("frames_lost", "frames_skipped", "late_packets", "duplicates")
+            for key in (
+                "frames_lost",
+                "frames_cut",
+                "frames_skipped",
+                "late_packets",
+                "duplicates",
+            )
         },
     }
     if live_hls:

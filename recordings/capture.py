@@ -144,6 +144,7 @@ class TrackSummary:
     frames: int = 0
     keyframes: int = 0
     frames_lost: int = 0
+    frames_cut: int = 0
     frames_skipped: int = 0
     late_packets: int = 0
     duplicates: int = 0
@@ -195,6 +196,7 @@ class _TrackState:
         stats, summary = self.depacketizer.stats, self.summary
         summary.packets += stats.packets
         summary.frames_lost += stats.frames_lost
+        summary.frames_cut += stats.frames_cut
         summary.frames_skipped += stats.frames_skipped
         summary.late_packets += stats.late_packets
         summary.duplicates += stats.duplicates

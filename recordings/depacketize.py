@@ -22,6 +22,11 @@ class Unwrapper:
         self._half = 1 << (bits - 1)
         self._highest: int | None = None
 
+    @property
+    def highest(self) -> int | None:
+        """The highest extended value so far; None before the first."""
+        return self._highest
+
     def __call__(self, value: int) -> int:
         highest = self._highest
         if highest is None:
@@ -103,7 +108,8 @@ class DepacketizerStats:
     packets: int = 0
     frames: int = 0
     keyframes: int = 0
-    frames_lost: int = 0  # incomplete when given up on
+    frames_lost: int = 0  # incomplete when given up on: a packet sent while tapping never came
+    frames_cut: int = 0  # incomplete only because the tap started or the stream ended mid-frame
     frames_skipped: int = 0  # complete, but waiting for a keyframe after a loss
     late_packets: int = 0  # for a frame already written or given up on
     duplicates: int = 0
@@ -123,9 +129,11 @@ class Vp8Depacketizer:
     complete frames in timestamp order.
 
     A frame still incomplete ``reorder_window_s`` after its first packet, with a newer frame
-    waiting behind it (or ``max_pending`` frames), is lost: it is dropped, and so is every
-    frame until the next keyframe (``needs_keyframe`` tells the owner to ask the publisher
-    for one).
+    waiting behind it (or ``max_pending`` frames), is given up on: it is dropped, and so is
+    every frame until the next keyframe (``needs_keyframe`` tells the owner to ask the
+    publisher for one). It counts as lost when it misses a packet sent while the stream was
+    tapped, and as cut when what it misses went by before the first packet pushed (a recorder
+    started mid-frame, a late packet of an earlier frame) or, at ``flush``, after the last.
     """
 
     def __init__(
@@ -140,6 +148,7 @@ class Vp8Depacketizer:
         self._pending: dict[int, _PartialFrame] = {}
         self._seen: set[int] = set()
         self._done_before = -1  # timestamps at or below this are written or given up on
+        self._first: tuple[int, int] | None = None  # the first packet's (seq, ts), unwrapped
 
     def push(
         self, *, sequence_number: int, timestamp: int, marker: bool, payload: bytes, arrival: float
@@ -147,6 +156,8 @@ class Vp8Depacketizer:
         self.stats.packets += 1
         seq = self._seq(sequence_number)
         ts = self._ts(timestamp)
+        if self._first is None:
+            self._first = (seq, ts)
         if ts <= self._done_before:
             self.stats.late_packets += 1
             return []
@@ -171,7 +182,8 @@ class Vp8Depacketizer:
         return self._drain(arrival, final=False)
 
     def flush(self) -> list[EncodedFrame]:
-        """Every complete frame still held; incomplete ones are lost (end of the stream)."""
+        """Every complete frame still held; incomplete ones are given up on (end of the
+        stream): the newest one missing only its tail is cut, the others are lost."""
         return self._drain(float("inf"), final=True)
 
     def _drain(self, now: float, *, final: bool) -> list[EncodedFrame]:
@@ -186,7 +198,10 @@ class Vp8Depacketizer:
                     final or len(self._pending) > self.max_pending or (newer_waiting and expired)
                 ):
                     break
-                self.stats.frames_lost += 1
+                if self._cut_by_tap(ts, frame, final=final):
+                    self.stats.frames_cut += 1
+                else:
+                    self.stats.frames_lost += 1
                 self.needs_keyframe = True
                 self._finish(ts, frame)
                 continue
@@ -199,6 +214,21 @@ class Vp8Depacketizer:
             self.stats.keyframes += frame.keyframe
             out.append(EncodedFrame(ts, frame.assemble(), frame.keyframe))
         return out
+
+    def _cut_by_tap(self, ts: int, frame: _PartialFrame, *, final: bool) -> bool:
+        """Whether every packet ``frame`` misses went by outside the tapped span: before the
+        first packet pushed or, at the end of the stream, after the newest."""
+        assert self._first is not None  # a frame is pending, so a packet was pushed
+        first_seq, first_ts = self._first
+        if ts < first_ts:
+            return True  # sent before the first frame tapped: only its stragglers came
+        low = frame.start_seq if frame.start_seq is not None else min(frame.parts)
+        high = frame.end_seq if frame.end_seq is not None else max(frame.parts)
+        if high - low + 1 != len(frame.parts):
+            return False  # a gap between packets the tap had
+        if frame.start_seq is None and low > first_seq:
+            return False  # its first packet was sent while tapping
+        return frame.end_seq is not None or (final and high == self._seq.highest)
 
     def _finish(self, ts: int, frame: _PartialFrame) -> None:
         del self._pending[ts]

@@ -86,3 +86,50 @@ def test_duplicates_and_packets_of_written_frames_are_counted_not_written() -> N
     assert depacketizer.stats.late_packets == 1  # frame 0 was written when its copy came
     assert depacketizer.push(arrival=0.05, **second[0]) == []  # type: ignore[arg-type]
     assert depacketizer.stats.late_packets == 2
+
+
+def test_a_tap_started_mid_frame_cuts_that_frame_it_does_not_lose_it() -> None:
+    """A recorder started while the lead streams: its first packet was the second half of a
+    frame whose start the SFU got 19 ms before (seen on loopback), and a retransmission of an
+    earlier frame can follow. Neither was sent while tapping: cut, not lost."""
+    schedule = []
+    for frame in range(10, 60):
+        for part, packet in enumerate(_packets(frame, keyframe=frame in (5, 40))):
+            if frame == 10 and part == 0:
+                continue  # went by before the tap
+            schedule.append((frame * FRAME_S + part * 0.001, packet))
+    straggler = _packets(9, keyframe=False)[1]  # the SFU's repair of the frame before
+    schedule.append((11 * FRAME_S + 0.002, straggler))
+    depacketizer = Vp8Depacketizer()
+    frames = _run(depacketizer, schedule)
+    # written from the first keyframe; before it, nothing could be decoded anyway
+    assert [f.timestamp // TICKS for f in frames] == [*range(40, 60)]
+    assert depacketizer.stats.frames_lost == 0  # 2 before 2026-12-06
+    assert depacketizer.stats.frames_cut == 2  # frame 10's tail and frame 9's straggler
+    assert depacketizer.stats.frames_skipped == 29  # 11-39, complete but before a keyframe
+
+
+def test_a_stream_ended_mid_frame_cuts_its_last_frame_and_loses_a_frame_with_a_gap() -> None:
+    """At the end (the recorder stopping, the publisher's connection replaced) the newest
+    frame missing only its tail is cut; a frame missing a packet between packets the tap had,
+    its start or its tail sent while tapping, is lost."""
+    cut = Vp8Depacketizer()
+    schedule = [(n * FRAME_S, p) for n in range(10) for p in _packets(n, keyframe=n == 0)][:-2]
+    assert len(_run(cut, schedule)) == 9
+    assert cut.flush() == []
+    assert cut.stats.frames_lost == 0  # 1 before 2026-12-06
+    assert cut.stats.frames_cut == 1
+
+    gap = Vp8Depacketizer()
+    # frame 7's tail, frame 8's start and the last frame's middle packet
+    missing = {(7, 2), (8, 0), (9, 1)}
+    holed = [
+        (n * FRAME_S, p)
+        for n in range(10)
+        for part, p in enumerate(_packets(n, keyframe=n == 0))
+        if (n, part) not in missing
+    ]
+    assert len(_run(gap, holed)) == 7
+    gap.flush()
+    assert gap.stats.frames_lost == 3
+    assert gap.stats.frames_cut == 0
