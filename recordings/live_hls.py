@@ -107,6 +107,7 @@ class LiveHlsPolicy:
     nice: int = 10
     # the configured mode; what a live run applies for it: live_loudness
     loudness: LoudnessMode = "linear"
+    ffmpeg: str = "ffmpeg"  # Settings.recording_ffmpeg
     slots_dir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "tongke-live-hls")
 
     @classmethod
@@ -116,6 +117,7 @@ class LiveHlsPolicy:
             max_per_host=settings.recording_live_hls_max_streams,
             max_lag_s=settings.recording_live_hls_max_lag_seconds,
             loudness=settings.recording_loudness,
+            ffmpeg=settings.recording_ffmpeg,
         )
 
 
@@ -306,7 +308,7 @@ class LiveTranscoder:
             without_huge_pages()  # as after the lesson (recordings.processing)
             process = await asyncio.create_subprocess_exec(
                 "nice", "-n", str(self.policy.nice),
-                "ffmpeg", "-hide_banner", "-y", *arguments,
+                self.policy.ffmpeg, "-hide_banner", "-y", *arguments,
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
@@ -517,6 +519,7 @@ async def renditions_from_live(
     facts: MediaFacts,
     loudness: LoudnessMode,
     report: Report | None = None,
+    ffmpeg: str = "ffmpeg",
 ) -> dict[str, Any] | None:
     """The outputs of ``make_renditions``, from the live transcoder's work: waits while it
     finishes the tail, checks it, and does only what is left. None (and the live work
@@ -567,6 +570,7 @@ async def renditions_from_live(
             sprite_from=low if has_low else raw,
             key_frames_only=has_low,
             report=report,
+            ffmpeg=ffmpeg,
         )
     except (ProcessingError, OSError) as exc:  # the work is gone: the full path starts afresh
         log.warning("live_hls_finish_failed", raw=str(raw), error=str(exc))

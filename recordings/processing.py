@@ -222,16 +222,21 @@ def without_huge_pages() -> bool:
 
 
 async def run_ffmpeg(
-    arguments: list[str], *, duration_s: float, report: Report | None, nice: int = 0
+    arguments: list[str],
+    *,
+    duration_s: float,
+    report: Report | None,
+    nice: int = 0,
+    ffmpeg: str = "ffmpeg",
 ) -> str:
     """Run ffmpeg with ``arguments`` (``-progress pipe:1`` in them reports the share of
     ``duration_s`` written) and return its stderr; a failure raises ``ProcessingError`` with
     stderr's last lines. ``nice``: run it at that lower priority (work done beside a live
-    meeting)."""
+    meeting); ``ffmpeg``: which binary (``Settings.recording_ffmpeg`` for the web versions)."""
     without_huge_pages()
     process = await asyncio.create_subprocess_exec(
         *(["nice", "-n", str(nice)] if nice else []),
-        "ffmpeg",
+        ffmpeg,
         "-hide_banner",
         "-nostdin",
         "-y",
@@ -291,7 +296,7 @@ async def transcode_mp4(
         partial.unlink(missing_ok=True)
 
 
-async def write_poster(raw: Path, target: Path, *, at_s: float) -> None:
+async def write_poster(raw: Path, target: Path, *, at_s: float, ffmpeg: str = "ffmpeg") -> None:
     partial = target.with_name(f".{target.stem}.partial{target.suffix}")
     try:
         await run_ffmpeg(
@@ -310,6 +315,7 @@ async def write_poster(raw: Path, target: Path, *, at_s: float) -> None:
             ],
             duration_s=0,
             report=None,
+            ffmpeg=ffmpeg,
         )
         os.replace(partial, target)
     finally:
@@ -328,14 +334,14 @@ def _closed_cleanly(raw: Path) -> bool:
 
 
 async def make_playable(
-    raw: Path, *, out_dir: Path, report: Report | None = None
+    raw: Path, *, out_dir: Path, report: Report | None = None, ffmpeg: str = "ffmpeg"
 ) -> tuple[MediaFacts, dict[str, Any]]:
     """The seconds after the bell: check the raw WebM plays (it is what browsers get first),
-    take its duration, a poster and the chapters. No transcoding: a 45-minute lesson is
-    ready in about the time it takes to read its packets once."""
+    take its duration, a poster (by ``ffmpeg``) and the chapters. No transcoding: a 45-minute
+    lesson is ready in about the time it takes to read its packets once."""
     if not raw.exists():
         raise ProcessingError(f"原始录像不存在：{raw.name}")
-    if shutil.which("ffmpeg") is None:
+    if shutil.which(ffmpeg) is None:
         raise ProcessingError("服务器未安装 ffmpeg")
     facts = await asyncio.to_thread(probe_media, raw, trust_header=_closed_cleanly(raw))
     if facts.duration_s <= 0:
@@ -350,7 +356,9 @@ async def make_playable(
     if facts.has_video:
         if report is not None:
             await report(0.03, "生成封面")
-        await write_poster(raw, out_dir / POSTER_NAME, at_s=min(1.0, facts.duration_s / 2))
+        await write_poster(
+            raw, out_dir / POSTER_NAME, at_s=min(1.0, facts.duration_s / 2), ffmpeg=ffmpeg
+        )
         outputs["poster"] = POSTER_NAME
     outputs["chapters"] = chapters_from_sidecar(
         raw.with_name("events.json"), duration_s=facts.duration_s
@@ -442,10 +450,11 @@ LOW = Rendition(
 # Memory, not speed, bounds how many lessons a worker processes at once: one encoder per
 # ffmpeg run (two in one run cost ~50 MiB more at peak) and fixed thread counts (x264's
 # default, 1.5 x cores, and the decoder's grow with the machine's cores). ~44 MiB of every
-# run is library pages shared by every ffmpeg, ~9 MiB its private start-up (see
-# recordings.ffmpeg_memory); the rest pays for the decoder's frames (a few at the
-# source's size) and x264's, which grow with the encoded size and with how many frames it
-# holds: look-ahead, B-frames, and one more picture per frame thread (figures: README).
+# run of Debian's ffmpeg is library pages shared by every ffmpeg, ~9 MiB its private start-up
+# (see recordings.ffmpeg_memory; a lean build maps ~9 MiB in all: Settings.recording_ffmpeg);
+# the rest pays for the decoder's frames (a few at the source's size) and x264's, which grow
+# with the encoded size and with how many frames it holds: look-ahead, B-frames, and one more
+# picture per frame thread (figures: README).
 SMALL_HEIGHT = 480
 
 
@@ -559,10 +568,14 @@ def metered_lufs(stderr: str) -> float | None:
     return _summary_figure(_ebur128_summary(stderr), "I", "LUFS")
 
 
-async def measure_loudness(raw: Path, *, duration_s: float, report: Report | None) -> Loudness:
+async def measure_loudness(
+    raw: Path, *, duration_s: float, report: Report | None, ffmpeg: str = "ffmpeg"
+) -> Loudness:
     """The linear gain for ``raw``'s audio, from one measuring pass (``loudness_arguments``);
     no gain (and no figures in the outputs) when ffmpeg printed no summary to read."""
-    stderr = await run_ffmpeg(loudness_arguments(raw), duration_s=duration_s, report=report)
+    stderr = await run_ffmpeg(
+        loudness_arguments(raw), duration_s=duration_s, report=report, ffmpeg=ffmpeg
+    )
     summary = _ebur128_summary(stderr)
     measured = _summary_figure(summary, "I", "LUFS")
     peak = _summary_figure(summary, "Peak", "dBFS")
@@ -574,7 +587,12 @@ async def measure_loudness(raw: Path, *, duration_s: float, report: Report | Non
 
 
 async def plan_loudness(
-    raw: Path, *, facts: MediaFacts, mode: LoudnessMode, report: Report | None = None
+    raw: Path,
+    *,
+    facts: MediaFacts,
+    mode: LoudnessMode,
+    report: Report | None = None,
+    ffmpeg: str = "ffmpeg",
 ) -> Loudness:
     """How the renditions of ``raw`` set their level in ``mode``: for ``linear``, the
     measuring pass runs here, at the start of the renditions step (seconds of CPU for a
@@ -583,7 +601,7 @@ async def plan_loudness(
         return Loudness()
     if mode == "dynamic":
         return Loudness("dynamic")
-    return await measure_loudness(raw, duration_s=facts.duration_s, report=report)
+    return await measure_loudness(raw, duration_s=facts.duration_s, report=report, ffmpeg=ffmpeg)
 
 
 # The sprite's run only decodes (its tile is small): two decoder threads fit at every size.
@@ -822,6 +840,7 @@ async def make_renditions(
     facts: MediaFacts,
     loudness: LoudnessMode = "linear",
     report: Report | None = None,
+    ffmpeg: str = "ffmpeg",
 ) -> dict[str, Any]:
     """What every device plays, after the recording is already playable from its raw file:
     HLS with the main and a low-bitrate rendition, a thumbnail strip with its WebVTT index,
@@ -840,13 +859,18 @@ async def make_renditions(
     spans = [(0.03, 0.6), (0.6, 0.9)] if facts.has_video else [(0.03, 1.0)]
     try:
         level = await plan_loudness(
-            raw, facts=facts, mode=loudness, report=_share(report, 0.0, 0.03, "测量响度")
+            raw,
+            facts=facts,
+            mode=loudness,
+            report=_share(report, 0.0, 0.03, "测量响度"),
+            ffmpeg=ffmpeg,
         )
         for rendition, (first, last) in zip(renditions, spans, strict=True):
             await run_ffmpeg(
                 rendition_arguments(raw, work, rendition=rendition, facts=facts, loudness=level),
                 duration_s=facts.duration_s,
                 report=_share(report, first, last),
+                ffmpeg=ffmpeg,
             )
             await asyncio.to_thread(complete_playlist, rendition_playlist(work, rendition.name))
     except BaseException:
@@ -862,6 +886,7 @@ async def make_renditions(
         sprite_from=rendition_playlist(work, LOW.name) if facts.has_video else raw,
         key_frames_only=facts.has_video,
         report=report,
+        ffmpeg=ffmpeg,
     )
     outputs["renditions_from"] = "full"
     return outputs
@@ -877,6 +902,7 @@ async def finish_renditions(
     sprite_from: Path,
     key_frames_only: bool = False,
     report: Report | None = None,
+    ffmpeg: str = "ffmpeg",
 ) -> dict[str, Any]:
     """From the renditions' runs in ``work/hls`` (here, or ``recordings.live_hls`` during the
     lesson): the master playlist, the thumbnail sprite (from ``sprite_from``; with
@@ -895,6 +921,7 @@ async def finish_renditions(
                 make_sprite(sprite_from, work / THUMBS_NAME, grid=grid),
                 duration_s=facts.duration_s,
                 report=_share(report, 0.9, 1.0, "生成缩略图"),
+                ffmpeg=ffmpeg,
             )
         rewrite_master(work / HLS_DIR / HLS_MASTER)
         if report is not None:
@@ -906,6 +933,7 @@ async def finish_renditions(
             ],
             duration_s=0,
             report=None,
+            ffmpeg=ffmpeg,
         )  # fmt: skip
         outputs: dict[str, Any] = {
             "mp4": MP4_NAME,
@@ -945,12 +973,15 @@ async def process_files(
     out_dir: Path,
     loudness: LoudnessMode = "linear",
     report: Report | None = None,
+    ffmpeg: str = "ffmpeg",
 ) -> dict[str, Any]:
     """Every output of one raw recording, in ``out_dir``; returns the ``outputs`` document
     (paths relative to ``out_dir``)."""
-    facts, outputs = await make_playable(raw, out_dir=out_dir, report=report)
+    facts, outputs = await make_playable(raw, out_dir=out_dir, report=report, ffmpeg=ffmpeg)
     outputs.update(
-        await make_renditions(raw, out_dir=out_dir, facts=facts, loudness=loudness, report=report)
+        await make_renditions(
+            raw, out_dir=out_dir, facts=facts, loudness=loudness, report=report, ffmpeg=ffmpeg
+        )
     )
     return outputs
 
@@ -1092,6 +1123,7 @@ async def process_recording(
     keep_local: bool = False,
     resumed: bool = False,
     keep_outputs: Mapping[str, Any] | None = None,
+    ffmpeg: str = "ffmpeg",
 ) -> dict[str, Any]:
     """Process one recording and record the outcome on its row; errors are re-raised for the
     job queue to retry. ``keep_outputs`` (a meeting's composition facts) go into the row's
@@ -1114,7 +1146,7 @@ async def process_recording(
     last = attempt >= max_attempts
     try:
         await _fetch_raw(raw, raw_key, remote)
-        facts, outputs = await make_playable(raw, out_dir=raw.parent, report=report)
+        facts, outputs = await make_playable(raw, out_dir=raw.parent, report=report, ffmpeg=ffmpeg)
     except Exception as exc:
         message = _fail_message(exc)
         await asyncio.to_thread(
@@ -1131,11 +1163,16 @@ async def process_recording(
 
         # what a live transcoder made during the lesson, finished; else the full transcode
         rendered = await renditions_from_live(
-            raw, out_dir=raw.parent, facts=facts, loudness=loudness, report=report
+            raw, out_dir=raw.parent, facts=facts, loudness=loudness, report=report, ffmpeg=ffmpeg
         )
         if rendered is None:
             rendered = await make_renditions(
-                raw, out_dir=raw.parent, facts=facts, loudness=loudness, report=report
+                raw,
+                out_dir=raw.parent,
+                facts=facts,
+                loudness=loudness,
+                report=report,
+                ffmpeg=ffmpeg,
             )
         outputs.update(rendered)
         if remote is not None:
@@ -1194,6 +1231,7 @@ async def process_configured(
         loudness=settings.recording_loudness,
         resumed=resumed,
         keep_outputs=keep_outputs,
+        ffmpeg=settings.recording_ffmpeg,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 
 import aioice.ice
 import pytest
@@ -12,6 +13,7 @@ from streaming.sfu import InProcessRoomRegistry
 from tests.fixtures.classrooms import Classrooms
 from tests.fixtures.classrooms import eventually as wait_until
 from tests.fixtures.loop_guard import failing_on_refusals
+from tests.fixtures.recordings import LoggedFfmpeg
 
 
 @pytest.fixture(autouse=True)
@@ -44,6 +46,11 @@ async def classrooms(rooms: InProcessRoomRegistry) -> AsyncIterator[Classrooms]:
 @pytest.fixture
 def eventually() -> Callable[..., object]:
     return wait_until
+
+
+@pytest.fixture
+def logged_ffmpeg(tmp_path: Path) -> LoggedFfmpeg:
+    return LoggedFfmpeg(tmp_path / "configured-ffmpeg")
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ import struct
 import subprocess
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from common.jobs import InProcessJobQueue, JobContext
 from recordings import service
 from recordings.bench_live_loudness import SOURCES, speech_source
 from recordings.capture import LessonRecorder
+from recordings.ffmpeg_memory import ffmpeg_run_name
 from recordings.live_hls import (
     LIVE_DIR,
     STATE_NAME,
@@ -39,7 +41,7 @@ from recordings.processing import (
 from streaming.sfu import InProcessRoomRegistry
 from tests.conftest import DemoDatabase
 from tests.fixtures.classrooms import Classrooms
-from tests.fixtures.recordings import write_test_webm
+from tests.fixtures.recordings import LoggedFfmpeg, write_test_webm
 from tests.integration.streaming.test_meeting_recording import ffprobe_duration
 
 pytestmark = pytest.mark.timeout(180)
@@ -95,7 +97,11 @@ class Lesson:
                 self.messages.append(message)
 
             return await process_recording(
-                self.sessions, media_root=media_root, recording_id=recording_id, report=report
+                self.sessions,
+                media_root=media_root,
+                recording_id=recording_id,
+                report=report,
+                ffmpeg=policy.ffmpeg,
             )
 
         self.jobs.register(PROCESS_JOB, job)
@@ -143,8 +149,10 @@ def _check_outputs(folder: Path, outputs: dict[str, Any]) -> None:
 
 
 @pytest.fixture
-def lesson(sqlite_db: DemoDatabase, tmp_path: Path) -> Lesson:
-    return Lesson(sqlite_db, tmp_path / "media", _policy(tmp_path))
+def lesson(sqlite_db: DemoDatabase, tmp_path: Path, logged_ffmpeg: LoggedFfmpeg) -> Lesson:
+    # the live runs and the job's with the ffmpeg configured (TONGKE_RECORDING_FFMPEG)
+    policy = replace(_policy(tmp_path), ffmpeg=str(logged_ffmpeg.path))
+    return Lesson(sqlite_db, tmp_path / "media", policy)
 
 
 async def _record(
@@ -166,7 +174,11 @@ async def _record(
 
 
 async def test_renditions_are_made_during_the_lesson_and_only_finished_after_it(
-    lesson: Lesson, rooms: InProcessRoomRegistry, classrooms: Classrooms, eventually: Eventually
+    lesson: Lesson,
+    rooms: InProcessRoomRegistry,
+    classrooms: Classrooms,
+    eventually: Eventually,
+    logged_ffmpeg: LoggedFfmpeg,
 ) -> None:
     recorder = await _record(lesson, rooms, classrooms, eventually)
     transcoder = lesson.active.transcoders[lesson.recording_id]
@@ -192,6 +204,10 @@ async def test_renditions_are_made_during_the_lesson_and_only_finished_after_it(
     assert outputs["renditions"] == "ready" and outputs["raw_duration_s"] > 8
     _check_outputs(lesson.folder, outputs)
     assert lesson.recording_id not in lesson.active.transcoders
+    # every ffmpeg run was the configured one's: the two live encoders, then the job's
+    live = [run for run in logged_ffmpeg.runs if "pipe:0" in run]
+    assert sorted(ffmpeg_run_name(["ffmpeg", *run]) for run in live) == ["low", "main"]
+    assert len(logged_ffmpeg.runs) == 5, logged_ffmpeg.runs  # + poster, sprite, MP4
 
 
 async def test_a_killed_live_transcoder_falls_back_to_the_full_transcode(

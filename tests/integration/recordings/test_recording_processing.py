@@ -19,6 +19,7 @@ from common.jobs import InProcessJobQueue
 from common.settings import Settings
 from recordings import service
 from recordings.capture import LessonRecorder
+from recordings.ffmpeg_memory import ffmpeg_run_name
 from recordings.models import Recording
 from recordings.processing import (
     HLS_DIR,
@@ -70,7 +71,7 @@ def _new_recording(sessions: sessionmaker[Session], media_root: Path, raw: Path)
 
 
 async def test_a_recorded_lesson_is_processed_into_a_playable_mp4(
-    rooms, classrooms, eventually, sqlite_db: DemoDatabase, tmp_path: Path
+    rooms, classrooms, eventually, sqlite_db: DemoDatabase, tmp_path: Path, logged_ffmpeg
 ):
     capture_dir = tmp_path / "capture"
     room = await rooms.open("sync-1", kind="lesson")
@@ -95,7 +96,11 @@ async def test_a_recorded_lesson_is_processed_into_a_playable_mp4(
 
     started = time.monotonic()
     outputs = await process_recording(
-        sqlite_db.sessions, media_root=media_root, recording_id=recording_id, report=report
+        sqlite_db.sessions,
+        media_root=media_root,
+        recording_id=recording_id,
+        report=report,
+        ffmpeg=str(logged_ffmpeg.path),  # TONGKE_RECORDING_FFMPEG
     )
     seconds = time.monotonic() - started
     print(f"processing: {seconds:.2f} s for {summary.duration_s:.1f} s of media")
@@ -123,6 +128,11 @@ async def test_a_recorded_lesson_is_processed_into_a_playable_mp4(
         # normalised by default, the measured level and the gain kept with the recording
         assert row.outputs["loudness"] == outputs["loudness"]
         assert outputs["loudness"]["mode"] == "linear", outputs["loudness"]
+    # every run was the configured ffmpeg's: poster, loudness, renditions, sprite, MP4
+    assert sorted(ffmpeg_run_name(["ffmpeg", *run]) for run in logged_ffmpeg.runs) == [
+        "loudness", "low", "main", "mp4", "sprite", "sprite",
+    ], logged_ffmpeg.runs  # fmt: skip
+    assert logged_ffmpeg.runs[0][-1].endswith(".jpg")  # the poster, first
 
     # idempotent: a second run replaces the outputs whole and leaves no partial files behind
     again = await process_recording(

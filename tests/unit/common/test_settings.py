@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -51,3 +54,21 @@ def test_loudness_is_linear_by_default_and_the_former_switch_reads_as_dynamic(
     monkeypatch.setenv("TONGKE_RECORDING_LOUDNORM", "false")
     monkeypatch.delenv("TONGKE_RECORDING_LOUDNESS")
     assert Settings(_env_file=None).recording_loudness == "linear"
+
+
+def test_the_recording_ffmpeg_is_checked_at_start_up(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("TONGKE_RECORDING_FFMPEG", raising=False)
+    assert Settings(_env_file=None).recording_ffmpeg == "ffmpeg"  # as before: not run
+    # a name on PATH: the binary found is what processing runs
+    monkeypatch.setenv("TONGKE_RECORDING_FFMPEG", "ffmpeg")
+    found = Settings(_env_file=None).recording_ffmpeg
+    assert found == shutil.which("ffmpeg") and Path(found).is_absolute()
+    monkeypatch.setenv("TONGKE_RECORDING_FFMPEG", str(tmp_path / "ffmpeg"))
+    with pytest.raises(ValidationError, match="TONGKE_RECORDING_FFMPEG: no executable"):
+        Settings(_env_file=None)
+    # a program that runs but lists no libx264 encoder (as an ffmpeg built without it)
+    monkeypatch.setenv("TONGKE_RECORDING_FFMPEG", "true")
+    with pytest.raises(ValidationError, match="not an ffmpeg with libx264"):
+        Settings(_env_file=None)
