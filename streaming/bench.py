@@ -186,23 +186,23 @@ def encoded_loop(resolution: str, seconds: float = LOOP_S) -> list[bytes]:
     return _encoded_loops[resolution, seconds]
 
 
-def camera_track(mode: str) -> Callable[[str, int, int, int], Any] | None:
-    """The publisher's video track maker for ``mode`` (``ClassroomBot(camera=...)``; None:
-    the bot's own drawn and encoded picture)."""
+def camera_track(mode: str) -> Callable[[str, int, int, int], Any]:
+    """The publisher's video track maker for ``mode``: ``(label, width, height, fps)`` →
+    track (``ClassroomBot(camera=...)``)."""
     if mode not in PUBLISHER_MODES:
         raise ValueError(f"publisher mode must be one of {PUBLISHER_MODES}, not {mode!r}")
-    if mode == "live":
-        return None
 
-    def looped(label: str, width: int, height: int, fps: int) -> Any:
-        from streaming.bots import LoopedEncodedTrack
+    def make(label: str, width: int, height: int, fps: int) -> Any:
+        from streaming.bots import LoopedEncodedTrack, SyntheticLessonTrack
 
+        if mode == "live":
+            return SyntheticLessonTrack(label, width=width, height=height, fps=fps)
         resolution = f"{width}x{height}"
         if FRAME_RATES.get(resolution) != fps:
             raise ValueError(f"no looped stream for {resolution} at {fps} fps")
         return LoopedEncodedTrack(encoded_loop(resolution), fps)
 
-    return looped
+    return make
 
 
 def _percentile(values: list[float], share: float) -> float | None:
@@ -318,19 +318,13 @@ async def publish_stream(
     from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
     from aiortc.codecs import vpx
 
-    from streaming.bots import SyntheticLessonTrack, ToneTrack
+    from streaming.bots import ToneTrack
 
     width, height = (int(x) for x in resolution.split("x"))
     vpx.MAX_BITRATE = max(vpx.MAX_BITRATE, BITRATES[resolution])
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
-    fps = FRAME_RATES[resolution]
-    make_camera = camera_track(publisher_mode)
-    tracks = [
-        ToneTrack(440.0),
-        make_camera("主讲教室", width, height, fps)
-        if make_camera is not None
-        else SyntheticLessonTrack("主讲教室", width=width, height=height, fps=fps),
-    ]
+    camera = camera_track(publisher_mode)("主讲教室", width, height, FRAME_RATES[resolution])
+    tracks = [ToneTrack(440.0), camera]
     for track in tracks:
         pc.addTransceiver(track, direction="sendonly").setCodecPreferences(_codecs(track.kind))
 

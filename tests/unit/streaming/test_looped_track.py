@@ -8,7 +8,7 @@ from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket
 
 from streaming.bench import FRAME_RATES, camera_track, encoded_loop
-from streaming.bots import VIDEO_CLOCK, LoopedEncodedTrack
+from streaming.bots import VIDEO_CLOCK, LoopedEncodedTrack, SyntheticLessonTrack
 
 
 def is_keyframe(frame: bytes) -> bool:
@@ -45,10 +45,10 @@ async def test_the_loop_restarts_at_its_keyframe_when_the_sfu_asks_for_one() -> 
 
 
 def test_the_publisher_modes() -> None:
-    assert camera_track("live") is None
-    make = camera_track("looped")
-    assert make is not None
+    assert isinstance(camera_track("live")("主讲教室", 640, 360, 15), SyntheticLessonTrack)
+    looped = camera_track("looped")("主讲教室", 640, 360, 30)
+    assert isinstance(looped, LoopedEncodedTrack) and looped.fps == 30
     with pytest.raises(ValueError, match="no looped stream"):
-        make("主讲教室", 640, 360, 15)
+        camera_track("looped")("主讲教室", 640, 360, 15)
     with pytest.raises(ValueError, match="publisher mode"):
         camera_track("recorded")
