@@ -184,7 +184,7 @@ def test_a_teacher_comments_at_a_moment_and_a_pupil_sees_no_comments(
     page.get_by_test_id("replay-row").first.get_by_role("link").click()
     expect(page).to_have_url(re.compile(f"/replays/{replay.recording_id}$"))
     video = page.locator("#video")
-    page.wait_for_function("document.getElementById('video').readyState >= 1")
+    page.wait_for_function("document.getElementById('video')?.readyState >= 1")
     assert abs(video.evaluate("v => v.duration") - LESSON_S) < 0.5
 
     chapters = page.get_by_test_id("chapters")
@@ -192,7 +192,7 @@ def test_a_teacher_comments_at_a_moment_and_a_pupil_sees_no_comments(
     expect(chapters).to_contain_text("远端教室举手")
     chapters.get_by_role("button", name=re.compile("远端教室举手")).click()
     page.wait_for_function(
-        f"Math.abs(document.getElementById('video').currentTime - {HAND_AT_S}) < 0.2"
+        f"Math.abs(document.getElementById('video')?.currentTime - {HAND_AT_S}) < 0.2"
     )
 
     page.get_by_label("播放速度").select_option("1.5")
@@ -221,9 +221,9 @@ def test_a_teacher_comments_at_a_moment_and_a_pupil_sees_no_comments(
 
     # the marker takes the player back to the comment's moment
     video.evaluate("v => { v.currentTime = 6; }")
-    page.wait_for_function("document.getElementById('video').currentTime > 5.5")
+    page.wait_for_function("document.getElementById('video')?.currentTime > 5.5")
     marker.click()
-    page.wait_for_function("Math.abs(document.getElementById('video').currentTime - 3) < 0.2")
+    page.wait_for_function("Math.abs(document.getElementById('video')?.currentTime - 3) < 0.2")
 
     thread.get_by_role("button", name="回复").click()
     page.get_by_label("回复 王丽娟").fill("补充：可以让龙洋的学生也说一说。")
@@ -248,12 +248,12 @@ def test_a_teacher_comments_at_a_moment_and_a_pupil_sees_no_comments(
 
     # leave at 05 and come back there
     video.evaluate("v => { v.currentTime = 5; }")
-    page.wait_for_function("document.getElementById('video').currentTime > 4.5")
+    page.wait_for_function("document.getElementById('video')?.currentTime > 4.5")
     with page.expect_response(re.compile(r"/position$")):
         video.evaluate("v => v.dispatchEvent(new Event('pause'))")
     page.reload()
     expect(page.locator("#resume-status")).to_contain_text("已从上次停下的 00:05 处继续")
-    page.wait_for_function("Math.abs(document.getElementById('video').currentTime - 5) < 0.3")
+    page.wait_for_function("Math.abs(document.getElementById('video')?.currentTime - 5) < 0.3")
     expect(page.get_by_test_id("comment-marker")).to_have_count(1)
 
     # 我的评课 on the home page opens the replay at the comment's moment, not where she left
@@ -263,14 +263,14 @@ def test_a_teacher_comments_at_a_moment_and_a_pupil_sees_no_comments(
     teacher.shot("teacher-home-comments")
     mine.get_by_role("link", name=re.compile("00:03")).first.click()
     expect(page).to_have_url(re.compile(rf"/replays/{replay.recording_id}\?t=3$"))
-    page.wait_for_function("Math.abs(document.getElementById('video').currentTime - 3) < 0.3")
+    page.wait_for_function("Math.abs(document.getElementById('video')?.currentTime - 3) < 0.3")
 
     pupil = open_tab(browser, replay, tabs)
     page = pupil.login("student-cy-4-1")
     page.get_by_role("link", name=re.compile("录像回放")).click()
     page.get_by_test_id("replay-row").first.get_by_role("link").click()
     expect(page.get_by_test_id("chapters")).to_contain_text("远端教室举手")
-    page.wait_for_function("document.getElementById('video').readyState >= 1")
+    page.wait_for_function("document.getElementById('video')?.readyState >= 1")
     expect(page.get_by_role("heading", name=re.compile("^评语"))).to_have_count(0)
     expect(page.get_by_test_id("comment-marker")).to_have_count(0)
     expect(page.get_by_text("互动自然")).to_have_count(0)
@@ -285,26 +285,26 @@ def test_the_player_streams_hls_switches_quality_and_previews_thumbnails(
 ) -> None:
     page = open_tab(browser, replay, tabs).login("teacher-wang")
     page.goto(f"/replays/{replay.recording_id}")
-    page.wait_for_function("document.getElementById('video').dataset.player === 'hls.js'")
+    page.wait_for_function("document.getElementById('video')?.dataset.player === 'hls.js'")
     video = page.locator("#video")
     # hls.js feeds the element through Media Source Extensions, not the MP4
-    page.wait_for_function("document.getElementById('video').readyState >= 2")
+    page.wait_for_function("document.getElementById('video')?.readyState >= 2")
     assert video.evaluate("v => v.currentSrc").startswith("blob:")
     video.evaluate("v => { v.muted = true; return v.play(); }")
-    page.wait_for_function("document.getElementById('video').currentTime > 1")
+    page.wait_for_function("document.getElementById('video')?.currentTime > 1")
     quality = page.get_by_label("清晰度")
     expect(quality).to_be_visible()
     quality.select_option(label="流畅")
-    page.wait_for_function("document.getElementById('video').dataset.level === 'low'")
+    page.wait_for_function("document.getElementById('video')?.dataset.level === 'low'")
     before = video.evaluate("v => v.currentTime")
-    page.wait_for_function(f"document.getElementById('video').currentTime > {before} + 0.5")
+    page.wait_for_function(f"document.getElementById('video')?.currentTime > {before} + 0.5")
     quality.select_option(label="原画")
-    page.wait_for_function("document.getElementById('video').dataset.level === 'main'")
+    page.wait_for_function("document.getElementById('video')?.dataset.level === 'main'")
 
     # hovering the timeline shows the sprite's tile for that moment
     preview = page.locator("#thumb-preview")
     expect(preview).to_be_hidden()
-    page.wait_for_function("document.getElementById('timeline').classList.contains('has-thumbs')")
+    page.wait_for_function("document.getElementById('timeline')?.classList.contains('has-thumbs')")
     box = page.locator("#timeline").bounding_box()
     assert box is not None
     page.mouse.move(box["x"] + box["width"] * 0.8, box["y"] + box["height"] / 2)
@@ -323,20 +323,20 @@ def test_the_player_falls_back_to_the_file_while_hls_is_being_made(
 ) -> None:
     page = open_tab(browser, replay, tabs).login("teacher-wang")
     page.goto(f"/replays/{replay.raw_only_id}")
-    page.wait_for_function("document.getElementById('video').readyState >= 1")
+    page.wait_for_function("document.getElementById('video')?.readyState >= 1")
     video = page.locator("#video")
     assert "rendition=raw" in video.evaluate("v => v.currentSrc")
     assert video.evaluate("v => v.dataset.player") is None
     expect(page.get_by_label("清晰度")).to_be_hidden()
     video.evaluate("v => { v.muted = true; return v.play(); }")
-    page.wait_for_function("document.getElementById('video').currentTime > 1")
+    page.wait_for_function("document.getElementById('video')?.currentTime > 1")
     page.get_by_label("播放速度").select_option("2")
     assert video.evaluate("v => v.playbackRate") == 2
 
     # a link to a moment (a comment found by search) starts the player there
     page.goto(f"/replays/{replay.raw_only_id}?t=5")
     expect(page.locator("#resume-status")).to_have_text("已跳到 00:05")
-    page.wait_for_function("Math.abs(document.getElementById('video').currentTime - 5) < 0.3")
+    page.wait_for_function("Math.abs(document.getElementById('video')?.currentTime - 5) < 0.3")
 
 
 def test_a_meeting_preview_gives_way_to_the_composed_version_where_the_viewer_is(
@@ -347,12 +347,12 @@ def test_a_meeting_preview_gives_way_to_the_composed_version_where_the_viewer_is
     page.goto(f"/replays/{replay.meeting_id}")
     banner = page.get_by_test_id("meeting-preview")
     expect(banner).to_contain_text("正在生成完整版（含共享屏幕与发言人切换）")
-    page.wait_for_function("document.getElementById('video').readyState >= 1")
+    page.wait_for_function("document.getElementById('video')?.readyState >= 1")
     video = page.locator("#video")
     assert "rendition=preview" in video.evaluate("v => v.currentSrc")  # a URL of its own
     assert abs(video.evaluate("v => v.duration") - MEETING_S) <= 0.5
     video.evaluate("v => { v.muted = true; v.currentTime = 6; return v.play(); }")
-    page.wait_for_function("document.getElementById('video').currentTime > 7")
+    page.wait_for_function("document.getElementById('video')?.currentTime > 7")
     kept = video.evaluate("v => { v.pause(); return v.currentTime; }")
     tab.shot("replay-meeting-preview")
 
@@ -365,7 +365,7 @@ def test_a_meeting_preview_gives_way_to_the_composed_version_where_the_viewer_is
     expect(banner).to_have_attribute("data-state", "composed", timeout=120_000)
     expect(banner).to_contain_text("已切换到完整版")
     assert "rendition=raw&version=composed" in video.evaluate("v => v.currentSrc")
-    page.wait_for_function("document.getElementById('video').readyState >= 1")
+    page.wait_for_function("document.getElementById('video')?.readyState >= 1")
     # same moment, still paused: the viewer goes on where they were
     assert abs(video.evaluate("v => v.currentTime") - kept) < 0.5
     assert video.evaluate("v => v.paused")

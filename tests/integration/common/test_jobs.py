@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -23,6 +22,7 @@ from common.jobs import (
     make_job_queue,
 )
 from common.settings import Settings
+from tests.fixtures.jobs import running_arq_worker
 
 # arq's Worker.close() still calls redis-py's deprecated close(); not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:Call to deprecated close:DeprecationWarning")
@@ -71,21 +71,10 @@ def register_test_jobs(queue: JobQueue) -> None:
     queue.register("run_until_cancelled", run_until_cancelled)
 
 
-@contextlib.asynccontextmanager
-async def running_arq_worker(queue: ArqJobQueue) -> AsyncIterator[Worker]:
-    worker = Worker(
+def _worker(queue: ArqJobQueue) -> Worker:
+    return Worker(
         **arq_worker_settings(queue, poll_delay=0.02, handle_signals=False, keep_result=60)
     )
-    main = asyncio.create_task(worker.async_run())
-    try:
-        yield worker
-    finally:
-        # Stop polling first, then let arq finish (or drop) its job tasks; a job task that
-        # was mid-flight when polling stopped may end cancelled, which is fine here.
-        main.cancel()
-        await asyncio.gather(main, return_exceptions=True)
-        with contextlib.suppress(asyncio.CancelledError):
-            await worker.close()
 
 
 @pytest.fixture(params=["inprocess", pytest.param("redis", marks=pytest.mark.redis)])
@@ -104,7 +93,7 @@ async def job_queue(request: pytest.FixtureRequest) -> AsyncIterator[JobQueue]:
         retry_backoff=0.01,
     )
     register_test_jobs(shared)
-    async with running_arq_worker(shared):
+    async with running_arq_worker(_worker(shared)):
         yield shared
     await shared.close()
 
@@ -209,7 +198,7 @@ async def test_other_process_can_poll_arq_job_status(redis_server: str) -> None:
     # The web process only polls: it needs neither the functions nor a worker.
     web_side = ArqJobQueue(redis_server, queue_name=worker_side.queue_name)
     try:
-        async with running_arq_worker(worker_side):
+        async with running_arq_worker(_worker(worker_side)):
             job_id = await worker_side.enqueue("count_steps", steps=3, delay=0.01)
             done = await web_side.wait(job_id, timeout=WAIT_TIMEOUT_S)
     finally:

@@ -16,6 +16,7 @@ from common.jobs import ArqJobQueue, arq_worker_settings
 from common.settings import Settings
 from common.worker import register_jobs
 from tests.conftest import DemoDatabase
+from tests.fixtures.jobs import running_arq_worker
 
 
 async def test_purge_tokens_job_removes_only_long_dead_tokens(
@@ -44,16 +45,14 @@ async def test_purge_tokens_job_removes_only_long_dead_tokens(
     worker = Worker(
         **arq_worker_settings(queue, burst=False, poll_delay=0.02, handle_signals=False)
     )
-    running = asyncio.create_task(worker.async_run())
     try:
-        job_id = await queue.enqueue("purge_tokens")
-        status = await queue.wait(job_id, timeout=30)
-        assert status.state == "complete", status
-        assert status.result == {"removed": 1}
-        assert status.progress == 1.0 and "已清理 1 个令牌" in status.message
+        async with running_arq_worker(worker):
+            job_id = await queue.enqueue("purge_tokens")
+            status = await queue.wait(job_id, timeout=30)
+            assert status.state == "complete", status
+            assert status.result == {"removed": 1}
+            assert status.progress == 1.0 and "已清理 1 个令牌" in status.message
     finally:
-        await worker.close()
-        running.cancel()
         await queue.close()
     with session_scope(engine) as session:
         remaining = set(session.scalars(select(AuthToken.id)))

@@ -50,6 +50,7 @@ from recordings.storage_clock import storage_now
 from research.models import ResearchSession
 from tests.conftest import DemoDatabase, make_test_app
 from tests.fixtures.classrooms import eventually
+from tests.fixtures.jobs import running_arq_worker
 from tests.fixtures.recordings import (
     WCK_EN_4,
     line_starting,
@@ -559,22 +560,21 @@ async def test_a_recording_whose_job_runs_in_arq_is_left_alone(
     worker = Worker(
         **arq_worker_settings(worker_side, poll_delay=0.02, handle_signals=False, cron_jobs=[])
     )
-    running = asyncio.create_task(worker.async_run())
     try:
-        job_id = await worker_side.enqueue(
-            PROCESS_JOB, job_id=f"recording-{recording_id}-5", recording_id=recording_id
-        )
-        _set(sqlite_db, recording_id, job_id=job_id, status_message="处理中")
-        await asyncio.wait_for(started.wait(), timeout=20)
-        assert (await sweeper.status(job_id)).state == "running"
-        assert await resume_unfinished(sqlite_db.sessions, jobs=sweeper) == []
-        row = _row(sqlite_db, recording_id)
-        assert row.job_id == job_id and row.status_message == "处理中"
+        async with running_arq_worker(worker):
+            try:
+                job_id = await worker_side.enqueue(
+                    PROCESS_JOB, job_id=f"recording-{recording_id}-5", recording_id=recording_id
+                )
+                _set(sqlite_db, recording_id, job_id=job_id, status_message="处理中")
+                await asyncio.wait_for(started.wait(), timeout=20)
+                assert (await sweeper.status(job_id)).state == "running"
+                assert await resume_unfinished(sqlite_db.sessions, jobs=sweeper) == []
+                row = _row(sqlite_db, recording_id)
+                assert row.job_id == job_id and row.status_message == "处理中"
+            finally:
+                release.set()  # the job ends, then the worker stops
     finally:
-        release.set()
-        running.cancel()
-        await asyncio.gather(running, return_exceptions=True)
-        await worker.close()
         await worker_side.close()
 
 
@@ -600,14 +600,10 @@ async def test_a_worker_starting_resumes_what_a_lost_job_left(
     worker_settings = arq_worker_settings(queue, poll_delay=0.02, handle_signals=False)
     (sweep,) = [c for c in worker_settings["cron_jobs"] if c.name == f"cron:{SWEEP_JOB}"]
     assert sweep.run_at_startup and sweep.unique and sweep.minute == set(range(0, 60, 5))
-    worker = Worker(**worker_settings)
-    running = asyncio.create_task(worker.async_run())
     try:
-        await eventually(lambda: _finished(_row(sqlite_db, recording_id)), timeout=90)
+        async with running_arq_worker(Worker(**worker_settings)):
+            await eventually(lambda: _finished(_row(sqlite_db, recording_id)), timeout=90)
     finally:
-        running.cancel()
-        await asyncio.gather(running, return_exceptions=True)
-        await worker.close()
         await queue.close()
     resumed = _row(sqlite_db, recording_id).job_id
     assert resumed == resume_job_id(
