@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from recordings.ffmpeg_memory import process_memory
 from recordings.processing import (
     HLS_DIR,
     LOW,
@@ -50,11 +51,6 @@ SAMPLE_S = 0.02
 RUNS = ("loudness", "main", "low", "sprite", "mp4")
 
 
-def _kib(text: str, key: str) -> int:
-    line = next((line for line in text.splitlines() if line.startswith(key)), f"{key} 0")
-    return int(line.split()[1])
-
-
 def measured_run(ffmpeg: str, arguments: list[str]) -> dict[str, Any]:
     """One ffmpeg run, sampled from /proc until it exits; its figures and stderr."""
     process = subprocess.Popen(
@@ -70,13 +66,13 @@ def measured_run(ffmpeg: str, arguments: list[str]) -> dict[str, Any]:
     largest = hwm = private = file_backed = 0
     while True:
         try:
-            status = Path(f"/proc/{process.pid}/status").read_text("ascii")
-            hwm = max(hwm, _kib(status, "VmHWM:"))
-            if _kib(status, "VmRSS:") > largest:
-                largest = _kib(status, "VmRSS:")
-                rollup = Path(f"/proc/{process.pid}/smaps_rollup").read_text("ascii")
-                private, file_backed = _kib(rollup, "Anonymous:"), _kib(status, "RssFile:")
-        except (OSError, ValueError):
+            now = process_memory(process.pid, private=False)
+            hwm = max(hwm, now.hwm_kib)
+            if now.rss_kib > largest:
+                largest = now.rss_kib
+                at_largest = process_memory(process.pid)
+                private, file_backed = at_largest.anonymous_kib or 0, at_largest.file_kib
+        except (OSError, ValueError, IndexError):
             pass  # exited between the reads
         done, code, usage = os.wait4(process.pid, os.WNOHANG)
         if done:

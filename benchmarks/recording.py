@@ -60,10 +60,14 @@ MP4 with faststart (the processing job's transcode, libx264 veryfast) — the re
 gives instead of a copy, with ffmpeg's CPU time and peak RSS.
 
 ``--renditions``: the processing job's second step on stream 1
-(``recordings.processing.make_renditions``), with each ffmpeg run's peak RSS and the private
-part of it (``recordings.ffmpeg_memory``: the rest is library pages shared by every ffmpeg);
+(``recordings.processing.make_renditions``), with each ffmpeg run's peak RSS, the private
+part of it and its file-backed pages (``recordings.ffmpeg_memory``: the binary and its
+libraries, shared by every ffmpeg);
 ``--loudness`` as ``TONGKE_RECORDING_LOUDNESS`` (default ``linear``: the measuring pass is
 the run named ``loudness``).
+
+Processing and live HLS run ``TONGKE_RECORDING_FFMPEG`` (default ``ffmpeg`` on PATH), as the
+app does; the input clip and the reference use the ffmpeg on PATH.
 """
 
 from __future__ import annotations
@@ -368,6 +372,13 @@ def decodes_near_end(path: Path, *, duration_s: float) -> bool:
     return False
 
 
+def recording_ffmpeg() -> str:
+    """The ffmpeg processing and live HLS run (``TONGKE_RECORDING_FFMPEG``), as the app does."""
+    from common.settings import get_settings
+
+    return get_settings().recording_ffmpeg
+
+
 # -- one run --------------------------------------------------------------------------------
 
 
@@ -423,6 +434,7 @@ async def run_streams(
     from recordings.live_hls import LiveHlsPolicy, LiveTranscoder
     from recordings.processing import make_playable
 
+    ffmpeg = recording_ffmpeg()
     rng = random.Random(streams)
     media_s = minutes * 60
     ticks = max(1, math.ceil(media_s / TICK_S))
@@ -454,7 +466,9 @@ async def run_streams(
 
     transcoders: list[LiveTranscoder] = []
     if live_hls:
-        policy = LiveHlsPolicy(max_per_host=streams, slots_dir=directory / "slots", nice=live_nice)
+        policy = LiveHlsPolicy(
+            max_per_host=streams, slots_dir=directory / "slots", nice=live_nice, ffmpeg=ffmpeg
+        )
         transcoders = [LiveTranscoder(s.path, policy=policy) for s in simulated]
     live_cpu = LiveCpu(transcoders)
     watcher = asyncio.ensure_future(live_cpu.watch())
@@ -524,7 +538,7 @@ async def run_streams(
 
     children_before = children_cpu_s()
     playable = await asyncio.gather(
-        *(make_playable(s.path, out_dir=s.path.parent) for s in simulated)
+        *(make_playable(s.path, out_dir=s.path.parent, ffmpeg=ffmpeg) for s in simulated)
     )
     ready = time.perf_counter()
     fed_seconds = ticks * TICK_S
@@ -670,7 +684,9 @@ async def renditions_run(raw: Path, *, loudness: LoudnessMode = "linear") -> dic
     cpu_before = children_cpu_s()
     started = time.perf_counter()
     async with FfmpegPeak() as peak:
-        outputs = await make_renditions(raw, out_dir=raw.parent, facts=facts, loudness=loudness)
+        outputs = await make_renditions(
+            raw, out_dir=raw.parent, facts=facts, loudness=loudness, ffmpeg=recording_ffmpeg()
+        )
     seconds = time.perf_counter() - started
     return {
         "what": "HLS main (crf 26) + low 360p 300 kbit/s, thumbnails, MP4 remux",
@@ -732,8 +748,8 @@ def print_table(report: dict[str, Any], write: Callable[[str], None]) -> None:
             f"ffmpeg CPU {renditions['ffmpeg_cpu_s']} s, processing peak RSS "
             f"{renditions['ffmpeg_peak_rss_mib']} MiB ("
             + ", ".join(
-                f"{name} {run['peak_mib']} MiB, private {run.get('private_mib', 0.0)} MiB"
-                f" / {run['cpu_s']} s CPU"
+                f"{name} {run['peak_mib']} MiB, private {run.get('private_mib', 0.0)} MiB,"
+                f" file {run.get('file_mib', 0.0)} MiB / {run['cpu_s']} s CPU"
                 for name, run in renditions["runs"].items()
             )
             + ")"

@@ -44,13 +44,15 @@ def _kib(text: str, key: str) -> int:
 class ProcessMemory:
     """One sample of a process from /proc: its name, peak and current RSS, its private
     memory (``Anonymous`` in ``smaps_rollup``; None when not asked for: reading it walks
-    every mapping) and its CPU time so far (user + system clock ticks)."""
+    every mapping), its CPU time so far (user + system clock ticks) and the file-backed part
+    of its current RSS (``RssFile``: the binary and its libraries)."""
 
     name: str
     hwm_kib: int
     rss_kib: int
     anonymous_kib: int | None
     cpu_ticks: int
+    file_kib: int = 0
 
     @property
     def cpu_s(self) -> float:
@@ -70,13 +72,15 @@ def process_memory(pid: int, *, private: bool = True) -> ProcessMemory:
         rss_kib=_kib(status, "VmRSS:"),
         anonymous_kib=anonymous,
         cpu_ticks=int(stat[11]) + int(stat[12]),
+        file_kib=_kib(status, "RssFile:"),
     )
 
 
 class FfmpegPeak:
     """The highest peak RSS (``VmHWM``) of any ffmpeg this process starts while it watches,
-    sampled every 50 ms, overall and per run (``runs``: ``peak_mib``, ``private_mib`` at the
-    run's largest sample, and CPU seconds at its last, by ``ffmpeg_run_name``)."""
+    sampled every 50 ms, overall and per run (``runs``: ``peak_mib``, ``private_mib`` and
+    ``file_mib`` at the run's largest sample, and CPU seconds at its last, by
+    ``ffmpeg_run_name``)."""
 
     def __init__(self) -> None:
         self.peak_kib = 0
@@ -111,17 +115,19 @@ class FfmpegPeak:
                     if now.name != "ffmpeg" or now.rss_kib == 0:
                         continue  # not ffmpeg, or exited and not yet reaped: nothing mapped
                     command = Path(f"/proc/{pid}/cmdline").read_text().split("\0")
-                    private = None
+                    largest = None
                     if now.rss_kib > self._largest.get(pid, 0):
                         self._largest[pid] = now.rss_kib
-                        private = process_memory(pid).anonymous_kib
+                        largest = process_memory(pid)
                 except OSError:
                     continue  # already gone
                 run = self.runs.setdefault(ffmpeg_run_name(command), {})
                 run["peak_mib"] = max(run.get("peak_mib", 0.0), round(now.hwm_kib / 1024, 1))
                 run["cpu_s"] = round(now.cpu_s, 1)
-                if private is not None:
-                    run["private_mib"] = max(run.get("private_mib", 0.0), round(private / 1024, 1))
+                if largest is not None and largest.anonymous_kib is not None:
+                    private = round(largest.anonymous_kib / 1024, 1)
+                    run["private_mib"] = max(run.get("private_mib", 0.0), private)
+                    run["file_mib"] = round(largest.file_kib / 1024, 1)
                 if now.hwm_kib >= self.peak_kib:
                     self.peak_kib = now.hwm_kib
                     self.private_kib = round(run.get("private_mib", 0.0) * 1024)

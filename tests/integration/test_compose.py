@@ -27,6 +27,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 ENV_EXAMPLE = REPO_ROOT / ".env.example"
 TURNSERVER_CONF = REPO_ROOT / "deploy" / "turnserver.conf"
+DOCKERFILE = REPO_ROOT / "Dockerfile"
+LEAN_FFMPEG = "/opt/tongke-ffmpeg/bin/ffmpeg"  # what the image's ffmpeg stage installs
 
 # Values an operator must put in .env; everything else has a default.
 REQUIRED_VARIABLES: dict[str, str] = {
@@ -277,7 +279,8 @@ def test_app_processes_share_one_configuration(
     # STUN for everyone; TURN only with credentials the app mints from coturn's own secret
     assert json.loads(environment["TONGKE_ICE_SERVERS"]) == [{"urls": ["stun:203.0.113.10:3478"]}]
     for key, value in environment.items():
-        monkeypatch.setenv(key, str(value))
+        if key != "TONGKE_RECORDING_FFMPEG":  # a path inside the image, checked at start-up
+            monkeypatch.setenv(key, str(value))
     settings = Settings(_env_file=None)
     (turn,) = browser_ice_servers(settings, Principal(account_id=5, role="teacher"))[1:]
     assert all(url.startswith("turn:203.0.113.10:3478") for url in turn["urls"])
@@ -360,3 +363,35 @@ def test_the_app_reaches_the_sfu_worker_it_health_checks(resolved: dict[str, Any
     assert f"127.0.0.1:{port}/healthz" in " ".join(sfu["healthcheck"]["test"])
     # the internal signaling port is not published: only the app talks to it
     assert all(p.get("protocol") == "udp" for p in sfu.get("ports", []))
+
+
+def _dockerfile_stages() -> dict[str, list[str]]:
+    """The Dockerfile's instructions by stage name, continued lines joined, comments left out."""
+    stages: dict[str, list[str]] = {}
+    instructions: list[str] = []
+    for line in re.sub(r"\\\n", " ", DOCKERFILE.read_text()).splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if match := re.match(r"FROM\s+\S+\s+AS\s+(\S+)$", line, flags=re.IGNORECASE):
+            instructions = stages.setdefault(match[1], [])
+        instructions.append(re.sub(r"\s+", " ", line))
+    return stages
+
+
+def test_the_image_builds_the_lean_ffmpeg_and_recordings_use_it(resolved: dict[str, Any]) -> None:
+    stages = _dockerfile_stages()
+
+    # built from the same ffmpeg package version the runtime installs (the script picks it)
+    built = " ".join(stages["ffmpeg"])
+    assert re.search(r"apt-get install [^&]*\bffmpeg\b", built)
+    assert re.search(r"build-lean-ffmpeg\.sh /opt/tongke-ffmpeg\b", built)
+    runtime = stages["runtime"]
+    assert "COPY --from=ffmpeg /opt/tongke-ffmpeg /opt/tongke-ffmpeg" in runtime
+    assert re.search(r"apt-get install [^&]*\bffmpeg\b", " ".join(runtime))  # ffprobe, meetings
+    (environment,) = [line for line in runtime if line.startswith("ENV PATH=")]
+    assert f"TONGKE_RECORDING_FFMPEG={LEAN_FFMPEG}" in environment.split()
+    for process in APP_PROCESSES:
+        assert resolved["services"][process]["environment"]["TONGKE_RECORDING_FFMPEG"] == (
+            LEAN_FFMPEG
+        ), process

@@ -9,6 +9,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from common.settings import get_settings
+from recordings.ffmpeg_memory import ffmpeg_run_name
+from tests.fixtures.recordings import LoggedFfmpeg
 from web.cli import app
 
 pytestmark = pytest.mark.timeout(120)
@@ -79,9 +82,24 @@ def test_a_camera_of_another_size(tmp_path: Path) -> None:
     assert run["frames_lost"] == 0 and run["playable_verified"] is True
 
 
-def test_the_renditions_step_stays_under_100_mib(tmp_path: Path) -> None:
-    output, report = _bench(tmp_path, "--renditions")
+def test_the_renditions_step_stays_under_100_mib(
+    tmp_path: Path, logged_ffmpeg: LoggedFfmpeg, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TONGKE_RECORDING_FFMPEG", str(logged_ffmpeg.path))
+    get_settings.cache_clear()
+    try:
+        output, report = _bench(tmp_path, "--renditions")
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
     assert "processing peak RSS" in output
+    # processing ran the configured ffmpeg, as the app does (after the settings' start-up
+    # check): poster, loudness, renditions, sprite, MP4
+    check, *runs_of_it = logged_ffmpeg.runs
+    assert check == ["-hide_banner", "-encoders"]
+    assert sorted(ffmpeg_run_name(["ffmpeg", *run]) for run in runs_of_it) == [
+        "loudness", "low", "main", "mp4", "sprite", "sprite",
+    ], runs_of_it  # fmt: skip
     # the peak of every ffmpeg the step ran (sampled from /proc), for the 360p lesson
     assert 40 < report["renditions"]["ffmpeg_peak_rss_mib"] < 100
     runs = report["renditions"]["runs"]  # and per run, named by what it writes
@@ -94,7 +112,8 @@ def test_the_renditions_step_stays_under_100_mib(tmp_path: Path) -> None:
     renditions = report["renditions"]
     assert 0 < renditions["ffmpeg_peak_private_mib"] < renditions["ffmpeg_peak_rss_mib"]
     assert all(0 < run["private_mib"] < run["peak_mib"] for run in runs.values()), runs
-    assert "private" in output
+    assert all(0 < run["file_mib"] < run["peak_mib"] for run in runs.values()), runs
+    assert "private" in output and "file" in output
 
 
 def test_bad_resolutions_are_refused() -> None:
