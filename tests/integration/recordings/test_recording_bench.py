@@ -101,13 +101,13 @@ def test_the_renditions_step_stays_under_100_mib(
         "loudness", "low", "main", "mp4", "sprite", "sprite",
     ], runs_of_it  # fmt: skip
     # the peak of every ffmpeg the step ran (sampled from /proc), for the 360p lesson
-    assert 40 < report["renditions"]["ffmpeg_peak_rss_mib"] < 100
+    assert 20 < report["renditions"]["ffmpeg_peak_rss_mib"] < 100
     runs = report["renditions"]["runs"]  # and per run, named by what it writes
     # loudness normalisation on (linear, the default): its measuring pass a run of its own
     assert report["renditions"]["loudness"]["mode"] == "linear"
     assert {"loudness", "main", "low"} <= set(runs), runs
     assert all(run["peak_mib"] < 100 for run in runs.values()), runs
-    assert runs["main"]["peak_mib"] > 40 and runs["main"]["cpu_s"] > 0  # ffmpeg's libraries
+    assert runs["main"]["peak_mib"] > 20 and runs["main"]["cpu_s"] > 0  # x264 and its frames
     # what of it is the run's own (the rest: library pages every ffmpeg shares)
     renditions = report["renditions"]
     assert 0 < renditions["ffmpeg_peak_private_mib"] < renditions["ffmpeg_peak_rss_mib"]
