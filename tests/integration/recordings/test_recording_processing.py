@@ -36,7 +36,9 @@ from recordings.processing import (
     rendition_arguments,
     run_ffmpeg,
 )
+from streaming.timecode import read_timecode
 from tests.conftest import DemoDatabase
+from tests.integration.streaming.test_meeting_recording import ffprobe_duration
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -53,6 +55,7 @@ def _integrated_lufs(path: Path) -> float:
 
 
 # lavfi's sine is at 1/8 of full scale: -21.8 LUFS as Opus; these give a quiet room, a loud one
+LESSON_S = 20.0  # issue 6's test: a bot's 20 s lesson, recorded through the SFU and processed
 QUIET_TONE = "sine=f=440:r=48000,volume=-13.2dB"  # -35 LUFS
 LOUD_TONE = "sine=f=440:r=48000,volume=11.8dB"  # -10 LUFS
 SILENCE = "anullsrc=r=48000:cl=stereo"
@@ -80,9 +83,10 @@ async def test_a_recorded_lesson_is_processed_into_a_playable_mp4(
     classrooms.start("lead", "lead")
     remote = classrooms.start("remote-1", "remote")
     await eventually(lambda: recorder.tap_packets > 0, timeout=15)
+    began = time.monotonic()
     await asyncio.sleep(1.0)
     await remote.raise_hand()
-    await asyncio.sleep(2.5)
+    await asyncio.sleep(LESSON_S - (time.monotonic() - began))
     summary = await recorder.stop()
 
     media_root = tmp_path / "media"
@@ -110,8 +114,15 @@ async def test_a_recorded_lesson_is_processed_into_a_playable_mp4(
         assert mp4.format.name.startswith("mov,mp4")
         assert mp4.streams.video[0].codec_context.name == "h264"
         assert mp4.streams.audio[0].codec_context.name == "aac"
-        frames = sum(1 for _ in mp4.decode(video=0))
-    assert frames > 30
+        # the wall clock the lead's camera drew into each frame (streaming/timecode.py)
+        stamps = [read_timecode(frame.to_ndarray(format="gray")) for frame in mp4.decode(video=0)]
+    # a 20 s lesson through the SFU: ffprobe gives its length, every frame's clock is read
+    # back and they run in order, one lesson's worth of them
+    assert ffprobe_duration(out_dir / "lesson.mp4") == pytest.approx(LESSON_S, abs=0.5)
+    read = [stamp for stamp in stamps if stamp is not None]
+    assert len(stamps) > 10 * LESSON_S and len(read) >= 0.95 * len(stamps), (len(stamps), read)
+    assert all(earlier < later for earlier, later in itertools.pairwise(read)), read
+    assert (read[-1] - read[0]) / 1000 == pytest.approx(summary.duration_s, abs=0.5)
     assert abs(outputs["duration_s"] - outputs["raw_duration_s"]) < 0.3, outputs
     assert abs(outputs["raw_duration_s"] - summary.duration_s) < 0.3, (outputs, summary)
     with av.open(str(out_dir / "poster.jpg")) as poster:
