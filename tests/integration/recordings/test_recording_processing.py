@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import av
+import numpy as np
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -115,7 +116,10 @@ async def test_a_recorded_lesson_is_processed_into_a_playable_mp4(
         assert mp4.streams.video[0].codec_context.name == "h264"
         assert mp4.streams.audio[0].codec_context.name == "aac"
         # the wall clock the lead's camera drew into each frame (streaming/timecode.py)
-        stamps = [read_timecode(frame.to_ndarray(format="gray")) for frame in mp4.decode(video=0)]
+        stamps = [
+            read_timecode(np.asarray(frame.to_ndarray(format="gray"), dtype=np.uint8))
+            for frame in mp4.decode(video=0)
+        ]
     # a 20 s lesson through the SFU: ffprobe gives its length, every frame's clock is read
     # back and they run in order, one lesson's worth of them
     assert ffprobe_duration(out_dir / "lesson.mp4") == pytest.approx(LESSON_S, abs=0.5)
