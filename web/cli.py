@@ -598,5 +598,30 @@ def bench_sfu(
         typer.echo(f"已写入 {json_path}")
 
 
+def _settings_problem(error: Any) -> str:
+    """One validation error of ``Settings`` named by its environment variable."""
+    field = ".".join(str(part) for part in error["loc"])
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if not field:
+        return message
+    name = f"TONGKE_{field.upper()}"
+    return message if message.startswith(name) else f"{name}: {message}"
+
+
+def main() -> None:
+    """The ``tongke`` command: a setting that does not validate stops it with one line naming
+    the variable (exit 2), not a traceback."""
+    from pydantic import ValidationError
+
+    try:
+        app()
+    except ValidationError as exc:
+        if exc.title != "Settings":
+            raise
+        problems = "; ".join(_settings_problem(error) for error in exc.errors())
+        typer.secho(f"配置错误：{problems}", fg=typer.colors.RED, err=True)
+        raise SystemExit(2) from None
+
+
 if __name__ == "__main__":
-    app()
+    main()

@@ -42,6 +42,19 @@ def test_serve_refuses_an_unmigrated_database(env: dict[str, str]) -> None:
     assert "tongke db upgrade" in result.stderr
 
 
+def test_a_setting_that_does_not_validate_is_one_line_naming_it(env: dict[str, str]) -> None:
+    result = tongke("db", "current", env={**env, "TONGKE_RECORDING_FFMPEG": "/nonexistent/ffmpeg"})
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == (
+        "配置错误：TONGKE_RECORDING_FFMPEG: no executable '/nonexistent/ffmpeg'"
+    ), result.stderr
+    # a field's own type error is named by its variable too, every problem on the one line
+    result = tongke("serve", env={**env, "TONGKE_PORT": "http", "TONGKE_RECORDING_LOUDNESS": "x"})
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith("配置错误：TONGKE_PORT: ") and result.stderr.count("\n") == 1
+    assert "; TONGKE_RECORDING_LOUDNESS: " in result.stderr, result.stderr
+
+
 def test_db_upgrade_then_user_add(env: dict[str, str]) -> None:
     upgraded = tongke("db", "upgrade", env=env)
     assert upgraded.returncode == 0, upgraded.stderr
